@@ -1,0 +1,46 @@
+//! Generated `Host` impl for `capstan:plugin/log`.
+
+use std::time::{Duration, Instant};
+
+use super::LogLevel;
+use crate::runtime::TaskState;
+use crate::runtime::bindings::capstan::plugin::log::{Host, Level};
+
+/// At most one progress update per step per this interval reaches the sink
+/// (the last update of a step, current == total, always does).
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+impl From<Level> for LogLevel {
+    fn from(l: Level) -> Self {
+        match l {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        }
+    }
+}
+
+impl Host for TaskState {
+    fn log(&mut self, level: Level, message: String) {
+        self.log.mark_entered();
+        self.log.budget.emit(&*self.log.sink, level.into(), &message);
+    }
+
+    fn progress(&mut self, step: String, current: u64, total: Option<u64>) {
+        self.log.mark_entered();
+        let now = Instant::now();
+        let finished = total.is_some_and(|t| current >= t);
+        if let Some((last_step, at)) = &self.log.last_progress
+            && *last_step == step
+            && now.duration_since(*at) < PROGRESS_INTERVAL
+            && !finished
+        {
+            return;
+        }
+        let step = if step.len() > 128 { step[..step.floor_char_boundary(128)].to_string() } else { step };
+        self.log.sink.progress(&step, current, total);
+        self.log.last_progress = Some((step, now));
+    }
+}

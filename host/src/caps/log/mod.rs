@@ -1,0 +1,119 @@
+//! The `capstan:plugin/log` capability: structured log lines and progress,
+//! plus the guest's stdout/stderr, all into the task's [`TaskSink`], under one
+//! byte budget per attempt.
+
+mod host;
+mod stdio;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use stdio::StdioCapture;
+
+/// Severity of a task log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s {
+            "trace" => LogLevel::Trace,
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a task attempt's log lines and progress go (the run store and the
+/// terminal, in the scheduler). Implementations must not block for long.
+pub trait TaskSink: Send + Sync {
+    fn log(&self, level: LogLevel, message: &str);
+    fn progress(&self, step: &str, current: u64, total: Option<u64>);
+}
+
+/// Longest single log line kept; longer lines are cut with a marker.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// Per-attempt log state shared by the log import and stdio capture.
+pub(crate) struct LogState {
+    pub sink: Arc<dyn TaskSink>,
+    budget: Arc<Budget>,
+    /// When the guest first called the host (for start-latency figures).
+    pub entered: Option<Instant>,
+    last_progress: Option<(String, Instant)>,
+}
+
+pub(crate) struct Budget {
+    remaining: AtomicUsize,
+    truncated: AtomicBool,
+}
+
+impl Budget {
+    pub fn new(bytes: usize) -> Arc<Budget> {
+        Arc::new(Budget { remaining: AtomicUsize::new(bytes), truncated: AtomicBool::new(false) })
+    }
+
+    /// Emit `message` to `sink` if the budget allows; when it runs out, write
+    /// one notice and drop everything after.
+    pub fn emit(&self, sink: &dyn TaskSink, level: LogLevel, message: &str) {
+        let mut message = message;
+        let cut;
+        if message.len() > MAX_LINE_BYTES {
+            let mut end = MAX_LINE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            cut = format!("{}… [line cut at {MAX_LINE_BYTES} bytes]", &message[..end]);
+            message = &cut;
+        }
+        let need = message.len() + 1;
+        let ok = self
+            .remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(need))
+            .is_ok();
+        if ok {
+            sink.log(level, message);
+        } else if !self.truncated.swap(true, Ordering::Relaxed) {
+            sink.log(LogLevel::Warn, "log limit reached for this attempt; further output is dropped");
+        }
+    }
+
+    pub fn truncated(&self) -> bool {
+        self.truncated.load(Ordering::Relaxed)
+    }
+}
+
+impl LogState {
+    pub fn new(sink: Arc<dyn TaskSink>, budget: Arc<Budget>) -> Self {
+        LogState { sink, budget, entered: None, last_progress: None }
+    }
+
+    fn mark_entered(&mut self) {
+        if self.entered.is_none() {
+            self.entered = Some(Instant::now());
+        }
+    }
+}

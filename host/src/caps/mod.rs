@@ -1,0 +1,17 @@
+//! Capabilities: what a task may use beyond its own memory.
+//!
+//! Each capability is one module with one shape: its grant config (validated
+//! from the pipeline), its per-task state, and its generated `Host` impl in
+//! `host.rs`. The host enforces the intersection of three layers:
+//! the plugin manifest ∩ the pipeline's grant ∩ the platform policy.
+//!
+//! Implemented here: `log` (every task) and `workspace` (WASI preopens).
+//! The `http`, `secrets`, `ssh`, `kube` and `approval` capabilities are part
+//! of the WIT contract and the grant model, and are refused at load time by
+//! this build (see [`crate::manifest::Capability::implemented`]).
+
+pub mod log;
+pub mod network;
+pub mod workspace;
+
+pub use log::{LogLevel, TaskSink};

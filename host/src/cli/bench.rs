@@ -1,0 +1,211 @@
+//! `capstan bench`: task start latency, DAG throughput and dependent gap,
+//! measured through the real scheduler path, with a process-spawn baseline
+//! measured in the same run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use serde::Serialize;
+
+use super::output::ExitCode;
+use super::{Cli, Output};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::scheduler::{RunOptions, Scheduler};
+use crate::store::{RunStatus, RunStore};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The no-op component to run (built by scripts/build-components.sh as
+    /// target/guest/wasm32-wasip2/guest/noop.wasm).
+    #[arg(long, env = "CAPSTAN_BENCH_PLUGIN", value_name = "FILE")]
+    pub plugin: Option<PathBuf>,
+    /// Independent tasks timed for start latency.
+    #[arg(long, default_value_t = 2000)]
+    pub start_samples: usize,
+    /// Tasks in the DAG benchmark.
+    #[arg(long, default_value_t = 1000)]
+    pub dag_tasks: usize,
+    /// Length of the dependent chain for the gap measurement.
+    #[arg(long, default_value_t = 200)]
+    pub chain: usize,
+    /// `sh -c true` spawns for the baseline.
+    #[arg(long, default_value_t = 300)]
+    pub spawn_samples: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub warm_start_p50_us: f64,
+    pub warm_start_p99_us: f64,
+    pub spawn_p50_us: f64,
+    pub spawn_p99_us: f64,
+    pub start_speedup_vs_spawn: f64,
+    pub dag_1000_tasks_ms: f64,
+    pub dag_tasks: usize,
+    pub dependent_gap_p50_us: f64,
+    pub dependent_gap_p99_us: f64,
+    pub cold_load_ms: f64,
+    pub warm_load_ms: f64,
+}
+
+fn default_plugin() -> Option<PathBuf> {
+    let rel = Path::new("target/guest/wasm32-wasip2/guest/noop.wasm");
+    let mut candidates = vec![std::env::current_dir().ok()?.join(rel)];
+    if let Ok(exe) = std::env::current_exe() {
+        // target/<profile>/capstan → <root>/target/guest/...
+        if let Some(root) = exe.parent().and_then(Path::parent).and_then(Path::parent) {
+            candidates.push(root.join(rel));
+        }
+    }
+    candidates.into_iter().find(|p| p.exists())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx]
+}
+
+fn pipeline_yaml(plugin: &Path, tasks: usize, shape: &str) -> String {
+    let mut s = format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: bench-{shape}\nspec:\n  tasks:\n"
+    );
+    for i in 0..tasks {
+        s.push_str(&format!("    - name: t{i}\n      uses: {}\n", plugin.display()));
+        match shape {
+            "chain" if i > 0 => s.push_str(&format!("      runAfter: [t{}]\n", i - 1)),
+            // 10 parallel lanes; each task waits for the one 10 before it.
+            "dag" if i >= 10 => s.push_str(&format!("      runAfter: [t{}]\n", i - 10)),
+            _ => {}
+        }
+    }
+    s
+}
+
+async fn run_pipeline(sched: &Scheduler, dir: &Path, yaml: &str, parallelism: usize) -> Result<(String, f64)> {
+    let file = dir.join(format!("p{}.yaml", yaml.len()));
+    std::fs::write(&file, yaml)?;
+    let prepared = sched.prepare_file(&file, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = sched.create(&prepared, &RunOptions { parallelism, ..RunOptions::default() })?;
+    let t = Instant::now();
+    let status = sched.execute(&id, &prepared, None).await?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    if status != RunStatus::Succeeded {
+        bail!("benchmark run {id} ended {status}");
+    }
+    Ok((id, ms))
+}
+
+pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
+    let plugin = args.plugin.clone().or_else(default_plugin).context(
+        "no benchmark component: run scripts/build-components.sh (builds target/guest/wasm32-wasip2/guest/noop.wasm) \
+         or pass --plugin FILE",
+    )?;
+    let plugin = std::fs::canonicalize(&plugin).with_context(|| format!("{}", plugin.display()))?;
+    let tmp = tempdir()?;
+    let state = tmp.join("state");
+    let store = Arc::new(RunStore::open(&state)?);
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(state.join("cache")), ..Default::default() })?);
+    let text = cli.output == Output::Text;
+    let say = |s: &str| {
+        if text {
+            eprintln!("{s}");
+        }
+    };
+
+    // Plugin load: cold (compile + cache write) and warm (cache hit in a new runtime).
+    let t = Instant::now();
+    runtime.load_file(&plugin)?;
+    let cold_load_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let runtime2 = Runtime::new(RuntimeConfig { cache_dir: Some(state.join("cache")), ..Default::default() })?;
+    let t = Instant::now();
+    runtime2.load_file(&plugin)?;
+    let warm_load_ms = t.elapsed().as_secs_f64() * 1000.0;
+    drop(runtime2);
+
+    let sched = Scheduler::new(runtime, store.clone(), state.clone());
+
+    // Baseline: spawn `sh -c true` and wait.
+    say(&format!("baseline: spawning `sh -c true` {} times", args.spawn_samples));
+    let mut spawn = Vec::with_capacity(args.spawn_samples);
+    for _ in 0..args.spawn_samples {
+        let t = Instant::now();
+        let st = std::process::Command::new("sh").args(["-c", "true"]).status()?;
+        spawn.push(t.elapsed().as_secs_f64() * 1e6);
+        if !st.success() {
+            bail!("`sh -c true` failed");
+        }
+    }
+    spawn.sort_by(f64::total_cmp);
+
+    // Warm start: independent tasks, one at a time, dispatch → plugin entered.
+    say(&format!("warm start: {} no-op tasks, parallelism 1", args.start_samples));
+    run_pipeline(&sched, &tmp, &pipeline_yaml(&plugin, 50, "warmup"), 1).await?;
+    let (id, _) = run_pipeline(&sched, &tmp, &pipeline_yaml(&plugin, args.start_samples, "start"), 1).await?;
+    let mut starts: Vec<f64> = store
+        .attempts(&id)?
+        .iter()
+        .filter_map(|a| a.entered_at.map(|e| (e - a.dispatched_at) as f64))
+        .collect();
+    starts.sort_by(f64::total_cmp);
+    if starts.len() != args.start_samples {
+        bail!("only {} of {} tasks reported entering the plugin", starts.len(), args.start_samples);
+    }
+
+    say(&format!("DAG: {} no-op tasks in 10 lanes, parallelism 16", args.dag_tasks));
+    let (_, dag_ms) = run_pipeline(&sched, &tmp, &pipeline_yaml(&plugin, args.dag_tasks, "dag"), 16).await?;
+
+    say(&format!("dependent gap: a chain of {} tasks", args.chain));
+    let (id, _) = run_pipeline(&sched, &tmp, &pipeline_yaml(&plugin, args.chain, "chain"), 16).await?;
+    let attempts = store.attempts(&id)?;
+    let by_task: std::collections::HashMap<&str, &crate::store::AttemptRecord> =
+        attempts.iter().map(|a| (a.task.as_str(), a)).collect();
+    let mut gaps = Vec::new();
+    for i in 1..args.chain {
+        let prev = by_task[format!("t{}", i - 1).as_str()];
+        let cur = by_task[format!("t{i}").as_str()];
+        if let (Some(end), Some(entered)) = (prev.finished_at, cur.entered_at) {
+            gaps.push((entered - end) as f64);
+        }
+    }
+    gaps.sort_by(f64::total_cmp);
+
+    let report = BenchReport {
+        warm_start_p50_us: percentile(&starts, 0.5),
+        warm_start_p99_us: percentile(&starts, 0.99),
+        spawn_p50_us: percentile(&spawn, 0.5),
+        spawn_p99_us: percentile(&spawn, 0.99),
+        start_speedup_vs_spawn: percentile(&spawn, 0.5) / percentile(&starts, 0.5),
+        dag_1000_tasks_ms: dag_ms * 1000.0 / args.dag_tasks as f64,
+        dag_tasks: args.dag_tasks,
+        dependent_gap_p50_us: percentile(&gaps, 0.5),
+        dependent_gap_p99_us: percentile(&gaps, 0.99),
+        cold_load_ms,
+        warm_load_ms,
+    };
+    let _ = std::fs::remove_dir_all(&tmp);
+    if cli.output == Output::Json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let r = &report;
+        println!("capstan bench ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        println!("  warm task start      p50 {:>9.1} µs   p99 {:>9.1} µs   (target p50 ≤ 50 µs)", r.warm_start_p50_us, r.warm_start_p99_us);
+        println!("  spawn `sh -c true`   p50 {:>9.1} µs   p99 {:>9.1} µs", r.spawn_p50_us, r.spawn_p99_us);
+        println!("  start vs spawn       {:.1}× faster   (target ≥ 20×)", r.start_speedup_vs_spawn);
+        println!("  1,000-task DAG       {:>9.1} ms   (target ≤ 1000 ms; measured {} tasks)", r.dag_1000_tasks_ms, r.dag_tasks);
+        println!("  dependent gap        p50 {:>9.1} µs   p99 {:>9.1} µs   (target p99 ≤ 1000 µs)", r.dependent_gap_p50_us, r.dependent_gap_p99_us);
+        println!("  plugin load          cold {:.1} ms (compile)   warm {:.2} ms (cached artifact)", r.cold_load_ms, r.warm_load_ms);
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let base = std::env::temp_dir().join(format!("capstan-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&base)?;
+    Ok(base)
+}

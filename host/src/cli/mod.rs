@@ -1,0 +1,80 @@
+//! The `capstan` command line. `main` (in `src/bin/capstan.rs`) parses
+//! [`Cli`], calls [`Cli::execute`], prints the error chain and maps errors to
+//! exit codes ([`ExitCode`]).
+
+mod bench;
+mod output;
+mod plugin;
+mod progress;
+mod run;
+mod runs;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use output::ExitCode;
+
+/// Capstan: CI/CD tasks as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "capstan", version, about, long_about = None)]
+pub struct Cli {
+    /// Where runs, logs and compiled plugins are kept.
+    #[arg(long, global = true, env = "CAPSTAN_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// More diagnostics on stderr (-v, -vv).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline file and wait for it to finish.
+    Run(run::RunArgs),
+    /// List, show, resume and cancel runs.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Print a run's task logs.
+    Logs(runs::LogsArgs),
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Measure task start latency, DAG throughput and dependent-task gap.
+    Bench(bench::BenchArgs),
+}
+
+impl Cli {
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".capstan")
+        })
+    }
+
+    /// Run the command. Returns the process exit code.
+    pub fn execute(self) -> anyhow::Result<ExitCode> {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        rt.block_on(async {
+            match &self.command {
+                Command::Run(args) => run::run(&self, args).await,
+                Command::Runs(cmd) => runs::runs(&self, cmd).await,
+                Command::Logs(args) => runs::logs(&self, args).await,
+                Command::Plugin(cmd) => plugin::plugin(&self, cmd),
+                Command::Bench(args) => bench::bench(&self, args).await,
+            }
+        })
+    }
+}

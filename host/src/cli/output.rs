@@ -1,0 +1,149 @@
+//! Exit codes and shared printing helpers.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::store::{RunRecord, RunStatus, RunStore, TaskRecord};
+
+/// Process exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// The command worked; a run succeeded.
+    Ok = 0,
+    /// A run finished but did not succeed (Failed, Cancelled, TimedOut).
+    RunFailed = 1,
+    /// Invalid input: the pipeline, params, plugin or arguments.
+    Invalid = 2,
+    /// Something else went wrong (I/O, state store).
+    Error = 3,
+}
+
+impl ExitCode {
+    pub fn for_status(s: RunStatus) -> ExitCode {
+        if s == RunStatus::Succeeded { ExitCode::Ok } else { ExitCode::RunFailed }
+    }
+}
+
+/// RFC 3339 time for a unix-microsecond timestamp.
+pub fn time(us: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn duration(start: Option<i64>, end: Option<i64>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => {
+            let d = std::time::Duration::from_micros((e - s).max(0) as u64);
+            if d.as_millis() < 10_000 { format!("{}ms", d.as_millis()) } else { crate::runtime::humantime(d) }
+        }
+        _ => "-".to_string(),
+    }
+}
+
+#[derive(Serialize)]
+pub struct TaskJson<'a> {
+    pub name: &'a str,
+    pub finally: bool,
+    pub status: &'a str,
+    pub attempts: u32,
+    pub results: &'a BTreeMap<String, String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub message: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct RunJson<'a> {
+    pub run_id: &'a str,
+    pub pipeline: &'a str,
+    pub status: &'a str,
+    pub message: Option<&'a str>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub results: &'a BTreeMap<String, String>,
+    pub tasks: Vec<TaskJson<'a>>,
+}
+
+pub fn run_json<'a>(run: &'a RunRecord, tasks: &'a [TaskRecord]) -> RunJson<'a> {
+    RunJson {
+        run_id: &run.id,
+        pipeline: &run.pipeline,
+        status: run.status.as_str(),
+        message: run.message.as_deref(),
+        start: run.started_at.map(time),
+        end: run.finished_at.map(time),
+        results: &run.results,
+        tasks: tasks
+            .iter()
+            .map(|t| TaskJson {
+                name: &t.name,
+                finally: t.finally,
+                status: t.status.as_str(),
+                attempts: t.attempts,
+                results: &t.results,
+                start: t.started_at.map(time),
+                end: t.finished_at.map(time),
+                message: t.message.as_deref(),
+            })
+            .collect(),
+    }
+}
+
+/// Print a run summary (text) to stdout.
+pub fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
+    println!(
+        "run {}  pipeline {}  {}  ({})",
+        run.id,
+        run.pipeline,
+        run.status,
+        duration(run.started_at, run.finished_at)
+    );
+    if let Some(m) = &run.message {
+        println!("  {m}");
+    }
+    let w = tasks.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+    println!("  {:w$}  {:9}  {:8}  {:>8}  MESSAGE", "TASK", "STATUS", "ATTEMPTS", "DURATION");
+    for t in tasks {
+        let name = if t.finally { format!("{} (finally)", t.name) } else { t.name.clone() };
+        let w2 = w.max(name.len());
+        println!(
+            "  {:w2$}  {:9}  {:8}  {:>8}  {}",
+            name,
+            t.status.as_str(),
+            t.attempts,
+            duration(t.started_at, t.finished_at),
+            t.message.as_deref().unwrap_or("")
+        );
+    }
+    let task_results: Vec<_> =
+        tasks.iter().flat_map(|t| t.results.iter().map(move |(k, v)| (format!("{}.{k}", t.name), v))).collect();
+    if !task_results.is_empty() {
+        println!("task results:");
+        for (k, v) in task_results {
+            println!("  {k} = {}", one_line(v));
+        }
+    }
+    if !run.results.is_empty() {
+        println!("pipeline results:");
+        for (k, v) in &run.results {
+            println!("  {k} = {}", one_line(v));
+        }
+    }
+}
+
+fn one_line(v: &str) -> String {
+    let v = v.replace('\n', "\\n");
+    if v.len() > 200 { format!("{}…", &v[..v.floor_char_boundary(200)]) } else { v }
+}
+
+pub fn show_run(store: &RunStore, id: &str, json: bool) -> anyhow::Result<RunRecord> {
+    let run = store.run(id)?;
+    let tasks = store.tasks(id)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run_json(&run, &tasks))?);
+    } else {
+        print_run(&run, &tasks);
+    }
+    Ok(run)
+}

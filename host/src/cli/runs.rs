@@ -1,0 +1,166 @@
+//! `capstan runs ...` and `capstan logs`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::output::{ExitCode, duration, run_json, show_run, time};
+use super::{Cli, Output};
+use crate::scheduler::PrepareError;
+use crate::store::RunStore;
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show a run: status, tasks, attempts, results.
+    Show { run_id: String },
+    /// Continue a run interrupted by a crash or kill: succeeded tasks are
+    /// kept; tasks that were running start a new attempt.
+    Resume {
+        run_id: String,
+        /// Per-task memory limit in MiB.
+        #[arg(long, default_value_t = 256, value_name = "MIB")]
+        memory_limit: usize,
+    },
+    /// Cancel a run (stops its running tasks if a process is executing it).
+    Cancel { run_id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub run_id: String,
+    /// Only this task's lines.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Keep printing new lines until the run ends.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
+    let json = cli.output == Output::Json;
+    match cmd {
+        RunsCommand::List { limit } => {
+            let store = RunStore::open(&cli.state_dir())?;
+            let runs = store.list_runs(*limit)?;
+            if json {
+                let all: Vec<_> = runs
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "run_id": r.id, "pipeline": r.pipeline, "status": r.status.as_str(),
+                            "created": time(r.created_at), "start": r.started_at.map(time), "end": r.finished_at.map(time),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!("{:40}  {:20}  {:9}  {:24}  DURATION", "RUN", "PIPELINE", "STATUS", "CREATED");
+                for r in runs {
+                    println!(
+                        "{:40}  {:20}  {:9}  {:24}  {}",
+                        r.id,
+                        r.pipeline,
+                        r.status.as_str(),
+                        time(r.created_at),
+                        duration(r.started_at, r.finished_at)
+                    );
+                }
+            }
+            Ok(ExitCode::Ok)
+        }
+        RunsCommand::Show { run_id } => {
+            let store = RunStore::open(&cli.state_dir())?;
+            if json {
+                let run = store.run(run_id)?;
+                let tasks = store.tasks(run_id)?;
+                let attempts = store.attempts(run_id)?;
+                let mut v = serde_json::to_value(run_json(&run, &tasks))?;
+                v["attempts"] = serde_json::to_value(&attempts)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                show_run(&store, run_id, false)?;
+                let attempts = store.attempts(run_id)?;
+                if !attempts.is_empty() {
+                    println!("attempts:");
+                    for a in attempts {
+                        println!(
+                            "  {}#{}  {}  {}  {}",
+                            a.task,
+                            a.attempt,
+                            a.status,
+                            duration(Some(a.dispatched_at), a.finished_at),
+                            a.message.unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::Ok)
+        }
+        RunsCommand::Resume { run_id, memory_limit } => {
+            let sched = super::run::scheduler(cli, *memory_limit)?;
+            let rec = sched.store.run(run_id)?;
+            if rec.status.is_terminal() {
+                eprintln!("run {run_id} already finished: {}", rec.status);
+                show_run(&sched.store, run_id, json)?;
+                return Ok(ExitCode::for_status(rec.status));
+            }
+            let prepared = match sched.reload(run_id) {
+                Ok(p) => p,
+                Err(PrepareError::Invalid(d)) => {
+                    eprintln!("error: cannot resume {run_id}: {d}");
+                    return Ok(ExitCode::Invalid);
+                }
+                Err(PrepareError::Other(e)) => return Err(e),
+            };
+            super::run::execute(cli, &sched, run_id, &prepared).await
+        }
+        RunsCommand::Cancel { run_id } => {
+            let sched = super::run::scheduler(cli, 16)?;
+            let status = sched.cancel_run(run_id)?;
+            if json {
+                println!("{}", serde_json::json!({ "run_id": run_id, "status": status.as_str() }));
+            } else if status.is_terminal() {
+                println!("run {run_id}: {status}");
+            } else {
+                println!("run {run_id}: cancellation requested; the executing process stops its tasks");
+            }
+            Ok(ExitCode::Ok)
+        }
+    }
+}
+
+pub async fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
+    let store = RunStore::open(&cli.state_dir())?;
+    store.run(&args.run_id)?;
+    let mut after = 0;
+    loop {
+        let lines = store.logs(&args.run_id, args.task.as_deref(), after, 1000)?;
+        for l in &lines {
+            if cli.output == Output::Json {
+                println!("{}", serde_json::to_string(l)?);
+            } else {
+                println!("{} {}#{} {:5} {}", time(l.ts), l.task, l.attempt, l.level.as_str(), l.message);
+            }
+            after = l.id;
+        }
+        if lines.len() == 1000 {
+            continue;
+        }
+        if !args.follow || store.run(&args.run_id)?.status.is_terminal() {
+            // One more read catches lines written just before the end.
+            if args.follow {
+                for l in store.logs(&args.run_id, args.task.as_deref(), after, usize::MAX >> 1)? {
+                    println!("{} {}#{} {:5} {}", time(l.ts), l.task, l.attempt, l.level.as_str(), l.message);
+                }
+            }
+            return Ok(ExitCode::Ok);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

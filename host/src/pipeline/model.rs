@@ -1,0 +1,253 @@
+//! The `Pipeline` and `PipelineRun` documents (`capstan.dev/v1alpha1`).
+//!
+//! Field names and meanings follow Tekton where they mean the same thing.
+//! Unknown fields are errors.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::params::{ParamType, ParamValue};
+
+pub const API_VERSION: &str = "capstan.dev/v1alpha1";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectMeta {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// `kind: Pipeline`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Pipeline {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: PipelineSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PipelineSpec {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default)]
+    pub params: Vec<ParamDecl>,
+    #[serde(default)]
+    pub workspaces: Vec<WorkspaceDecl>,
+    #[serde(default)]
+    pub tasks: Vec<PipelineTask>,
+    #[serde(default)]
+    pub finally: Vec<PipelineTask>,
+    /// Pipeline results, from task results: `value: $(tasks.t.results.r)`.
+    #[serde(default)]
+    pub results: Vec<PipelineResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ParamDecl {
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub ty: ParamType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<ParamValue>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkspaceDecl {
+    pub name: String,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub optional: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PipelineResult {
+    pub name: String,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// One entry of `tasks` or `finally`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PipelineTask {
+    pub name: String,
+    /// The plugin: a path to a `.wasm` (relative to the pipeline file).
+    pub uses: String,
+    #[serde(default)]
+    pub params: Vec<Param>,
+    #[serde(default)]
+    pub workspaces: Vec<WorkspaceBinding>,
+    #[serde(default)]
+    pub run_after: Vec<String>,
+    #[serde(default)]
+    pub when: Vec<WhenExpression>,
+    /// Extra attempts after a retryable failure (default 0).
+    #[serde(default)]
+    pub retries: u32,
+    /// Delay before the first retry, doubled for each further one, capped at
+    /// 5 minutes. Go duration syntax; default `1s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff: Option<String>,
+    /// Per-attempt timeout, Go duration syntax (`30s`, `1h30m`). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Capability grants for this task (the second grant layer).
+    #[serde(default, skip_serializing_if = "Grants::is_empty")]
+    pub grants: Grants,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Param {
+    pub name: String,
+    pub value: ParamValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkspaceBinding {
+    /// The plugin's workspace name.
+    pub name: String,
+    /// The pipeline workspace bound to it (defaults to `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// A sub-directory of the pipeline workspace (created if missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
+    /// Mount read-only even if the plugin could write.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl WorkspaceBinding {
+    pub fn pipeline_workspace(&self) -> &str {
+        self.workspace.as_deref().unwrap_or(&self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenOperator {
+    In,
+    Notin,
+}
+
+/// `when: [{input, operator, values}]`: all must hold, or the task is skipped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WhenExpression {
+    pub input: String,
+    pub operator: WhenOperator,
+    pub values: Vec<String>,
+}
+
+/// Capability grants. Each list names concrete scopes. This build validates
+/// them against the plugin's manifest and refuses capabilities it does not
+/// implement yet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Grants {
+    /// Outbound HTTP authorities (`https://git.example.com`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<serde_yaml::Value>,
+    /// Secret names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<serde_yaml::Value>,
+    /// SSH hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh: Vec<serde_yaml::Value>,
+    /// Kubernetes verbs/resources/namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kube: Vec<serde_yaml::Value>,
+}
+
+impl Grants {
+    pub fn is_empty(&self) -> bool {
+        self.http.is_empty() && self.secrets.is_empty() && self.ssh.is_empty() && self.kube.is_empty()
+    }
+
+    /// Capabilities this grant gives something to, with the YAML field name.
+    pub fn granted(&self) -> Vec<(crate::manifest::Capability, &'static str)> {
+        use crate::manifest::Capability::*;
+        let mut out = Vec::new();
+        if !self.http.is_empty() {
+            out.push((Http, "http"));
+        }
+        if !self.secrets.is_empty() {
+            out.push((Secrets, "secrets"));
+        }
+        if !self.ssh.is_empty() {
+            out.push((Ssh, "ssh"));
+        }
+        if !self.kube.is_empty() {
+            out.push((Kube, "kube"));
+        }
+        out
+    }
+}
+
+/// `kind: PipelineRun`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PipelineRun {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: PipelineRunSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PipelineRunSpec {
+    /// A `Pipeline` in the same file (or, in Kubernetes, the namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_ref: Option<PipelineRef>,
+    /// Or the pipeline inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_spec: Option<PipelineSpec>,
+    #[serde(default)]
+    pub params: Vec<Param>,
+    #[serde(default)]
+    pub workspaces: Vec<RunWorkspace>,
+    /// Whole-run timeout (Go duration). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PipelineRef {
+    pub name: String,
+}
+
+/// Binds a pipeline workspace: `hostPath` (a directory, locally) or
+/// `emptyDir: {}` (a fresh directory under the state dir, the default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RunWorkspace {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<serde_yaml::Mapping>,
+}

@@ -1,0 +1,246 @@
+//! `$(...)` references: parsing (for validation) and substitution (at
+//! dispatch time, when results of earlier tasks are known).
+//!
+//! Supported: `$(params.p)`, `$(params.p[*])`, `$(params.p[0])`,
+//! `$(params.p.key)`, `$(tasks.t.results.r)`, `$(tasks.t.status)`,
+//! `$(tasks.status)`, `$(context.run.id)`, `$(context.run.name)`,
+//! `$(context.pipeline.name)`, `$(context.task.name)`,
+//! `$(context.task.retry-count)`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+use crate::params::ParamValue;
+
+/// Which part of a parameter a reference selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Whole,
+    /// `[*]`: the whole array/object, only where an array/object fits.
+    Star,
+    Index(usize),
+    Key(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ref {
+    Param { name: String, sel: Selector },
+    Result { task: String, result: String },
+    TaskStatus { task: String },
+    TasksStatus,
+    Context(String),
+}
+
+pub const CONTEXT_KEYS: [&str; 5] =
+    ["run.id", "run.name", "pipeline.name", "task.name", "task.retry-count"];
+
+/// Every `$(...)` in `s`, with its byte range. Errors name the bad reference.
+pub fn refs(s: &str) -> Result<Vec<(Ref, Range<usize>)>, String> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = s[from..].find("$(") {
+        let start = from + i;
+        let Some(len) = s[start..].find(')') else {
+            return Err(format!("unterminated reference `{}`", &s[start..]));
+        };
+        let end = start + len + 1;
+        let expr = &s[start + 2..end - 1];
+        out.push((parse_ref(expr)?, start..end));
+        from = end;
+    }
+    Ok(out)
+}
+
+fn parse_ref(expr: &str) -> Result<Ref, String> {
+    let bad = || {
+        format!(
+            "unknown reference `$({expr})`; expected params.NAME, tasks.TASK.results.NAME, \
+             tasks.TASK.status, tasks.status or context.{{{}}}",
+            CONTEXT_KEYS.join(",")
+        )
+    };
+    if let Some(rest) = expr.strip_prefix("params.") {
+        let (name, sel) = if let Some(open) = rest.find('[') {
+            let inner = rest[open..].strip_prefix('[').and_then(|r| r.strip_suffix(']')).ok_or_else(bad)?;
+            let sel = if inner == "*" {
+                Selector::Star
+            } else {
+                Selector::Index(inner.parse().map_err(|_| bad())?)
+            };
+            (&rest[..open], sel)
+        } else if let Some((name, key)) = rest.split_once('.') {
+            (name, Selector::Key(key.to_string()))
+        } else {
+            (rest, Selector::Whole)
+        };
+        if name.is_empty() {
+            return Err(bad());
+        }
+        return Ok(Ref::Param { name: name.to_string(), sel });
+    }
+    if expr == "tasks.status" {
+        return Ok(Ref::TasksStatus);
+    }
+    if let Some(rest) = expr.strip_prefix("tasks.") {
+        let parts: Vec<&str> = rest.split('.').collect();
+        return match parts.as_slice() {
+            [task, "results", result] => Ok(Ref::Result { task: task.to_string(), result: result.to_string() }),
+            [task, "status"] => Ok(Ref::TaskStatus { task: task.to_string() }),
+            _ => Err(bad()),
+        };
+    }
+    if let Some(key) = expr.strip_prefix("context.")
+        && CONTEXT_KEYS.contains(&key)
+    {
+        return Ok(Ref::Context(key.to_string()));
+    }
+    Err(bad())
+}
+
+/// If `s` is exactly one `[*]` reference, the param it names.
+pub fn whole_star(s: &str) -> Option<String> {
+    match refs(s).ok()?.as_slice() {
+        [(Ref::Param { name, sel: Selector::Star }, r)] if r.start == 0 && r.end == s.len() => Some(name.clone()),
+        _ => None,
+    }
+}
+
+/// What references resolve against.
+#[derive(Debug)]
+pub struct Scope<'a> {
+    pub params: &'a BTreeMap<String, ParamValue>,
+    pub results: Option<&'a HashMap<String, BTreeMap<String, String>>>,
+    /// Task name → `Succeeded`/`Failed`/`None` (Tekton's words).
+    pub statuses: Option<&'a HashMap<String, String>>,
+    pub tasks_status: Option<&'a str>,
+    pub context: BTreeMap<&'static str, String>,
+}
+
+impl<'a> Scope<'a> {
+    /// A scope with only pipeline params.
+    pub fn new(params: &'a BTreeMap<String, ParamValue>) -> Self {
+        Scope { params, results: None, statuses: None, tasks_status: None, context: BTreeMap::new() }
+    }
+
+    /// Substitute every reference in a string.
+    pub fn resolve_str(&self, s: &str) -> Result<String, String> {
+        let refs = refs(s)?;
+        if refs.is_empty() {
+            return Ok(s.to_string());
+        }
+        let mut out = String::with_capacity(s.len());
+        let mut last = 0;
+        for (r, range) in refs {
+            out.push_str(&s[last..range.start]);
+            out.push_str(&self.lookup(&r, &s[range.clone()])?);
+            last = range.end;
+        }
+        out.push_str(&s[last..]);
+        Ok(out)
+    }
+
+    fn lookup(&self, r: &Ref, text: &str) -> Result<String, String> {
+        match r {
+            Ref::Param { name, sel } => {
+                let v = self.params.get(name).ok_or_else(|| format!("{text}: no param `{name}`"))?;
+                match (v, sel) {
+                    (ParamValue::String(s), Selector::Whole) => Ok(s.clone()),
+                    (ParamValue::Array(a), Selector::Index(i)) => a
+                        .get(*i)
+                        .cloned()
+                        .ok_or_else(|| format!("{text}: index {i} is out of range (array has {})", a.len())),
+                    (ParamValue::Object(o), Selector::Key(k)) => {
+                        o.get(k).cloned().ok_or_else(|| format!("{text}: object has no key `{k}`"))
+                    }
+                    (v, Selector::Star) => Err(format!(
+                        "{text}: a {} param with [*] can only be a whole array/object value",
+                        v.ty()
+                    )),
+                    (v, _) => Err(format!("{text}: param `{name}` is a {}; this selector does not apply", v.ty())),
+                }
+            }
+            Ref::Result { task, result } => self
+                .results
+                .and_then(|m| m.get(task))
+                .and_then(|m| m.get(result))
+                .cloned()
+                .ok_or_else(|| format!("{text}: task `{task}` did not produce result `{result}`")),
+            Ref::TaskStatus { task } => Ok(self
+                .statuses
+                .and_then(|m| m.get(task))
+                .cloned()
+                .unwrap_or_else(|| "None".to_string())),
+            Ref::TasksStatus => {
+                self.tasks_status.map(str::to_string).ok_or_else(|| format!("{text}: only finally tasks may use it"))
+            }
+            Ref::Context(k) => {
+                self.context.get(k.as_str()).cloned().ok_or_else(|| format!("{text}: not available here"))
+            }
+        }
+    }
+
+    /// Substitute references in a typed value; `[*]` expands arrays/objects.
+    pub fn resolve_value(&self, v: &ParamValue) -> Result<ParamValue, String> {
+        match v {
+            ParamValue::String(s) => {
+                if let Some(name) = whole_star(s) {
+                    return self.params.get(&name).cloned().ok_or_else(|| format!("{s}: no param `{name}`"));
+                }
+                Ok(ParamValue::String(self.resolve_str(s)?))
+            }
+            ParamValue::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    match whole_star(item).map(|n| self.params.get(&n)) {
+                        Some(Some(ParamValue::Array(a))) => out.extend(a.iter().cloned()),
+                        Some(_) => return Err(format!("{item}: only an array param can be spliced into an array")),
+                        None => out.push(self.resolve_str(item)?),
+                    }
+                }
+                Ok(ParamValue::Array(out))
+            }
+            ParamValue::Object(map) => {
+                let mut out = BTreeMap::new();
+                for (k, v) in map {
+                    out.insert(k.clone(), self.resolve_str(v)?);
+                }
+                Ok(ParamValue::Object(out))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_references() {
+        let r = refs("a $(params.x) b $(tasks.t.results.r) $(params.arr[2]) $(params.o.k)").unwrap();
+        assert_eq!(r.len(), 4);
+        assert_eq!(r[0].0, Ref::Param { name: "x".into(), sel: Selector::Whole });
+        assert_eq!(r[1].0, Ref::Result { task: "t".into(), result: "r".into() });
+        assert_eq!(r[2].0, Ref::Param { name: "arr".into(), sel: Selector::Index(2) });
+        assert_eq!(r[3].0, Ref::Param { name: "o".into(), sel: Selector::Key("k".into()) });
+        assert!(refs("$(nope.x)").unwrap_err().contains("unknown reference"));
+        assert!(refs("$(params.x").unwrap_err().contains("unterminated"));
+    }
+
+    #[test]
+    fn substitutes_and_expands() {
+        let mut params = BTreeMap::new();
+        params.insert("s".to_string(), ParamValue::String("hi".into()));
+        params.insert("a".to_string(), ParamValue::Array(vec!["1".into(), "2".into()]));
+        let mut results = HashMap::new();
+        results.insert("t".to_string(), BTreeMap::from([("r".to_string(), "v".to_string())]));
+        let scope = Scope { results: Some(&results), ..Scope::new(&params) };
+        assert_eq!(scope.resolve_str("$(params.s)-$(tasks.t.results.r)").unwrap(), "hi-v");
+        assert_eq!(
+            scope.resolve_value(&ParamValue::Array(vec!["0".into(), "$(params.a[*])".into()])).unwrap(),
+            ParamValue::Array(vec!["0".into(), "1".into(), "2".into()])
+        );
+        assert_eq!(scope.resolve_value(&ParamValue::String("$(params.a[*])".into())).unwrap(), params["a"]);
+        assert!(scope.resolve_str("$(tasks.t.results.zz)").unwrap_err().contains("did not produce"));
+        assert!(scope.resolve_str("$(params.a)").is_err());
+    }
+}

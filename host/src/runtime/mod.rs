@@ -1,0 +1,434 @@
+//! The sandboxed Wasm host: one [`Runtime`] per process.
+//!
+//! - One wasmtime `Engine` with the pooling allocator and epoch interruption.
+//! - One `Linker` with the base world (WASI + `capstan:plugin/log`).
+//! - One `InstancePre` cached per component digest; compiled artifacts are
+//!   cached on disk keyed by digest and engine settings.
+//! - Per task attempt: a fresh `Store` whose WASI context grants only the
+//!   task's workspaces, clocks and random (no env, no args, no stdin, no
+//!   network), a memory cap, a log budget, a result-size cap and a timeout.
+
+pub mod bindings;
+mod limits;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+pub use self::limits::TaskLimits;
+use self::limits::Limiter;
+use crate::caps::log::{Budget, LogState, StdioCapture};
+use crate::caps::network;
+use crate::caps::workspace::WorkspaceMount;
+use crate::caps::{LogLevel, TaskSink};
+use crate::digest::Digest;
+use crate::manifest::{self, ComponentInfo};
+use crate::params::ParamValue;
+
+/// Engine-wide settings. Defaults: 256 MiB memory per instance, 128
+/// concurrently live instances in the pool, compiled-artifact cache off,
+/// 10 ms epoch tick (the granularity of timeouts and of yielding).
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub max_memory_bytes: usize,
+    pub max_instances: u32,
+    pub cache_dir: Option<PathBuf>,
+    pub epoch_tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_memory_bytes: 256 << 20,
+            max_instances: 128,
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// A loaded, type-checked plugin ready to instantiate.
+pub struct Plugin {
+    pub info: ComponentInfo,
+    /// Where it was loaded from (for messages).
+    pub origin: String,
+    pre: bindings::BasePre<TaskState>,
+}
+
+impl Plugin {
+    pub fn digest(&self) -> &Digest {
+        &self.info.digest
+    }
+}
+
+/// Store data for one task attempt.
+pub struct TaskState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    pub(crate) log: LogState,
+}
+
+impl WasiView for TaskState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// One task attempt to execute.
+pub struct Invocation {
+    pub run_id: String,
+    pub task_name: String,
+    pub attempt: u32,
+    pub params: Vec<(String, ParamValue)>,
+    pub workspaces: Vec<WorkspaceMount>,
+    pub limits: TaskLimits,
+    pub sink: Arc<dyn TaskSink>,
+}
+
+/// Why an attempt did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The plugin rejected its params (not retried).
+    InvalidParams,
+    /// A capability use was denied (not retried).
+    Denied,
+    /// The plugin returned a failure.
+    Failed,
+    /// The guest trapped (panic, out-of-bounds, stack overflow, ...).
+    Trapped,
+    /// Memory, log or result limits were exceeded.
+    LimitExceeded,
+    /// The task's timeout elapsed.
+    TimedOut,
+    /// The host could not set the task up (workspace missing, ...).
+    Setup,
+}
+
+impl FailureKind {
+    /// Whether the pipeline's `retries` apply.
+    pub fn retryable(&self) -> bool {
+        matches!(self, FailureKind::Failed | FailureKind::Trapped | FailureKind::TimedOut)
+    }
+}
+
+/// What one attempt produced.
+#[derive(Debug)]
+pub struct AttemptReport {
+    pub outcome: Result<Vec<(String, String)>, (FailureKind, String)>,
+    /// When the Store was being created.
+    pub started: Instant,
+    /// When the guest first called the host, if it did.
+    pub entered: Option<Instant>,
+    pub finished: Instant,
+}
+
+/// The process-wide Wasm host.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    plugins: Mutex<HashMap<Digest, Arc<Plugin>>>,
+    config: RuntimeConfig,
+    _ticker: EpochTicker,
+}
+
+struct EpochTicker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Runtime> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 4)
+            .total_memories(config.max_instances * 2)
+            .total_tables(config.max_instances * 4)
+            .total_stacks(config.max_instances)
+            .max_memories_per_component(4)
+            .max_memory_size(config.max_memory_bytes);
+        let mut wcfg = Config::new();
+        wcfg.epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .max_wasm_stack(1 << 20)
+            .async_stack_size(2 << 20)
+            .memory_reservation(4 << 30);
+        let engine = Engine::new(&wcfg).map_err(anyhow::Error::from).context("creating the Wasm engine")?;
+
+        let mut linker = Linker::<TaskState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        bindings::capstan::plugin::log::add_to_linker::<TaskState, wasmtime::component::HasSelf<TaskState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(anyhow::Error::from)?;
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            let tick = config.epoch_tick;
+            std::thread::Builder::new().name("capstan-epoch".into()).spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })?;
+        }
+        Ok(Runtime { engine, linker, plugins: Mutex::new(HashMap::new()), config, _ticker: EpochTicker { stop } })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Load a plugin from a `.wasm` file.
+    pub fn load_file(&self, path: &Path) -> Result<Arc<Plugin>> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+        self.load_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Load a plugin from its bytes: inspect, check imports against the
+    /// manifest and this build's capabilities, compile (or reuse the cached
+    /// artifact) and pre-instantiate. Cached per digest.
+    pub fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<Arc<Plugin>> {
+        let digest = Digest::of(bytes);
+        if let Some(p) = self.plugins.lock().unwrap().get(&digest) {
+            return Ok(p.clone());
+        }
+        let info = manifest::inspect(bytes, origin)?;
+        for cap in &info.manifest.capabilities {
+            if !cap.implemented() {
+                anyhow::bail!(
+                    "{origin}: plugin `{}` needs capability `{cap}`, which this Capstan build does not \
+                     provide yet",
+                    info.manifest.name
+                );
+            }
+        }
+        let component = self.compile(bytes, &digest, origin)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{origin}: the component's imports cannot be satisfied by this host"))?;
+        let pre = bindings::BasePre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{origin}: the component does not export `capstan:plugin/task` as expected"))?;
+        let plugin = Arc::new(Plugin { info, origin: origin.to_string(), pre });
+        self.plugins.lock().unwrap().insert(digest, plugin.clone());
+        Ok(plugin)
+    }
+
+    fn compile(&self, bytes: &[u8], digest: &Digest, origin: &str) -> Result<Component> {
+        let Some(dir) = &self.config.cache_dir else {
+            return Component::new(&self.engine, bytes)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("{origin}: invalid component"));
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let path = dir.join(format!("{}-{:016x}.cwasm", digest.hex(), h.finish()));
+        if path.exists() {
+            match deserialize_cached(&self.engine, &path) {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!("ignoring unusable compiled cache {}: {e:#}", path.display()),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{origin}: invalid component"))?;
+        let serialized = component.serialize().map_err(anyhow::Error::from)?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating cache dir {}", dir.display()))?;
+        let tmp = dir.join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
+        std::fs::write(&tmp, serialized)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(component)
+    }
+
+    /// Execute one task attempt. Never panics on guest misbehaviour: traps,
+    /// limit violations and timeouts come back as a failed [`AttemptReport`].
+    pub async fn run(&self, plugin: &Plugin, inv: Invocation) -> AttemptReport {
+        let started = Instant::now();
+        let mut entered = None;
+        let outcome = self.run_inner(plugin, inv, &mut entered).await;
+        AttemptReport { outcome, started, entered, finished: Instant::now() }
+    }
+
+    async fn run_inner(
+        &self,
+        plugin: &Plugin,
+        inv: Invocation,
+        entered: &mut Option<Instant>,
+    ) -> Result<Vec<(String, String)>, (FailureKind, String)> {
+        let param_bytes: usize = inv.params.iter().map(|(k, v)| k.len() + v.byte_len()).sum();
+        if param_bytes > inv.limits.param_bytes {
+            return Err((
+                FailureKind::LimitExceeded,
+                format!("params total {param_bytes} bytes; the limit is {} bytes", inv.limits.param_bytes),
+            ));
+        }
+        let budget = Budget::new(inv.limits.log_bytes);
+        let stdout = StdioCapture::new(inv.sink.clone(), budget.clone(), LogLevel::Info);
+        let stderr = StdioCapture::new(inv.sink.clone(), budget.clone(), LogLevel::Warn);
+        let mut builder = WasiCtxBuilder::new();
+        builder.stdout(stdout.clone()).stderr(stderr.clone());
+        network::deny_all(&mut builder, inv.sink.clone());
+        for ws in &inv.workspaces {
+            ws.preopen(&mut builder).map_err(|e| (FailureKind::Setup, format!("{e:#}")))?;
+        }
+        let state = TaskState {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_bytes: inv.limits.memory_bytes.min(self.config.max_memory_bytes),
+                table_elements: 100_000,
+                exceeded: None,
+            },
+            log: LogState::new(inv.sink.clone(), budget.clone()),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+
+        let input = bindings::TaskInput {
+            info: bindings::TaskInfo {
+                run_id: inv.run_id.clone(),
+                task_name: inv.task_name.clone(),
+                attempt: inv.attempt,
+            },
+            params: inv.params.iter().map(|(n, v)| bindings::Param { name: n.clone(), value: to_wit(v) }).collect(),
+            workspaces: inv
+                .workspaces
+                .iter()
+                .map(|w| bindings::Workspace { name: w.name.clone(), path: w.guest_path(), read_only: w.read_only })
+                .collect(),
+        };
+
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.capstan_plugin_task().call_run(&mut store, &input).await
+        };
+        let result = match inv.limits.timeout {
+            Some(t) => match tokio::time::timeout(t, call).await {
+                Ok(r) => r,
+                Err(_) => {
+                    *entered = store.data().log.entered;
+                    return Err((FailureKind::TimedOut, format!("timed out after {}", humantime(t))));
+                }
+            },
+            None => call.await,
+        };
+        stdout.flush_partial();
+        stderr.flush_partial();
+        *entered = store.data().log.entered;
+        let results = match result {
+            Err(trap) => {
+                if let Some(msg) = store.data_mut().limiter.exceeded.take() {
+                    return Err((FailureKind::LimitExceeded, msg));
+                }
+                return Err((FailureKind::Trapped, format!("the plugin trapped: {}", trap_message(&trap))));
+            }
+            Ok(Err(e)) => return Err(task_error(e)),
+            Ok(Ok(results)) => results,
+        };
+        let size: usize = results.iter().map(|r| r.name.len() + r.value.len()).sum();
+        if size > inv.limits.result_bytes {
+            return Err((
+                FailureKind::LimitExceeded,
+                format!("results total {size} bytes; the limit is {} bytes", inv.limits.result_bytes),
+            ));
+        }
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            if plugin.info.manifest.results.iter().all(|d| d.name != r.name) {
+                return Err((
+                    FailureKind::Failed,
+                    format!("the plugin returned result `{}`, which its manifest does not declare", r.name),
+                ));
+            }
+            out.push((r.name, r.value));
+        }
+        if budget.truncated() {
+            inv.sink.log(LogLevel::Warn, "note: log output of this attempt was truncated at the log limit");
+        }
+        Ok(out)
+    }
+}
+
+#[allow(unsafe_code)]
+fn deserialize_cached(engine: &Engine, path: &Path) -> Result<Component> {
+    // SAFETY: the file was written by `Component::serialize` of this engine
+    // configuration into the cache dir under the state directory, which no
+    // task can reach (tasks see only their workspaces). wasmtime checks the
+    // engine/version header before using it.
+    unsafe { Component::deserialize_file(engine, path) }.map_err(anyhow::Error::from)
+}
+
+fn to_wit(v: &ParamValue) -> bindings::WitParamValue {
+    match v {
+        ParamValue::String(s) => bindings::WitParamValue::String(s.clone()),
+        ParamValue::Array(a) => bindings::WitParamValue::Array(a.clone()),
+        ParamValue::Object(o) => {
+            bindings::WitParamValue::Object(o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
+    }
+}
+
+fn task_error(e: bindings::TaskError) -> (FailureKind, String) {
+    match e {
+        bindings::TaskError::InvalidParams(m) => (FailureKind::InvalidParams, format!("invalid params: {m}")),
+        bindings::TaskError::Failed(m) => (FailureKind::Failed, m),
+        bindings::TaskError::Denied(d) => (
+            FailureKind::Denied,
+            format!("denied: {} `{}` (layer: {:?})", d.capability, d.target, d.layer).to_lowercase(),
+        ),
+    }
+}
+
+fn trap_message(e: &wasmtime::Error) -> String {
+    let mut msg = format!("{e}");
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        msg = format!("{trap}");
+    }
+    let chain: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
+    if !chain.is_empty() {
+        msg.push_str(": ");
+        msg.push_str(&chain.join(": "));
+    }
+    msg
+}
+
+/// Format a duration like `1m30s` / `250ms`.
+pub fn humantime(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}

@@ -1,0 +1,772 @@
+//! The scheduler: prepares a run (load, validate, record) and executes its
+//! DAG on tokio — a ready set, bounded parallelism, retries with backoff,
+//! `when` skips, `finally` tasks, timeouts, cancellation, and resume after a
+//! crash. Every state transition is written to the [`RunStore`] before the
+//! scheduler acts on it.
+
+mod sink;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+
+use crate::caps::LogLevel;
+use crate::caps::workspace::WorkspaceMount;
+use crate::pipeline::subst::Scope;
+use crate::pipeline::{Diagnostic, Diagnostics, Document, Plan, PlannedTask, WhenOperator};
+use crate::runtime::{AttemptReport, FailureKind, Invocation, Plugin, Runtime, TaskLimits};
+use crate::store::{RunSpec, RunStatus, RunStore, TaskStatus, now_us};
+use sink::StoreSink;
+
+/// What the scheduler reports while a run executes.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Run { status: RunStatus },
+    Task { task: String, status: TaskStatus, attempt: u32, message: Option<String> },
+    Log { task: String, level: LogLevel, message: String },
+    Progress { task: String, step: String, current: u64, total: Option<u64> },
+}
+
+/// Why a run could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The pipeline or its inputs are invalid (exit code 2).
+    #[error("{0}")]
+    Invalid(#[from] Diagnostics),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A validated pipeline with its plugins loaded.
+pub struct Prepared {
+    pub doc: Document,
+    pub plan: Plan,
+    pub plugins: HashMap<String, Arc<Plugin>>,
+    pub overrides: Vec<(String, String)>,
+}
+
+/// Options for a new run. Defaults: parallelism 16, no workspace bindings
+/// (every workspace gets a fresh directory under the state dir).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub parallelism: usize,
+    pub workspaces: BTreeMap<String, PathBuf>,
+    pub limits: TaskLimits,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { parallelism: 16, workspaces: BTreeMap::new(), limits: TaskLimits::default() }
+    }
+}
+
+pub struct Scheduler {
+    pub runtime: Arc<Runtime>,
+    pub store: Arc<RunStore>,
+    pub state_dir: PathBuf,
+    /// Set to cancel every run this scheduler executes (Ctrl-C).
+    pub cancel: Arc<AtomicBool>,
+    pub limits: TaskLimits,
+}
+
+impl Scheduler {
+    pub fn new(runtime: Arc<Runtime>, store: Arc<RunStore>, state_dir: PathBuf) -> Scheduler {
+        Scheduler { runtime, store, state_dir, cancel: Arc::new(AtomicBool::new(false)), limits: TaskLimits::default() }
+    }
+
+    /// Load, check and plan a pipeline file.
+    pub fn prepare_file(&self, path: &Path, overrides: &[(String, String)]) -> Result<Prepared, PrepareError> {
+        let doc = Document::load(path)?;
+        self.prepare(doc, overrides, None)
+    }
+
+    /// Check and plan a parsed document. With `expect_digests` (on resume),
+    /// each plugin must still have the digest recorded when the run began.
+    pub fn prepare(
+        &self,
+        doc: Document,
+        overrides: &[(String, String)],
+        expect_digests: Option<&BTreeMap<String, String>>,
+    ) -> Result<Prepared, PrepareError> {
+        let mut plugins = HashMap::new();
+        let mut diags: Vec<Diagnostic> = Vec::new();
+        for (at, t) in doc.all_tasks() {
+            if plugins.contains_key(&t.uses) {
+                continue;
+            }
+            let Ok(path) = doc.plugin_path(&t.uses) else { continue };
+            match self.runtime.load_file(&path) {
+                Ok(p) => {
+                    if let Some(want) = expect_digests.and_then(|m| m.get(&t.uses))
+                        && want != p.digest().as_str()
+                    {
+                        diags.push(doc.diag(
+                            &format!("{at}.uses"),
+                            format!(
+                                "{} changed since the run started (was {want}, now {}); start a new run",
+                                path.display(),
+                                p.digest()
+                            ),
+                        ));
+                    }
+                    plugins.insert(t.uses.clone(), p);
+                }
+                Err(e) => diags.push(doc.diag(&format!("{at}.uses"), format!("{e:#}"))),
+            }
+        }
+        let manifest_of = |uses: &str| plugins.get(uses).map(|p| p.info.manifest.clone());
+        let plan = match crate::pipeline::validate(&doc, &manifest_of, overrides) {
+            Ok(plan) if diags.is_empty() => plan,
+            Ok(_) => return Err(Diagnostics(diags).into()),
+            Err(Diagnostics(more)) => {
+                diags.extend(more);
+                return Err(Diagnostics(diags).into());
+            }
+        };
+        Ok(Prepared { doc, plan, plugins, overrides: overrides.to_vec() })
+    }
+
+    /// Record a new run (Queued) and return its id.
+    pub fn create(&self, prepared: &Prepared, opts: &RunOptions) -> Result<String> {
+        let mut workspaces = BTreeMap::new();
+        for (name, dir) in &opts.workspaces {
+            if !prepared.plan.workspaces.iter().any(|w| &w.name == name) {
+                return Err(PrepareError::Invalid(Diagnostics(vec![Diagnostic {
+                    file: "<command line>".into(),
+                    line: 0,
+                    column: 0,
+                    path: String::new(),
+                    message: format!("--workspace {name}: the pipeline declares no workspace `{name}`"),
+                }]))
+                .into());
+            }
+            let dir = std::fs::canonicalize(dir)
+                .with_context(|| format!("--workspace {name}={}: the directory must exist", dir.display()))?;
+            workspaces.insert(name.clone(), dir.display().to_string());
+        }
+        if let Some((run, _)) = &prepared.doc.run {
+            for w in &run.workspaces {
+                if let (Some(p), false) = (&w.host_path, workspaces.contains_key(&w.name)) {
+                    let p = prepared.doc.base_dir.join(p);
+                    let dir = std::fs::canonicalize(&p)
+                        .with_context(|| format!("workspace {}: hostPath {} must exist", w.name, p.display()))?;
+                    workspaces.insert(w.name.clone(), dir.display().to_string());
+                }
+            }
+        }
+        let id = new_run_id(prepared.doc.run_name.as_deref().unwrap_or(&prepared.plan.name));
+        for w in &prepared.plan.workspaces {
+            if !workspaces.contains_key(&w.name) {
+                let dir = self.state_dir.join("workspaces").join(&id).join(&w.name);
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                workspaces.insert(w.name.clone(), dir.display().to_string());
+            }
+        }
+        let spec = RunSpec {
+            file: prepared.doc.source.file.clone(),
+            source: prepared.doc.source.text.clone(),
+            overrides: prepared.overrides.clone(),
+            workspaces,
+            plugins: prepared.plugins.iter().map(|(u, p)| (u.clone(), p.digest().to_string())).collect(),
+            parallelism: opts.parallelism.max(1),
+        };
+        let tasks: Vec<(String, bool)> = prepared.plan.tasks.iter().map(|t| (t.spec.name.clone(), t.finally)).collect();
+        self.store.create_run(&id, &prepared.plan.name, &spec, &tasks)?;
+        Ok(id)
+    }
+
+    /// Re-prepare a recorded run from the pipeline text stored with it.
+    pub fn reload(&self, run_id: &str) -> Result<Prepared, PrepareError> {
+        let rec = self.store.run(run_id).map_err(anyhow::Error::from)?;
+        let mut doc = Document::parse(&rec.spec.file, &rec.spec.source)?;
+        doc.base_dir = Path::new(&rec.spec.file).parent().map(Path::to_path_buf).unwrap_or_default();
+        self.prepare(doc, &rec.spec.overrides, Some(&rec.spec.plugins))
+    }
+
+    /// Execute a recorded run until it reaches a terminal state. Works for a
+    /// new run and for one interrupted by a crash (resume): tasks that
+    /// succeeded are not run again; tasks that were running get a new attempt.
+    pub async fn execute(&self, run_id: &str, prepared: &Prepared, events: Option<UnboundedSender<Event>>) -> Result<RunStatus> {
+        let _lock = self.lock_run(run_id)?;
+        let rec = self.store.run(run_id)?;
+        if rec.status.is_terminal() {
+            return Ok(rec.status);
+        }
+        let abandoned = self.store.abandon_running_attempts(run_id)?;
+        let mut exec = Execution::new(self, run_id, prepared, &rec.spec, events)?;
+        if abandoned > 0 {
+            tracing::info!(run = run_id, "resuming: {abandoned} interrupted attempt(s) will run again");
+        }
+        exec.set_run(RunStatus::Running, None)?;
+        let status = exec.run().await?;
+        Ok(status)
+    }
+
+    fn lock_run(&self, run_id: &str) -> Result<File> {
+        let dir = self.state_dir.join("locks");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{run_id}.lock"));
+        let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                bail!("run {run_id} is being executed by another capstan process")
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(anyhow!(e).context(format!("locking {}", path.display()))),
+        }
+    }
+
+    /// Cancel a run: if a process is executing it, it stops its tasks;
+    /// otherwise the run is marked Cancelled here.
+    pub fn cancel_run(&self, run_id: &str) -> Result<RunStatus> {
+        let rec = self.store.run(run_id)?;
+        if rec.status.is_terminal() {
+            return Ok(rec.status);
+        }
+        self.store.request_cancel(run_id)?;
+        match self.lock_run(run_id) {
+            Ok(_lock) => {
+                for t in self.store.tasks(run_id)? {
+                    if !t.status.is_terminal() {
+                        self.store.set_task_status(run_id, &t.name, TaskStatus::Cancelled, Some("run cancelled"))?;
+                    }
+                }
+                self.store.abandon_running_attempts(run_id)?;
+                self.store.set_run_status(run_id, RunStatus::Cancelled, Some("cancelled by user"))?;
+                Ok(RunStatus::Cancelled)
+            }
+            Err(_) => Ok(RunStatus::Running),
+        }
+    }
+}
+
+/// Build a run id: `<name>-<10 random base32 chars>`.
+pub fn new_run_id(name: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    let mut n = h.finish();
+    const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut suffix = String::new();
+    for _ in 0..10 {
+        suffix.push(ALPHA[(n % 32) as usize] as char);
+        n /= 32;
+    }
+    let base: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    let base = if base.is_empty() { "run".to_string() } else { base.to_lowercase() };
+    format!("{base}-{suffix}")
+}
+
+struct TaskRt {
+    status: TaskStatus,
+    attempts: u32,
+    failures: u32,
+    results: BTreeMap<String, String>,
+    retry_at: Option<Instant>,
+}
+
+struct Execution<'a> {
+    sched: &'a Scheduler,
+    run_id: String,
+    prepared: &'a Prepared,
+    workspaces: BTreeMap<String, String>,
+    parallelism: usize,
+    state: HashMap<String, TaskRt>,
+    events: Option<UnboundedSender<Event>>,
+    deadline: Option<Instant>,
+}
+
+type AttemptDone = (String, u32, i64, Instant, AttemptReport);
+
+impl<'a> Execution<'a> {
+    fn new(
+        sched: &'a Scheduler,
+        run_id: &str,
+        prepared: &'a Prepared,
+        spec: &RunSpec,
+        events: Option<UnboundedSender<Event>>,
+    ) -> Result<Self> {
+        let mut state = HashMap::new();
+        let failures = sched.store.attempts(run_id)?.into_iter().filter(|a| {
+            matches!(a.status, TaskStatus::Failed | TaskStatus::TimedOut)
+        });
+        let mut failed: HashMap<String, u32> = HashMap::new();
+        for a in failures {
+            *failed.entry(a.task).or_default() += 1;
+        }
+        for t in sched.store.tasks(run_id)? {
+            let status = match t.status {
+                TaskStatus::Running | TaskStatus::Retrying => TaskStatus::Pending,
+                s => s,
+            };
+            if status != t.status {
+                sched.store.set_task_status(run_id, &t.name, status, Some("resumed after the scheduler stopped"))?;
+            }
+            let failures = failed.get(&t.name).copied().unwrap_or(0);
+            state.insert(t.name.clone(), TaskRt { status, attempts: t.attempts, failures, results: t.results, retry_at: None });
+        }
+        let rec = sched.store.run(run_id)?;
+        let deadline = prepared.plan.timeout.map(|t| {
+            let started = rec.started_at.unwrap_or_else(now_us);
+            let elapsed = Duration::from_micros((now_us() - started).max(0) as u64);
+            Instant::now() + t.saturating_sub(elapsed)
+        });
+        Ok(Execution {
+            sched,
+            run_id: run_id.to_string(),
+            prepared,
+            workspaces: spec.workspaces.clone(),
+            parallelism: spec.parallelism.max(1),
+            state,
+            events,
+            deadline,
+        })
+    }
+
+    fn emit(&self, e: Event) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(e);
+        }
+    }
+
+    fn set_run(&self, status: RunStatus, message: Option<&str>) -> Result<()> {
+        self.sched.store.set_run_status(&self.run_id, status, message)?;
+        self.emit(Event::Run { status });
+        Ok(())
+    }
+
+    fn set_task(&mut self, name: &str, status: TaskStatus, message: Option<&str>) -> Result<()> {
+        self.sched.store.set_task_status(&self.run_id, name, status, message)?;
+        let rt = self.state.get_mut(name).expect("task state");
+        rt.status = status;
+        let attempt = rt.attempts;
+        self.emit(Event::Task { task: name.to_string(), status, attempt, message: message.map(str::to_string) });
+        Ok(())
+    }
+
+    async fn run(&mut self) -> Result<RunStatus> {
+        let main: Vec<&'a PlannedTask> = self.prepared.plan.tasks.iter().filter(|t| !t.finally).collect();
+        let fin: Vec<&'a PlannedTask> = self.prepared.plan.tasks.iter().filter(|t| t.finally).collect();
+        let stop = self.run_phase(&main, true).await?;
+        if stop == Some(RunStatus::Cancelled) {
+            for t in &fin {
+                if !self.state[&t.spec.name].status.is_terminal() {
+                    self.set_task(&t.spec.name, TaskStatus::Cancelled, Some("run cancelled"))?;
+                }
+            }
+            self.set_run(RunStatus::Cancelled, Some("cancelled"))?;
+            return Ok(RunStatus::Cancelled);
+        }
+        // Finally tasks run whatever happened (also after a run timeout).
+        self.deadline = None;
+        let fin_stop = self.run_phase(&fin, false).await?;
+        let any_failed = self
+            .prepared
+            .plan
+            .tasks
+            .iter()
+            .any(|t| matches!(self.state[&t.spec.name].status, TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Cancelled));
+        let (status, msg) = match (stop, fin_stop) {
+            (_, Some(RunStatus::Cancelled)) => (RunStatus::Cancelled, "cancelled".to_string()),
+            (Some(RunStatus::TimedOut), _) => (RunStatus::TimedOut, "the run timed out".to_string()),
+            _ if any_failed => {
+                let failed: Vec<&str> = self
+                    .prepared
+                    .plan
+                    .tasks
+                    .iter()
+                    .filter(|t| matches!(self.state[&t.spec.name].status, TaskStatus::Failed | TaskStatus::TimedOut))
+                    .map(|t| t.spec.name.as_str())
+                    .collect();
+                (RunStatus::Failed, format!("failed tasks: {}", failed.join(", ")))
+            }
+            _ => (RunStatus::Succeeded, "all tasks completed".to_string()),
+        };
+        let results = self.pipeline_results();
+        self.sched.store.set_run_results(&self.run_id, &results)?;
+        self.set_run(status, Some(&msg))?;
+        Ok(status)
+    }
+
+    fn pipeline_results(&self) -> BTreeMap<String, String> {
+        let results = self.results_map();
+        let scope = Scope { results: Some(&results), ..Scope::new(&self.prepared.plan.params) };
+        self.prepared
+            .plan
+            .results
+            .iter()
+            .filter_map(|r| scope.resolve_str(&r.value).ok().map(|v| (r.name.clone(), v)))
+            .collect()
+    }
+
+    fn results_map(&self) -> HashMap<String, BTreeMap<String, String>> {
+        self.state
+            .iter()
+            .filter(|(_, s)| s.status == TaskStatus::Succeeded)
+            .map(|(n, s)| (n.clone(), s.results.clone()))
+            .collect()
+    }
+
+    fn statuses(&self) -> (HashMap<String, String>, String) {
+        let mut map = HashMap::new();
+        let (mut failed, mut all_ok) = (false, true);
+        for t in self.prepared.plan.tasks.iter().filter(|t| !t.finally) {
+            let s = self.state[&t.spec.name].status;
+            let word = match s {
+                TaskStatus::Succeeded => "Succeeded",
+                TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Cancelled => {
+                    failed = true;
+                    "Failed"
+                }
+                _ => {
+                    all_ok = false;
+                    "None"
+                }
+            };
+            map.insert(t.spec.name.clone(), word.to_string());
+        }
+        let agg = if failed { "Failed" } else if all_ok { "Succeeded" } else { "Completed" };
+        (map, agg.to_string())
+    }
+
+    /// Run `tasks` to completion. Returns Some(Cancelled/TimedOut) if the
+    /// phase was stopped.
+    async fn run_phase(&mut self, tasks: &[&'a PlannedTask], main: bool) -> Result<Option<RunStatus>> {
+        let mut running: JoinSet<AttemptDone> = JoinSet::new();
+        let mut in_flight: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+        let mut stop: Option<RunStatus> = None;
+        let mut last_cancel_check = Instant::now();
+        loop {
+            // Stop conditions.
+            if stop.is_none() {
+                let cancelled = self.sched.cancel.load(Ordering::Relaxed)
+                    || (last_cancel_check.elapsed() >= Duration::from_millis(100) && {
+                        last_cancel_check = Instant::now();
+                        self.sched.store.cancel_requested(&self.run_id)?
+                    });
+                if cancelled {
+                    stop = Some(RunStatus::Cancelled);
+                } else if main && self.deadline.is_some_and(|d| Instant::now() >= d) {
+                    stop = Some(RunStatus::TimedOut);
+                }
+                if let Some(s) = stop {
+                    running.abort_all();
+                    for (_, h) in in_flight.drain() {
+                        let _ = h.await;
+                    }
+                    let (status, why) = if s == RunStatus::Cancelled {
+                        (TaskStatus::Cancelled, "run cancelled")
+                    } else {
+                        (TaskStatus::TimedOut, "the run timed out")
+                    };
+                    for t in tasks {
+                        let st = self.state[&t.spec.name].status;
+                        if st == TaskStatus::Running {
+                            self.sched.store.abandon_running_attempts(&self.run_id)?;
+                            self.set_task(&t.spec.name, status, Some(why))?;
+                        } else if !st.is_terminal() {
+                            let s = if status == TaskStatus::TimedOut { TaskStatus::Skipped } else { status };
+                            self.set_task(&t.spec.name, s, Some(why))?;
+                        }
+                    }
+                    while running.join_next().await.is_some() {}
+                    return Ok(stop);
+                }
+            }
+
+            // Dispatch what is ready.
+            let now = Instant::now();
+            for t in tasks {
+                if running.len() >= self.parallelism {
+                    break;
+                }
+                let name = &t.spec.name;
+                let rt = &self.state[name];
+                match rt.status {
+                    TaskStatus::Pending => {}
+                    TaskStatus::Retrying if rt.retry_at.is_some_and(|at| at <= now) => {}
+                    _ => continue,
+                }
+                match self.readiness(t) {
+                    Readiness::Wait => continue,
+                    Readiness::Skip(why) => {
+                        self.set_task(name, TaskStatus::Skipped, Some(&why))?;
+                        continue;
+                    }
+                    Readiness::Go => {}
+                }
+                match self.dispatch(t, &mut running) {
+                    Ok(h) => {
+                        in_flight.insert(name.clone(), h);
+                    }
+                    Err(msg) => {
+                        let rt = self.state.get_mut(name).unwrap();
+                        rt.attempts += 1;
+                        let attempt = rt.attempts;
+                        let at = now_us();
+                        self.sched.store.start_attempt(&self.run_id, name, attempt, at)?;
+                        self.sched.store.finish_attempt(
+                            &self.run_id,
+                            name,
+                            attempt,
+                            TaskStatus::Failed,
+                            TaskStatus::Failed,
+                            None,
+                            Some(&msg),
+                            &BTreeMap::new(),
+                        )?;
+                        self.state.get_mut(name).unwrap().status = TaskStatus::Failed;
+                        self.emit(Event::Task { task: name.clone(), status: TaskStatus::Failed, attempt, message: Some(msg) });
+                    }
+                }
+            }
+
+            if running.is_empty() {
+                let waiting_retry = tasks.iter().filter_map(|t| self.state[&t.spec.name].retry_at).min();
+                let pending = tasks.iter().any(|t| !self.state[&t.spec.name].status.is_terminal());
+                match (pending, waiting_retry) {
+                    (false, _) => return Ok(None),
+                    (true, Some(at)) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        continue;
+                    }
+                    (true, None) => {
+                        // Nothing running, nothing ready: only possible if a
+                        // dependency can never finish. Should not happen after
+                        // validation; fail loudly rather than hang.
+                        bail!("scheduler stalled: pending tasks have unsatisfiable dependencies");
+                    }
+                }
+            }
+
+            // Wait for an attempt to finish, a retry to come due, or a tick.
+            let next_retry = tasks.iter().filter_map(|t| self.state[&t.spec.name].retry_at).min();
+            let tick = Instant::now() + Duration::from_millis(100);
+            let wake = next_retry.map_or(tick, |r| r.min(tick));
+            let wake = self.deadline.map_or(wake, |d| d.min(wake));
+            tokio::select! {
+                done = running.join_next() => {
+                    if let Some(done) = done {
+                        match done {
+                            Ok((name, attempt, dispatched_at, dispatched, report)) => {
+                                if let Some(h) = in_flight.remove(&name) {
+                                    let _ = h.await;
+                                }
+                                self.complete(&name, attempt, dispatched_at, dispatched, report)?;
+                            }
+                            Err(e) if e.is_cancelled() => {}
+                            Err(e) => bail!("a task attempt panicked: {e}"),
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+    }
+
+    fn readiness(&self, t: &PlannedTask) -> Readiness {
+        for dep in &t.deps {
+            let s = self.state[dep].status;
+            if !s.is_terminal() {
+                return Readiness::Wait;
+            }
+            match s {
+                TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Cancelled => {
+                    return Readiness::Skip(format!("task `{dep}` did not succeed ({s})"));
+                }
+                TaskStatus::Skipped if t.result_deps.contains(dep) => {
+                    return Readiness::Skip(format!("task `{dep}` was skipped, so its results are missing"));
+                }
+                _ => {}
+            }
+        }
+        if t.finally {
+            for dep in &t.result_deps {
+                if self.state[dep].status != TaskStatus::Succeeded {
+                    return Readiness::Skip(format!("task `{dep}` did not succeed, so its results are missing"));
+                }
+            }
+        }
+        let results = self.results_map();
+        let (statuses, agg) = self.statuses();
+        let mut scope = Scope { results: Some(&results), ..Scope::new(&self.prepared.plan.params) };
+        if t.finally {
+            scope.statuses = Some(&statuses);
+            scope.tasks_status = Some(&agg);
+        }
+        scope.context = self.context(&t.spec.name, self.state[&t.spec.name].attempts);
+        for w in &t.spec.when {
+            let input = match scope.resolve_str(&w.input) {
+                Ok(v) => v,
+                Err(e) => return Readiness::Skip(format!("when: {e}")),
+            };
+            let mut values = Vec::new();
+            for v in &w.values {
+                match scope.resolve_str(v) {
+                    Ok(v) => values.push(v),
+                    Err(e) => return Readiness::Skip(format!("when: {e}")),
+                }
+            }
+            let hit = values.contains(&input);
+            let holds = match w.operator {
+                WhenOperator::In => hit,
+                WhenOperator::Notin => !hit,
+            };
+            if !holds {
+                let op = if w.operator == WhenOperator::In { "in" } else { "notin" };
+                return Readiness::Skip(format!("when expression was false: `{input}` {op} {values:?}"));
+            }
+        }
+        Readiness::Go
+    }
+
+    fn context(&self, task: &str, attempts: u32) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("run.id", self.run_id.clone()),
+            ("run.name", self.run_id.clone()),
+            ("pipeline.name", self.prepared.plan.name.clone()),
+            ("task.name", task.to_string()),
+            ("task.retry-count", attempts.to_string()),
+        ])
+    }
+
+    /// Start an attempt. Errors are set-up failures of the task itself
+    /// (a reference that cannot be resolved, a workspace that cannot be made).
+    fn dispatch(&mut self, t: &PlannedTask, running: &mut JoinSet<AttemptDone>) -> Result<tokio::task::JoinHandle<()>, String> {
+        let dispatched = Instant::now();
+        let dispatched_at = now_us();
+        let name = t.spec.name.clone();
+        let plugin = self.prepared.plugins.get(&t.spec.uses).cloned().ok_or("plugin not loaded")?;
+        let manifest = &plugin.info.manifest;
+        let attempt = self.state[&name].attempts + 1;
+
+        let results = self.results_map();
+        let (statuses, agg) = self.statuses();
+        let mut scope = Scope { results: Some(&results), ..Scope::new(&self.prepared.plan.params) };
+        if t.finally {
+            scope.statuses = Some(&statuses);
+            scope.tasks_status = Some(&agg);
+        }
+        scope.context = self.context(&name, attempt - 1);
+        let mut params = Vec::with_capacity(manifest.params.len());
+        for spec in &manifest.params {
+            let value = match t.spec.params.iter().find(|p| p.name == spec.name) {
+                Some(p) => scope.resolve_value(&p.value).map_err(|e| format!("param `{}`: {e}", spec.name))?,
+                None => match &spec.default {
+                    Some(d) => d.clone(),
+                    None => return Err(format!("param `{}` is required", spec.name)),
+                },
+            };
+            if value.ty() != spec.ty {
+                return Err(format!("param `{}` resolved to {} but the plugin expects {}", spec.name, value.ty(), spec.ty));
+            }
+            params.push((spec.name.clone(), value));
+        }
+        let mut workspaces = Vec::new();
+        for b in &t.spec.workspaces {
+            let root = self
+                .workspaces
+                .get(b.pipeline_workspace())
+                .ok_or_else(|| format!("workspace `{}` is not bound", b.pipeline_workspace()))?;
+            let mut dir = PathBuf::from(root);
+            if let Some(sub) = &b.sub_path {
+                dir.push(sub);
+                std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            }
+            let decl_ro = self.prepared.plan.workspaces.iter().any(|w| w.name == b.pipeline_workspace() && w.read_only);
+            let read_only = b.read_only || decl_ro || manifest.workspace(&b.name).is_some_and(|w| w.read_only);
+            workspaces.push(WorkspaceMount { name: b.name.clone(), host_path: dir, read_only });
+        }
+        let mut limits = self.sched.limits.clone();
+        limits.timeout = t.timeout;
+
+        let rt = self.state.get_mut(&name).unwrap();
+        rt.attempts = attempt;
+        rt.status = TaskStatus::Running;
+        rt.retry_at = None;
+        // The Running record is written concurrently with instantiation; the
+        // completion write waits for it (see `complete`).
+        let store = self.sched.store.clone();
+        let (run_id, task) = (self.run_id.clone(), name.clone());
+        let record = tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.start_attempt(&run_id, &task, attempt, dispatched_at) {
+                tracing::error!("cannot record attempt start: {e}");
+            }
+        });
+        self.emit(Event::Task { task: name.clone(), status: TaskStatus::Running, attempt, message: None });
+
+        let sink = Arc::new(StoreSink {
+            store: self.sched.store.clone(),
+            run_id: self.run_id.clone(),
+            task: name.clone(),
+            attempt,
+            events: self.events.clone(),
+        });
+        let inv = Invocation {
+            run_id: self.run_id.clone(),
+            task_name: name.clone(),
+            attempt,
+            params,
+            workspaces,
+            limits,
+            sink,
+        };
+        let runtime = self.sched.runtime.clone();
+        running.spawn(async move {
+            let report = runtime.run(&plugin, inv).await;
+            (name, attempt, dispatched_at, dispatched, report)
+        });
+        Ok(record)
+    }
+
+    fn complete(&mut self, name: &str, attempt: u32, dispatched_at: i64, dispatched: Instant, report: AttemptReport) -> Result<()> {
+        let entered_at = report.entered.map(|e| dispatched_at + e.saturating_duration_since(dispatched).as_micros() as i64);
+        let t = self.prepared.plan.tasks.iter().find(|t| t.spec.name == name).expect("planned task");
+        let (attempt_status, task_status, message, results) = match report.outcome {
+            Ok(results) => (TaskStatus::Succeeded, TaskStatus::Succeeded, None, results.into_iter().collect()),
+            Err((kind, msg)) => {
+                let attempt_status = if kind == FailureKind::TimedOut { TaskStatus::TimedOut } else { TaskStatus::Failed };
+                let failures = self.state[name].failures + 1;
+                self.state.get_mut(name).unwrap().failures = failures;
+                if kind.retryable() && failures <= t.spec.retries {
+                    let exp = (failures - 1).min(16);
+                    let delay = t.backoff.saturating_mul(1 << exp).min(Duration::from_secs(300));
+                    self.state.get_mut(name).unwrap().retry_at = Some(Instant::now() + delay);
+                    let msg = format!("{msg} (retry {failures} of {} in {})", t.spec.retries, crate::runtime::humantime(delay));
+                    (attempt_status, TaskStatus::Retrying, Some(msg), BTreeMap::new())
+                } else {
+                    (attempt_status, attempt_status, Some(msg), BTreeMap::new())
+                }
+            }
+        };
+        self.sched.store.finish_attempt(
+            &self.run_id,
+            name,
+            attempt,
+            attempt_status,
+            task_status,
+            entered_at,
+            message.as_deref(),
+            &results,
+        )?;
+        let rt = self.state.get_mut(name).unwrap();
+        rt.status = task_status;
+        rt.results = results;
+        self.emit(Event::Task { task: name.to_string(), status: task_status, attempt, message });
+        Ok(())
+    }
+}
+
+enum Readiness {
+    Wait,
+    Skip(String),
+    Go,
+}

@@ -1,0 +1,485 @@
+//! The durable run store: SQLite in WAL mode under the state directory.
+//!
+//! Everything about a run is written here as it happens — the pipeline
+//! text, params, workspace bindings, every task attempt, results and every
+//! log line — so a run survives a SIGKILL of the scheduler and
+//! `capstan runs resume` can continue it. `synchronous=NORMAL` in WAL mode
+//! keeps committed transactions across a process crash.
+
+mod status;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+pub use status::{RunStatus, TaskStatus};
+
+use crate::caps::LogLevel;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("run store {path}: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+    #[error("run store: corrupt record: {0}")]
+    Corrupt(String),
+    #[error("no run `{0}` (see `capstan runs list`)")]
+    NoSuchRun(String),
+    #[error("run store {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// What is needed to (re)start a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The pipeline file as given (for messages and relative paths).
+    pub file: String,
+    /// The file's text when the run was created.
+    pub source: String,
+    /// `-p` overrides.
+    pub overrides: Vec<(String, String)>,
+    /// Pipeline workspace → host directory.
+    pub workspaces: BTreeMap<String, String>,
+    /// `uses` → digest of the component loaded when the run was created.
+    pub plugins: BTreeMap<String, String>,
+    pub parallelism: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub pipeline: String,
+    pub status: RunStatus,
+    pub message: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub results: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub spec: RunSpec,
+    pub cancel_requested: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRecord {
+    pub name: String,
+    pub finally: bool,
+    pub status: TaskStatus,
+    pub attempts: u32,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub message: Option<String>,
+    pub results: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    pub task: String,
+    pub attempt: u32,
+    pub status: TaskStatus,
+    pub dispatched_at: i64,
+    /// When the plugin first called the host.
+    pub entered_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    pub id: i64,
+    pub task: String,
+    pub attempt: u32,
+    pub ts: i64,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// The run store.
+pub struct RunStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    results TEXT NOT NULL DEFAULT '{}',
+    spec TEXT NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    name TEXT NOT NULL,
+    finally INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at INTEGER,
+    finished_at INTEGER,
+    message TEXT,
+    results TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    dispatched_at INTEGER NOT NULL,
+    entered_at INTEGER,
+    finished_at INTEGER,
+    message TEXT,
+    PRIMARY KEY (run_id, task, attempt)
+);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run_id, id);
+PRAGMA user_version = 1;
+"#;
+
+impl RunStore {
+    /// Open (creating if needed) the store in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<RunStore> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|source| StoreError::Io { path: state_dir.display().to_string(), source })?;
+        let path = state_dir.join("capstan.db");
+        let err = |source| StoreError::Sqlite { path: path.display().to_string(), source };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(RunStore { conn: Mutex::new(conn), path })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.display().to_string(), source }
+    }
+
+    /// Create a run and its tasks (all Pending) in one transaction.
+    pub fn create_run(&self, id: &str, pipeline: &str, spec: &RunSpec, tasks: &[(String, bool)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let spec_json = serde_json::to_string(spec).expect("RunSpec serializes");
+        tx.execute(
+            "INSERT INTO runs (id, pipeline, status, created_at, spec) VALUES (?1, ?2, 'Queued', ?3, ?4)",
+            params![id, pipeline, now_us(), spec_json],
+        )
+        .map_err(|e| self.err(e))?;
+        for (name, finally) in tasks {
+            tx.execute(
+                "INSERT INTO tasks (run_id, name, finally, status) VALUES (?1, ?2, ?3, 'Pending')",
+                params![id, name, finally],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn set_run_status(&self, id: &str, status: RunStatus, message: Option<&str>) -> Result<()> {
+        let now = now_us();
+        let conn = self.conn();
+        let sql = if status == RunStatus::Running {
+            "UPDATE runs SET status = ?2, message = ?3, started_at = COALESCE(started_at, ?4), finished_at = NULL WHERE id = ?1"
+        } else if status.is_terminal() {
+            "UPDATE runs SET status = ?2, message = ?3, finished_at = ?4 WHERE id = ?1"
+        } else {
+            "UPDATE runs SET status = ?2, message = ?3 WHERE id = ?1 AND ?4 IS NOT NULL"
+        };
+        conn.execute(sql, params![id, status.as_str(), message, now]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_run_results(&self, id: &str, results: &BTreeMap<String, String>) -> Result<()> {
+        let json = serde_json::to_string(results).expect("results serialize");
+        self.conn()
+            .execute("UPDATE runs SET results = ?2 WHERE id = ?1", params![id, json])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn request_cancel(&self, id: &str) -> Result<()> {
+        let n = self
+            .conn()
+            .execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?1", params![id])
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(StoreError::NoSuchRun(id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub fn cancel_requested(&self, id: &str) -> Result<bool> {
+        self.conn()
+            .query_row("SELECT cancel_requested FROM runs WHERE id = ?1", params![id], |r| r.get::<_, bool>(0))
+            .optional()
+            .map_err(|e| self.err(e))
+            .map(|v| v.unwrap_or(false))
+    }
+
+    pub fn run(&self, id: &str) -> Result<RunRecord> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT id, pipeline, status, message, created_at, started_at, finished_at, results, spec, \
+                 cancel_requested FROM runs WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, String>(8)?,
+                        r.get::<_, bool>(9)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
+        Ok(RunRecord {
+            id: row.0,
+            pipeline: row.1,
+            status: row.2.parse().map_err(StoreError::Corrupt)?,
+            message: row.3,
+            created_at: row.4,
+            started_at: row.5,
+            finished_at: row.6,
+            results: serde_json::from_str(&row.7).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            spec: serde_json::from_str(&row.8).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            cancel_requested: row.9,
+        })
+    }
+
+    /// Newest first.
+    pub fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        let ids: Vec<String> = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare("SELECT id FROM runs ORDER BY created_at DESC, id LIMIT ?1")
+                .map_err(|e| self.err(e))?;
+            stmt.query_map(params![limit as i64], |r| r.get(0))
+                .map_err(|e| self.err(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?
+        };
+        ids.iter().map(|id| self.run(id)).collect()
+    }
+
+    pub fn tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT name, finally, status, attempts, started_at, finished_at, message, results FROM tasks \
+                 WHERE run_id = ?1 ORDER BY rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u32>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row.map_err(|e| self.err(e))?;
+            out.push(TaskRecord {
+                name: row.0,
+                finally: row.1,
+                status: row.2.parse().map_err(StoreError::Corrupt)?,
+                attempts: row.3,
+                started_at: row.4,
+                finished_at: row.5,
+                message: row.6,
+                results: serde_json::from_str(&row.7).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Record that an attempt started: the task is Running with `attempt`.
+    pub fn start_attempt(&self, run_id: &str, task: &str, attempt: u32, dispatched_at: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "UPDATE tasks SET status = 'Running', attempts = ?3, started_at = COALESCE(started_at, ?4), \
+             message = NULL WHERE run_id = ?1 AND name = ?2",
+            params![run_id, task, attempt, dispatched_at],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO attempts (run_id, task, attempt, status, dispatched_at) \
+             VALUES (?1, ?2, ?3, 'Running', ?4)",
+            params![run_id, task, attempt, dispatched_at],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Record how an attempt ended and the task's resulting state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_attempt(
+        &self,
+        run_id: &str,
+        task: &str,
+        attempt: u32,
+        attempt_status: TaskStatus,
+        task_status: TaskStatus,
+        entered_at: Option<i64>,
+        message: Option<&str>,
+        results: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let now = now_us();
+        let json = serde_json::to_string(results).expect("results serialize");
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "UPDATE attempts SET status = ?4, entered_at = ?5, finished_at = ?6, message = ?7 \
+             WHERE run_id = ?1 AND task = ?2 AND attempt = ?3",
+            params![run_id, task, attempt, attempt_status.as_str(), entered_at, now, message],
+        )
+        .map_err(|e| self.err(e))?;
+        let finished = if task_status.is_terminal() { Some(now) } else { None };
+        tx.execute(
+            "UPDATE tasks SET status = ?3, finished_at = ?4, message = ?5, results = ?6 WHERE run_id = ?1 AND name = ?2",
+            params![run_id, task, task_status.as_str(), finished, message, json],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Set a task's state without an attempt (Skipped, Cancelled, Pending on resume).
+    pub fn set_task_status(&self, run_id: &str, task: &str, status: TaskStatus, message: Option<&str>) -> Result<()> {
+        let finished = if status.is_terminal() { Some(now_us()) } else { None };
+        self.conn()
+            .execute(
+                "UPDATE tasks SET status = ?3, message = ?4, finished_at = ?5 WHERE run_id = ?1 AND name = ?2",
+                params![run_id, task, status.as_str(), message, finished],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Mark attempts left Running by a dead process as failed (on resume).
+    pub fn abandon_running_attempts(&self, run_id: &str) -> Result<usize> {
+        self.conn()
+            .execute(
+                "UPDATE attempts SET status = 'Failed', finished_at = ?2, \
+                 message = 'the scheduler stopped during this attempt' WHERE run_id = ?1 AND status = 'Running'",
+                params![run_id, now_us()],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT task, attempt, status, dispatched_at, entered_at, finished_at, message FROM attempts \
+                 WHERE run_id = ?1 ORDER BY dispatched_at, task, attempt",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row.map_err(|e| self.err(e))?;
+            out.push(AttemptRecord {
+                task: row.0,
+                attempt: row.1,
+                status: row.2.parse().map_err(StoreError::Corrupt)?,
+                dispatched_at: row.3,
+                entered_at: row.4,
+                finished_at: row.5,
+                message: row.6,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn append_log(&self, run_id: &str, task: &str, attempt: u32, level: LogLevel, message: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached("INSERT INTO logs (run_id, task, attempt, ts, level, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .and_then(|mut s| s.execute(params![run_id, task, attempt, now_us(), level.as_str(), message]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Log lines of a run after `after_id`, optionally for one task.
+    pub fn logs(&self, run_id: &str, task: Option<&str>, after_id: i64, limit: usize) -> Result<Vec<LogLine>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, task, attempt, ts, level, message FROM logs WHERE run_id = ?1 AND id > ?2 \
+                 AND (?3 IS NULL OR task = ?3) ORDER BY id LIMIT ?4",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id, after_id, task, limit as i64], |r| {
+                Ok(LogLine {
+                    id: r.get(0)?,
+                    task: r.get(1)?,
+                    attempt: r.get(2)?,
+                    ts: r.get(3)?,
+                    level: LogLevel::parse(&r.get::<_, String>(4)?).unwrap_or(LogLevel::Info),
+                    message: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
