@@ -102,14 +102,13 @@ pub fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
     if let Some(m) = &run.message {
         println!("  {m}");
     }
-    let w = tasks.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+    let label = |t: &TaskRecord| if t.finally { format!("{} (finally)", t.name) } else { t.name.clone() };
+    let w = tasks.iter().map(|t| label(t).len()).max().unwrap_or(4).max(4);
     println!("  {:w$}  {:9}  {:8}  {:>8}  MESSAGE", "TASK", "STATUS", "ATTEMPTS", "DURATION");
     for t in tasks {
-        let name = if t.finally { format!("{} (finally)", t.name) } else { t.name.clone() };
-        let w2 = w.max(name.len());
         println!(
-            "  {:w2$}  {:9}  {:8}  {:>8}  {}",
-            name,
+            "  {:w$}  {:9}  {:8}  {:>8}  {}",
+            label(t),
             t.status.as_str(),
             t.attempts,
             duration(t.started_at, t.finished_at),

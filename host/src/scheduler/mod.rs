@@ -74,11 +74,47 @@ pub struct Scheduler {
     /// Set to cancel every run this scheduler executes (Ctrl-C).
     pub cancel: Arc<AtomicBool>,
     pub limits: TaskLimits,
+    recorder: Recorder,
+}
+
+/// A thread that performs store writes which must not delay a task's start
+/// (the "attempt started" record). Writes run in submission order.
+struct Recorder {
+    tx: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl Recorder {
+    fn new() -> Recorder {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("capstan-recorder".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })
+            .expect("spawning the recorder thread");
+        Recorder { tx }
+    }
+
+    fn send(&self, job: Box<dyn FnOnce() + Send>) {
+        if let Err(e) = self.tx.send(job) {
+            // The thread is gone (it only ends with the scheduler): run inline.
+            (e.0)();
+        }
+    }
 }
 
 impl Scheduler {
     pub fn new(runtime: Arc<Runtime>, store: Arc<RunStore>, state_dir: PathBuf) -> Scheduler {
-        Scheduler { runtime, store, state_dir, cancel: Arc::new(AtomicBool::new(false)), limits: TaskLimits::default() }
+        Scheduler {
+            runtime,
+            store,
+            state_dir,
+            cancel: Arc::new(AtomicBool::new(false)),
+            limits: TaskLimits::default(),
+            recorder: Recorder::new(),
+        }
     }
 
     /// Load, check and plan a pipeline file.
@@ -282,6 +318,10 @@ struct Execution<'a> {
     state: HashMap<String, TaskRt>,
     events: Option<UnboundedSender<Event>>,
     deadline: Option<Instant>,
+    /// Results of the tasks that succeeded (what `$(tasks.X.results.Y)` reads).
+    results: HashMap<String, BTreeMap<String, String>>,
+    /// How many tasks wait for a retry (`retry_at` set).
+    retrying: usize,
 }
 
 type AttemptDone = (String, u32, i64, Instant, AttemptReport);
@@ -319,7 +359,14 @@ impl<'a> Execution<'a> {
             let elapsed = Duration::from_micros((now_us() - started).max(0) as u64);
             Instant::now() + t.saturating_sub(elapsed)
         });
+        let results = state
+            .iter()
+            .filter(|(_, s)| s.status == TaskStatus::Succeeded)
+            .map(|(n, s)| (n.clone(), s.results.clone()))
+            .collect();
         Ok(Execution {
+            retrying: 0,
+            results,
             sched,
             run_id: run_id.to_string(),
             prepared,
@@ -397,21 +444,12 @@ impl<'a> Execution<'a> {
     }
 
     fn pipeline_results(&self) -> BTreeMap<String, String> {
-        let results = self.results_map();
-        let scope = Scope { results: Some(&results), ..Scope::new(&self.prepared.plan.params) };
+        let scope = Scope { results: Some(&self.results), ..Scope::new(&self.prepared.plan.params) };
         self.prepared
             .plan
             .results
             .iter()
             .filter_map(|r| scope.resolve_str(&r.value).ok().map(|v| (r.name.clone(), v)))
-            .collect()
-    }
-
-    fn results_map(&self) -> HashMap<String, BTreeMap<String, String>> {
-        self.state
-            .iter()
-            .filter(|(_, s)| s.status == TaskStatus::Succeeded)
-            .map(|(n, s)| (n.clone(), s.results.clone()))
             .collect()
     }
 
@@ -441,7 +479,7 @@ impl<'a> Execution<'a> {
     /// phase was stopped.
     async fn run_phase(&mut self, tasks: &[&'a PlannedTask], main: bool) -> Result<Option<RunStatus>> {
         let mut running: JoinSet<AttemptDone> = JoinSet::new();
-        let mut in_flight: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+        let mut in_flight: HashMap<String, tokio::sync::oneshot::Receiver<()>> = HashMap::new();
         let mut stop: Option<RunStatus> = None;
         let mut last_cancel_check = Instant::now();
         loop {
@@ -530,7 +568,11 @@ impl<'a> Execution<'a> {
             }
 
             if running.is_empty() {
-                let waiting_retry = tasks.iter().filter_map(|t| self.state[&t.spec.name].retry_at).min();
+                let waiting_retry = if self.retrying > 0 {
+                    tasks.iter().filter_map(|t| self.state[&t.spec.name].retry_at).min()
+                } else {
+                    None
+                };
                 let pending = tasks.iter().any(|t| !self.state[&t.spec.name].status.is_terminal());
                 match (pending, waiting_retry) {
                     (false, _) => return Ok(None),
@@ -548,7 +590,11 @@ impl<'a> Execution<'a> {
             }
 
             // Wait for an attempt to finish, a retry to come due, or a tick.
-            let next_retry = tasks.iter().filter_map(|t| self.state[&t.spec.name].retry_at).min();
+            let next_retry = if self.retrying > 0 {
+                tasks.iter().filter_map(|t| self.state[&t.spec.name].retry_at).min()
+            } else {
+                None
+            };
             let tick = Instant::now() + Duration::from_millis(100);
             let wake = next_retry.map_or(tick, |r| r.min(tick));
             let wake = self.deadline.map_or(wake, |d| d.min(wake));
@@ -595,9 +641,11 @@ impl<'a> Execution<'a> {
                 }
             }
         }
-        let results = self.results_map();
-        let (statuses, agg) = self.statuses();
-        let mut scope = Scope { results: Some(&results), ..Scope::new(&self.prepared.plan.params) };
+        if t.spec.when.is_empty() {
+            return Readiness::Go;
+        }
+        let (statuses, agg) = if t.finally { self.statuses() } else { Default::default() };
+        let mut scope = Scope { results: Some(&self.results), ..Scope::new(&self.prepared.plan.params) };
         if t.finally {
             scope.statuses = Some(&statuses);
             scope.tasks_status = Some(&agg);
@@ -640,7 +688,7 @@ impl<'a> Execution<'a> {
 
     /// Start an attempt. Errors are set-up failures of the task itself
     /// (a reference that cannot be resolved, a workspace that cannot be made).
-    fn dispatch(&mut self, t: &PlannedTask, running: &mut JoinSet<AttemptDone>) -> Result<tokio::task::JoinHandle<()>, String> {
+    fn dispatch(&mut self, t: &PlannedTask, running: &mut JoinSet<AttemptDone>) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
         let dispatched = Instant::now();
         let dispatched_at = now_us();
         let name = t.spec.name.clone();
@@ -648,9 +696,8 @@ impl<'a> Execution<'a> {
         let manifest = &plugin.info.manifest;
         let attempt = self.state[&name].attempts + 1;
 
-        let results = self.results_map();
-        let (statuses, agg) = self.statuses();
-        let mut scope = Scope { results: Some(&results), ..Scope::new(&self.prepared.plan.params) };
+        let (statuses, agg) = if t.finally { self.statuses() } else { Default::default() };
+        let mut scope = Scope { results: Some(&self.results), ..Scope::new(&self.prepared.plan.params) };
         if t.finally {
             scope.statuses = Some(&statuses);
             scope.tasks_status = Some(&agg);
@@ -691,16 +738,20 @@ impl<'a> Execution<'a> {
         let rt = self.state.get_mut(&name).unwrap();
         rt.attempts = attempt;
         rt.status = TaskStatus::Running;
-        rt.retry_at = None;
+        if rt.retry_at.take().is_some() {
+            self.retrying -= 1;
+        }
         // The Running record is written concurrently with instantiation; the
         // completion write waits for it (see `complete`).
         let store = self.sched.store.clone();
         let (run_id, task) = (self.run_id.clone(), name.clone());
-        let record = tokio::task::spawn_blocking(move || {
+        let (done, record) = tokio::sync::oneshot::channel();
+        self.sched.recorder.send(Box::new(move || {
             if let Err(e) = store.start_attempt(&run_id, &task, attempt, dispatched_at) {
                 tracing::error!("cannot record attempt start: {e}");
             }
-        });
+            let _ = done.send(());
+        }));
         self.emit(Event::Task { task: name.clone(), status: TaskStatus::Running, attempt, message: None });
 
         let sink = Arc::new(StoreSink {
@@ -740,6 +791,7 @@ impl<'a> Execution<'a> {
                     let exp = (failures - 1).min(16);
                     let delay = t.backoff.saturating_mul(1 << exp).min(Duration::from_secs(300));
                     self.state.get_mut(name).unwrap().retry_at = Some(Instant::now() + delay);
+                    self.retrying += 1;
                     let msg = format!("{msg} (retry {failures} of {} in {})", t.spec.retries, crate::runtime::humantime(delay));
                     (attempt_status, TaskStatus::Retrying, Some(msg), BTreeMap::new())
                 } else {
@@ -757,6 +809,9 @@ impl<'a> Execution<'a> {
             message.as_deref(),
             &results,
         )?;
+        if task_status == TaskStatus::Succeeded {
+            self.results.insert(name.to_string(), results.clone());
+        }
         let rt = self.state.get_mut(name).unwrap();
         rt.status = task_status;
         rt.results = results;

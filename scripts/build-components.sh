@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Build every plugin, benchmark and test component for wasm32-wasip2.
+#
+# Output: target/guest/wasm32-wasip2/guest/<name>.wasm (a separate target dir,
+# so this can run from a build script while the outer cargo holds target/).
+# Installs the wasm32-wasip2 target if it is missing.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    echo "build-components: installing the wasm32-wasip2 target" >&2
+    rustup target add wasm32-wasip2 >&2
+fi
+
+pkgs=()
+for manifest in plugins/*/Cargo.toml benches/*/Cargo.toml tests/components/*/Cargo.toml; do
+    [ -f "$manifest" ] || continue
+    name=$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n1)
+    pkgs+=(-p "$name")
+done
+
+# A build script's environment carries the outer build's flags and wrappers
+# (clippy, coverage); none of them apply to the guests.
+unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_TARGET CARGO_TARGET_DIR
+
+cargo build --profile guest --target wasm32-wasip2 --target-dir "$root/target/guest" "${pkgs[@]}" >&2
+ls "$root"/target/guest/wasm32-wasip2/guest/*.wasm
