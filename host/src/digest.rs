@@ -38,8 +38,14 @@ impl TryFrom<String> for Digest {
         let hex = s
             .strip_prefix("sha256:")
             .ok_or_else(|| format!("digest `{s}` must start with `sha256:`"))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(format!("digest `{s}` must be `sha256:` followed by 64 lowercase hex digits"));
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(format!(
+                "digest `{s}` must be `sha256:` followed by 64 lowercase hex digits"
+            ));
         }
         Ok(Digest(s))
     }

@@ -37,7 +37,11 @@ pub enum PluginError {
     )]
     CoreModule { origin: String },
     #[error("{origin}: malformed or truncated component at byte {offset}: {message}")]
-    Malformed { origin: String, offset: usize, message: String },
+    Malformed {
+        origin: String,
+        offset: usize,
+        message: String,
+    },
     #[error(
         "{origin}: no `{MANIFEST_SECTION}` custom section; embed the plugin's capstan.toml \
          (see the README, \"Writing a plugin\")"
@@ -49,7 +53,11 @@ pub enum PluginError {
         "{origin}: the component imports `{import}`, which needs capability `{capability}`, but its \
          manifest does not declare it (add `{capability}` to `capabilities` in capstan.toml)"
     )]
-    UndeclaredImport { origin: String, import: String, capability: Capability },
+    UndeclaredImport {
+        origin: String,
+        import: String,
+        capability: Capability,
+    },
     #[error("{origin}: the component imports `{import}`, which no Capstan capability provides")]
     UnknownImport { origin: String, import: String },
     #[error(
@@ -76,8 +84,13 @@ pub enum Capability {
 }
 
 impl Capability {
-    pub const ALL: [Capability; 5] =
-        [Capability::Http, Capability::Secrets, Capability::Ssh, Capability::Kube, Capability::Approval];
+    pub const ALL: [Capability; 5] = [
+        Capability::Http,
+        Capability::Secrets,
+        Capability::Ssh,
+        Capability::Kube,
+        Capability::Approval,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -120,9 +133,8 @@ pub fn classify_import(name: &str) -> ImportClass {
     let iface = name.split('@').next().unwrap_or(name);
     let (pkg, _) = iface.split_once('/').unwrap_or((iface, ""));
     match pkg {
-        "wasi:cli" | "wasi:clocks" | "wasi:filesystem" | "wasi:io" | "wasi:random" | "wasi:sockets" => {
-            ImportClass::Base
-        }
+        "wasi:cli" | "wasi:clocks" | "wasi:filesystem" | "wasi:io" | "wasi:random"
+        | "wasi:sockets" => ImportClass::Base,
         "wasi:http" => ImportClass::Needs(Capability::Http),
         "capstan:plugin" => match iface {
             "capstan:plugin/log" | "capstan:plugin/types" => ImportClass::Base,
@@ -256,7 +268,8 @@ impl Manifest {
 pub fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && s.as_bytes()[0].is_ascii_alphabetic()
 }
 
@@ -330,22 +343,35 @@ pub fn inspect(bytes: &[u8], origin: &str) -> Result<ComponentInfo, PluginError>
             _ => {}
         }
     }
-    let text = manifest_text.ok_or_else(|| PluginError::NoManifest { origin: origin.clone() })?;
+    let text = manifest_text.ok_or_else(|| PluginError::NoManifest {
+        origin: origin.clone(),
+    })?;
     let text = String::from_utf8(text).map_err(|_| PluginError::BadManifest {
         origin: origin.clone(),
         message: "not UTF-8".into(),
     })?;
-    let manifest =
-        Manifest::parse(&text).map_err(|message| PluginError::BadManifest { origin: origin.clone(), message })?;
+    let manifest = Manifest::parse(&text).map_err(|message| PluginError::BadManifest {
+        origin: origin.clone(),
+        message,
+    })?;
 
     for import in &imports {
         match classify_import(import) {
             ImportClass::Base => {}
             ImportClass::Needs(cap) if manifest.capabilities.contains(&cap) => {}
             ImportClass::Needs(capability) => {
-                return Err(PluginError::UndeclaredImport { origin, import: import.clone(), capability });
+                return Err(PluginError::UndeclaredImport {
+                    origin,
+                    import: import.clone(),
+                    capability,
+                });
             }
-            ImportClass::Unknown => return Err(PluginError::UnknownImport { origin, import: import.clone() }),
+            ImportClass::Unknown => {
+                return Err(PluginError::UnknownImport {
+                    origin,
+                    import: import.clone(),
+                });
+            }
         }
     }
     if !exports.iter().any(|e| {
@@ -354,7 +380,13 @@ pub fn inspect(bytes: &[u8], origin: &str) -> Result<ComponentInfo, PluginError>
     }) {
         return Err(PluginError::NoTaskExport { origin });
     }
-    Ok(ComponentInfo { digest: Digest::of(bytes), size: bytes.len(), manifest, imports, exports })
+    Ok(ComponentInfo {
+        digest: Digest::of(bytes),
+        size: bytes.len(),
+        manifest,
+        imports,
+        exports,
+    })
 }
 
 #[cfg(test)]
@@ -363,10 +395,22 @@ mod tests {
 
     #[test]
     fn classifies_imports() {
-        assert_eq!(classify_import("wasi:cli/environment@0.2.3"), ImportClass::Base);
-        assert_eq!(classify_import("capstan:plugin/log@0.1.0"), ImportClass::Base);
-        assert_eq!(classify_import("wasi:http/outgoing-handler@0.2.0"), ImportClass::Needs(Capability::Http));
-        assert_eq!(classify_import("capstan:plugin/ssh@0.1.0"), ImportClass::Needs(Capability::Ssh));
+        assert_eq!(
+            classify_import("wasi:cli/environment@0.2.3"),
+            ImportClass::Base
+        );
+        assert_eq!(
+            classify_import("capstan:plugin/log@0.1.0"),
+            ImportClass::Base
+        );
+        assert_eq!(
+            classify_import("wasi:http/outgoing-handler@0.2.0"),
+            ImportClass::Needs(Capability::Http)
+        );
+        assert_eq!(
+            classify_import("capstan:plugin/ssh@0.1.0"),
+            ImportClass::Needs(Capability::Ssh)
+        );
         assert_eq!(classify_import("evil:thing/x"), ImportClass::Unknown);
     }
 
@@ -375,18 +419,39 @@ mod tests {
         let ok = "name = \"x\"\nversion = \"1.0.0\"\n[[params]]\nname = \"a\"\ntype = \"array\"\ndefault = [\"1\"]\n";
         assert_eq!(Manifest::parse(ok).unwrap().params[0].ty, ParamType::Array);
         let bad = "name = \"x\"\nversion = \"1.0.0\"\n[[params]]\nname = \"a\"\ntype = \"array\"\ndefault = \"1\"\n";
-        assert!(Manifest::parse(bad).unwrap_err().contains("default is string"));
-        assert!(Manifest::parse("name = \"X Y\"\nversion = \"1.0.0\"").unwrap_err().contains("lowercase"));
+        assert!(
+            Manifest::parse(bad)
+                .unwrap_err()
+                .contains("default is string")
+        );
+        assert!(
+            Manifest::parse("name = \"X Y\"\nversion = \"1.0.0\"")
+                .unwrap_err()
+                .contains("lowercase")
+        );
         assert!(Manifest::parse("name = \"x\"\nversion = \"one\"").is_err());
-        assert!(Manifest::parse("name = \"x\"\nversion = \"1.0.0\"\nbogus = 1").unwrap_err().contains("bogus"));
+        assert!(
+            Manifest::parse("name = \"x\"\nversion = \"1.0.0\"\nbogus = 1")
+                .unwrap_err()
+                .contains("bogus")
+        );
     }
 
     #[test]
     fn rejects_non_components() {
-        assert!(matches!(inspect(b"hello", "f"), Err(PluginError::NotWasm { .. })));
+        assert!(matches!(
+            inspect(b"hello", "f"),
+            Err(PluginError::NotWasm { .. })
+        ));
         let core = b"\0asm\x01\0\0\0";
-        assert!(matches!(inspect(core, "f"), Err(PluginError::CoreModule { .. })));
+        assert!(matches!(
+            inspect(core, "f"),
+            Err(PluginError::CoreModule { .. })
+        ));
         let truncated = b"\0asm\x0d\0\x01\0\x01\x05";
-        assert!(matches!(inspect(truncated, "f"), Err(PluginError::Malformed { .. })));
+        assert!(matches!(
+            inspect(truncated, "f"),
+            Err(PluginError::Malformed { .. })
+        ));
     }
 }

@@ -77,7 +77,9 @@ pub fn parse_cli_value(ty: ParamType, raw: &str) -> Result<ParamValue, String> {
             .map_err(|e| format!("expected a JSON array of strings (e.g. '[\"a\",\"b\"]'): {e}")),
         ParamType::Object => serde_json::from_str::<BTreeMap<String, String>>(raw)
             .map(ParamValue::Object)
-            .map_err(|e| format!("expected a JSON object of strings (e.g. '{{\"k\":\"v\"}}'): {e}")),
+            .map_err(|e| {
+                format!("expected a JSON object of strings (e.g. '{{\"k\":\"v\"}}'): {e}")
+            }),
     }
 }
 
@@ -87,11 +89,18 @@ mod tests {
 
     #[test]
     fn cli_values_are_typed() {
-        assert_eq!(parse_cli_value(ParamType::String, "[x]").unwrap(), ParamValue::String("[x]".into()));
+        assert_eq!(
+            parse_cli_value(ParamType::String, "[x]").unwrap(),
+            ParamValue::String("[x]".into())
+        );
         assert_eq!(
             parse_cli_value(ParamType::Array, r#"["a","b"]"#).unwrap(),
             ParamValue::Array(vec!["a".into(), "b".into()])
         );
-        assert!(parse_cli_value(ParamType::Object, "nope").unwrap_err().contains("JSON object"));
+        assert!(
+            parse_cli_value(ParamType::Object, "nope")
+                .unwrap_err()
+                .contains("JSON object")
+        );
     }
 }

@@ -23,11 +23,21 @@ impl WorkspaceMount {
     }
 
     pub(crate) fn preopen(&self, builder: &mut WasiCtxBuilder) -> anyhow::Result<()> {
-        let perms = if self.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+        let perms = if self.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
         builder
             .preopened_dir(&self.host_path, self.guest_path(), perms)
             .map_err(anyhow::Error::from)
-            .map_err(|e| e.context(format!("mounting workspace `{}` from {}", self.name, self.host_path.display())))?;
+            .map_err(|e| {
+                e.context(format!(
+                    "mounting workspace `{}` from {}",
+                    self.name,
+                    self.host_path.display()
+                ))
+            })?;
         Ok(())
     }
 }

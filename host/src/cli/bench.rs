@@ -76,7 +76,10 @@ fn pipeline_yaml(plugin: &Path, tasks: usize, shape: &str) -> String {
         "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: bench-{shape}\nspec:\n  tasks:\n"
     );
     for i in 0..tasks {
-        s.push_str(&format!("    - name: t{i}\n      uses: {}\n", plugin.display()));
+        s.push_str(&format!(
+            "    - name: t{i}\n      uses: {}\n",
+            plugin.display()
+        ));
         match shape {
             "chain" if i > 0 => s.push_str(&format!("      runAfter: [t{}]\n", i - 1)),
             // 10 parallel lanes; each task waits for the one 10 before it.
@@ -87,11 +90,24 @@ fn pipeline_yaml(plugin: &Path, tasks: usize, shape: &str) -> String {
     s
 }
 
-async fn run_pipeline(sched: &Scheduler, dir: &Path, yaml: &str, parallelism: usize) -> Result<(String, f64)> {
+async fn run_pipeline(
+    sched: &Scheduler,
+    dir: &Path,
+    yaml: &str,
+    parallelism: usize,
+) -> Result<(String, f64)> {
     let file = dir.join(format!("p{}.yaml", yaml.len()));
     std::fs::write(&file, yaml)?;
-    let prepared = sched.prepare_file(&file, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let id = sched.create(&prepared, &RunOptions { parallelism, ..RunOptions::default() })?;
+    let prepared = sched
+        .prepare_file(&file, &[])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = sched.create(
+        &prepared,
+        &RunOptions {
+            parallelism,
+            ..RunOptions::default()
+        },
+    )?;
     let t = Instant::now();
     let status = sched.execute(&id, &prepared, None).await?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -110,7 +126,10 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     let tmp = tempdir()?;
     let state = tmp.join("state");
     let store = Arc::new(RunStore::open(&state)?);
-    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(state.join("cache")), ..Default::default() })?);
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir: Some(state.join("cache")),
+        ..Default::default()
+    })?);
     let text = cli.output == Output::Text;
     let say = |s: &str| {
         if text {
@@ -122,7 +141,10 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     let t = Instant::now();
     runtime.load_file(&plugin)?;
     let cold_load_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let runtime2 = Runtime::new(RuntimeConfig { cache_dir: Some(state.join("cache")), ..Default::default() })?;
+    let runtime2 = Runtime::new(RuntimeConfig {
+        cache_dir: Some(state.join("cache")),
+        ..Default::default()
+    })?;
     let t = Instant::now();
     runtime2.load_file(&plugin)?;
     let warm_load_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -131,11 +153,16 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     let sched = Scheduler::new(runtime, store.clone(), state.clone());
 
     // Baseline: spawn `sh -c true` and wait.
-    say(&format!("baseline: spawning `sh -c true` {} times", args.spawn_samples));
+    say(&format!(
+        "baseline: spawning `sh -c true` {} times",
+        args.spawn_samples
+    ));
     let mut spawn = Vec::with_capacity(args.spawn_samples);
     for _ in 0..args.spawn_samples {
         let t = Instant::now();
-        let st = std::process::Command::new("sh").args(["-c", "true"]).status()?;
+        let st = std::process::Command::new("sh")
+            .args(["-c", "true"])
+            .status()?;
         spawn.push(t.elapsed().as_secs_f64() * 1e6);
         if !st.success() {
             bail!("`sh -c true` failed");
@@ -144,9 +171,18 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     spawn.sort_by(f64::total_cmp);
 
     // Warm start: independent tasks, one at a time, dispatch → plugin entered.
-    say(&format!("warm start: {} no-op tasks, parallelism 1", args.start_samples));
+    say(&format!(
+        "warm start: {} no-op tasks, parallelism 1",
+        args.start_samples
+    ));
     run_pipeline(&sched, &tmp, &pipeline_yaml(&plugin, 50, "warmup"), 1).await?;
-    let (id, _) = run_pipeline(&sched, &tmp, &pipeline_yaml(&plugin, args.start_samples, "start"), 1).await?;
+    let (id, _) = run_pipeline(
+        &sched,
+        &tmp,
+        &pipeline_yaml(&plugin, args.start_samples, "start"),
+        1,
+    )
+    .await?;
     let mut starts: Vec<f64> = store
         .attempts(&id)?
         .iter()
@@ -154,14 +190,33 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
         .collect();
     starts.sort_by(f64::total_cmp);
     if starts.len() != args.start_samples {
-        bail!("only {} of {} tasks reported entering the plugin", starts.len(), args.start_samples);
+        bail!(
+            "only {} of {} tasks reported entering the plugin",
+            starts.len(),
+            args.start_samples
+        );
     }
 
-    say(&format!("DAG: {} no-op tasks in 10 lanes, parallelism 16", args.dag_tasks));
-    let (_, dag_ms) = run_pipeline(&sched, &tmp, &pipeline_yaml(&plugin, args.dag_tasks, "dag"), 16).await?;
+    say(&format!(
+        "DAG: {} no-op tasks in 10 lanes, parallelism 16",
+        args.dag_tasks
+    ));
+    let (_, dag_ms) = run_pipeline(
+        &sched,
+        &tmp,
+        &pipeline_yaml(&plugin, args.dag_tasks, "dag"),
+        16,
+    )
+    .await?;
 
     say(&format!("dependent gap: a chain of {} tasks", args.chain));
-    let (id, _) = run_pipeline(&sched, &tmp, &pipeline_yaml(&plugin, args.chain, "chain"), 16).await?;
+    let (id, _) = run_pipeline(
+        &sched,
+        &tmp,
+        &pipeline_yaml(&plugin, args.chain, "chain"),
+        16,
+    )
+    .await?;
     let attempts = store.attempts(&id)?;
     let by_task: std::collections::HashMap<&str, &crate::store::AttemptRecord> =
         attempts.iter().map(|a| (a.task.as_str(), a)).collect();
@@ -193,13 +248,36 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         let r = &report;
-        println!("capstan bench ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-        println!("  warm task start      p50 {:>9.1} µs   p99 {:>9.1} µs   (target p50 ≤ 50 µs)", r.warm_start_p50_us, r.warm_start_p99_us);
-        println!("  spawn `sh -c true`   p50 {:>9.1} µs   p99 {:>9.1} µs", r.spawn_p50_us, r.spawn_p99_us);
-        println!("  start vs spawn       {:.1}× faster   (target ≥ 20×)", r.start_speedup_vs_spawn);
-        println!("  1,000-task DAG       {:>9.1} ms   (target ≤ 1000 ms; measured {} tasks)", r.dag_1000_tasks_ms, r.dag_tasks);
-        println!("  dependent gap        p50 {:>9.1} µs   p99 {:>9.1} µs   (target p99 ≤ 1000 µs)", r.dependent_gap_p50_us, r.dependent_gap_p99_us);
-        println!("  plugin load          cold {:.1} ms (compile)   warm {:.2} ms (cached artifact)", r.cold_load_ms, r.warm_load_ms);
+        println!(
+            "capstan bench ({} cores)",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        );
+        println!(
+            "  warm task start      p50 {:>9.1} µs   p99 {:>9.1} µs   (target p50 ≤ 50 µs)",
+            r.warm_start_p50_us, r.warm_start_p99_us
+        );
+        println!(
+            "  spawn `sh -c true`   p50 {:>9.1} µs   p99 {:>9.1} µs",
+            r.spawn_p50_us, r.spawn_p99_us
+        );
+        println!(
+            "  start vs spawn       {:.1}× faster   (target ≥ 20×)",
+            r.start_speedup_vs_spawn
+        );
+        println!(
+            "  1,000-task DAG       {:>9.1} ms   (target ≤ 1000 ms; measured {} tasks)",
+            r.dag_1000_tasks_ms, r.dag_tasks
+        );
+        println!(
+            "  dependent gap        p50 {:>9.1} µs   p99 {:>9.1} µs   (target p99 ≤ 1000 µs)",
+            r.dependent_gap_p50_us, r.dependent_gap_p99_us
+        );
+        println!(
+            "  plugin load          cold {:.1} ms (compile)   warm {:.2} ms (cached artifact)",
+            r.cold_load_ms, r.warm_load_ms
+        );
     }
     Ok(ExitCode::Ok)
 }

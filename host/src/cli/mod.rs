@@ -15,6 +15,44 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub use output::ExitCode;
 
+/// The whole `capstan` program: parse arguments, set up tracing, run,
+/// print the error chain, and return the exit code (0 ok, 1 a run did not
+/// succeed, 2 invalid input, 3 other errors).
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info,wasmtime=warn,cranelift=warn",
+        _ => "debug,wasmtime=info,cranelift=info",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match cli.execute() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            let invalid = matches!(
+                e.downcast_ref::<crate::store::StoreError>(),
+                Some(crate::store::StoreError::NoSuchRun(_))
+            ) || e.downcast_ref::<crate::manifest::PluginError>().is_some();
+            if invalid {
+                ExitCode::Invalid
+            } else {
+                ExitCode::Error
+            }
+        }
+    };
+    code as i32
+}
+
 /// Capstan: CI/CD tasks as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
 #[command(name = "capstan", version, about, long_about = None)]
@@ -60,13 +98,18 @@ pub enum Command {
 impl Cli {
     pub fn state_dir(&self) -> PathBuf {
         self.state_dir.clone().unwrap_or_else(|| {
-            std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".capstan")
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".capstan")
         })
     }
 
     /// Run the command. Returns the process exit code.
     pub fn execute(self) -> anyhow::Result<ExitCode> {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         // The command runs on a worker thread, not in `block_on`: task
         // attempts the scheduler spawns then start from the worker's local
         // queue instead of waking a parked thread (≈50 µs per start).

@@ -21,7 +21,11 @@ pub enum ExitCode {
 
 impl ExitCode {
     pub fn for_status(s: RunStatus) -> ExitCode {
-        if s == RunStatus::Succeeded { ExitCode::Ok } else { ExitCode::RunFailed }
+        if s == RunStatus::Succeeded {
+            ExitCode::Ok
+        } else {
+            ExitCode::RunFailed
+        }
     }
 }
 
@@ -35,7 +39,11 @@ pub fn duration(start: Option<i64>, end: Option<i64>) -> String {
     match (start, end) {
         (Some(s), Some(e)) => {
             let d = std::time::Duration::from_micros((e - s).max(0) as u64);
-            if d.as_millis() < 10_000 { format!("{}ms", d.as_millis()) } else { crate::runtime::humantime(d) }
+            if d.as_millis() < 10_000 {
+                format!("{}ms", d.as_millis())
+            } else {
+                crate::runtime::humantime(d)
+            }
         }
         _ => "-".to_string(),
     }
@@ -102,9 +110,23 @@ pub fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
     if let Some(m) = &run.message {
         println!("  {m}");
     }
-    let label = |t: &TaskRecord| if t.finally { format!("{} (finally)", t.name) } else { t.name.clone() };
-    let w = tasks.iter().map(|t| label(t).len()).max().unwrap_or(4).max(4);
-    println!("  {:w$}  {:9}  {:8}  {:>8}  MESSAGE", "TASK", "STATUS", "ATTEMPTS", "DURATION");
+    let label = |t: &TaskRecord| {
+        if t.finally {
+            format!("{} (finally)", t.name)
+        } else {
+            t.name.clone()
+        }
+    };
+    let w = tasks
+        .iter()
+        .map(|t| label(t).len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "  {:w$}  {:9}  {:8}  {:>8}  MESSAGE",
+        "TASK", "STATUS", "ATTEMPTS", "DURATION"
+    );
     for t in tasks {
         println!(
             "  {:w$}  {:9}  {:8}  {:>8}  {}",
@@ -115,8 +137,14 @@ pub fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
             t.message.as_deref().unwrap_or("")
         );
     }
-    let task_results: Vec<_> =
-        tasks.iter().flat_map(|t| t.results.iter().map(move |(k, v)| (format!("{}.{k}", t.name), v))).collect();
+    let task_results: Vec<_> = tasks
+        .iter()
+        .flat_map(|t| {
+            t.results
+                .iter()
+                .map(move |(k, v)| (format!("{}.{k}", t.name), v))
+        })
+        .collect();
     if !task_results.is_empty() {
         println!("task results:");
         for (k, v) in task_results {
@@ -133,7 +161,11 @@ pub fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
 
 fn one_line(v: &str) -> String {
     let v = v.replace('\n', "\\n");
-    if v.len() > 200 { format!("{}…", &v[..v.floor_char_boundary(200)]) } else { v }
+    if v.len() > 200 {
+        format!("{}…", &v[..v.floor_char_boundary(200)])
+    } else {
+        v
+    }
 }
 
 pub fn show_run(store: &RunStore, id: &str, json: bool) -> anyhow::Result<RunRecord> {

@@ -19,7 +19,8 @@ pub enum PluginCommand {
 pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
     match cmd {
         PluginCommand::Inspect { file } => {
-            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let info = match manifest::inspect(&bytes, &file.display().to_string()) {
                 Ok(i) => i,
                 Err(e) => {
@@ -45,7 +46,11 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
                 if m.capabilities.is_empty() {
                     "none".to_string()
                 } else {
-                    m.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                    m.capabilities
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             );
             println!("params:");

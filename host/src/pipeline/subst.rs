@@ -31,8 +31,13 @@ pub enum Ref {
     Context(String),
 }
 
-pub const CONTEXT_KEYS: [&str; 5] =
-    ["run.id", "run.name", "pipeline.name", "task.name", "task.retry-count"];
+pub const CONTEXT_KEYS: [&str; 5] = [
+    "run.id",
+    "run.name",
+    "pipeline.name",
+    "task.name",
+    "task.retry-count",
+];
 
 /// Every `$(...)` in `s`, with its byte range. Errors name the bad reference.
 pub fn refs(s: &str) -> Result<Vec<(Ref, Range<usize>)>, String> {
@@ -61,7 +66,10 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
     };
     if let Some(rest) = expr.strip_prefix("params.") {
         let (name, sel) = if let Some(open) = rest.find('[') {
-            let inner = rest[open..].strip_prefix('[').and_then(|r| r.strip_suffix(']')).ok_or_else(bad)?;
+            let inner = rest[open..]
+                .strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+                .ok_or_else(bad)?;
             let sel = if inner == "*" {
                 Selector::Star
             } else {
@@ -76,7 +84,10 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
         if name.is_empty() {
             return Err(bad());
         }
-        return Ok(Ref::Param { name: name.to_string(), sel });
+        return Ok(Ref::Param {
+            name: name.to_string(),
+            sel,
+        });
     }
     if expr == "tasks.status" {
         return Ok(Ref::TasksStatus);
@@ -84,8 +95,13 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
     if let Some(rest) = expr.strip_prefix("tasks.") {
         let parts: Vec<&str> = rest.split('.').collect();
         return match parts.as_slice() {
-            [task, "results", result] => Ok(Ref::Result { task: task.to_string(), result: result.to_string() }),
-            [task, "status"] => Ok(Ref::TaskStatus { task: task.to_string() }),
+            [task, "results", result] => Ok(Ref::Result {
+                task: task.to_string(),
+                result: result.to_string(),
+            }),
+            [task, "status"] => Ok(Ref::TaskStatus {
+                task: task.to_string(),
+            }),
             _ => Err(bad()),
         };
     }
@@ -100,7 +116,15 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
 /// If `s` is exactly one `[*]` reference, the param it names.
 pub fn whole_star(s: &str) -> Option<String> {
     match refs(s).ok()?.as_slice() {
-        [(Ref::Param { name, sel: Selector::Star }, r)] if r.start == 0 && r.end == s.len() => Some(name.clone()),
+        [
+            (
+                Ref::Param {
+                    name,
+                    sel: Selector::Star,
+                },
+                r,
+            ),
+        ] if r.start == 0 && r.end == s.len() => Some(name.clone()),
         _ => None,
     }
 }
@@ -119,7 +143,13 @@ pub struct Scope<'a> {
 impl<'a> Scope<'a> {
     /// A scope with only pipeline params.
     pub fn new(params: &'a BTreeMap<String, ParamValue>) -> Self {
-        Scope { params, results: None, statuses: None, tasks_status: None, context: BTreeMap::new() }
+        Scope {
+            params,
+            results: None,
+            statuses: None,
+            tasks_status: None,
+            context: BTreeMap::new(),
+        }
     }
 
     /// Substitute every reference in a string.
@@ -142,21 +172,29 @@ impl<'a> Scope<'a> {
     fn lookup(&self, r: &Ref, text: &str) -> Result<String, String> {
         match r {
             Ref::Param { name, sel } => {
-                let v = self.params.get(name).ok_or_else(|| format!("{text}: no param `{name}`"))?;
+                let v = self
+                    .params
+                    .get(name)
+                    .ok_or_else(|| format!("{text}: no param `{name}`"))?;
                 match (v, sel) {
                     (ParamValue::String(s), Selector::Whole) => Ok(s.clone()),
-                    (ParamValue::Array(a), Selector::Index(i)) => a
-                        .get(*i)
-                        .cloned()
-                        .ok_or_else(|| format!("{text}: index {i} is out of range (array has {})", a.len())),
-                    (ParamValue::Object(o), Selector::Key(k)) => {
-                        o.get(k).cloned().ok_or_else(|| format!("{text}: object has no key `{k}`"))
+                    (ParamValue::Array(a), Selector::Index(i)) => {
+                        a.get(*i).cloned().ok_or_else(|| {
+                            format!("{text}: index {i} is out of range (array has {})", a.len())
+                        })
                     }
+                    (ParamValue::Object(o), Selector::Key(k)) => o
+                        .get(k)
+                        .cloned()
+                        .ok_or_else(|| format!("{text}: object has no key `{k}`")),
                     (v, Selector::Star) => Err(format!(
                         "{text}: a {} param with [*] can only be a whole array/object value",
                         v.ty()
                     )),
-                    (v, _) => Err(format!("{text}: param `{name}` is a {}; this selector does not apply", v.ty())),
+                    (v, _) => Err(format!(
+                        "{text}: param `{name}` is a {}; this selector does not apply",
+                        v.ty()
+                    )),
                 }
             }
             Ref::Result { task, result } => self
@@ -170,12 +208,15 @@ impl<'a> Scope<'a> {
                 .and_then(|m| m.get(task))
                 .cloned()
                 .unwrap_or_else(|| "None".to_string())),
-            Ref::TasksStatus => {
-                self.tasks_status.map(str::to_string).ok_or_else(|| format!("{text}: only finally tasks may use it"))
-            }
-            Ref::Context(k) => {
-                self.context.get(k.as_str()).cloned().ok_or_else(|| format!("{text}: not available here"))
-            }
+            Ref::TasksStatus => self
+                .tasks_status
+                .map(str::to_string)
+                .ok_or_else(|| format!("{text}: only finally tasks may use it")),
+            Ref::Context(k) => self
+                .context
+                .get(k.as_str())
+                .cloned()
+                .ok_or_else(|| format!("{text}: not available here")),
         }
     }
 
@@ -184,7 +225,11 @@ impl<'a> Scope<'a> {
         match v {
             ParamValue::String(s) => {
                 if let Some(name) = whole_star(s) {
-                    return self.params.get(&name).cloned().ok_or_else(|| format!("{s}: no param `{name}`"));
+                    return self
+                        .params
+                        .get(&name)
+                        .cloned()
+                        .ok_or_else(|| format!("{s}: no param `{name}`"));
                 }
                 Ok(ParamValue::String(self.resolve_str(s)?))
             }
@@ -193,7 +238,11 @@ impl<'a> Scope<'a> {
                 for item in items {
                     match whole_star(item).map(|n| self.params.get(&n)) {
                         Some(Some(ParamValue::Array(a))) => out.extend(a.iter().cloned()),
-                        Some(_) => return Err(format!("{item}: only an array param can be spliced into an array")),
+                        Some(_) => {
+                            return Err(format!(
+                                "{item}: only an array param can be spliced into an array"
+                            ));
+                        }
                         None => out.push(self.resolve_str(item)?),
                     }
                 }
@@ -216,12 +265,37 @@ mod tests {
 
     #[test]
     fn parses_references() {
-        let r = refs("a $(params.x) b $(tasks.t.results.r) $(params.arr[2]) $(params.o.k)").unwrap();
+        let r =
+            refs("a $(params.x) b $(tasks.t.results.r) $(params.arr[2]) $(params.o.k)").unwrap();
         assert_eq!(r.len(), 4);
-        assert_eq!(r[0].0, Ref::Param { name: "x".into(), sel: Selector::Whole });
-        assert_eq!(r[1].0, Ref::Result { task: "t".into(), result: "r".into() });
-        assert_eq!(r[2].0, Ref::Param { name: "arr".into(), sel: Selector::Index(2) });
-        assert_eq!(r[3].0, Ref::Param { name: "o".into(), sel: Selector::Key("k".into()) });
+        assert_eq!(
+            r[0].0,
+            Ref::Param {
+                name: "x".into(),
+                sel: Selector::Whole
+            }
+        );
+        assert_eq!(
+            r[1].0,
+            Ref::Result {
+                task: "t".into(),
+                result: "r".into()
+            }
+        );
+        assert_eq!(
+            r[2].0,
+            Ref::Param {
+                name: "arr".into(),
+                sel: Selector::Index(2)
+            }
+        );
+        assert_eq!(
+            r[3].0,
+            Ref::Param {
+                name: "o".into(),
+                sel: Selector::Key("k".into())
+            }
+        );
         assert!(refs("$(nope.x)").unwrap_err().contains("unknown reference"));
         assert!(refs("$(params.x").unwrap_err().contains("unterminated"));
     }
@@ -230,17 +304,46 @@ mod tests {
     fn substitutes_and_expands() {
         let mut params = BTreeMap::new();
         params.insert("s".to_string(), ParamValue::String("hi".into()));
-        params.insert("a".to_string(), ParamValue::Array(vec!["1".into(), "2".into()]));
+        params.insert(
+            "a".to_string(),
+            ParamValue::Array(vec!["1".into(), "2".into()]),
+        );
         let mut results = HashMap::new();
-        results.insert("t".to_string(), BTreeMap::from([("r".to_string(), "v".to_string())]));
-        let scope = Scope { results: Some(&results), ..Scope::new(&params) };
-        assert_eq!(scope.resolve_str("$(params.s)-$(tasks.t.results.r)").unwrap(), "hi-v");
+        results.insert(
+            "t".to_string(),
+            BTreeMap::from([("r".to_string(), "v".to_string())]),
+        );
+        let scope = Scope {
+            results: Some(&results),
+            ..Scope::new(&params)
+        };
         assert_eq!(
-            scope.resolve_value(&ParamValue::Array(vec!["0".into(), "$(params.a[*])".into()])).unwrap(),
+            scope
+                .resolve_str("$(params.s)-$(tasks.t.results.r)")
+                .unwrap(),
+            "hi-v"
+        );
+        assert_eq!(
+            scope
+                .resolve_value(&ParamValue::Array(vec![
+                    "0".into(),
+                    "$(params.a[*])".into()
+                ]))
+                .unwrap(),
             ParamValue::Array(vec!["0".into(), "1".into(), "2".into()])
         );
-        assert_eq!(scope.resolve_value(&ParamValue::String("$(params.a[*])".into())).unwrap(), params["a"]);
-        assert!(scope.resolve_str("$(tasks.t.results.zz)").unwrap_err().contains("did not produce"));
+        assert_eq!(
+            scope
+                .resolve_value(&ParamValue::String("$(params.a[*])".into()))
+                .unwrap(),
+            params["a"]
+        );
+        assert!(
+            scope
+                .resolve_str("$(tasks.t.results.zz)")
+                .unwrap_err()
+                .contains("did not produce")
+        );
         assert!(scope.resolve_str("$(params.a)").is_err());
     }
 }

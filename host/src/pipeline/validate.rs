@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::subst::{self, Ref, Selector};
-use super::{Diagnostic, Diagnostics, Document, PipelineResult, PipelineTask, WorkspaceDecl, duration};
+use super::{
+    Diagnostic, Diagnostics, Document, PipelineResult, PipelineTask, WorkspaceDecl, duration,
+};
 use crate::manifest::{Manifest, is_name};
 use crate::params::{ParamType, ParamValue, parse_cli_value};
 
@@ -53,15 +55,29 @@ pub fn validate(
     let mut params: BTreeMap<String, ParamValue> = BTreeMap::new();
     for (i, p) in spec.params.iter().enumerate() {
         let at = format!("params[{i}]");
-        if !is_name(&p.name) && !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            d.push(doc.diag(&format!("{at}.name"), format!("`{}` is not a valid param name", p.name)));
+        if !is_name(&p.name)
+            && !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            d.push(doc.diag(
+                &format!("{at}.name"),
+                format!("`{}` is not a valid param name", p.name),
+            ));
         }
         if decls.insert(p.name.clone(), p.ty).is_some() {
-            d.push(doc.diag(&format!("{at}.name"), format!("param `{}` is declared twice", p.name)));
+            d.push(doc.diag(
+                &format!("{at}.name"),
+                format!("param `{}` is declared twice", p.name),
+            ));
         }
         if let Some(def) = &p.default {
             if def.ty() != p.ty {
-                d.push(doc.diag(&format!("{at}.default"), format!("default is {} but the type is {}", def.ty(), p.ty)));
+                d.push(doc.diag(
+                    &format!("{at}.default"),
+                    format!("default is {} but the type is {}", def.ty(), p.ty),
+                ));
             } else {
                 params.insert(p.name.clone(), def.clone());
             }
@@ -70,10 +86,17 @@ pub fn validate(
     if let Some((run, _)) = &doc.run {
         for (i, p) in run.params.iter().enumerate() {
             match decls.get(&p.name) {
-                None => d.push(doc.run_diag(&format!("params[{i}].name"), format!("the pipeline has no param `{}`", p.name))),
+                None => d.push(doc.run_diag(
+                    &format!("params[{i}].name"),
+                    format!("the pipeline has no param `{}`", p.name),
+                )),
                 Some(ty) if *ty != p.value.ty() => d.push(doc.run_diag(
                     &format!("params[{i}].value"),
-                    format!("param `{}` is {ty} but the value is {}", p.name, p.value.ty()),
+                    format!(
+                        "param `{}` is {ty} but the value is {}",
+                        p.name,
+                        p.value.ty()
+                    ),
                 )),
                 Some(_) => {
                     params.insert(p.name.clone(), p.value.clone());
@@ -99,7 +122,10 @@ pub fn validate(
         if !params.contains_key(&p.name) {
             d.push(doc.diag(
                 &format!("params[{i}]"),
-                format!("param `{}` has no default and no value was given (use -p {}=VALUE)", p.name, p.name),
+                format!(
+                    "param `{}` has no default and no value was given (use -p {}=VALUE)",
+                    p.name, p.name
+                ),
             ));
         }
     }
@@ -108,7 +134,10 @@ pub fn validate(
     let mut ws_names = BTreeSet::new();
     for (i, w) in spec.workspaces.iter().enumerate() {
         if !ws_names.insert(w.name.as_str()) {
-            d.push(doc.diag(&format!("workspaces[{i}].name"), format!("workspace `{}` is declared twice", w.name)));
+            d.push(doc.diag(
+                &format!("workspaces[{i}].name"),
+                format!("workspace `{}` is declared twice", w.name),
+            ));
         }
     }
 
@@ -118,15 +147,26 @@ pub fn validate(
         if !is_name(&t.name) {
             d.push(doc.diag(
                 &format!("{at}.name"),
-                format!("`{}`: task names use lowercase letters, digits, `-` and `_`", t.name),
+                format!(
+                    "`{}`: task names use lowercase letters, digits, `-` and `_`",
+                    t.name
+                ),
             ));
         }
-        if kinds.insert(t.name.as_str(), at.starts_with("finally")).is_some() {
-            d.push(doc.diag(&format!("{at}.name"), format!("task `{}` is defined twice", t.name)));
+        if kinds
+            .insert(t.name.as_str(), at.starts_with("finally"))
+            .is_some()
+        {
+            d.push(doc.diag(
+                &format!("{at}.name"),
+                format!("task `{}` is defined twice", t.name),
+            ));
         }
     }
-    let manifests: HashMap<&str, Option<Manifest>> =
-        doc.all_tasks().map(|(_, t)| (t.name.as_str(), manifest_of(&t.uses))).collect();
+    let manifests: HashMap<&str, Option<Manifest>> = doc
+        .all_tasks()
+        .map(|(_, t)| (t.name.as_str(), manifest_of(&t.uses)))
+        .collect();
 
     let mut planned = Vec::new();
     for (at, t) in doc.all_tasks() {
@@ -134,7 +174,11 @@ pub fn validate(
         let mut deps = BTreeSet::new();
         let mut result_deps = BTreeSet::new();
         let manifest = manifests.get(t.name.as_str()).cloned().flatten();
-        let check_refs = |text: &str, path: &str, d: &mut Vec<Diagnostic>, deps: &mut BTreeSet<String>, rdeps: &mut BTreeSet<String>| {
+        let check_refs = |text: &str,
+                          path: &str,
+                          d: &mut Vec<Diagnostic>,
+                          deps: &mut BTreeSet<String>,
+                          rdeps: &mut BTreeSet<String>| {
             let refs = match subst::refs(text) {
                 Ok(r) => r,
                 Err(e) => {
@@ -144,24 +188,39 @@ pub fn validate(
             };
             for (r, _) in refs {
                 match r {
-                    Ref::Param { name, sel } => match decls.get(&name) {
-                        None => d.push(doc.diag(path, format!("`$(params.{name}...)`: the pipeline has no param `{name}`"))),
-                        Some(ty) => {
-                            let ok = matches!(
-                                (ty, &sel),
-                                (ParamType::String, Selector::Whole)
-                                    | (ParamType::Array, Selector::Index(_) | Selector::Star)
-                                    | (ParamType::Object, Selector::Key(_) | Selector::Star)
-                            );
-                            if !ok {
-                                d.push(doc.diag(path, format!("param `{name}` is {ty}; that selector does not apply to it")));
+                    Ref::Param { name, sel } => {
+                        match decls.get(&name) {
+                            None => d.push(doc.diag(
+                                path,
+                                format!(
+                                    "`$(params.{name}...)`: the pipeline has no param `{name}`"
+                                ),
+                            )),
+                            Some(ty) => {
+                                let ok = matches!(
+                                    (ty, &sel),
+                                    (ParamType::String, Selector::Whole)
+                                        | (ParamType::Array, Selector::Index(_) | Selector::Star)
+                                        | (ParamType::Object, Selector::Key(_) | Selector::Star)
+                                );
+                                if !ok {
+                                    d.push(doc.diag(path, format!("param `{name}` is {ty}; that selector does not apply to it")));
+                                }
                             }
                         }
-                    },
+                    }
                     Ref::Result { task, result } => match kinds.get(task.as_str()) {
-                        None => d.push(doc.diag(path, format!("`$(tasks.{task}.results.{result})`: no task `{task}`"))),
-                        Some(true) => d.push(doc.diag(path, format!("`{task}` is a finally task; its results cannot be referenced"))),
-                        Some(false) if task == t.name => d.push(doc.diag(path, "a task cannot use its own results")),
+                        None => d.push(doc.diag(
+                            path,
+                            format!("`$(tasks.{task}.results.{result})`: no task `{task}`"),
+                        )),
+                        Some(true) => d.push(doc.diag(
+                            path,
+                            format!("`{task}` is a finally task; its results cannot be referenced"),
+                        )),
+                        Some(false) if task == t.name => {
+                            d.push(doc.diag(path, "a task cannot use its own results"))
+                        }
                         Some(false) => {
                             if let Some(Some(m)) = manifests.get(task.as_str())
                                 && m.results.iter().all(|r| r.name != result)
@@ -183,14 +242,23 @@ pub fn validate(
                     },
                     Ref::TaskStatus { task } => {
                         if !finally {
-                            d.push(doc.diag(path, "`$(tasks.NAME.status)` is only available in finally tasks"));
+                            d.push(doc.diag(
+                                path,
+                                "`$(tasks.NAME.status)` is only available in finally tasks",
+                            ));
                         } else if kinds.get(task.as_str()) != Some(&false) {
-                            d.push(doc.diag(path, format!("`$(tasks.{task}.status)`: no (non-finally) task `{task}`")));
+                            d.push(doc.diag(
+                                path,
+                                format!("`$(tasks.{task}.status)`: no (non-finally) task `{task}`"),
+                            ));
                         }
                     }
                     Ref::TasksStatus => {
                         if !finally {
-                            d.push(doc.diag(path, "`$(tasks.status)` is only available in finally tasks"));
+                            d.push(doc.diag(
+                                path,
+                                "`$(tasks.status)` is only available in finally tasks",
+                            ));
                         }
                     }
                     Ref::Context(_) => {}
@@ -207,7 +275,10 @@ pub fn validate(
         for (i, p) in t.params.iter().enumerate() {
             let ppath = format!("{at}.params[{i}]");
             if !given.insert(p.name.as_str()) {
-                d.push(doc.diag(&format!("{ppath}.name"), format!("param `{}` is given twice", p.name)));
+                d.push(doc.diag(
+                    &format!("{ppath}.name"),
+                    format!("param `{}` is given twice", p.name),
+                ));
             }
             let texts: Vec<&str> = match &p.value {
                 ParamValue::String(s) => vec![s.as_str()],
@@ -215,7 +286,13 @@ pub fn validate(
                 ParamValue::Object(o) => o.values().map(String::as_str).collect(),
             };
             for s in texts {
-                check_refs(s, &format!("{ppath}.value"), &mut d, &mut deps, &mut result_deps);
+                check_refs(
+                    s,
+                    &format!("{ppath}.value"),
+                    &mut d,
+                    &mut deps,
+                    &mut result_deps,
+                );
             }
             if let Some(m) = &manifest {
                 match m.param(&p.name) {
@@ -238,7 +315,10 @@ pub fn validate(
                         if ty != spec.ty {
                             d.push(doc.diag(
                                 &format!("{ppath}.value"),
-                                format!("plugin `{}` param `{}` is {} but the value is {ty}", m.name, p.name, spec.ty),
+                                format!(
+                                    "plugin `{}` param `{}` is {} but the value is {ty}",
+                                    m.name, p.name, spec.ty
+                                ),
                             ));
                         }
                     }
@@ -261,12 +341,21 @@ pub fn validate(
         for (i, b) in t.workspaces.iter().enumerate() {
             let wpath = format!("{at}.workspaces[{i}]");
             if !ws_names.contains(b.pipeline_workspace()) {
-                d.push(doc.diag(&wpath, format!("the pipeline declares no workspace `{}`", b.pipeline_workspace())));
+                d.push(doc.diag(
+                    &wpath,
+                    format!(
+                        "the pipeline declares no workspace `{}`",
+                        b.pipeline_workspace()
+                    ),
+                ));
             }
             if let Some(sub) = &b.sub_path
                 && (sub.starts_with('/') || sub.split('/').any(|c| c == ".."))
             {
-                d.push(doc.diag(&format!("{wpath}.subPath"), "subPath must be relative and must not contain `..`"));
+                d.push(doc.diag(
+                    &format!("{wpath}.subPath"),
+                    "subPath must be relative and must not contain `..`",
+                ));
             }
             if let Some(m) = &manifest
                 && m.workspace(&b.name).is_none()
@@ -294,9 +383,17 @@ pub fn validate(
             let rpath = format!("{at}.runAfter[{i}]");
             match kinds.get(after.as_str()) {
                 None => d.push(doc.diag(&rpath, format!("no task `{after}`"))),
-                Some(true) => d.push(doc.diag(&rpath, format!("`{after}` is a finally task; finally tasks run last"))),
-                Some(false) if finally => d.push(doc.diag(&rpath, "finally tasks run after all tasks; runAfter is not allowed")),
-                Some(false) if *after == t.name => d.push(doc.diag(&rpath, "a task cannot run after itself")),
+                Some(true) => d.push(doc.diag(
+                    &rpath,
+                    format!("`{after}` is a finally task; finally tasks run last"),
+                )),
+                Some(false) if finally => d.push(doc.diag(
+                    &rpath,
+                    "finally tasks run after all tasks; runAfter is not allowed",
+                )),
+                Some(false) if *after == t.name => {
+                    d.push(doc.diag(&rpath, "a task cannot run after itself"))
+                }
                 Some(false) => {
                     deps.insert(after.clone());
                 }
@@ -304,9 +401,21 @@ pub fn validate(
         }
         for (i, w) in t.when.iter().enumerate() {
             let wpath = format!("{at}.when[{i}]");
-            check_refs(&w.input, &format!("{wpath}.input"), &mut d, &mut deps, &mut result_deps);
+            check_refs(
+                &w.input,
+                &format!("{wpath}.input"),
+                &mut d,
+                &mut deps,
+                &mut result_deps,
+            );
             for v in &w.values {
-                check_refs(v, &format!("{wpath}.values"), &mut d, &mut deps, &mut result_deps);
+                check_refs(
+                    v,
+                    &format!("{wpath}.values"),
+                    &mut d,
+                    &mut deps,
+                    &mut result_deps,
+                );
             }
             if w.values.is_empty() {
                 d.push(doc.diag(&format!("{wpath}.values"), "needs at least one value"));
@@ -347,7 +456,14 @@ pub fn validate(
             }),
             None => DEFAULT_BACKOFF,
         };
-        planned.push(PlannedTask { spec: t.clone(), finally, deps, result_deps, timeout, backoff });
+        planned.push(PlannedTask {
+            spec: t.clone(),
+            finally,
+            deps,
+            result_deps,
+            timeout,
+            backoff,
+        });
     }
 
     for (i, r) in spec.results.iter().enumerate() {
@@ -359,13 +475,18 @@ pub fn validate(
                     match r {
                         Ref::Result { task, result } => match manifests.get(task.as_str()) {
                             None => d.push(doc.diag(&path, format!("no task `{task}`"))),
-                            Some(Some(m)) if m.results.iter().all(|x| x.name != result) => {
-                                d.push(doc.diag(&path, format!("task `{task}` has no result `{result}`")))
-                            }
+                            Some(Some(m)) if m.results.iter().all(|x| x.name != result) => d.push(
+                                doc.diag(&path, format!("task `{task}` has no result `{result}`")),
+                            ),
                             _ => {}
                         },
                         Ref::Param { name, .. } if decls.contains_key(&name) => {}
-                        other => d.push(doc.diag(&path, format!("pipeline results may use task results and params, not {other:?}"))),
+                        other => d.push(doc.diag(
+                            &path,
+                            format!(
+                                "pipeline results may use task results and params, not {other:?}"
+                            ),
+                        )),
                     }
                 }
             }
@@ -375,8 +496,14 @@ pub fn validate(
     // Cycles (over the main tasks; finally tasks have no edges).
     if let Some(cycle) = find_cycle(&planned) {
         let first = &cycle[0];
-        let idx = planned.iter().position(|t| &t.spec.name == first).unwrap_or(0);
-        d.push(doc.diag(&format!("tasks[{idx}]"), format!("dependency cycle: {}", cycle.join(" → "))));
+        let idx = planned
+            .iter()
+            .position(|t| &t.spec.name == first)
+            .unwrap_or(0);
+        d.push(doc.diag(
+            &format!("tasks[{idx}]"),
+            format!("dependency cycle: {}", cycle.join(" → ")),
+        ));
     }
 
     let timeout = match doc.run.as_ref().and_then(|(r, _)| r.timeout.as_ref()) {
@@ -404,11 +531,20 @@ pub fn validate(
 }
 
 fn cli_diag(message: String) -> Diagnostic {
-    Diagnostic { file: "<command line>".into(), line: 0, column: 0, path: String::new(), message }
+    Diagnostic {
+        file: "<command line>".into(),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message,
+    }
 }
 
 fn find_cycle(tasks: &[PlannedTask]) -> Option<Vec<String>> {
-    let deps: HashMap<&str, &BTreeSet<String>> = tasks.iter().map(|t| (t.spec.name.as_str(), &t.deps)).collect();
+    let deps: HashMap<&str, &BTreeSet<String>> = tasks
+        .iter()
+        .map(|t| (t.spec.name.as_str(), &t.deps))
+        .collect();
     // 0 = unvisited, 1 = on stack, 2 = done
     let mut state: HashMap<&str, u8> = HashMap::new();
     fn visit<'a>(
@@ -423,7 +559,8 @@ fn find_cycle(tasks: &[PlannedTask]) -> Option<Vec<String>> {
             match state.get(dep.as_str()) {
                 Some(1) => {
                     let start = stack.iter().position(|s| s == dep).unwrap_or(0);
-                    let mut cycle: Vec<String> = stack[start..].iter().rev().map(|s| s.to_string()).collect();
+                    let mut cycle: Vec<String> =
+                        stack[start..].iter().rev().map(|s| s.to_string()).collect();
                     cycle.insert(0, dep.clone());
                     return Some(cycle);
                 }

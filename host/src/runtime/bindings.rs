@@ -11,5 +11,6 @@ wasmtime::component::bindgen!({
 
 pub use capstan::plugin::log::Level;
 pub use capstan::plugin::types::{
-    Denial, GrantLayer, Param, ParamValue as WitParamValue, TaskError, TaskInfo, TaskInput, TaskResult, Workspace,
+    Denial, GrantLayer, Param, ParamValue as WitParamValue, TaskError, TaskInfo, TaskInput,
+    TaskResult, Workspace,
 };

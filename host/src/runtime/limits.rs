@@ -35,7 +35,12 @@ pub(crate) struct Limiter {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             let msg = format!(
                 "memory limit exceeded: the task tried to grow its memory to {} MiB; the limit is {} MiB",
@@ -48,9 +53,17 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
-            let msg = format!("table limit exceeded: {desired} elements (limit {})", self.table_elements);
+            let msg = format!(
+                "table limit exceeded: {desired} elements (limit {})",
+                self.table_elements
+            );
             self.exceeded = Some(msg.clone());
             wasmtime::bail!(msg);
         }

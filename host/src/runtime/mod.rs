@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-pub use self::limits::TaskLimits;
 use self::limits::Limiter;
+pub use self::limits::TaskLimits;
 use crate::caps::log::{Budget, LogState, StdioCapture};
 use crate::caps::network;
 use crate::caps::workspace::WorkspaceMount;
@@ -78,7 +80,10 @@ pub struct TaskState {
 
 impl WasiView for TaskState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -115,7 +120,10 @@ pub enum FailureKind {
 impl FailureKind {
     /// Whether the pipeline's `retries` apply.
     pub fn retryable(&self) -> bool {
-        matches!(self, FailureKind::Failed | FailureKind::Trapped | FailureKind::TimedOut)
+        matches!(
+            self,
+            FailureKind::Failed | FailureKind::Trapped | FailureKind::TimedOut
+        )
     }
 }
 
@@ -165,14 +173,16 @@ impl Runtime {
             .max_wasm_stack(1 << 20)
             .async_stack_size(2 << 20)
             .memory_reservation(4 << 30);
-        let engine = Engine::new(&wcfg).map_err(anyhow::Error::from).context("creating the Wasm engine")?;
+        let engine = Engine::new(&wcfg)
+            .map_err(anyhow::Error::from)
+            .context("creating the Wasm engine")?;
 
         let mut linker = Linker::<TaskState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        bindings::capstan::plugin::log::add_to_linker::<TaskState, wasmtime::component::HasSelf<TaskState>>(
-            &mut linker,
-            |s| s,
-        )
+        bindings::capstan::plugin::log::add_to_linker::<
+            TaskState,
+            wasmtime::component::HasSelf<TaskState>,
+        >(&mut linker, |s| s)
         .map_err(anyhow::Error::from)?;
 
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -180,14 +190,22 @@ impl Runtime {
             let engine = engine.clone();
             let stop = stop.clone();
             let tick = config.epoch_tick;
-            std::thread::Builder::new().name("capstan-epoch".into()).spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    engine.increment_epoch();
-                }
-            })?;
+            std::thread::Builder::new()
+                .name("capstan-epoch".into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })?;
         }
-        Ok(Runtime { engine, linker, plugins: Mutex::new(HashMap::new()), config, _ticker: EpochTicker { stop } })
+        Ok(Runtime {
+            engine,
+            linker,
+            plugins: Mutex::new(HashMap::new()),
+            config,
+            _ticker: EpochTicker { stop },
+        })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -196,7 +214,8 @@ impl Runtime {
 
     /// Load a plugin from a `.wasm` file.
     pub fn load_file(&self, path: &Path) -> Result<Arc<Plugin>> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
         self.load_bytes(&bytes, &path.display().to_string())
     }
 
@@ -223,11 +242,19 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("{origin}: the component's imports cannot be satisfied by this host"))?;
+            .with_context(|| {
+                format!("{origin}: the component's imports cannot be satisfied by this host")
+            })?;
         let pre = bindings::BasePre::new(pre)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("{origin}: the component does not export `capstan:plugin/task` as expected"))?;
-        let plugin = Arc::new(Plugin { info, origin: origin.to_string(), pre });
+            .with_context(|| {
+                format!("{origin}: the component does not export `capstan:plugin/task` as expected")
+            })?;
+        let plugin = Arc::new(Plugin {
+            info,
+            origin: origin.to_string(),
+            pre,
+        });
         self.plugins.lock().unwrap().insert(digest, plugin.clone());
         Ok(plugin)
     }
@@ -244,14 +271,17 @@ impl Runtime {
         if path.exists() {
             match deserialize_cached(&self.engine, &path) {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!("ignoring unusable compiled cache {}: {e:#}", path.display()),
+                Err(e) => {
+                    tracing::warn!("ignoring unusable compiled cache {}: {e:#}", path.display())
+                }
             }
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{origin}: invalid component"))?;
         let serialized = component.serialize().map_err(anyhow::Error::from)?;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating cache dir {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating cache dir {}", dir.display()))?;
         let tmp = dir.join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
         std::fs::write(&tmp, serialized)?;
         std::fs::rename(&tmp, &path)?;
@@ -264,7 +294,12 @@ impl Runtime {
         let started = Instant::now();
         let mut entered = None;
         let outcome = self.run_inner(plugin, inv, &mut entered).await;
-        AttemptReport { outcome, started, entered, finished: Instant::now() }
+        AttemptReport {
+            outcome,
+            started,
+            entered,
+            finished: Instant::now(),
+        }
     }
 
     async fn run_inner(
@@ -277,7 +312,10 @@ impl Runtime {
         if param_bytes > inv.limits.param_bytes {
             return Err((
                 FailureKind::LimitExceeded,
-                format!("params total {param_bytes} bytes; the limit is {} bytes", inv.limits.param_bytes),
+                format!(
+                    "params total {param_bytes} bytes; the limit is {} bytes",
+                    inv.limits.param_bytes
+                ),
             ));
         }
         let budget = Budget::new(inv.limits.log_bytes);
@@ -287,7 +325,8 @@ impl Runtime {
         builder.stdout(stdout.clone()).stderr(stderr.clone());
         network::deny_all(&mut builder, inv.sink.clone());
         for ws in &inv.workspaces {
-            ws.preopen(&mut builder).map_err(|e| (FailureKind::Setup, format!("{e:#}")))?;
+            ws.preopen(&mut builder)
+                .map_err(|e| (FailureKind::Setup, format!("{e:#}")))?;
         }
         let state = TaskState {
             wasi: builder.build(),
@@ -310,24 +349,41 @@ impl Runtime {
                 task_name: inv.task_name.clone(),
                 attempt: inv.attempt,
             },
-            params: inv.params.iter().map(|(n, v)| bindings::Param { name: n.clone(), value: to_wit(v) }).collect(),
+            params: inv
+                .params
+                .iter()
+                .map(|(n, v)| bindings::Param {
+                    name: n.clone(),
+                    value: to_wit(v),
+                })
+                .collect(),
             workspaces: inv
                 .workspaces
                 .iter()
-                .map(|w| bindings::Workspace { name: w.name.clone(), path: w.guest_path(), read_only: w.read_only })
+                .map(|w| bindings::Workspace {
+                    name: w.name.clone(),
+                    path: w.guest_path(),
+                    read_only: w.read_only,
+                })
                 .collect(),
         };
 
         let call = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.capstan_plugin_task().call_run(&mut store, &input).await
+            instance
+                .capstan_plugin_task()
+                .call_run(&mut store, &input)
+                .await
         };
         let result = match inv.limits.timeout {
             Some(t) => match tokio::time::timeout(t, call).await {
                 Ok(r) => r,
                 Err(_) => {
                     *entered = store.data().log.entered;
-                    return Err((FailureKind::TimedOut, format!("timed out after {}", humantime(t))));
+                    return Err((
+                        FailureKind::TimedOut,
+                        format!("timed out after {}", humantime(t)),
+                    ));
                 }
             },
             None => call.await,
@@ -340,7 +396,10 @@ impl Runtime {
                 if let Some(msg) = store.data_mut().limiter.exceeded.take() {
                     return Err((FailureKind::LimitExceeded, msg));
                 }
-                return Err((FailureKind::Trapped, format!("the plugin trapped: {}", trap_message(&trap))));
+                return Err((
+                    FailureKind::Trapped,
+                    format!("the plugin trapped: {}", trap_message(&trap)),
+                ));
             }
             Ok(Err(e)) => return Err(task_error(e)),
             Ok(Ok(results)) => results,
@@ -349,21 +408,36 @@ impl Runtime {
         if size > inv.limits.result_bytes {
             return Err((
                 FailureKind::LimitExceeded,
-                format!("results total {size} bytes; the limit is {} bytes", inv.limits.result_bytes),
+                format!(
+                    "results total {size} bytes; the limit is {} bytes",
+                    inv.limits.result_bytes
+                ),
             ));
         }
         let mut out = Vec::with_capacity(results.len());
         for r in results {
-            if plugin.info.manifest.results.iter().all(|d| d.name != r.name) {
+            if plugin
+                .info
+                .manifest
+                .results
+                .iter()
+                .all(|d| d.name != r.name)
+            {
                 return Err((
                     FailureKind::Failed,
-                    format!("the plugin returned result `{}`, which its manifest does not declare", r.name),
+                    format!(
+                        "the plugin returned result `{}`, which its manifest does not declare",
+                        r.name
+                    ),
                 ));
             }
             out.push((r.name, r.value));
         }
         if budget.truncated() {
-            inv.sink.log(LogLevel::Warn, "note: log output of this attempt was truncated at the log limit");
+            inv.sink.log(
+                LogLevel::Warn,
+                "note: log output of this attempt was truncated at the log limit",
+            );
         }
         Ok(out)
     }
@@ -390,12 +464,21 @@ fn to_wit(v: &ParamValue) -> bindings::WitParamValue {
 
 fn task_error(e: bindings::TaskError) -> (FailureKind, String) {
     match e {
-        bindings::TaskError::InvalidParams(m) => (FailureKind::InvalidParams, format!("invalid params: {m}")),
+        bindings::TaskError::InvalidParams(m) => {
+            (FailureKind::InvalidParams, format!("invalid params: {m}"))
+        }
         bindings::TaskError::Failed(m) => (FailureKind::Failed, m),
-        bindings::TaskError::Denied(d) => (
-            FailureKind::Denied,
-            format!("denied: {} `{}` (layer: {:?})", d.capability, d.target, d.layer).to_lowercase(),
-        ),
+        bindings::TaskError::Denied(d) => {
+            let layer = match d.layer {
+                bindings::GrantLayer::Manifest => "manifest",
+                bindings::GrantLayer::Pipeline => "pipeline",
+                bindings::GrantLayer::Policy => "policy",
+            };
+            (
+                FailureKind::Denied,
+                format!("denied: {} `{}` (layer: {layer})", d.capability, d.target),
+            )
+        }
     }
 }
 

@@ -28,10 +28,26 @@ use sink::StoreSink;
 /// What the scheduler reports while a run executes.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Run { status: RunStatus },
-    Task { task: String, status: TaskStatus, attempt: u32, message: Option<String> },
-    Log { task: String, level: LogLevel, message: String },
-    Progress { task: String, step: String, current: u64, total: Option<u64> },
+    Run {
+        status: RunStatus,
+    },
+    Task {
+        task: String,
+        status: TaskStatus,
+        attempt: u32,
+        message: Option<String>,
+    },
+    Log {
+        task: String,
+        level: LogLevel,
+        message: String,
+    },
+    Progress {
+        task: String,
+        step: String,
+        current: u64,
+        total: Option<u64>,
+    },
 }
 
 /// Why a run could not be prepared.
@@ -63,7 +79,11 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { parallelism: 16, workspaces: BTreeMap::new(), limits: TaskLimits::default() }
+        RunOptions {
+            parallelism: 16,
+            workspaces: BTreeMap::new(),
+            limits: TaskLimits::default(),
+        }
     }
 }
 
@@ -118,7 +138,11 @@ impl Scheduler {
     }
 
     /// Load, check and plan a pipeline file.
-    pub fn prepare_file(&self, path: &Path, overrides: &[(String, String)]) -> Result<Prepared, PrepareError> {
+    pub fn prepare_file(
+        &self,
+        path: &Path,
+        overrides: &[(String, String)],
+    ) -> Result<Prepared, PrepareError> {
         let doc = Document::load(path)?;
         self.prepare(doc, overrides, None)
     }
@@ -137,7 +161,9 @@ impl Scheduler {
             if plugins.contains_key(&t.uses) {
                 continue;
             }
-            let Ok(path) = doc.plugin_path(&t.uses) else { continue };
+            let Ok(path) = doc.plugin_path(&t.uses) else {
+                continue;
+            };
             match self.runtime.load_file(&path) {
                 Ok(p) => {
                     if let Some(want) = expect_digests.and_then(|m| m.get(&t.uses))
@@ -166,7 +192,12 @@ impl Scheduler {
                 return Err(Diagnostics(diags).into());
             }
         };
-        Ok(Prepared { doc, plan, plugins, overrides: overrides.to_vec() })
+        Ok(Prepared {
+            doc,
+            plan,
+            plugins,
+            overrides: overrides.to_vec(),
+        })
     }
 
     /// Record a new run (Queued) and return its id.
@@ -179,42 +210,67 @@ impl Scheduler {
                     line: 0,
                     column: 0,
                     path: String::new(),
-                    message: format!("--workspace {name}: the pipeline declares no workspace `{name}`"),
+                    message: format!(
+                        "--workspace {name}: the pipeline declares no workspace `{name}`"
+                    ),
                 }]))
                 .into());
             }
-            let dir = std::fs::canonicalize(dir)
-                .with_context(|| format!("--workspace {name}={}: the directory must exist", dir.display()))?;
+            let dir = std::fs::canonicalize(dir).with_context(|| {
+                format!(
+                    "--workspace {name}={}: the directory must exist",
+                    dir.display()
+                )
+            })?;
             workspaces.insert(name.clone(), dir.display().to_string());
         }
         if let Some((run, _)) = &prepared.doc.run {
             for w in &run.workspaces {
                 if let (Some(p), false) = (&w.host_path, workspaces.contains_key(&w.name)) {
                     let p = prepared.doc.base_dir.join(p);
-                    let dir = std::fs::canonicalize(&p)
-                        .with_context(|| format!("workspace {}: hostPath {} must exist", w.name, p.display()))?;
+                    let dir = std::fs::canonicalize(&p).with_context(|| {
+                        format!("workspace {}: hostPath {} must exist", w.name, p.display())
+                    })?;
                     workspaces.insert(w.name.clone(), dir.display().to_string());
                 }
             }
         }
-        let id = new_run_id(prepared.doc.run_name.as_deref().unwrap_or(&prepared.plan.name));
+        let id = new_run_id(
+            prepared
+                .doc
+                .run_name
+                .as_deref()
+                .unwrap_or(&prepared.plan.name),
+        );
         for w in &prepared.plan.workspaces {
             if !workspaces.contains_key(&w.name) {
                 let dir = self.state_dir.join("workspaces").join(&id).join(&w.name);
-                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
                 workspaces.insert(w.name.clone(), dir.display().to_string());
             }
         }
         let spec = RunSpec {
             file: prepared.doc.source.file.clone(),
             source: prepared.doc.source.text.clone(),
+            base_dir: prepared.doc.base_dir.display().to_string(),
             overrides: prepared.overrides.clone(),
             workspaces,
-            plugins: prepared.plugins.iter().map(|(u, p)| (u.clone(), p.digest().to_string())).collect(),
+            plugins: prepared
+                .plugins
+                .iter()
+                .map(|(u, p)| (u.clone(), p.digest().to_string()))
+                .collect(),
             parallelism: opts.parallelism.max(1),
         };
-        let tasks: Vec<(String, bool)> = prepared.plan.tasks.iter().map(|t| (t.spec.name.clone(), t.finally)).collect();
-        self.store.create_run(&id, &prepared.plan.name, &spec, &tasks)?;
+        let tasks: Vec<(String, bool)> = prepared
+            .plan
+            .tasks
+            .iter()
+            .map(|t| (t.spec.name.clone(), t.finally))
+            .collect();
+        self.store
+            .create_run(&id, &prepared.plan.name, &spec, &tasks)?;
         Ok(id)
     }
 
@@ -222,14 +278,19 @@ impl Scheduler {
     pub fn reload(&self, run_id: &str) -> Result<Prepared, PrepareError> {
         let rec = self.store.run(run_id).map_err(anyhow::Error::from)?;
         let mut doc = Document::parse(&rec.spec.file, &rec.spec.source)?;
-        doc.base_dir = Path::new(&rec.spec.file).parent().map(Path::to_path_buf).unwrap_or_default();
+        doc.base_dir = PathBuf::from(&rec.spec.base_dir);
         self.prepare(doc, &rec.spec.overrides, Some(&rec.spec.plugins))
     }
 
     /// Execute a recorded run until it reaches a terminal state. Works for a
     /// new run and for one interrupted by a crash (resume): tasks that
     /// succeeded are not run again; tasks that were running get a new attempt.
-    pub async fn execute(&self, run_id: &str, prepared: &Prepared, events: Option<UnboundedSender<Event>>) -> Result<RunStatus> {
+    pub async fn execute(
+        &self,
+        run_id: &str,
+        prepared: &Prepared,
+        events: Option<UnboundedSender<Event>>,
+    ) -> Result<RunStatus> {
         let _lock = self.lock_run(run_id)?;
         let rec = self.store.run(run_id)?;
         if rec.status.is_terminal() {
@@ -238,7 +299,10 @@ impl Scheduler {
         let abandoned = self.store.abandon_running_attempts(run_id)?;
         let mut exec = Execution::new(self, run_id, prepared, &rec.spec, events)?;
         if abandoned > 0 {
-            tracing::info!(run = run_id, "resuming: {abandoned} interrupted attempt(s) will run again");
+            tracing::info!(
+                run = run_id,
+                "resuming: {abandoned} interrupted attempt(s) will run again"
+            );
         }
         exec.set_run(RunStatus::Running, None)?;
         let status = exec.run().await?;
@@ -255,7 +319,9 @@ impl Scheduler {
             Err(std::fs::TryLockError::WouldBlock) => {
                 bail!("run {run_id} is being executed by another capstan process")
             }
-            Err(std::fs::TryLockError::Error(e)) => Err(anyhow!(e).context(format!("locking {}", path.display()))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(anyhow!(e).context(format!("locking {}", path.display())))
+            }
         }
     }
 
@@ -271,11 +337,20 @@ impl Scheduler {
             Ok(_lock) => {
                 for t in self.store.tasks(run_id)? {
                     if !t.status.is_terminal() {
-                        self.store.set_task_status(run_id, &t.name, TaskStatus::Cancelled, Some("run cancelled"))?;
+                        self.store.set_task_status(
+                            run_id,
+                            &t.name,
+                            TaskStatus::Cancelled,
+                            Some("run cancelled"),
+                        )?;
                     }
                 }
                 self.store.abandon_running_attempts(run_id)?;
-                self.store.set_run_status(run_id, RunStatus::Cancelled, Some("cancelled by user"))?;
+                self.store.set_run_status(
+                    run_id,
+                    RunStatus::Cancelled,
+                    Some("cancelled by user"),
+                )?;
                 Ok(RunStatus::Cancelled)
             }
             Err(_) => Ok(RunStatus::Running),
@@ -287,7 +362,12 @@ impl Scheduler {
 pub fn new_run_id(name: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.write_u32(std::process::id());
     let mut n = h.finish();
     const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -296,8 +376,16 @@ pub fn new_run_id(name: &str) -> String {
         suffix.push(ALPHA[(n % 32) as usize] as char);
         n /= 32;
     }
-    let base: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
-    let base = if base.is_empty() { "run".to_string() } else { base.to_lowercase() };
+    let base: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    let base = if base.is_empty() {
+        "run".to_string()
+    } else {
+        base.to_lowercase()
+    };
     format!("{base}-{suffix}")
 }
 
@@ -335,9 +423,11 @@ impl<'a> Execution<'a> {
         events: Option<UnboundedSender<Event>>,
     ) -> Result<Self> {
         let mut state = HashMap::new();
-        let failures = sched.store.attempts(run_id)?.into_iter().filter(|a| {
-            matches!(a.status, TaskStatus::Failed | TaskStatus::TimedOut)
-        });
+        let failures = sched
+            .store
+            .attempts(run_id)?
+            .into_iter()
+            .filter(|a| matches!(a.status, TaskStatus::Failed | TaskStatus::TimedOut));
         let mut failed: HashMap<String, u32> = HashMap::new();
         for a in failures {
             *failed.entry(a.task).or_default() += 1;
@@ -348,10 +438,24 @@ impl<'a> Execution<'a> {
                 s => s,
             };
             if status != t.status {
-                sched.store.set_task_status(run_id, &t.name, status, Some("resumed after the scheduler stopped"))?;
+                sched.store.set_task_status(
+                    run_id,
+                    &t.name,
+                    status,
+                    Some("resumed after the scheduler stopped"),
+                )?;
             }
             let failures = failed.get(&t.name).copied().unwrap_or(0);
-            state.insert(t.name.clone(), TaskRt { status, attempts: t.attempts, failures, results: t.results, retry_at: None });
+            state.insert(
+                t.name.clone(),
+                TaskRt {
+                    status,
+                    attempts: t.attempts,
+                    failures,
+                    results: t.results,
+                    retry_at: None,
+                },
+            );
         }
         let rec = sched.store.run(run_id)?;
         let deadline = prepared.plan.timeout.map(|t| {
@@ -385,23 +489,44 @@ impl<'a> Execution<'a> {
     }
 
     fn set_run(&self, status: RunStatus, message: Option<&str>) -> Result<()> {
-        self.sched.store.set_run_status(&self.run_id, status, message)?;
+        self.sched
+            .store
+            .set_run_status(&self.run_id, status, message)?;
         self.emit(Event::Run { status });
         Ok(())
     }
 
     fn set_task(&mut self, name: &str, status: TaskStatus, message: Option<&str>) -> Result<()> {
-        self.sched.store.set_task_status(&self.run_id, name, status, message)?;
+        self.sched
+            .store
+            .set_task_status(&self.run_id, name, status, message)?;
         let rt = self.state.get_mut(name).expect("task state");
         rt.status = status;
         let attempt = rt.attempts;
-        self.emit(Event::Task { task: name.to_string(), status, attempt, message: message.map(str::to_string) });
+        self.emit(Event::Task {
+            task: name.to_string(),
+            status,
+            attempt,
+            message: message.map(str::to_string),
+        });
         Ok(())
     }
 
     async fn run(&mut self) -> Result<RunStatus> {
-        let main: Vec<&'a PlannedTask> = self.prepared.plan.tasks.iter().filter(|t| !t.finally).collect();
-        let fin: Vec<&'a PlannedTask> = self.prepared.plan.tasks.iter().filter(|t| t.finally).collect();
+        let main: Vec<&'a PlannedTask> = self
+            .prepared
+            .plan
+            .tasks
+            .iter()
+            .filter(|t| !t.finally)
+            .collect();
+        let fin: Vec<&'a PlannedTask> = self
+            .prepared
+            .plan
+            .tasks
+            .iter()
+            .filter(|t| t.finally)
+            .collect();
         let stop = self.run_phase(&main, true).await?;
         if stop == Some(RunStatus::Cancelled) {
             for t in &fin {
@@ -415,25 +540,35 @@ impl<'a> Execution<'a> {
         // Finally tasks run whatever happened (also after a run timeout).
         self.deadline = None;
         let fin_stop = self.run_phase(&fin, false).await?;
-        let any_failed = self
-            .prepared
-            .plan
-            .tasks
-            .iter()
-            .any(|t| matches!(self.state[&t.spec.name].status, TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Cancelled));
+        let any_failed = self.prepared.plan.tasks.iter().any(|t| {
+            matches!(
+                self.state[&t.spec.name].status,
+                TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Cancelled
+            )
+        });
         let (status, msg) = match (stop, fin_stop) {
             (_, Some(RunStatus::Cancelled)) => (RunStatus::Cancelled, "cancelled".to_string()),
-            (Some(RunStatus::TimedOut), _) => (RunStatus::TimedOut, "the run timed out".to_string()),
+            (Some(RunStatus::TimedOut), _) => {
+                (RunStatus::TimedOut, "the run timed out".to_string())
+            }
             _ if any_failed => {
                 let failed: Vec<&str> = self
                     .prepared
                     .plan
                     .tasks
                     .iter()
-                    .filter(|t| matches!(self.state[&t.spec.name].status, TaskStatus::Failed | TaskStatus::TimedOut))
+                    .filter(|t| {
+                        matches!(
+                            self.state[&t.spec.name].status,
+                            TaskStatus::Failed | TaskStatus::TimedOut
+                        )
+                    })
                     .map(|t| t.spec.name.as_str())
                     .collect();
-                (RunStatus::Failed, format!("failed tasks: {}", failed.join(", ")))
+                (
+                    RunStatus::Failed,
+                    format!("failed tasks: {}", failed.join(", ")),
+                )
             }
             _ => (RunStatus::Succeeded, "all tasks completed".to_string()),
         };
@@ -444,12 +579,20 @@ impl<'a> Execution<'a> {
     }
 
     fn pipeline_results(&self) -> BTreeMap<String, String> {
-        let scope = Scope { results: Some(&self.results), ..Scope::new(&self.prepared.plan.params) };
+        let scope = Scope {
+            results: Some(&self.results),
+            ..Scope::new(&self.prepared.plan.params)
+        };
         self.prepared
             .plan
             .results
             .iter()
-            .filter_map(|r| scope.resolve_str(&r.value).ok().map(|v| (r.name.clone(), v)))
+            .filter_map(|r| {
+                scope
+                    .resolve_str(&r.value)
+                    .ok()
+                    .map(|v| (r.name.clone(), v))
+            })
             .collect()
     }
 
@@ -471,13 +614,23 @@ impl<'a> Execution<'a> {
             };
             map.insert(t.spec.name.clone(), word.to_string());
         }
-        let agg = if failed { "Failed" } else if all_ok { "Succeeded" } else { "Completed" };
+        let agg = if failed {
+            "Failed"
+        } else if all_ok {
+            "Succeeded"
+        } else {
+            "Completed"
+        };
         (map, agg.to_string())
     }
 
     /// Run `tasks` to completion. Returns Some(Cancelled/TimedOut) if the
     /// phase was stopped.
-    async fn run_phase(&mut self, tasks: &[&'a PlannedTask], main: bool) -> Result<Option<RunStatus>> {
+    async fn run_phase(
+        &mut self,
+        tasks: &[&'a PlannedTask],
+        main: bool,
+    ) -> Result<Option<RunStatus>> {
         let mut running: JoinSet<AttemptDone> = JoinSet::new();
         let mut in_flight: HashMap<String, tokio::sync::oneshot::Receiver<()>> = HashMap::new();
         let mut stop: Option<RunStatus> = None;
@@ -511,7 +664,11 @@ impl<'a> Execution<'a> {
                             self.sched.store.abandon_running_attempts(&self.run_id)?;
                             self.set_task(&t.spec.name, status, Some(why))?;
                         } else if !st.is_terminal() {
-                            let s = if status == TaskStatus::TimedOut { TaskStatus::Skipped } else { status };
+                            let s = if status == TaskStatus::TimedOut {
+                                TaskStatus::Skipped
+                            } else {
+                                status
+                            };
                             self.set_task(&t.spec.name, s, Some(why))?;
                         }
                     }
@@ -550,7 +707,9 @@ impl<'a> Execution<'a> {
                         rt.attempts += 1;
                         let attempt = rt.attempts;
                         let at = now_us();
-                        self.sched.store.start_attempt(&self.run_id, name, attempt, at)?;
+                        self.sched
+                            .store
+                            .start_attempt(&self.run_id, name, attempt, at)?;
                         self.sched.store.finish_attempt(
                             &self.run_id,
                             name,
@@ -562,18 +721,28 @@ impl<'a> Execution<'a> {
                             &BTreeMap::new(),
                         )?;
                         self.state.get_mut(name).unwrap().status = TaskStatus::Failed;
-                        self.emit(Event::Task { task: name.clone(), status: TaskStatus::Failed, attempt, message: Some(msg) });
+                        self.emit(Event::Task {
+                            task: name.clone(),
+                            status: TaskStatus::Failed,
+                            attempt,
+                            message: Some(msg),
+                        });
                     }
                 }
             }
 
             if running.is_empty() {
                 let waiting_retry = if self.retrying > 0 {
-                    tasks.iter().filter_map(|t| self.state[&t.spec.name].retry_at).min()
+                    tasks
+                        .iter()
+                        .filter_map(|t| self.state[&t.spec.name].retry_at)
+                        .min()
                 } else {
                     None
                 };
-                let pending = tasks.iter().any(|t| !self.state[&t.spec.name].status.is_terminal());
+                let pending = tasks
+                    .iter()
+                    .any(|t| !self.state[&t.spec.name].status.is_terminal());
                 match (pending, waiting_retry) {
                     (false, _) => return Ok(None),
                     (true, Some(at)) => {
@@ -591,7 +760,10 @@ impl<'a> Execution<'a> {
 
             // Wait for an attempt to finish, a retry to come due, or a tick.
             let next_retry = if self.retrying > 0 {
-                tasks.iter().filter_map(|t| self.state[&t.spec.name].retry_at).min()
+                tasks
+                    .iter()
+                    .filter_map(|t| self.state[&t.spec.name].retry_at)
+                    .min()
             } else {
                 None
             };
@@ -629,7 +801,9 @@ impl<'a> Execution<'a> {
                     return Readiness::Skip(format!("task `{dep}` did not succeed ({s})"));
                 }
                 TaskStatus::Skipped if t.result_deps.contains(dep) => {
-                    return Readiness::Skip(format!("task `{dep}` was skipped, so its results are missing"));
+                    return Readiness::Skip(format!(
+                        "task `{dep}` was skipped, so its results are missing"
+                    ));
                 }
                 _ => {}
             }
@@ -637,15 +811,24 @@ impl<'a> Execution<'a> {
         if t.finally {
             for dep in &t.result_deps {
                 if self.state[dep].status != TaskStatus::Succeeded {
-                    return Readiness::Skip(format!("task `{dep}` did not succeed, so its results are missing"));
+                    return Readiness::Skip(format!(
+                        "task `{dep}` did not succeed, so its results are missing"
+                    ));
                 }
             }
         }
         if t.spec.when.is_empty() {
             return Readiness::Go;
         }
-        let (statuses, agg) = if t.finally { self.statuses() } else { Default::default() };
-        let mut scope = Scope { results: Some(&self.results), ..Scope::new(&self.prepared.plan.params) };
+        let (statuses, agg) = if t.finally {
+            self.statuses()
+        } else {
+            Default::default()
+        };
+        let mut scope = Scope {
+            results: Some(&self.results),
+            ..Scope::new(&self.prepared.plan.params)
+        };
         if t.finally {
             scope.statuses = Some(&statuses);
             scope.tasks_status = Some(&agg);
@@ -669,8 +852,14 @@ impl<'a> Execution<'a> {
                 WhenOperator::Notin => !hit,
             };
             if !holds {
-                let op = if w.operator == WhenOperator::In { "in" } else { "notin" };
-                return Readiness::Skip(format!("when expression was false: `{input}` {op} {values:?}"));
+                let op = if w.operator == WhenOperator::In {
+                    "in"
+                } else {
+                    "notin"
+                };
+                return Readiness::Skip(format!(
+                    "when expression was false: `{input}` {op} {values:?}"
+                ));
             }
         }
         Readiness::Go
@@ -688,16 +877,32 @@ impl<'a> Execution<'a> {
 
     /// Start an attempt. Errors are set-up failures of the task itself
     /// (a reference that cannot be resolved, a workspace that cannot be made).
-    fn dispatch(&mut self, t: &PlannedTask, running: &mut JoinSet<AttemptDone>) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
+    fn dispatch(
+        &mut self,
+        t: &PlannedTask,
+        running: &mut JoinSet<AttemptDone>,
+    ) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
         let dispatched = Instant::now();
         let dispatched_at = now_us();
         let name = t.spec.name.clone();
-        let plugin = self.prepared.plugins.get(&t.spec.uses).cloned().ok_or("plugin not loaded")?;
+        let plugin = self
+            .prepared
+            .plugins
+            .get(&t.spec.uses)
+            .cloned()
+            .ok_or("plugin not loaded")?;
         let manifest = &plugin.info.manifest;
         let attempt = self.state[&name].attempts + 1;
 
-        let (statuses, agg) = if t.finally { self.statuses() } else { Default::default() };
-        let mut scope = Scope { results: Some(&self.results), ..Scope::new(&self.prepared.plan.params) };
+        let (statuses, agg) = if t.finally {
+            self.statuses()
+        } else {
+            Default::default()
+        };
+        let mut scope = Scope {
+            results: Some(&self.results),
+            ..Scope::new(&self.prepared.plan.params)
+        };
         if t.finally {
             scope.statuses = Some(&statuses);
             scope.tasks_status = Some(&agg);
@@ -706,14 +911,21 @@ impl<'a> Execution<'a> {
         let mut params = Vec::with_capacity(manifest.params.len());
         for spec in &manifest.params {
             let value = match t.spec.params.iter().find(|p| p.name == spec.name) {
-                Some(p) => scope.resolve_value(&p.value).map_err(|e| format!("param `{}`: {e}", spec.name))?,
+                Some(p) => scope
+                    .resolve_value(&p.value)
+                    .map_err(|e| format!("param `{}`: {e}", spec.name))?,
                 None => match &spec.default {
                     Some(d) => d.clone(),
                     None => return Err(format!("param `{}` is required", spec.name)),
                 },
             };
             if value.ty() != spec.ty {
-                return Err(format!("param `{}` resolved to {} but the plugin expects {}", spec.name, value.ty(), spec.ty));
+                return Err(format!(
+                    "param `{}` resolved to {} but the plugin expects {}",
+                    spec.name,
+                    value.ty(),
+                    spec.ty
+                ));
             }
             params.push((spec.name.clone(), value));
         }
@@ -726,11 +938,22 @@ impl<'a> Execution<'a> {
             let mut dir = PathBuf::from(root);
             if let Some(sub) = &b.sub_path {
                 dir.push(sub);
-                std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
             }
-            let decl_ro = self.prepared.plan.workspaces.iter().any(|w| w.name == b.pipeline_workspace() && w.read_only);
-            let read_only = b.read_only || decl_ro || manifest.workspace(&b.name).is_some_and(|w| w.read_only);
-            workspaces.push(WorkspaceMount { name: b.name.clone(), host_path: dir, read_only });
+            let decl_ro = self
+                .prepared
+                .plan
+                .workspaces
+                .iter()
+                .any(|w| w.name == b.pipeline_workspace() && w.read_only);
+            let read_only =
+                b.read_only || decl_ro || manifest.workspace(&b.name).is_some_and(|w| w.read_only);
+            workspaces.push(WorkspaceMount {
+                name: b.name.clone(),
+                host_path: dir,
+                read_only,
+            });
         }
         let mut limits = self.sched.limits.clone();
         limits.timeout = t.timeout;
@@ -752,7 +975,12 @@ impl<'a> Execution<'a> {
             }
             let _ = done.send(());
         }));
-        self.emit(Event::Task { task: name.clone(), status: TaskStatus::Running, attempt, message: None });
+        self.emit(Event::Task {
+            task: name.clone(),
+            status: TaskStatus::Running,
+            attempt,
+            message: None,
+        });
 
         let sink = Arc::new(StoreSink {
             store: self.sched.store.clone(),
@@ -778,22 +1006,58 @@ impl<'a> Execution<'a> {
         Ok(record)
     }
 
-    fn complete(&mut self, name: &str, attempt: u32, dispatched_at: i64, dispatched: Instant, report: AttemptReport) -> Result<()> {
-        let entered_at = report.entered.map(|e| dispatched_at + e.saturating_duration_since(dispatched).as_micros() as i64);
-        let t = self.prepared.plan.tasks.iter().find(|t| t.spec.name == name).expect("planned task");
+    fn complete(
+        &mut self,
+        name: &str,
+        attempt: u32,
+        dispatched_at: i64,
+        dispatched: Instant,
+        report: AttemptReport,
+    ) -> Result<()> {
+        let entered_at = report
+            .entered
+            .map(|e| dispatched_at + e.saturating_duration_since(dispatched).as_micros() as i64);
+        let t = self
+            .prepared
+            .plan
+            .tasks
+            .iter()
+            .find(|t| t.spec.name == name)
+            .expect("planned task");
         let (attempt_status, task_status, message, results) = match report.outcome {
-            Ok(results) => (TaskStatus::Succeeded, TaskStatus::Succeeded, None, results.into_iter().collect()),
+            Ok(results) => (
+                TaskStatus::Succeeded,
+                TaskStatus::Succeeded,
+                None,
+                results.into_iter().collect(),
+            ),
             Err((kind, msg)) => {
-                let attempt_status = if kind == FailureKind::TimedOut { TaskStatus::TimedOut } else { TaskStatus::Failed };
+                let attempt_status = if kind == FailureKind::TimedOut {
+                    TaskStatus::TimedOut
+                } else {
+                    TaskStatus::Failed
+                };
                 let failures = self.state[name].failures + 1;
                 self.state.get_mut(name).unwrap().failures = failures;
                 if kind.retryable() && failures <= t.spec.retries {
                     let exp = (failures - 1).min(16);
-                    let delay = t.backoff.saturating_mul(1 << exp).min(Duration::from_secs(300));
+                    let delay = t
+                        .backoff
+                        .saturating_mul(1 << exp)
+                        .min(Duration::from_secs(300));
                     self.state.get_mut(name).unwrap().retry_at = Some(Instant::now() + delay);
                     self.retrying += 1;
-                    let msg = format!("{msg} (retry {failures} of {} in {})", t.spec.retries, crate::runtime::humantime(delay));
-                    (attempt_status, TaskStatus::Retrying, Some(msg), BTreeMap::new())
+                    let msg = format!(
+                        "{msg} (retry {failures} of {} in {})",
+                        t.spec.retries,
+                        crate::runtime::humantime(delay)
+                    );
+                    (
+                        attempt_status,
+                        TaskStatus::Retrying,
+                        Some(msg),
+                        BTreeMap::new(),
+                    )
                 } else {
                     (attempt_status, attempt_status, Some(msg), BTreeMap::new())
                 }
@@ -815,7 +1079,12 @@ impl<'a> Execution<'a> {
         let rt = self.state.get_mut(name).unwrap();
         rt.status = task_status;
         rt.results = results;
-        self.emit(Event::Task { task: name.to_string(), status: task_status, attempt, message });
+        self.emit(Event::Task {
+            task: name.to_string(),
+            status: task_status,
+            attempt,
+            message,
+        });
         Ok(())
     }
 }

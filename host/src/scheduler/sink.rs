@@ -19,17 +19,29 @@ pub(crate) struct StoreSink {
 
 impl TaskSink for StoreSink {
     fn log(&self, level: LogLevel, message: &str) {
-        if let Err(e) = self.store.append_log(&self.run_id, &self.task, self.attempt, level, message) {
+        if let Err(e) =
+            self.store
+                .append_log(&self.run_id, &self.task, self.attempt, level, message)
+        {
             tracing::error!(run = %self.run_id, task = %self.task, "cannot store a log line: {e}");
         }
         if let Some(tx) = &self.events {
-            let _ = tx.send(Event::Log { task: self.task.clone(), level, message: message.to_string() });
+            let _ = tx.send(Event::Log {
+                task: self.task.clone(),
+                level,
+                message: message.to_string(),
+            });
         }
     }
 
     fn progress(&self, step: &str, current: u64, total: Option<u64>) {
         if let Some(tx) = &self.events {
-            let _ = tx.send(Event::Progress { task: self.task.clone(), step: step.to_string(), current, total });
+            let _ = tx.send(Event::Progress {
+                task: self.task.clone(),
+                step: step.to_string(),
+                current,
+                total,
+            });
         }
     }
 }

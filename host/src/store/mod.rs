@@ -23,20 +23,29 @@ use crate::caps::LogLevel;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("run store {path}: {source}")]
-    Sqlite { path: String, source: rusqlite::Error },
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("run store: corrupt record: {0}")]
     Corrupt(String),
     #[error("no run `{0}` (see `capstan runs list`)")]
     NoSuchRun(String),
     #[error("run store {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 /// What is needed to (re)start a run.
@@ -46,6 +55,8 @@ pub struct RunSpec {
     pub file: String,
     /// The file's text when the run was created.
     pub source: String,
+    /// Absolute directory that relative paths in the file resolve against.
+    pub base_dir: String,
     /// `-p` overrides.
     pub overrides: Vec<(String, String)>,
     /// Pipeline workspace → host directory.
@@ -162,16 +173,27 @@ PRAGMA user_version = 1;
 impl RunStore {
     /// Open (creating if needed) the store in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<RunStore> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|source| StoreError::Io { path: state_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
         let path = state_dir.join("capstan.db");
-        let err = |source| StoreError::Sqlite { path: path.display().to_string(), source };
+        let err = |source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
         let conn = Connection::open(&path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        Ok(RunStore { conn: Mutex::new(conn), path })
+        Ok(RunStore {
+            conn: Mutex::new(conn),
+            path,
+        })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -179,11 +201,20 @@ impl RunStore {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.display().to_string(), source }
+        StoreError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        }
     }
 
     /// Create a run and its tasks (all Pending) in one transaction.
-    pub fn create_run(&self, id: &str, pipeline: &str, spec: &RunSpec, tasks: &[(String, bool)]) -> Result<()> {
+    pub fn create_run(
+        &self,
+        id: &str,
+        pipeline: &str,
+        spec: &RunSpec,
+        tasks: &[(String, bool)],
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let spec_json = serde_json::to_string(spec).expect("RunSpec serializes");
@@ -212,14 +243,18 @@ impl RunStore {
         } else {
             "UPDATE runs SET status = ?2, message = ?3 WHERE id = ?1 AND ?4 IS NOT NULL"
         };
-        conn.execute(sql, params![id, status.as_str(), message, now]).map_err(|e| self.err(e))?;
+        conn.execute(sql, params![id, status.as_str(), message, now])
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
     pub fn set_run_results(&self, id: &str, results: &BTreeMap<String, String>) -> Result<()> {
         let json = serde_json::to_string(results).expect("results serialize");
         self.conn()
-            .execute("UPDATE runs SET results = ?2 WHERE id = ?1", params![id, json])
+            .execute(
+                "UPDATE runs SET results = ?2 WHERE id = ?1",
+                params![id, json],
+            )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -227,7 +262,10 @@ impl RunStore {
     pub fn request_cancel(&self, id: &str) -> Result<()> {
         let n = self
             .conn()
-            .execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?1", params![id])
+            .execute(
+                "UPDATE runs SET cancel_requested = 1 WHERE id = ?1",
+                params![id],
+            )
             .map_err(|e| self.err(e))?;
         if n == 0 {
             return Err(StoreError::NoSuchRun(id.to_string()));
@@ -237,7 +275,11 @@ impl RunStore {
 
     pub fn cancel_requested(&self, id: &str) -> Result<bool> {
         self.conn()
-            .query_row("SELECT cancel_requested FROM runs WHERE id = ?1", params![id], |r| r.get::<_, bool>(0))
+            .query_row(
+                "SELECT cancel_requested FROM runs WHERE id = ?1",
+                params![id],
+                |r| r.get::<_, bool>(0),
+            )
             .optional()
             .map_err(|e| self.err(e))
             .map(|v| v.unwrap_or(false))
@@ -276,7 +318,8 @@ impl RunStore {
             created_at: row.4,
             started_at: row.5,
             finished_at: row.6,
-            results: serde_json::from_str(&row.7).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            results: serde_json::from_str(&row.7)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             spec: serde_json::from_str(&row.8).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             cancel_requested: row.9,
         })
@@ -330,14 +373,21 @@ impl RunStore {
                 started_at: row.4,
                 finished_at: row.5,
                 message: row.6,
-                results: serde_json::from_str(&row.7).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                results: serde_json::from_str(&row.7)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             });
         }
         Ok(out)
     }
 
     /// Record that an attempt started: the task is Running with `attempt`.
-    pub fn start_attempt(&self, run_id: &str, task: &str, attempt: u32, dispatched_at: i64) -> Result<()> {
+    pub fn start_attempt(
+        &self,
+        run_id: &str,
+        task: &str,
+        attempt: u32,
+        dispatched_at: i64,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
@@ -375,10 +425,22 @@ impl RunStore {
         tx.execute(
             "UPDATE attempts SET status = ?4, entered_at = ?5, finished_at = ?6, message = ?7 \
              WHERE run_id = ?1 AND task = ?2 AND attempt = ?3",
-            params![run_id, task, attempt, attempt_status.as_str(), entered_at, now, message],
+            params![
+                run_id,
+                task,
+                attempt,
+                attempt_status.as_str(),
+                entered_at,
+                now,
+                message
+            ],
         )
         .map_err(|e| self.err(e))?;
-        let finished = if task_status.is_terminal() { Some(now) } else { None };
+        let finished = if task_status.is_terminal() {
+            Some(now)
+        } else {
+            None
+        };
         tx.execute(
             "UPDATE tasks SET status = ?3, finished_at = ?4, message = ?5, results = ?6 WHERE run_id = ?1 AND name = ?2",
             params![run_id, task, task_status.as_str(), finished, message, json],
@@ -388,8 +450,18 @@ impl RunStore {
     }
 
     /// Set a task's state without an attempt (Skipped, Cancelled, Pending on resume).
-    pub fn set_task_status(&self, run_id: &str, task: &str, status: TaskStatus, message: Option<&str>) -> Result<()> {
-        let finished = if status.is_terminal() { Some(now_us()) } else { None };
+    pub fn set_task_status(
+        &self,
+        run_id: &str,
+        task: &str,
+        status: TaskStatus,
+        message: Option<&str>,
+    ) -> Result<()> {
+        let finished = if status.is_terminal() {
+            Some(now_us())
+        } else {
+            None
+        };
         self.conn()
             .execute(
                 "UPDATE tasks SET status = ?3, message = ?4, finished_at = ?5 WHERE run_id = ?1 AND name = ?2",
@@ -399,11 +471,12 @@ impl RunStore {
         Ok(())
     }
 
-    /// Mark attempts left Running by a dead process as failed (on resume).
+    /// Mark attempts left Running (by a dead process, or stopped by cancel) as
+    /// Cancelled. They do not count against a task's retries.
     pub fn abandon_running_attempts(&self, run_id: &str) -> Result<usize> {
         self.conn()
             .execute(
-                "UPDATE attempts SET status = 'Failed', finished_at = ?2, \
+                "UPDATE attempts SET status = 'Cancelled', finished_at = ?2, \
                  message = 'the scheduler stopped during this attempt' WHERE run_id = ?1 AND status = 'Running'",
                 params![run_id, now_us()],
             )
@@ -447,7 +520,14 @@ impl RunStore {
         Ok(out)
     }
 
-    pub fn append_log(&self, run_id: &str, task: &str, attempt: u32, level: LogLevel, message: &str) -> Result<()> {
+    pub fn append_log(
+        &self,
+        run_id: &str,
+        task: &str,
+        attempt: u32,
+        level: LogLevel,
+        message: &str,
+    ) -> Result<()> {
         self.conn()
             .prepare_cached("INSERT INTO logs (run_id, task, attempt, ts, level, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .and_then(|mut s| s.execute(params![run_id, task, attempt, now_us(), level.as_str(), message]))
@@ -456,7 +536,13 @@ impl RunStore {
     }
 
     /// Log lines of a run after `after_id`, optionally for one task.
-    pub fn logs(&self, run_id: &str, task: Option<&str>, after_id: i64, limit: usize) -> Result<Vec<LogLine>> {
+    pub fn logs(
+        &self,
+        run_id: &str,
+        task: Option<&str>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<LogLine>> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(

@@ -49,7 +49,10 @@ impl RunStatus {
 
 impl TaskStatus {
     pub fn is_terminal(self) -> bool {
-        !matches!(self, TaskStatus::Pending | TaskStatus::Running | TaskStatus::Retrying)
+        !matches!(
+            self,
+            TaskStatus::Pending | TaskStatus::Running | TaskStatus::Retrying
+        )
     }
     pub fn as_str(self) -> &'static str {
         match self {

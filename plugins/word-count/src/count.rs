@@ -17,7 +17,10 @@ impl Counts {
 }
 
 pub fn count(data: &[u8]) -> Counts {
-    let mut c = Counts { bytes: data.len() as u64, ..Counts::default() };
+    let mut c = Counts {
+        bytes: data.len() as u64,
+        ..Counts::default()
+    };
     let mut in_word = false;
     for &b in data {
         if b == b'\n' {
@@ -38,8 +41,22 @@ mod tests {
 
     #[test]
     fn counts_like_wc() {
-        assert_eq!(count(b"hello world\nbye\n"), Counts { lines: 2, words: 3, bytes: 16 });
+        assert_eq!(
+            count(b"hello world\nbye\n"),
+            Counts {
+                lines: 2,
+                words: 3,
+                bytes: 16
+            }
+        );
         assert_eq!(count(b""), Counts::default());
-        assert_eq!(count(b"  a  "), Counts { lines: 0, words: 1, bytes: 5 });
+        assert_eq!(
+            count(b"  a  "),
+            Counts {
+                lines: 0,
+                words: 1,
+                bytes: 5
+            }
+        );
     }
 }

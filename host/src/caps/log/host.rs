@@ -25,7 +25,9 @@ impl From<Level> for LogLevel {
 impl Host for TaskState {
     fn log(&mut self, level: Level, message: String) {
         self.log.mark_entered();
-        self.log.budget.emit(&*self.log.sink, level.into(), &message);
+        self.log
+            .budget
+            .emit(&*self.log.sink, level.into(), &message);
     }
 
     fn progress(&mut self, step: String, current: u64, total: Option<u64>) {
@@ -39,7 +41,11 @@ impl Host for TaskState {
         {
             return;
         }
-        let step = if step.len() > 128 { step[..step.floor_char_boundary(128)].to_string() } else { step };
+        let step = if step.len() > 128 {
+            step[..step.floor_char_boundary(128)].to_string()
+        } else {
+            step
+        };
         self.log.sink.progress(&step, current, total);
         self.log.last_progress = Some((step, now));
     }

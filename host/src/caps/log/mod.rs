@@ -73,7 +73,10 @@ pub(crate) struct Budget {
 
 impl Budget {
     pub fn new(bytes: usize) -> Arc<Budget> {
-        Arc::new(Budget { remaining: AtomicUsize::new(bytes), truncated: AtomicBool::new(false) })
+        Arc::new(Budget {
+            remaining: AtomicUsize::new(bytes),
+            truncated: AtomicBool::new(false),
+        })
     }
 
     /// Emit `message` to `sink` if the budget allows; when it runs out, write
@@ -92,12 +95,17 @@ impl Budget {
         let need = message.len() + 1;
         let ok = self
             .remaining
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(need))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                r.checked_sub(need)
+            })
             .is_ok();
         if ok {
             sink.log(level, message);
         } else if !self.truncated.swap(true, Ordering::Relaxed) {
-            sink.log(LogLevel::Warn, "log limit reached for this attempt; further output is dropped");
+            sink.log(
+                LogLevel::Warn,
+                "log limit reached for this attempt; further output is dropped",
+            );
         }
     }
 
@@ -108,7 +116,12 @@ impl Budget {
 
 impl LogState {
     pub fn new(sink: Arc<dyn TaskSink>, budget: Arc<Budget>) -> Self {
-        LogState { sink, budget, entered: None, last_progress: None }
+        LogState {
+            sink,
+            budget,
+            entered: None,
+            last_progress: None,
+        }
     }
 
     fn mark_entered(&mut self) {

@@ -26,7 +26,14 @@ struct Inner {
 
 impl StdioCapture {
     pub fn new(sink: Arc<dyn TaskSink>, budget: Arc<Budget>, level: LogLevel) -> Self {
-        StdioCapture { inner: Arc::new(Inner { sink, budget, level, partial: Mutex::new(Vec::new()) }) }
+        StdioCapture {
+            inner: Arc::new(Inner {
+                sink,
+                budget,
+                level,
+                partial: Mutex::new(Vec::new()),
+            }),
+        }
     }
 
     /// Emit a trailing line without newline (call when the task ends).
@@ -41,7 +48,8 @@ impl StdioCapture {
 impl Inner {
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
-        self.budget.emit(&*self.sink, self.level, text.trim_end_matches('\r'));
+        self.budget
+            .emit(&*self.sink, self.level, text.trim_end_matches('\r'));
     }
 
     fn write(&self, buf: &[u8]) {
@@ -59,7 +67,11 @@ impl Inner {
 }
 
 impl AsyncWrite for StdioCapture {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.inner.write(buf);
         Poll::Ready(Ok(buf.len()))
     }

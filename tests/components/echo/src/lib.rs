@@ -21,9 +21,15 @@ impl Guest for Echo {
                     .join(","),
             };
             log(Level::Info, &format!("{} = {}", p.name, value));
-            out.push(TaskResult { name: p.name, value });
+            out.push(TaskResult {
+                name: p.name,
+                value,
+            });
         }
-        out.push(TaskResult { name: "attempt".into(), value: input.info.attempt.to_string() });
+        out.push(TaskResult {
+            name: "attempt".into(),
+            value: input.info.attempt.to_string(),
+        });
         Ok(out)
     }
 }

@@ -8,7 +8,12 @@ use exports::capstan::plugin::task::Guest;
 struct Fail;
 
 fn param(input: &TaskInput, name: &str) -> String {
-    match input.params.iter().find(|p| p.name == name).map(|p| &p.value) {
+    match input
+        .params
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| &p.value)
+    {
         Some(ParamValue::String(s)) => s.clone(),
         _ => String::new(),
     }
@@ -20,7 +25,10 @@ impl Guest for Fail {
         let attempt = input.info.attempt;
         if attempt >= until {
             log(Level::Info, &format!("attempt {attempt}: succeeding"));
-            return Ok(vec![TaskResult { name: "attempt".into(), value: attempt.to_string() }]);
+            return Ok(vec![TaskResult {
+                name: "attempt".into(),
+                value: attempt.to_string(),
+            }]);
         }
         let message = param(&input, "message");
         log(Level::Error, &format!("attempt {attempt}: {message}"));

@@ -10,17 +10,30 @@ struct Progress;
 
 impl Guest for Progress {
     fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
-        let steps: u64 = match input.params.iter().find(|p| p.name == "steps").map(|p| &p.value) {
-            Some(ParamValue::String(s)) => s.parse().map_err(|_| TaskError::InvalidParams("steps".into()))?,
+        let steps: u64 = match input
+            .params
+            .iter()
+            .find(|p| p.name == "steps")
+            .map(|p| &p.value)
+        {
+            Some(ParamValue::String(s)) => s
+                .parse()
+                .map_err(|_| TaskError::InvalidParams("steps".into()))?,
             _ => 10,
         };
         for i in 0..=steps {
             progress("work", i, Some(steps));
         }
-        log(Level::Info, &format!("reported {} progress updates", steps + 1));
+        log(
+            Level::Info,
+            &format!("reported {} progress updates", steps + 1),
+        );
         println!("hello from stdout");
         eprintln!("hello from stderr");
-        Ok(vec![TaskResult { name: "reported".into(), value: (steps + 1).to_string() }])
+        Ok(vec![TaskResult {
+            name: "reported".into(),
+            value: (steps + 1).to_string(),
+        }])
     }
 }
 

@@ -14,20 +14,32 @@ use exports::capstan::plugin::task::Guest;
 struct Probe;
 
 fn param(input: &TaskInput, name: &str) -> String {
-    match input.params.iter().find(|p| p.name == name).map(|p| &p.value) {
+    match input
+        .params
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| &p.value)
+    {
         Some(ParamValue::String(s)) => s.clone(),
         _ => String::new(),
     }
 }
 
 fn outcome(s: String) -> Result<Vec<TaskResult>, TaskError> {
-    Ok(vec![TaskResult { name: "outcome".into(), value: s }])
+    Ok(vec![TaskResult {
+        name: "outcome".into(),
+        value: s,
+    }])
 }
 
 #[inline(never)]
 fn recurse(n: u64, buf: [u8; 256]) -> u64 {
     let b = black_box(buf);
-    if n == 0 { b[0] as u64 } else { recurse(n + 1, b) + b[1] as u64 }
+    if n == 0 {
+        b[0] as u64
+    } else {
+        recurse(n + 1, b) + b[1] as u64
+    }
 }
 
 impl Guest for Probe {
@@ -36,7 +48,11 @@ impl Guest for Probe {
         let mib = || arg.parse::<usize>().unwrap_or(1);
         match param(&input, "attack").as_str() {
             "read" => outcome(match std::fs::read(&arg) {
-                Ok(b) => format!("read {} bytes: {}", b.len(), String::from_utf8_lossy(&b[..b.len().min(64)])),
+                Ok(b) => format!(
+                    "read {} bytes: {}",
+                    b.len(),
+                    String::from_utf8_lossy(&b[..b.len().min(64)])
+                ),
                 Err(e) => format!("denied: {e}"),
             }),
             "write" => outcome(match std::fs::write(&arg, b"pwned") {
@@ -44,14 +60,26 @@ impl Guest for Probe {
                 Err(e) => format!("denied: {e}"),
             }),
             "list" => outcome(match std::fs::read_dir(&arg) {
-                Ok(rd) => format!("listed: {}", rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>().join(",")),
+                Ok(rd) => format!(
+                    "listed: {}",
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
                 Err(e) => format!("denied: {e}"),
             }),
             "connect" => outcome(match std::net::TcpStream::connect(&arg) {
                 Ok(_) => "connected".into(),
                 Err(e) => format!("denied: {e}"),
             }),
-            "env" => outcome(format!("vars={}", std::env::vars().map(|(k, _)| k).collect::<Vec<_>>().join(","))),
+            "env" => outcome(format!(
+                "vars={}",
+                std::env::vars()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
             "args" => outcome(format!("args={}", std::env::args().count())),
             "memory" => {
                 let mut keep: Vec<Vec<u8>> = Vec::new();
@@ -81,14 +109,19 @@ impl Guest for Probe {
                 }
                 outcome("flooded".into())
             }
-            "huge-result" => Ok(vec![TaskResult { name: "big".into(), value: "z".repeat(mib() << 20) }]),
+            "huge-result" => Ok(vec![TaskResult {
+                name: "big".into(),
+                value: "z".repeat(mib() << 20),
+            }]),
             "progress-flood" => {
                 for i in 0..100_000u64 {
                     progress("flood", i, Some(100_000));
                 }
                 outcome("flooded".into())
             }
-            other => Err(TaskError::InvalidParams(format!("unknown attack `{other}`"))),
+            other => Err(TaskError::InvalidParams(format!(
+                "unknown attack `{other}`"
+            ))),
         }
     }
 }

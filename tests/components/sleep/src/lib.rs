@@ -10,7 +10,12 @@ use exports::capstan::plugin::task::Guest;
 struct Sleep;
 
 fn param(input: &TaskInput, name: &str) -> String {
-    match input.params.iter().find(|p| p.name == name).map(|p| &p.value) {
+    match input
+        .params
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| &p.value)
+    {
         Some(ParamValue::String(s)) => s.clone(),
         _ => String::new(),
     }
@@ -18,21 +23,31 @@ fn param(input: &TaskInput, name: &str) -> String {
 
 impl Guest for Sleep {
     fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
-        let millis: u64 = param(&input, "millis").parse().map_err(|_| TaskError::InvalidParams("millis".into()))?;
+        let millis: u64 = param(&input, "millis")
+            .parse()
+            .map_err(|_| TaskError::InvalidParams("millis".into()))?;
         let marker = param(&input, "marker");
         if !marker.is_empty() {
-            let ws = input.workspaces.iter().find(|w| w.name == "log").ok_or(TaskError::InvalidParams("no log workspace".into()))?;
+            let ws = input
+                .workspaces
+                .iter()
+                .find(|w| w.name == "log")
+                .ok_or(TaskError::InvalidParams("no log workspace".into()))?;
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(format!("{}/{marker}", ws.path))
                 .map_err(|e| TaskError::Failed(e.to_string()))?;
-            writeln!(f, "{} attempt {}", input.info.task_name, input.info.attempt).map_err(|e| TaskError::Failed(e.to_string()))?;
+            writeln!(f, "{} attempt {}", input.info.task_name, input.info.attempt)
+                .map_err(|e| TaskError::Failed(e.to_string()))?;
         }
         log(Level::Info, &format!("sleeping {millis} ms"));
         std::thread::sleep(std::time::Duration::from_millis(millis));
         log(Level::Info, "awake");
-        Ok(vec![TaskResult { name: "slept".into(), value: millis.to_string() }])
+        Ok(vec![TaskResult {
+            name: "slept".into(),
+            value: millis.to_string(),
+        }])
     }
 }
 

@@ -1,0 +1,367 @@
+//! The `capstan` command line as a user runs it: exit codes, JSON output,
+//! `plugin inspect`, `runs`, `logs`, cancel from another process, and resume
+//! after the scheduler process is killed with SIGKILL.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use capstan::store::{RunStatus, RunStore, TaskStatus};
+use capstan_tests::{components, expand};
+use serde_json::Value;
+
+fn capstan(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running capstan")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn write(dir: &Path, name: &str, yaml: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, expand(yaml)).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn run_exit_codes_and_json_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let ok = write(
+        dir.path(),
+        "ok.yaml",
+        r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: { name: ok }
+spec:
+  params: [{ name: msg, default: hi }]
+  tasks:
+    - { name: a, uses: "{{echo}}", params: [{ name: message, value: "$(params.msg)" }] }
+  results: [{ name: out, value: "$(tasks.a.results.message)" }]
+"#,
+    );
+    let out = capstan(&state, &["run", &ok, "-p", "msg=from-cli", "-o", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["status"], "Succeeded");
+    assert_eq!(v["results"]["out"], "from-cli");
+    assert_eq!(v["tasks"][0]["name"], "a");
+    assert_eq!(v["tasks"][0]["attempts"], 1);
+    assert_eq!(v["tasks"][0]["results"]["message"], "from-cli");
+    assert!(v["tasks"][0]["start"].as_str().unwrap().ends_with('Z'));
+    let run_id = v["run_id"].as_str().unwrap().to_string();
+
+    let failing = write(
+        dir.path(),
+        "fail.yaml",
+        "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata: { name: f }\nspec:\n  tasks:\n    - { name: x, uses: \"{{fail}}\" }\n",
+    );
+    let out = capstan(&state, &["run", &failing]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Failed"));
+
+    let invalid = write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata: { name: b }\nspec:\n  tasks:\n    - { name: x, uses: \"{{echo}}\", runAfter: [y] }\n",
+    );
+    let out = capstan(&state, &["run", &invalid, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&out);
+    assert_eq!(v["error"], "invalid");
+    assert!(
+        v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["line"] == 6 && p["message"] == "no task `y`"),
+        "{v}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml:6:"));
+
+    let out = capstan(&state, &["run", &ok, "-p", "nope=1"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // runs list / show / logs
+    let out = capstan(&state, &["runs", "list", "-o", "json"]);
+    let list = json(&out);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["run_id"] == run_id.as_str())
+    );
+    let out = capstan(&state, &["runs", "show", &run_id, "-o", "json"]);
+    let v = json(&out);
+    assert_eq!(v["attempts"][0]["task"], "a");
+    assert_eq!(v["attempts"][0]["status"], "Succeeded");
+    let out = capstan(&state, &["logs", &run_id, "--task", "a"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("message = from-cli"));
+    let out = capstan(&state, &["runs", "show", "no-such-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no run `no-such-run`"));
+}
+
+#[test]
+fn plugin_inspect_shows_manifest_and_wit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = capstan(
+        dir.path(),
+        &["plugin", "inspect", components::WRITE_FILE, "-o", "json"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert_eq!(v["manifest"]["name"], "write-file");
+    assert_eq!(v["manifest"]["params"][0]["name"], "path");
+    assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
+    let imports: Vec<&str> = v["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    assert!(imports.contains(&"capstan:plugin/log@0.1.0"), "{imports:?}");
+    assert!(imports.iter().all(|i| !i.starts_with("wasi:http")));
+    assert!(
+        v["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "capstan:plugin/task@0.1.0")
+    );
+
+    let out = capstan(dir.path(), &["plugin", "inspect", components::SHA256SUM]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("sha256sum 0.1.0") && text.contains("source (read-only)"),
+        "{text}"
+    );
+
+    let out = capstan(
+        dir.path(),
+        &["plugin", "inspect", components::UNDECLARED_IMPORT],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs capability `ssh`"));
+}
+
+const SLOW_CHAIN: &str = r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: { name: chain }
+spec:
+  workspaces: [{ name: log }]
+  tasks:
+    - name: a
+      uses: "{{sleep}}"
+      params: [{ name: millis, value: "10" }, { name: marker, value: runs.txt }]
+      workspaces: [{ name: log, workspace: log }]
+    - name: b
+      uses: "{{sleep}}"
+      runAfter: [a]
+      params: [{ name: millis, value: "MILLIS" }, { name: marker, value: runs.txt }]
+      workspaces: [{ name: log, workspace: log }]
+    - name: c
+      uses: "{{sleep}}"
+      runAfter: [b]
+      params: [{ name: millis, value: "10" }, { name: marker, value: runs.txt }]
+      workspaces: [{ name: log, workspace: log }]
+"#;
+
+/// Start `capstan run` in the background and wait until task `b` runs.
+fn start_until_b_runs(state: &Path, file: &str, ws: &Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(["run", file, "--workspace", &format!("log={}", ws.display())])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("task b never started");
+        }
+        if let Ok(store) = RunStore::open(state)
+            && let Ok(runs) = store.list_runs(1)
+            && let Some(run) = runs.first()
+            && store
+                .tasks(&run.id)
+                .unwrap()
+                .iter()
+                .any(|t| t.name == "b" && t.status == TaskStatus::Running)
+        {
+            return (child, run.id.clone());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn resume_after_sigkill_does_not_rerun_succeeded_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let file = write(
+        dir.path(),
+        "chain.yaml",
+        &SLOW_CHAIN.replace("MILLIS", "3000"),
+    );
+
+    let (mut child, run_id) = start_until_b_runs(&state, &file, &ws);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let store = RunStore::open(&state).unwrap();
+    assert_eq!(
+        store.run(&run_id).unwrap().status,
+        RunStatus::Running,
+        "killed mid-run"
+    );
+
+    // Resume from another directory: paths must not depend on the cwd.
+    let out = Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
+        .current_dir("/")
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["runs", "resume", &run_id, "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["status"], "Succeeded");
+
+    let markers = std::fs::read_to_string(ws.join("runs.txt")).unwrap();
+    let lines: Vec<&str> = markers.lines().collect();
+    assert_eq!(
+        lines,
+        ["a attempt 1", "b attempt 1", "b attempt 2", "c attempt 1"],
+        "{markers}"
+    );
+    let tasks = store.tasks(&run_id).unwrap();
+    let b = tasks.iter().find(|t| t.name == "b").unwrap();
+    assert_eq!((b.status, b.attempts), (TaskStatus::Succeeded, 2));
+    let attempts = store.attempts(&run_id).unwrap();
+    let b1 = attempts
+        .iter()
+        .find(|a| a.task == "b" && a.attempt == 1)
+        .unwrap();
+    assert_eq!(b1.status, TaskStatus::Cancelled);
+    assert_eq!(
+        b1.message.as_deref(),
+        Some("the scheduler stopped during this attempt")
+    );
+    // Logs of the first process survived.
+    let logs = store.logs(&run_id, Some("a"), 0, 100).unwrap();
+    assert!(logs.iter().any(|l| l.message == "awake"));
+
+    // Resuming a finished run changes nothing.
+    let out = capstan(&state, &["runs", "resume", &run_id]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(ws.join("runs.txt")).unwrap(),
+        markers
+    );
+}
+
+#[test]
+fn cancel_from_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let file = write(
+        dir.path(),
+        "chain.yaml",
+        &SLOW_CHAIN.replace("MILLIS", "60000"),
+    );
+    let (mut child, run_id) = start_until_b_runs(&state, &file, &ws);
+
+    // A second resume while the first process runs it is refused.
+    let out = capstan(&state, &["runs", "resume", &run_id]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("being executed by another capstan process")
+    );
+
+    let out = capstan(&state, &["runs", "cancel", &run_id]);
+    assert_eq!(out.status.code(), Some(0));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "a cancelled run exits 1");
+    let store = RunStore::open(&state).unwrap();
+    assert_eq!(store.run(&run_id).unwrap().status, RunStatus::Cancelled);
+    let tasks = store.tasks(&run_id).unwrap();
+    assert_eq!(
+        tasks.iter().find(|t| t.name == "c").unwrap().status,
+        TaskStatus::Cancelled
+    );
+}
+
+#[test]
+fn bench_reports_every_figure_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = capstan(
+        dir.path(),
+        &[
+            "bench",
+            "--plugin",
+            components::NOOP,
+            "--start-samples",
+            "20",
+            "--dag-tasks",
+            "30",
+            "--chain",
+            "5",
+            "--spawn-samples",
+            "5",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    for key in [
+        "warm_start_p50_us",
+        "warm_start_p99_us",
+        "spawn_p50_us",
+        "dag_1000_tasks_ms",
+        "dependent_gap_p99_us",
+    ] {
+        assert!(
+            v[key].as_f64().is_some_and(|x| x.is_finite() && x > 0.0),
+            "{key} in {v}"
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Test helpers for Capstan: real components, a real runtime and run store
+//! in a temp dir, and pipelines written from YAML with `{{component}}`
+//! placeholders.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let env = capstan_tests::TestEnv::new();
+//! let run = env.run(r#"
+//! apiVersion: capstan.dev/v1alpha1
+//! kind: Pipeline
+//! metadata: { name: t }
+//! spec:
+//!   tasks:
+//!     - name: a
+//!       uses: "{{echo}}"
+//!       params: [{ name: message, value: hi }]
+//! "#, &[]).await;
+//! assert_eq!(run.result("a", "message"), "hi");
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use capstan::runtime::{Runtime, RuntimeConfig, TaskLimits};
+use capstan::scheduler::{PrepareError, RunOptions, Scheduler};
+use capstan::store::{
+    AttemptRecord, LogLine, RunRecord, RunStatus, RunStore, TaskRecord, TaskStatus,
+};
+
+/// Paths of the components built by `build.rs`.
+pub mod components {
+    include!(concat!(env!("OUT_DIR"), "/components.rs"));
+}
+
+/// Replace `{{name}}` with the path of component `name`.
+pub fn expand(yaml: &str) -> String {
+    let mut out = yaml.to_string();
+    for (name, path) in all_components() {
+        out = out.replace(&format!("{{{{{name}}}}}"), path);
+    }
+    assert!(
+        !out.contains("{{"),
+        "unknown component placeholder in:\n{out}"
+    );
+    out
+}
+
+fn all_components() -> Vec<(&'static str, &'static str)> {
+    use components::*;
+    vec![
+        ("echo", ECHO),
+        ("fail", FAIL),
+        ("noop", NOOP),
+        ("progress", PROGRESS),
+        ("sandbox_probe", SANDBOX_PROBE),
+        ("sha256sum", SHA256SUM),
+        ("sleep", SLEEP),
+        ("undeclared_import", UNDECLARED_IMPORT),
+        ("word_count", WORD_COUNT),
+        ("write_file", WRITE_FILE),
+    ]
+}
+
+/// Compiled components are cached across tests (keyed by digest and engine
+/// settings, so sharing is safe).
+pub fn shared_cache_dir() -> PathBuf {
+    Path::new(env!("OUT_DIR")).join("compiled-components")
+}
+
+/// A scheduler with its own state dir. Limits are the defaults unless a test
+/// changes `sched.limits`.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub sched: Scheduler,
+}
+
+/// A finished run, with everything the store recorded about it.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub id: String,
+    pub status: RunStatus,
+    pub run: RunRecord,
+    pub tasks: HashMap<String, TaskRecord>,
+    pub attempts: Vec<AttemptRecord>,
+    pub logs: Vec<LogLine>,
+}
+
+impl RunOutcome {
+    pub fn task(&self, name: &str) -> &TaskRecord {
+        self.tasks
+            .get(name)
+            .unwrap_or_else(|| panic!("no task {name} in {:?}", self.tasks.keys()))
+    }
+
+    pub fn status_of(&self, name: &str) -> TaskStatus {
+        self.task(name).status
+    }
+
+    pub fn result(&self, task: &str, name: &str) -> &str {
+        self.task(task).results.get(name).unwrap_or_else(|| {
+            panic!(
+                "task {task} has no result {name}: {:?}\n{}",
+                self.task(task),
+                self.log_text()
+            )
+        })
+    }
+
+    pub fn message(&self, task: &str) -> &str {
+        self.task(task).message.as_deref().unwrap_or("")
+    }
+
+    /// All log lines, for assertion messages.
+    pub fn log_text(&self) -> String {
+        self.logs
+            .iter()
+            .map(|l| format!("{}#{} {:?} {}\n", l.task, l.attempt, l.level, l.message))
+            .collect()
+    }
+
+    pub fn task_log(&self, task: &str) -> Vec<&str> {
+        self.logs
+            .iter()
+            .filter(|l| l.task == task)
+            .map(|l| l.message.as_str())
+            .collect()
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        Self::with_limits(TaskLimits::default())
+    }
+
+    pub fn with_limits(limits: TaskLimits) -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = dir.path().join("state");
+        let store = Arc::new(RunStore::open(&state).expect("run store"));
+        let runtime = Arc::new(
+            Runtime::new(RuntimeConfig {
+                max_instances: 16,
+                cache_dir: Some(shared_cache_dir()),
+                ..RuntimeConfig::default()
+            })
+            .expect("runtime"),
+        );
+        let mut sched = Scheduler::new(runtime, store, state);
+        sched.limits = limits;
+        TestEnv { dir, sched }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Write a pipeline file (placeholders expanded) and return its path.
+    pub fn write_pipeline(&self, yaml: &str) -> PathBuf {
+        let path = self.dir.path().join("pipeline.yaml");
+        std::fs::write(&path, expand(yaml)).expect("write pipeline");
+        path
+    }
+
+    /// Prepare a pipeline; Err carries the diagnostics text.
+    pub fn prepare(
+        &self,
+        yaml: &str,
+        params: &[(&str, &str)],
+    ) -> Result<capstan::scheduler::Prepared, String> {
+        let path = self.write_pipeline(yaml);
+        let overrides: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.sched
+            .prepare_file(&path, &overrides)
+            .map_err(|e| match e {
+                PrepareError::Invalid(d) => d.to_string(),
+                PrepareError::Other(e) => format!("{e:#}"),
+            })
+    }
+
+    /// Run a pipeline to the end with default options.
+    pub async fn run(&self, yaml: &str, params: &[(&str, &str)]) -> RunOutcome {
+        self.run_with(yaml, params, RunOptions::default()).await
+    }
+
+    pub async fn run_with(
+        &self,
+        yaml: &str,
+        params: &[(&str, &str)],
+        opts: RunOptions,
+    ) -> RunOutcome {
+        let prepared = self
+            .prepare(yaml, params)
+            .unwrap_or_else(|e| panic!("pipeline invalid:\n{e}"));
+        let id = self.sched.create(&prepared, &opts).expect("create run");
+        let status = self
+            .sched
+            .execute(&id, &prepared, None)
+            .await
+            .expect("execute");
+        self.outcome(&id, status)
+    }
+
+    pub fn outcome(&self, id: &str, status: RunStatus) -> RunOutcome {
+        let store = &self.sched.store;
+        RunOutcome {
+            id: id.to_string(),
+            status,
+            run: store.run(id).expect("run"),
+            tasks: store
+                .tasks(id)
+                .expect("tasks")
+                .into_iter()
+                .map(|t| (t.name.clone(), t))
+                .collect(),
+            attempts: store.attempts(id).expect("attempts"),
+            logs: store.logs(id, None, 0, 1_000_000).expect("logs"),
+        }
+    }
+}
