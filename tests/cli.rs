@@ -186,6 +186,8 @@ spec:
 "#;
 
 /// Start `capstan run` in the background and wait until task `b` runs.
+/// The caller owns (kills/waits for) the returned child.
+#[allow(clippy::zombie_processes)]
 fn start_until_b_runs(state: &Path, file: &str, ws: &Path) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
         .arg("--state-dir")
