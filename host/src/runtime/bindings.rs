@@ -9,8 +9,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use capstan::plugin::log::Level;
-pub use capstan::plugin::types::{
+pub use self::capstan::plugin::log::Level;
+pub use self::capstan::plugin::types::{
     Denial, GrantLayer, Param, ParamValue as WitParamValue, TaskError, TaskInfo, TaskInput,
     TaskResult, Workspace,
 };
