@@ -243,6 +243,11 @@ fn resume_after_sigkill_does_not_rerun_succeeded_tasks() {
         "killed mid-run"
     );
 
+    // Following the logs of a run nobody executes does not wait forever.
+    let out = capstan(&state, &["logs", &run_id, "--follow"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("capstan runs resume"));
+
     // Resume from another directory: paths must not depend on the cwd.
     let out = Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
         .current_dir("/")
@@ -366,4 +371,35 @@ fn bench_reports_every_figure_as_json() {
             "{key} in {v}"
         );
     }
+}
+
+#[test]
+fn logs_follow_streams_until_the_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let file = write(
+        dir.path(),
+        "chain.yaml",
+        &SLOW_CHAIN.replace("MILLIS", "1000"),
+    );
+    let (mut child, run_id) = start_until_b_runs(&state, &file, &ws);
+    let out = capstan(&state, &["logs", &run_id, "--follow"]);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Lines written before and after `logs` started, through the last task.
+    for want in [
+        "a#1 info  sleeping 10 ms",
+        "b#1 info  awake",
+        "c#1 info  awake",
+    ] {
+        assert!(text.contains(want), "missing `{want}` in:\n{text}");
+    }
+    assert_eq!(
+        text.matches("c#1 info  awake").count(),
+        1,
+        "no line twice:\n{text}"
+    );
 }

@@ -10,6 +10,7 @@
 //! of the WIT contract and the grant model, and are refused at load time by
 //! this build (see [`crate::manifest::Capability::implemented`]).
 
+pub mod grant;
 pub mod log;
 pub mod network;
 pub mod workspace;

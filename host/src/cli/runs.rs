@@ -170,7 +170,19 @@ pub async fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
         if lines.len() == 1000 {
             continue;
         }
-        if !args.follow || store.run(&args.run_id)?.status.is_terminal() {
+        let status = store.run(&args.run_id)?.status;
+        let orphaned = args.follow
+            && status == crate::store::RunStatus::Running
+            && !crate::scheduler::run_is_active(&cli.state_dir(), &args.run_id)
+            && !store.run(&args.run_id)?.status.is_terminal();
+        if orphaned {
+            eprintln!(
+                "run {} is {status} but no process is executing it; continue it with `capstan runs resume {}`",
+                args.run_id, args.run_id
+            );
+            return Ok(ExitCode::RunFailed);
+        }
+        if !args.follow || status.is_terminal() {
             // One more read catches lines written just before the end.
             if args.follow {
                 for l in store.logs(&args.run_id, args.task.as_deref(), after, usize::MAX >> 1)? {

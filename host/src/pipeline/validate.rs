@@ -41,11 +41,13 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Validate `doc`. `manifest_of` gives the manifest of a task's plugin (by
 /// `uses`), or an error already reported by the caller (None). `overrides`
-/// are `-p name=value` values from the command line.
+/// are `-p name=value` values from the command line; `policy` is the
+/// platform's capability ceilings.
 pub fn validate(
     doc: &Document,
     manifest_of: &dyn Fn(&str) -> Option<Manifest>,
     overrides: &[(String, String)],
+    policy: &dyn crate::caps::grant::Policy,
 ) -> Result<Plan, Diagnostics> {
     let mut d: Vec<Diagnostic> = Vec::new();
     let spec = &doc.spec;
@@ -422,20 +424,10 @@ pub fn validate(
             }
         }
 
-        // Grants: the pipeline layer must stay within what the plugin declares.
-        for (cap, field) in t.grants.granted() {
-            if let Some(m) = &manifest
-                && !m.capabilities.contains(&cap)
-            {
-                d.push(doc.diag(
-                    &format!("{at}.grants.{field}"),
-                    format!("denied by layer `manifest`: plugin `{}` does not declare capability `{cap}`", m.name),
-                ));
-            } else if !cap.implemented() {
-                d.push(doc.diag(
-                    &format!("{at}.grants.{field}"),
-                    format!("capability `{cap}` is not provided by this Capstan build yet"),
-                ));
+        // Grants: manifest ∩ pipeline ∩ policy.
+        if let Some(m) = &manifest {
+            for r in crate::caps::grant::check(m, &t.grants, policy) {
+                d.push(doc.diag(&format!("{at}.grants.{}", r.field), r.message));
             }
         }
 

@@ -94,6 +94,8 @@ pub struct Scheduler {
     /// Set to cancel every run this scheduler executes (Ctrl-C).
     pub cancel: Arc<AtomicBool>,
     pub limits: TaskLimits,
+    /// Platform capability ceilings (the third grant layer).
+    pub policy: Arc<dyn crate::caps::grant::Policy>,
     recorder: Recorder,
 }
 
@@ -133,6 +135,7 @@ impl Scheduler {
             state_dir,
             cancel: Arc::new(AtomicBool::new(false)),
             limits: TaskLimits::default(),
+            policy: Arc::new(crate::caps::grant::NoCeilings),
             recorder: Recorder::new(),
         }
     }
@@ -184,7 +187,7 @@ impl Scheduler {
             }
         }
         let manifest_of = |uses: &str| plugins.get(uses).map(|p| p.info.manifest.clone());
-        let plan = match crate::pipeline::validate(&doc, &manifest_of, overrides) {
+        let plan = match crate::pipeline::validate(&doc, &manifest_of, overrides, &*self.policy) {
             Ok(plan) if diags.is_empty() => plan,
             Ok(_) => return Err(Diagnostics(diags).into()),
             Err(Diagnostics(more)) => {
@@ -310,19 +313,7 @@ impl Scheduler {
     }
 
     fn lock_run(&self, run_id: &str) -> Result<File> {
-        let dir = self.state_dir.join("locks");
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{run_id}.lock"));
-        let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        match f.try_lock() {
-            Ok(()) => Ok(f),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                bail!("run {run_id} is being executed by another capstan process")
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(anyhow!(e).context(format!("locking {}", path.display())))
-            }
-        }
+        lock_run(&self.state_dir, run_id)
     }
 
     /// Cancel a run: if a process is executing it, it stops its tasks;
@@ -356,6 +347,29 @@ impl Scheduler {
             Err(_) => Ok(RunStatus::Running),
         }
     }
+}
+
+/// Take the execution lock of a run (held while a process executes it;
+/// released by the OS if that process dies).
+fn lock_run(state_dir: &Path, run_id: &str) -> Result<File> {
+    let dir = state_dir.join("locks");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{run_id}.lock"));
+    let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("run {run_id} is being executed by another capstan process")
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow!(e).context(format!("locking {}", path.display())))
+        }
+    }
+}
+
+/// Whether some process is executing the run right now.
+pub fn run_is_active(state_dir: &Path, run_id: &str) -> bool {
+    lock_run(state_dir, run_id).is_err()
 }
 
 /// Build a run id: `<name>-<10 random base32 chars>`.

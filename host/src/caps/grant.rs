@@ -1,0 +1,137 @@
+//! The grant model: what a task may use is the intersection of three layers,
+//! checked in order, and a refusal names the layer that refused.
+//!
+//! 1. the plugin's manifest declares what it may ask for;
+//! 2. the pipeline grants concrete scopes to the task;
+//! 3. the platform policy sets ceilings per plugin.
+//!
+//! Scopes (hosts, secret names, verbs) are checked per use by each
+//! capability's host code; this module checks, before anything runs, that
+//! each granted capability is allowed at all.
+
+use crate::manifest::{Capability, Manifest};
+use crate::pipeline::Grants;
+
+/// Which layer refused a capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    Manifest,
+    Pipeline,
+    Policy,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Manifest => "manifest",
+            Layer::Pipeline => "pipeline",
+            Layer::Policy => "policy",
+        }
+    }
+}
+
+/// Platform ceilings per plugin (the third layer).
+pub trait Policy: Send + Sync {
+    /// `Err(reason)` if `plugin` may not be granted `cap` at all.
+    fn ceiling(&self, plugin: &Manifest, cap: Capability) -> Result<(), String>;
+}
+
+/// No platform ceilings: the local default until a registry policy is
+/// configured. The manifest and pipeline layers still apply, and nothing is
+/// granted that the pipeline does not grant.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCeilings;
+
+impl Policy for NoCeilings {
+    fn ceiling(&self, _plugin: &Manifest, _cap: Capability) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A refused grant: the YAML field under `grants`, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub field: &'static str,
+    pub capability: Capability,
+    pub layer: Option<Layer>,
+    pub message: String,
+}
+
+/// Check a task's grants against its plugin's manifest, the policy, and what
+/// this build implements. Returns every refusal.
+pub fn check(manifest: &Manifest, grants: &Grants, policy: &dyn Policy) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    for (cap, field) in grants.granted() {
+        let refusal = if !manifest.capabilities.contains(&cap) {
+            Some((
+                Some(Layer::Manifest),
+                format!(
+                    "denied by layer `manifest`: plugin `{}` does not declare capability `{cap}`",
+                    manifest.name
+                ),
+            ))
+        } else if let Err(reason) = policy.ceiling(manifest, cap) {
+            Some((
+                Some(Layer::Policy),
+                format!("denied by layer `policy`: {reason}"),
+            ))
+        } else if !cap.implemented() {
+            Some((
+                None,
+                format!("capability `{cap}` is not provided by this Capstan build yet"),
+            ))
+        } else {
+            None
+        };
+        if let Some((layer, message)) = refusal {
+            out.push(Refusal {
+                field,
+                capability: cap,
+                layer,
+                message,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoSsh;
+    impl Policy for NoSsh {
+        fn ceiling(&self, plugin: &Manifest, cap: Capability) -> Result<(), String> {
+            if cap == Capability::Ssh {
+                Err(format!("`{}` may not use ssh here", plugin.name))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    fn manifest(caps: &str) -> Manifest {
+        Manifest::parse(&format!(
+            "name = \"p\"\nversion = \"1.0.0\"\ncapabilities = [{caps}]\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn layers_are_checked_in_order() {
+        let grants: Grants =
+            serde_yaml::from_str("ssh: [{host: a}]\nhttp: [\"https://x\"]").unwrap();
+        let r = check(&manifest("\"ssh\""), &grants, &NoSsh);
+        assert_eq!(r.len(), 2);
+        let http = r.iter().find(|r| r.field == "http").unwrap();
+        assert_eq!(http.layer, Some(Layer::Manifest));
+        let ssh = r.iter().find(|r| r.field == "ssh").unwrap();
+        assert_eq!(ssh.layer, Some(Layer::Policy));
+        assert!(ssh.message.contains("may not use ssh"));
+        // Declared and allowed by policy, but not in this build.
+        let r = check(&manifest("\"ssh\""), &grants, &NoCeilings);
+        assert!(r.iter().any(|r| r.field == "ssh" && r.layer.is_none()));
+        // Nothing granted: nothing to refuse.
+        assert!(check(&manifest(""), &Grants::default(), &NoSsh).is_empty());
+    }
+}
