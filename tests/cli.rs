@@ -185,7 +185,7 @@ spec:
       workspaces: [{ name: log, workspace: log }]
 "#;
 
-/// Start `capstan run` in the background and wait until task `b` runs.
+/// Start `capstan run` in the background and wait until task `b`'s plugin runs.
 /// The caller owns (kills/waits for) the returned child.
 #[allow(clippy::zombie_processes)]
 fn start_until_b_runs(state: &Path, file: &str, ws: &Path) -> (std::process::Child, String) {
@@ -213,6 +213,8 @@ fn start_until_b_runs(state: &Path, file: &str, ws: &Path) -> (std::process::Chi
                 .unwrap()
                 .iter()
                 .any(|t| t.name == "b" && t.status == TaskStatus::Running)
+            // ...and the plugin itself is executing (it wrote its marker).
+            && std::fs::read_to_string(ws.join("runs.txt")).is_ok_and(|m| m.contains("b attempt 1"))
         {
             return (child, run.id.clone());
         }

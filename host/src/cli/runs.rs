@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::output::{ExitCode, duration, run_json, show_run, time};
 use super::{Cli, Output};
 use crate::scheduler::PrepareError;
-use crate::store::RunStore;
+use crate::store::{RunStatus, RunStore};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
@@ -151,28 +151,23 @@ pub async fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
     store.run(&args.run_id)?;
     let mut after = 0;
     loop {
-        let lines = store.logs(&args.run_id, args.task.as_deref(), after, 1000)?;
-        for l in &lines {
-            if cli.output == Output::Json {
-                println!("{}", serde_json::to_string(l)?);
-            } else {
-                println!(
-                    "{} {}#{} {:5} {}",
-                    time(l.ts),
-                    l.task,
-                    l.attempt,
-                    l.level.as_str(),
-                    l.message
-                );
-            }
-            after = l.id;
-        }
-        if lines.len() == 1000 {
-            continue;
-        }
+        // The status is read before the lines: the executor writes a terminal
+        // status after a run's last log line, so then every line is seen.
         let status = store.run(&args.run_id)?.status;
-        let orphaned = args.follow
-            && status == crate::store::RunStatus::Running
+        loop {
+            let lines = store.logs(&args.run_id, args.task.as_deref(), after, 1000)?;
+            for l in &lines {
+                print_line(cli, l)?;
+                after = l.id;
+            }
+            if lines.len() < 1000 {
+                break;
+            }
+        }
+        if !args.follow || status.is_terminal() {
+            return Ok(ExitCode::Ok);
+        }
+        let orphaned = status == RunStatus::Running
             && !crate::scheduler::run_is_active(&cli.state_dir(), &args.run_id)
             && !store.run(&args.run_id)?.status.is_terminal();
         if orphaned {
@@ -182,22 +177,22 @@ pub async fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
             );
             return Ok(ExitCode::RunFailed);
         }
-        if !args.follow || status.is_terminal() {
-            // One more read catches lines written just before the end.
-            if args.follow {
-                for l in store.logs(&args.run_id, args.task.as_deref(), after, usize::MAX >> 1)? {
-                    println!(
-                        "{} {}#{} {:5} {}",
-                        time(l.ts),
-                        l.task,
-                        l.attempt,
-                        l.level.as_str(),
-                        l.message
-                    );
-                }
-            }
-            return Ok(ExitCode::Ok);
-        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+fn print_line(cli: &Cli, l: &crate::store::LogLine) -> Result<()> {
+    if cli.output == Output::Json {
+        println!("{}", serde_json::to_string(l)?);
+    } else {
+        println!(
+            "{} {}#{} {:5} {}",
+            time(l.ts),
+            l.task,
+            l.attempt,
+            l.level.as_str(),
+            l.message
+        );
+    }
+    Ok(())
 }

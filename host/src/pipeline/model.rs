@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::params::{ParamType, ParamValue};
+use crate::params::ParamValue;
 
 pub const API_VERSION: &str = "capstan.dev/v1alpha1";
 
@@ -52,17 +52,9 @@ pub struct PipelineSpec {
     pub results: Vec<PipelineResult>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ParamDecl {
-    pub name: String,
-    #[serde(rename = "type", default)]
-    pub ty: ParamType,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<ParamValue>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
-}
+/// A pipeline param declaration: the same shape as a plugin manifest's
+/// (`name`, `type`, `default` — absent means required — and `description`).
+pub type ParamDecl = crate::manifest::ParamSpec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -834,20 +834,13 @@ impl<'a> Execution<'a> {
         if t.spec.when.is_empty() {
             return Readiness::Go;
         }
-        let (statuses, agg) = if t.finally {
-            self.statuses()
-        } else {
-            Default::default()
-        };
-        let mut scope = Scope {
-            results: Some(&self.results),
-            ..Scope::new(&self.prepared.plan.params)
-        };
-        if t.finally {
-            scope.statuses = Some(&statuses);
-            scope.tasks_status = Some(&agg);
-        }
-        scope.context = self.context(&t.spec.name, self.state[&t.spec.name].attempts);
+        self.with_scope(t, self.state[&t.spec.name].attempts, |scope| {
+            Self::when_holds(t, scope)
+        })
+    }
+
+    /// Evaluate a task's `when` expressions.
+    fn when_holds(t: &PlannedTask, scope: &Scope<'_>) -> Readiness {
         for w in &t.spec.when {
             let input = match scope.resolve_str(&w.input) {
                 Ok(v) => v,
@@ -889,25 +882,14 @@ impl<'a> Execution<'a> {
         ])
     }
 
-    /// Start an attempt. Errors are set-up failures of the task itself
-    /// (a reference that cannot be resolved, a workspace that cannot be made).
-    fn dispatch(
-        &mut self,
+    /// The substitution scope for `t`: pipeline params, results of the
+    /// tasks that succeeded, run context, and (for finally tasks) statuses.
+    fn with_scope<R>(
+        &self,
         t: &PlannedTask,
-        running: &mut JoinSet<AttemptDone>,
-    ) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
-        let dispatched = Instant::now();
-        let dispatched_at = now_us();
-        let name = t.spec.name.clone();
-        let plugin = self
-            .prepared
-            .plugins
-            .get(&t.spec.uses)
-            .cloned()
-            .ok_or("plugin not loaded")?;
-        let manifest = &plugin.info.manifest;
-        let attempt = self.state[&name].attempts + 1;
-
+        retry_count: u32,
+        f: impl FnOnce(&Scope<'_>) -> R,
+    ) -> R {
         let (statuses, agg) = if t.finally {
             self.statuses()
         } else {
@@ -921,7 +903,17 @@ impl<'a> Execution<'a> {
             scope.statuses = Some(&statuses);
             scope.tasks_status = Some(&agg);
         }
-        scope.context = self.context(&name, attempt - 1);
+        scope.context = self.context(&t.spec.name, retry_count);
+        f(&scope)
+    }
+
+    /// The plugin's params for one attempt: the task's values with
+    /// references substituted, manifest defaults for the rest.
+    fn resolve_params(
+        t: &PlannedTask,
+        manifest: &crate::manifest::Manifest,
+        scope: &Scope<'_>,
+    ) -> Result<Vec<(String, crate::params::ParamValue)>, String> {
         let mut params = Vec::with_capacity(manifest.params.len());
         for spec in &manifest.params {
             let value = match t.spec.params.iter().find(|p| p.name == spec.name) {
@@ -943,6 +935,31 @@ impl<'a> Execution<'a> {
             }
             params.push((spec.name.clone(), value));
         }
+        Ok(params)
+    }
+
+    /// Start an attempt. Errors are set-up failures of the task itself
+    /// (a reference that cannot be resolved, a workspace that cannot be made).
+    fn dispatch(
+        &mut self,
+        t: &PlannedTask,
+        running: &mut JoinSet<AttemptDone>,
+    ) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
+        let dispatched = Instant::now();
+        let dispatched_at = now_us();
+        let name = t.spec.name.clone();
+        let plugin = self
+            .prepared
+            .plugins
+            .get(&t.spec.uses)
+            .cloned()
+            .ok_or("plugin not loaded")?;
+        let manifest = &plugin.info.manifest;
+        let attempt = self.state[&name].attempts + 1;
+
+        let params = self.with_scope(t, attempt - 1, |scope| {
+            Self::resolve_params(t, manifest, scope)
+        })?;
         let mut workspaces = Vec::new();
         for b in &t.spec.workspaces {
             let root = self
