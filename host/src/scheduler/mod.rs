@@ -99,31 +99,93 @@ pub struct Scheduler {
     recorder: Recorder,
 }
 
-/// A thread that performs store writes which must not delay a task's start
-/// (the "attempt started" record). Writes run in submission order.
+/// Group commit of "attempt started" records, so that starting a task costs
+/// no store write and no thread wake-up: dispatch appends to a pending list;
+/// a background thread writes the list every [`Recorder::INTERVAL`] in one
+/// transaction, and an attempt's completion flushes first, so a start record
+/// is always stored before its finish. A crash can lose only start records
+/// younger than the interval; resume then runs those tasks again under the
+/// same attempt number (they would run again anyway).
 struct Recorder {
-    tx: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+    pending: Arc<std::sync::Mutex<Vec<StartRecord>>>,
+    store: Arc<RunStore>,
+    stop: Arc<AtomicBool>,
+}
+
+struct StartRecord {
+    run_id: String,
+    task: String,
+    attempt: u32,
+    dispatched_at: i64,
 }
 
 impl Recorder {
-    fn new() -> Recorder {
-        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+    const INTERVAL: Duration = Duration::from_millis(5);
+
+    fn new(store: Arc<RunStore>) -> Recorder {
+        let pending: Arc<std::sync::Mutex<Vec<StartRecord>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, st, s) = (pending.clone(), store.clone(), stop.clone());
         std::thread::Builder::new()
             .name("capstan-recorder".into())
             .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    job();
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(Self::INTERVAL);
+                    if let Err(e) = flush(&p, &st) {
+                        tracing::error!("cannot record attempt starts: {e}");
+                    }
                 }
             })
             .expect("spawning the recorder thread");
-        Recorder { tx }
+        Recorder {
+            pending,
+            store,
+            stop,
+        }
     }
 
-    fn send(&self, job: Box<dyn FnOnce() + Send>) {
-        if let Err(e) = self.tx.send(job) {
-            // The thread is gone (it only ends with the scheduler): run inline.
-            (e.0)();
-        }
+    fn push(&self, rec: StartRecord) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(rec);
+    }
+
+    fn flush(&self) -> Result<(), crate::store::StoreError> {
+        flush(&self.pending, &self.store)
+    }
+}
+
+fn flush(
+    pending: &std::sync::Mutex<Vec<StartRecord>>,
+    store: &RunStore,
+) -> Result<(), crate::store::StoreError> {
+    // Hold the list while writing, so that a finish written after a flush
+    // never overtakes a start record still being written by another flush.
+    let mut list = pending.lock().unwrap_or_else(|p| p.into_inner());
+    if list.is_empty() {
+        return Ok(());
+    }
+    let batch: Vec<(&str, &str, u32, i64)> = list
+        .iter()
+        .map(|r| {
+            (
+                r.run_id.as_str(),
+                r.task.as_str(),
+                r.attempt,
+                r.dispatched_at,
+            )
+        })
+        .collect();
+    store.start_attempts(&batch)?;
+    list.clear();
+    Ok(())
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.flush();
     }
 }
 
@@ -131,12 +193,12 @@ impl Scheduler {
     pub fn new(runtime: Arc<Runtime>, store: Arc<RunStore>, state_dir: PathBuf) -> Scheduler {
         Scheduler {
             runtime,
+            recorder: Recorder::new(store.clone()),
             store,
             state_dir,
             cancel: Arc::new(AtomicBool::new(false)),
             limits: TaskLimits::default(),
             policy: Arc::new(crate::caps::grant::NoCeilings),
-            recorder: Recorder::new(),
         }
     }
 
@@ -646,7 +708,6 @@ impl<'a> Execution<'a> {
         main: bool,
     ) -> Result<Option<RunStatus>> {
         let mut running: JoinSet<AttemptDone> = JoinSet::new();
-        let mut in_flight: HashMap<String, tokio::sync::oneshot::Receiver<()>> = HashMap::new();
         let mut stop: Option<RunStatus> = None;
         let mut last_cancel_check = Instant::now();
         loop {
@@ -664,9 +725,7 @@ impl<'a> Execution<'a> {
                 }
                 if let Some(s) = stop {
                     running.abort_all();
-                    for (_, h) in in_flight.drain() {
-                        let _ = h.await;
-                    }
+                    self.sched.recorder.flush()?;
                     let (status, why) = if s == RunStatus::Cancelled {
                         (TaskStatus::Cancelled, "run cancelled")
                     } else {
@@ -713,9 +772,7 @@ impl<'a> Execution<'a> {
                     Readiness::Go => {}
                 }
                 match self.dispatch(t, &mut running) {
-                    Ok(h) => {
-                        in_flight.insert(name.clone(), h);
-                    }
+                    Ok(()) => {}
                     Err(msg) => {
                         let rt = self.state.get_mut(name).unwrap();
                         rt.attempts += 1;
@@ -789,9 +846,6 @@ impl<'a> Execution<'a> {
                     if let Some(done) = done {
                         match done {
                             Ok((name, attempt, dispatched_at, dispatched, report)) => {
-                                if let Some(h) = in_flight.remove(&name) {
-                                    let _ = h.await;
-                                }
                                 self.complete(&name, attempt, dispatched_at, dispatched, report)?;
                             }
                             Err(e) if e.is_cancelled() => {}
@@ -944,7 +998,7 @@ impl<'a> Execution<'a> {
         &mut self,
         t: &PlannedTask,
         running: &mut JoinSet<AttemptDone>,
-    ) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
+    ) -> Result<(), String> {
         let dispatched = Instant::now();
         let dispatched_at = now_us();
         let name = t.spec.name.clone();
@@ -995,17 +1049,13 @@ impl<'a> Execution<'a> {
         if rt.retry_at.take().is_some() {
             self.retrying -= 1;
         }
-        // The Running record is written concurrently with instantiation; the
-        // completion write waits for it (see `complete`).
-        let store = self.sched.store.clone();
-        let (run_id, task) = (self.run_id.clone(), name.clone());
-        let (done, record) = tokio::sync::oneshot::channel();
-        self.sched.recorder.send(Box::new(move || {
-            if let Err(e) = store.start_attempt(&run_id, &task, attempt, dispatched_at) {
-                tracing::error!("cannot record attempt start: {e}");
-            }
-            let _ = done.send(());
-        }));
+        // The Running record is group-committed (see `Recorder`).
+        self.sched.recorder.push(StartRecord {
+            run_id: self.run_id.clone(),
+            task: name.clone(),
+            attempt,
+            dispatched_at,
+        });
         self.emit(Event::Task {
             task: name.clone(),
             status: TaskStatus::Running,
@@ -1034,7 +1084,7 @@ impl<'a> Execution<'a> {
             let report = runtime.run(&plugin, inv).await;
             (name, attempt, dispatched_at, dispatched, report)
         });
-        Ok(record)
+        Ok(())
     }
 
     fn complete(
@@ -1094,6 +1144,7 @@ impl<'a> Execution<'a> {
                 }
             }
         };
+        self.sched.recorder.flush()?;
         self.sched.store.finish_attempt(
             &self.run_id,
             name,

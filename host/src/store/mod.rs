@@ -388,20 +388,28 @@ impl RunStore {
         attempt: u32,
         dispatched_at: i64,
     ) -> Result<()> {
+        self.start_attempts(&[(run_id, task, attempt, dispatched_at)])
+    }
+
+    /// Record several attempt starts `(run, task, attempt, dispatched_at)` in
+    /// one transaction.
+    pub fn start_attempts(&self, starts: &[(&str, &str, u32, i64)]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "UPDATE tasks SET status = 'Running', attempts = ?3, started_at = COALESCE(started_at, ?4), \
-             message = NULL WHERE run_id = ?1 AND name = ?2",
-            params![run_id, task, attempt, dispatched_at],
-        )
-        .map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT OR REPLACE INTO attempts (run_id, task, attempt, status, dispatched_at) \
-             VALUES (?1, ?2, ?3, 'Running', ?4)",
-            params![run_id, task, attempt, dispatched_at],
-        )
-        .map_err(|e| self.err(e))?;
+        for (run_id, task, attempt, dispatched_at) in starts {
+            tx.execute(
+                "UPDATE tasks SET status = 'Running', attempts = ?3, started_at = COALESCE(started_at, ?4), \
+                 message = NULL WHERE run_id = ?1 AND name = ?2",
+                params![run_id, task, attempt, dispatched_at],
+            )
+            .map_err(|e| self.err(e))?;
+            tx.execute(
+                "INSERT OR REPLACE INTO attempts (run_id, task, attempt, status, dispatched_at) \
+                 VALUES (?1, ?2, ?3, 'Running', ?4)",
+                params![run_id, task, attempt, dispatched_at],
+            )
+            .map_err(|e| self.err(e))?;
+        }
         tx.commit().map_err(|e| self.err(e))
     }
 
