@@ -140,9 +140,26 @@ fn unknown_fields_and_bad_yaml_name_the_line() {
         &[],
     );
     assert!(
-        p.contains("registry references (name@version) are not supported by this build yet"),
+        p.contains("pipeline.yaml:7:7") && p.contains("no plugin `git-clone` in the registry"),
         "{p}"
     );
+    let p = problems(
+        &env,
+        &format!(
+            "{HEAD}  tasks:\n    - name: a\n      uses: oci://127.0.0.1:5000/p/git-clone:1.2.0\n"
+        ),
+        &[],
+    );
+    assert!(
+        p.contains("OCI registries are not supported by this build yet"),
+        "{p}"
+    );
+    let p = problems(
+        &env,
+        &format!("{HEAD}  tasks:\n    - name: a\n      uses: git-clone\n"),
+        &[],
+    );
+    assert!(p.contains("expected name@version-range"), "{p}");
 }
 
 #[test]

@@ -19,10 +19,11 @@
 
 pub mod caps;
 pub mod cli;
-pub mod digest;
+pub use capstan_registry::digest;
 pub mod manifest;
 pub mod params;
 pub mod pipeline;
+pub mod resolve;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;

@@ -152,7 +152,7 @@ impl TestEnv {
             })
             .expect("runtime"),
         );
-        let mut sched = Scheduler::new(runtime, store, state);
+        let mut sched = Scheduler::new(runtime, store, state).expect("scheduler");
         sched.limits = limits;
         TestEnv { dir, sched }
     }

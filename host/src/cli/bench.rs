@@ -150,7 +150,7 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     let warm_load_ms = t.elapsed().as_secs_f64() * 1000.0;
     drop(runtime2);
 
-    let sched = Scheduler::new(runtime, store.clone(), state.clone());
+    let sched = Scheduler::new(runtime, store.clone(), state.clone())?;
 
     // Baseline: spawn `sh -c true` and wait.
     say(&format!(

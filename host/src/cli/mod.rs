@@ -3,6 +3,7 @@
 //! exit codes ([`ExitCode`]).
 
 mod bench;
+mod lock;
 mod output;
 mod plugin;
 mod progress;
@@ -42,7 +43,15 @@ pub fn main() -> i32 {
             let invalid = matches!(
                 e.downcast_ref::<crate::store::StoreError>(),
                 Some(crate::store::StoreError::NoSuchRun(_))
-            ) || e.downcast_ref::<crate::manifest::PluginError>().is_some();
+            ) || e.downcast_ref::<crate::manifest::PluginError>().is_some()
+                || e.downcast_ref::<capstan_registry::Error>()
+                    .is_some_and(|r| {
+                        !matches!(
+                            r,
+                            capstan_registry::Error::Io { .. }
+                                | capstan_registry::Error::Corrupt { .. }
+                        )
+                    });
             if invalid {
                 ExitCode::Invalid
             } else {
@@ -60,6 +69,10 @@ pub struct Cli {
     /// Where runs, logs and compiled plugins are kept.
     #[arg(long, global = true, env = "CAPSTAN_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// The local plugin registry (default: STATE_DIR/registry).
+    #[arg(long, global = true, env = "CAPSTAN_REGISTRY", value_name = "DIR")]
+    pub registry: Option<PathBuf>,
 
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
@@ -88,7 +101,9 @@ pub enum Command {
     Runs(runs::RunsCommand),
     /// Print a run's task logs.
     Logs(runs::LogsArgs),
-    /// Work with plugin components.
+    /// Resolve a pipeline's registry references and pin them in capstan.lock.
+    Lock(lock::LockArgs),
+    /// Work with plugin components and the registry.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
     /// Measure task start latency, DAG throughput and dependent-task gap.
@@ -103,6 +118,15 @@ impl Cli {
                 .unwrap_or_else(|| PathBuf::from("."))
                 .join(".capstan")
         })
+    }
+
+    /// The local plugin registry.
+    pub fn registry(&self) -> anyhow::Result<capstan_registry::LocalRegistry> {
+        let dir = self
+            .registry
+            .clone()
+            .unwrap_or_else(|| self.state_dir().join("registry"));
+        Ok(capstan_registry::LocalRegistry::open(&dir)?)
     }
 
     /// Run the command. Returns the process exit code.
@@ -121,10 +145,20 @@ impl Cli {
                     Command::Runs(cmd) => runs::runs(&cli, cmd).await,
                     Command::Logs(args) => runs::logs(&cli, args).await,
                     Command::Plugin(cmd) => plugin::plugin(&cli, cmd),
+                    Command::Lock(args) => lock::lock(&cli, args),
                     Command::Bench(args) => bench::bench(&cli, args).await,
                 }
             })
             .await?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

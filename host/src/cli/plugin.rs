@@ -1,85 +1,291 @@
-//! `capstan plugin ...`.
+//! `capstan plugin ...`: inspect components; publish, list, resolve, yank,
+//! deprecate and pull them in the local registry.
 
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
+use capstan_registry::Reference;
 use clap::Subcommand;
 
 use super::output::ExitCode;
 use super::{Cli, Output};
-use crate::manifest;
+use crate::manifest::{self, ComponentInfo};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Print a component's manifest and WIT imports/exports, and check its
-    /// imports against the capabilities it declares.
-    Inspect { file: PathBuf },
+    /// imports against the capabilities it declares. Takes a .wasm file or
+    /// a registry reference (name@range, name@sha256:…).
+    Inspect { plugin: String },
+    /// Check a component and publish it to the registry under the name and
+    /// version its manifest declares. Versions are immutable.
+    Publish { file: PathBuf },
+    /// List the plugins in the registry.
+    List,
+    /// List a plugin's versions (with yanked and deprecated ones).
+    Versions { name: String },
+    /// Yank a version (`name@1.2.3`): never chosen by resolution again, but
+    /// still usable through an existing capstan.lock.
+    Yank {
+        reference: String,
+        /// Un-yank instead.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Mark a version (`name@1.2.3`) deprecated; pipelines resolving to it
+    /// get a warning with the message.
+    Deprecate {
+        reference: String,
+        #[arg(long, short = 'm')]
+        message: String,
+    },
+    /// Resolve a reference and write the component to a file.
+    Pull {
+        reference: String,
+        /// Where to write it (default: NAME-VERSION.wasm).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn exact(reference: &str) -> Result<(String, semver::Version)> {
+    let (name, version) = reference
+        .split_once('@')
+        .with_context(|| format!("`{reference}`: expected name@version (e.g. git-clone@1.2.3)"))?;
+    let version = semver::Version::parse(version)
+        .with_context(|| format!("`{reference}`: not an exact version"))?;
+    Ok((name.to_string(), version))
 }
 
 pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
+    let json = cli.output == Output::Json;
     match cmd {
-        PluginCommand::Inspect { file } => {
-            let bytes =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let info = match manifest::inspect(&bytes, &file.display().to_string()) {
+        PluginCommand::Inspect { plugin } => {
+            let (bytes, origin) = match plugin.parse::<Reference>() {
+                Ok(r @ (Reference::Range { .. } | Reference::Digest { .. })) => {
+                    let registry = cli.registry()?;
+                    let resolver = crate::resolve::Resolver {
+                        registry: &registry,
+                        base_dir: std::path::Path::new("."),
+                        lock: None,
+                        mode: crate::resolve::LockMode::Prefer,
+                    };
+                    let resolved = resolver
+                        .resolve(&r.to_string(), None)
+                        .map_err(anyhow::Error::msg)?;
+                    (resolved.bytes, resolved.origin)
+                }
+                _ => (
+                    std::fs::read(plugin).with_context(|| format!("reading {plugin}"))?,
+                    plugin.clone(),
+                ),
+            };
+            let info = match manifest::inspect(&bytes, &origin) {
                 Ok(i) => i,
                 Err(e) => {
-                    if cli.output == Output::Json {
+                    if json {
                         println!("{}", serde_json::json!({ "error": e.to_string() }));
                     }
                     eprintln!("error: {e}");
                     return Ok(ExitCode::Invalid);
                 }
             };
-            if cli.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
-                return Ok(ExitCode::Ok);
+            print_info(&info, json)?;
+            Ok(ExitCode::Ok)
+        }
+        PluginCommand::Publish { file } => {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let origin = file.display().to_string();
+            let info = match manifest::inspect(&bytes, &origin) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("error: refusing to publish: {e}");
+                    return Ok(ExitCode::Invalid);
+                }
+            };
+            if let Err(e) = crate::runtime::check_compiles(&bytes, &origin) {
+                eprintln!("error: refusing to publish: {e:#}");
+                return Ok(ExitCode::Invalid);
             }
             let m = &info.manifest;
-            println!("{} {}  ({})", m.name, m.version, m.world);
-            if !m.description.is_empty() {
-                println!("  {}", m.description);
-            }
-            println!("digest: {}  ({} bytes)", info.digest, info.size);
-            println!(
-                "capabilities: {}",
-                if m.capabilities.is_empty() {
-                    "none".to_string()
-                } else {
-                    m.capabilities
-                        .iter()
-                        .map(|c| c.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            );
-            println!("params:");
-            for p in &m.params {
-                let def = match &p.default {
-                    Some(d) => format!(" = {}", serde_json::to_string(d)?),
-                    None => " (required)".to_string(),
+            let registry = cli.registry()?;
+            let entry =
+                match registry.publish(&m.name, &m.version, &bytes, serde_json::to_value(m)?) {
+                    Ok(e) => e,
+                    Err(e @ capstan_registry::Error::AlreadyPublished { .. }) => {
+                        eprintln!("error: {e}");
+                        return Ok(ExitCode::Invalid);
+                    }
+                    Err(e) => return Err(e.into()),
                 };
-                println!("  {}: {}{def}  {}", p.name, p.ty, p.description);
-            }
-            println!("results:");
-            for r in &m.results {
-                println!("  {}  {}", r.name, r.description);
-            }
-            println!("workspaces:");
-            for w in &m.workspaces {
-                let ro = if w.read_only { " (read-only)" } else { "" };
-                let opt = if w.optional { " (optional)" } else { "" };
-                println!("  {}{ro}{opt}  {}", w.name, w.description);
-            }
-            println!("imports:");
-            for i in &info.imports {
-                println!("  {i}");
-            }
-            println!("exports:");
-            for e in &info.exports {
-                println!("  {e}");
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entry)?);
+            } else {
+                println!(
+                    "published {} {}  {}  ({} bytes)",
+                    entry.name, entry.version, entry.digest, entry.size
+                );
             }
             Ok(ExitCode::Ok)
         }
+        PluginCommand::List => {
+            let registry = cli.registry()?;
+            let mut rows = Vec::new();
+            for name in registry.list()? {
+                let versions = registry.versions(&name)?;
+                let latest = versions
+                    .iter()
+                    .rev()
+                    .find(|e| !e.yanked)
+                    .map(|e| e.version.to_string());
+                let description = versions
+                    .last()
+                    .and_then(|e| {
+                        e.manifest
+                            .get("description")
+                            .and_then(|d| d.as_str())
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_default();
+                rows.push((name, latest, versions.len(), description));
+            }
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(n, l, c, d)| serde_json::json!({"name": n, "latest": l, "versions": c, "description": d}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:24} {:12} {:8} DESCRIPTION", "NAME", "LATEST", "VERSIONS");
+                for (n, l, c, d) in rows {
+                    println!(
+                        "{n:24} {:12} {c:8} {d}",
+                        l.unwrap_or_else(|| "(all yanked)".into())
+                    );
+                }
+            }
+            Ok(ExitCode::Ok)
+        }
+        PluginCommand::Versions { name } => {
+            let versions = cli.registry()?.versions(name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&versions)?);
+            } else {
+                for e in versions {
+                    let mut flags = String::new();
+                    if e.yanked {
+                        flags.push_str("  yanked");
+                    }
+                    if let Some(d) = &e.deprecated {
+                        flags.push_str(&format!("  deprecated: {d}"));
+                    }
+                    println!(
+                        "{} {}  {}  {}{flags}",
+                        e.name, e.version, e.digest, e.published_at
+                    );
+                }
+            }
+            Ok(ExitCode::Ok)
+        }
+        PluginCommand::Yank { reference, undo } => {
+            let (name, version) = exact(reference)?;
+            let e = cli.registry()?.set_yanked(&name, &version, !undo)?;
+            println!(
+                "{} {}: {}",
+                e.name,
+                e.version,
+                if e.yanked { "yanked" } else { "not yanked" }
+            );
+            Ok(ExitCode::Ok)
+        }
+        PluginCommand::Deprecate { reference, message } => {
+            let (name, version) = exact(reference)?;
+            let e = cli
+                .registry()?
+                .set_deprecated(&name, &version, Some(message.clone()))?;
+            println!("{} {}: deprecated: {message}", e.name, e.version);
+            Ok(ExitCode::Ok)
+        }
+        PluginCommand::Pull { reference, out } => {
+            let registry = cli.registry()?;
+            let resolver = crate::resolve::Resolver {
+                registry: &registry,
+                base_dir: std::path::Path::new("."),
+                lock: None,
+                mode: crate::resolve::LockMode::Prefer,
+            };
+            let resolved = resolver
+                .resolve(reference, None)
+                .map_err(anyhow::Error::msg)?;
+            let entry = resolved
+                .entry
+                .context("pull takes a registry reference (name@range or name@sha256:…)")?;
+            let out = out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{}-{}.wasm", entry.name, entry.version)));
+            std::fs::write(&out, &resolved.bytes)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{} {} ({}) → {}",
+                entry.name,
+                entry.version,
+                entry.digest,
+                out.display()
+            );
+            Ok(ExitCode::Ok)
+        }
     }
+}
+
+fn print_info(info: &ComponentInfo, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(info)?);
+        return Ok(());
+    }
+    let m = &info.manifest;
+    println!("{} {}  ({})", m.name, m.version, m.world);
+    if !m.description.is_empty() {
+        println!("  {}", m.description);
+    }
+    println!("digest: {}  ({} bytes)", info.digest, info.size);
+    println!(
+        "capabilities: {}",
+        if m.capabilities.is_empty() {
+            "none".to_string()
+        } else {
+            m.capabilities
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    println!("params:");
+    for p in &m.params {
+        let def = match &p.default {
+            Some(d) => format!(" = {}", serde_json::to_string(d)?),
+            None => " (required)".to_string(),
+        };
+        println!("  {}: {}{def}  {}", p.name, p.ty, p.description);
+    }
+    println!("results:");
+    for r in &m.results {
+        println!("  {}  {}", r.name, r.description);
+    }
+    println!("workspaces:");
+    for w in &m.workspaces {
+        let ro = if w.read_only { " (read-only)" } else { "" };
+        let opt = if w.optional { " (optional)" } else { "" };
+        println!("  {}{ro}{opt}  {}", w.name, w.description);
+    }
+    println!("imports:");
+    for i in &info.imports {
+        println!("  {i}");
+    }
+    println!("exports:");
+    for e in &info.exports {
+        println!("  {e}");
+    }
+    Ok(())
 }

@@ -35,6 +35,9 @@ pub struct RunArgs {
     /// Validate the pipeline and its plugins, then stop.
     #[arg(long)]
     pub dry_run: bool,
+    /// Refuse to run unless capstan.lock pins every registry reference.
+    #[arg(long)]
+    pub locked: bool,
 }
 
 pub(crate) fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -53,13 +56,17 @@ pub(crate) fn scheduler(cli: &Cli, memory_mib: usize) -> Result<Scheduler> {
         cache_dir: Some(state.join("cache")),
         ..RuntimeConfig::default()
     })?);
-    let mut s = Scheduler::new(runtime, store, state);
+    let mut s = Scheduler::new(runtime, store, state)?;
+    s.registry = cli.registry()?;
     s.limits.memory_bytes = memory_mib.max(1) << 20;
     Ok(s)
 }
 
 pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
-    let sched = scheduler(cli, args.memory_limit)?;
+    let mut sched = scheduler(cli, args.memory_limit)?;
+    if args.locked {
+        sched.lock_mode = crate::resolve::LockMode::Require;
+    }
     let prepared = match sched.prepare_file(&args.file, &args.params) {
         Ok(p) => p,
         Err(PrepareError::Invalid(d)) => {
@@ -74,6 +81,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         }
         Err(PrepareError::Other(e)) => return Err(e),
     };
+    for w in &prepared.warnings {
+        eprintln!("warning: {w}");
+    }
     if args.dry_run {
         if cli.output == Output::Json {
             println!(

@@ -255,26 +255,6 @@ impl Document {
         self.source.diag(doc, &format!("spec.{rel_path}"), message)
     }
 
-    /// Where a task's `uses` points, resolved against the file's directory.
-    pub fn plugin_path(&self, uses: &str) -> Result<PathBuf, String> {
-        let p = uses.strip_prefix("file://").unwrap_or(uses);
-        if p.ends_with(".wasm") {
-            let path = Path::new(p);
-            return Ok(if path.is_absolute() {
-                path.to_path_buf()
-            } else {
-                self.base_dir.join(path)
-            });
-        }
-        if p.contains('@') || !p.contains('/') {
-            return Err(format!(
-                "`{uses}`: registry references (name@version) are not supported by this build yet; \
-                 use a path to a .wasm component (relative to the pipeline file)"
-            ));
-        }
-        Err(format!("`{uses}`: expected a path to a .wasm component"))
-    }
-
     /// Every task, main then finally, with its field path.
     pub fn all_tasks(&self) -> impl Iterator<Item = (String, &PipelineTask)> {
         let main = self

@@ -268,10 +268,6 @@ pub fn validate(
             }
         };
 
-        if let Err(e) = doc.plugin_path(&t.uses) {
-            d.push(doc.diag(&format!("{at}.uses"), e));
-        }
-
         // Params against the plugin's manifest.
         let mut given = BTreeSet::new();
         for (i, p) in t.params.iter().enumerate() {

@@ -443,6 +443,16 @@ impl Runtime {
     }
 }
 
+/// Compile `bytes` once with a plain engine to check that it is a valid
+/// component (used when publishing; nothing is instantiated).
+pub fn check_compiles(bytes: &[u8], origin: &str) -> Result<()> {
+    let engine = Engine::default();
+    Component::new(&engine, bytes)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("{origin}: invalid component"))?;
+    Ok(())
+}
+
 #[allow(unsafe_code)]
 fn deserialize_cached(engine: &Engine, path: &Path) -> Result<Component> {
     // SAFETY: the file was written by `Component::serialize` of this engine

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::caps::LogLevel;
 use crate::caps::workspace::WorkspaceMount;
+use crate::digest::Digest;
 use crate::pipeline::subst::Scope;
 use crate::pipeline::{Diagnostic, Diagnostics, Document, Plan, PlannedTask, WhenOperator};
 use crate::runtime::{AttemptReport, FailureKind, Invocation, Plugin, Runtime, TaskLimits};
@@ -62,6 +63,8 @@ pub enum PrepareError {
 
 /// A validated pipeline with its plugins loaded.
 pub struct Prepared {
+    /// Things to tell the user (deprecated plugin versions, ...).
+    pub warnings: Vec<String>,
     pub doc: Document,
     pub plan: Plan,
     pub plugins: HashMap<String, Arc<Plugin>>,
@@ -96,6 +99,10 @@ pub struct Scheduler {
     pub limits: TaskLimits,
     /// Platform capability ceilings (the third grant layer).
     pub policy: Arc<dyn crate::caps::grant::Policy>,
+    /// Where `name@range` references resolve (default `STATE/registry`).
+    pub registry: capstan_registry::LocalRegistry,
+    /// How `capstan.lock` is used.
+    pub lock_mode: crate::resolve::LockMode,
     recorder: Recorder,
 }
 
@@ -190,8 +197,17 @@ impl Drop for Recorder {
 }
 
 impl Scheduler {
-    pub fn new(runtime: Arc<Runtime>, store: Arc<RunStore>, state_dir: PathBuf) -> Scheduler {
-        Scheduler {
+    /// A scheduler over `store`, with the local registry in
+    /// `STATE/registry` (change `registry` to use another).
+    pub fn new(
+        runtime: Arc<Runtime>,
+        store: Arc<RunStore>,
+        state_dir: PathBuf,
+    ) -> Result<Scheduler> {
+        let registry = capstan_registry::LocalRegistry::open(&state_dir.join("registry"))?;
+        Ok(Scheduler {
+            registry,
+            lock_mode: crate::resolve::LockMode::default(),
             runtime,
             recorder: Recorder::new(store.clone()),
             store,
@@ -199,7 +215,7 @@ impl Scheduler {
             cancel: Arc::new(AtomicBool::new(false)),
             limits: TaskLimits::default(),
             policy: Arc::new(crate::caps::grant::NoCeilings),
-        }
+        })
     }
 
     /// Load, check and plan a pipeline file.
@@ -222,27 +238,44 @@ impl Scheduler {
     ) -> Result<Prepared, PrepareError> {
         let mut plugins = HashMap::new();
         let mut diags: Vec<Diagnostic> = Vec::new();
+        let mut warnings = Vec::new();
+        let lock_file = crate::resolve::lock_path(&doc.base_dir);
+        let lock = match (expect_digests, capstan_registry::LockFile::read(&lock_file)) {
+            (Some(_), _) => None, // resume: the recorded digests decide
+            (None, Ok(lock)) => lock,
+            (None, Err(e)) => return Err(PrepareError::Other(e.into())),
+        };
+        let resolver = crate::resolve::Resolver {
+            registry: &self.registry,
+            base_dir: &doc.base_dir,
+            lock,
+            mode: self.lock_mode,
+        };
         for (at, t) in doc.all_tasks() {
             if plugins.contains_key(&t.uses) {
                 continue;
             }
-            let Ok(path) = doc.plugin_path(&t.uses) else {
-                continue;
+            let pinned = match expect_digests.and_then(|m| m.get(&t.uses)) {
+                Some(d) => {
+                    Some(Digest::try_from(d.clone()).map_err(|e| PrepareError::Other(anyhow!(e)))?)
+                }
+                None => None,
             };
-            match self.runtime.load_file(&path) {
+            let resolved = match resolver.resolve(&t.uses, pinned.as_ref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    diags.push(doc.diag(&format!("{at}.uses"), e));
+                    continue;
+                }
+            };
+            if let Some(msg) = resolved.entry.as_ref().and_then(|e| e.deprecated.as_ref()) {
+                warnings.push(format!(
+                    "`{}` resolved to {}, which is deprecated: {msg}",
+                    t.uses, resolved.origin
+                ));
+            }
+            match self.runtime.load_bytes(&resolved.bytes, &resolved.origin) {
                 Ok(p) => {
-                    if let Some(want) = expect_digests.and_then(|m| m.get(&t.uses))
-                        && want != p.digest().as_str()
-                    {
-                        diags.push(doc.diag(
-                            &format!("{at}.uses"),
-                            format!(
-                                "{} changed since the run started (was {want}, now {}); start a new run",
-                                path.display(),
-                                p.digest()
-                            ),
-                        ));
-                    }
                     plugins.insert(t.uses.clone(), p);
                 }
                 Err(e) => diags.push(doc.diag(&format!("{at}.uses"), format!("{e:#}"))),
@@ -258,6 +291,7 @@ impl Scheduler {
             }
         };
         Ok(Prepared {
+            warnings,
             doc,
             plan,
             plugins,

@@ -1,0 +1,130 @@
+//! Where a task's `uses:` points: a component file, or a registry reference
+//! resolved through the pipeline's lock file (if any) and the registry.
+//!
+//! Every registry byte is checked against its digest by the registry; a
+//! recorded digest (on resume, or from the lock file) is fetched exactly,
+//! even if that version was yanked since.
+
+use std::path::{Path, PathBuf};
+
+use capstan_registry::{Entry, LocalRegistry, LockFile, Reference};
+
+use crate::digest::Digest;
+
+/// How the lock file is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockMode {
+    /// Use `capstan.lock` beside the pipeline when it pins a reference;
+    /// resolve the others from the registry.
+    #[default]
+    Prefer,
+    /// `--locked`: every registry reference must be pinned by the lock file.
+    Require,
+}
+
+/// The lock file that belongs to a pipeline file in `dir`.
+pub fn lock_path(dir: &Path) -> PathBuf {
+    dir.join("capstan.lock")
+}
+
+/// A component to load.
+pub struct Resolved {
+    pub bytes: Vec<u8>,
+    /// For messages: the file, or `name version (digest)`.
+    pub origin: String,
+    /// The registry entry, for registry references.
+    pub entry: Option<Entry>,
+}
+
+pub struct Resolver<'a> {
+    pub registry: &'a LocalRegistry,
+    pub base_dir: &'a Path,
+    pub lock: Option<LockFile>,
+    pub mode: LockMode,
+}
+
+impl Resolver<'_> {
+    /// Parse a `uses:` value; file paths are made absolute against the
+    /// pipeline's directory.
+    pub fn reference(&self, uses: &str) -> Result<Reference, String> {
+        match uses.parse::<Reference>().map_err(|e| e.to_string())? {
+            Reference::File(p) if p.is_relative() => Ok(Reference::File(self.base_dir.join(p))),
+            r => Ok(r),
+        }
+    }
+
+    /// Fetch the component for `uses`. `pinned` is a digest recorded earlier
+    /// (resume): the same bytes are fetched again, or the call fails.
+    pub fn resolve(&self, uses: &str, pinned: Option<&Digest>) -> Result<Resolved, String> {
+        let reference = self.reference(uses)?;
+        let (name, entry) = match &reference {
+            Reference::File(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| format!("reading plugin {}: {e}", path.display()))?;
+                if let Some(want) = pinned
+                    && *want != Digest::of(&bytes)
+                {
+                    return Err(format!(
+                        "{} changed since the run started (was {want}, now {}); start a new run",
+                        path.display(),
+                        Digest::of(&bytes)
+                    ));
+                }
+                return Ok(Resolved {
+                    bytes,
+                    origin: path.display().to_string(),
+                    entry: None,
+                });
+            }
+            Reference::Oci(r) => {
+                return Err(format!(
+                    "`{r}`: OCI registries are not supported by this build yet; publish to the local \
+                     registry (capstan plugin publish) and use name@version"
+                ));
+            }
+            Reference::Digest { name, digest } => (
+                name,
+                self.registry
+                    .get_digest(name, digest)
+                    .map_err(|e| e.to_string())?,
+            ),
+            Reference::Range { name, req } => {
+                let locked = self.lock.as_ref().and_then(|l| l.get(uses));
+                let entry = match (pinned, locked) {
+                    (Some(d), _) => self.registry.get_digest(name, d),
+                    (None, Some(l)) => {
+                        if l.name != *name || !req.matches(&l.version) {
+                            return Err(format!(
+                                "capstan.lock pins `{uses}` to {} {}, which does not match the reference; \
+                                 run `capstan lock`",
+                                l.name, l.version
+                            ));
+                        }
+                        self.registry.get_digest(name, &l.digest)
+                    }
+                    (None, None) if self.mode == LockMode::Require => {
+                        return Err(format!(
+                            "--locked: `{uses}` is not pinned by {}; run `capstan lock` first",
+                            if self.lock.is_some() {
+                                "capstan.lock"
+                            } else {
+                                "a capstan.lock (there is none)"
+                            }
+                        ));
+                    }
+                    (None, None) => self.registry.resolve(name, req),
+                };
+                (name, entry.map_err(|e| e.to_string())?)
+            }
+        };
+        let bytes = self
+            .registry
+            .fetch(&entry.digest)
+            .map_err(|e| e.to_string())?;
+        Ok(Resolved {
+            bytes,
+            origin: format!("{name} {} ({})", entry.version, entry.digest),
+            entry: Some(entry),
+        })
+    }
+}

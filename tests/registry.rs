@@ -1,0 +1,305 @@
+//! The local registry as plugin and pipeline authors use it, through the
+//! real CLI: publish, resolve by range, lock, `--locked`, yank, deprecate,
+//! pull, immutability, bad artifacts and a corrupted store.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use capstan::digest::Digest;
+use capstan::store::RunStore;
+use capstan_tests::components;
+use serde_json::Value;
+
+fn capstan(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running capstan")
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The echo component with its embedded manifest's version changed: a real,
+/// different component (new digest) of the same plugin.
+fn echo_version(dir: &Path, version: &str) -> String {
+    let bytes = std::fs::read(components::ECHO).unwrap();
+    let from = b"version = \"0.1.0\"";
+    let to = format!("version = \"{version}\"");
+    assert_eq!(to.len(), from.len(), "keep the section length");
+    // The manifest text is in the custom section (and, as the static's
+    // bytes, in the data segment too): change every copy.
+    let mut patched = bytes.clone();
+    let at: Vec<usize> = bytes
+        .windows(from.len())
+        .enumerate()
+        .filter(|(_, w)| *w == from)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!at.is_empty(), "manifest version in the component");
+    for i in at {
+        patched[i..i + from.len()].copy_from_slice(to.as_bytes());
+    }
+    let path = dir.join(format!("echo-{version}.wasm"));
+    std::fs::write(&path, patched).unwrap();
+    path.display().to_string()
+}
+
+const PIPELINE: &str = r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: { name: reg }
+spec:
+  tasks:
+    - { name: a, uses: "echo@0.1", params: [{ name: message, value: hi }] }
+"#;
+
+fn digest_used(state: &Path, run_id: &str) -> String {
+    RunStore::open(state)
+        .unwrap()
+        .run(run_id)
+        .unwrap()
+        .spec
+        .plugins["echo@0.1"]
+        .clone()
+}
+
+fn run_json(state: &Path, file: &str, extra: &[&str]) -> (Output, Option<Value>) {
+    let mut args = vec!["run", file, "-o", "json"];
+    args.extend_from_slice(extra);
+    let out = capstan(state, &args);
+    let v = serde_json::from_slice(&out.stdout).ok();
+    (out, v)
+}
+
+#[test]
+fn pipeline_author_locks_and_runs_by_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let v010 = echo_version(dir.path(), "0.1.0");
+    let v011 = echo_version(dir.path(), "0.1.1");
+    let d010 = Digest::of(&std::fs::read(&v010).unwrap()).to_string();
+    let d011 = Digest::of(&std::fs::read(&v011).unwrap()).to_string();
+
+    let out = ok(&capstan(&state, &["plugin", "publish", &v010]));
+    assert!(out.contains("published echo 0.1.0"), "{out}");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, PIPELINE).unwrap();
+    let file = file.display().to_string();
+
+    // No lock: resolves; --locked refuses.
+    let (out, v) = run_json(&state, &file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        digest_used(&state, v.unwrap()["run_id"].as_str().unwrap()),
+        d010
+    );
+    let (out, _) = run_json(&state, &file, &["--locked"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("run `capstan lock` first"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Lock pins 0.1.0; a newer publish does not change a locked run.
+    ok(&capstan(&state, &["lock", &file]));
+    let lock = std::fs::read_to_string(dir.path().join("capstan.lock")).unwrap();
+    assert!(
+        lock.contains(&d010) && lock.contains("reference = \"echo@0.1\""),
+        "{lock}"
+    );
+    ok(&capstan(&state, &["plugin", "publish", &v011]));
+    let (out, v) = run_json(&state, &file, &["--locked"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        digest_used(&state, v.unwrap()["run_id"].as_str().unwrap()),
+        d010
+    );
+
+    // Re-locking picks the newest; yanking it keeps locked runs working but
+    // new resolution falls back.
+    ok(&capstan(&state, &["lock", &file]));
+    ok(&capstan(&state, &["plugin", "yank", "echo@0.1.1"]));
+    let (out, v) = run_json(&state, &file, &["--locked"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        digest_used(&state, v.unwrap()["run_id"].as_str().unwrap()),
+        d011,
+        "yanked, but locked"
+    );
+    std::fs::remove_file(dir.path().join("capstan.lock")).unwrap();
+    let (_, v) = run_json(&state, &file, &[]);
+    assert_eq!(
+        digest_used(&state, v.unwrap()["run_id"].as_str().unwrap()),
+        d010,
+        "yanked: not chosen"
+    );
+
+    // versions shows both, with the yank; deprecation warns on use.
+    let versions: Value = serde_json::from_str(&ok(&capstan(
+        &state,
+        &["plugin", "versions", "echo", "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    assert_eq!(versions[1]["yanked"], true);
+    ok(&capstan(
+        &state,
+        &["plugin", "deprecate", "echo@0.1.0", "-m", "use echo 2"],
+    ));
+    let out = capstan(&state, &["run", &file]);
+    assert!(
+        stderr(&out).contains("deprecated: use echo 2"),
+        "{}",
+        stderr(&out)
+    );
+
+    // pull and inspect by reference.
+    let pulled = dir.path().join("pulled.wasm");
+    ok(&capstan(
+        &state,
+        &[
+            "plugin",
+            "pull",
+            "echo@=0.1.0",
+            "--out",
+            pulled.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        Digest::of(&std::fs::read(&pulled).unwrap()).to_string(),
+        d010
+    );
+    let info: Value = serde_json::from_str(&ok(&capstan(
+        &state,
+        &["plugin", "inspect", &format!("echo@{d011}"), "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(info["manifest"]["version"], "0.1.1");
+}
+
+#[test]
+fn publishing_refuses_bad_artifacts_and_keeps_versions_immutable() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let v010 = echo_version(dir.path(), "0.1.0");
+    ok(&capstan(&state, &["plugin", "publish", &v010]));
+    // Same bytes again: a no-op. Different bytes, same version: refused.
+    ok(&capstan(&state, &["plugin", "publish", &v010]));
+    let mut other = std::fs::read(&v010).unwrap();
+    let n = other.len();
+    other[n - 1] ^= 0xff; // the last byte is in a trailing custom section
+    let other_path = dir.path().join("other.wasm");
+    std::fs::write(&other_path, &other).unwrap();
+    let out = capstan(&state, &["plugin", "publish", other_path.to_str().unwrap()]);
+    if out.status.code() == Some(2) && stderr(&out).contains("versions are immutable") {
+        // expected
+    } else {
+        panic!(
+            "republish with different bytes: {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+    }
+
+    for (file, want) in [
+        (
+            components::UNDECLARED_IMPORT.to_string(),
+            "does not declare",
+        ),
+        (
+            write(dir.path(), "core.wasm", b"\0asm\x01\0\0\0"),
+            "not a component",
+        ),
+        (
+            write(dir.path(), "text.wasm", b"hello"),
+            "not a WebAssembly file",
+        ),
+    ] {
+        let out = capstan(&state, &["plugin", "publish", &file]);
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        assert!(stderr(&out).contains(want), "{file}: {}", stderr(&out));
+    }
+    let list: Value =
+        serde_json::from_str(&ok(&capstan(&state, &["plugin", "list", "-o", "json"]))).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "nothing else was published: {list}"
+    );
+
+    let out = capstan(&state, &["plugin", "yank", "echo@9.9.9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no version 9.9.9"));
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn a_corrupted_registry_blob_is_refused_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let v010 = echo_version(dir.path(), "0.1.0");
+    ok(&capstan(&state, &["plugin", "publish", &v010]));
+    let digest = Digest::of(&std::fs::read(&v010).unwrap());
+    let blob = state.join("registry/blobs/sha256").join(digest.hex());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, PIPELINE).unwrap();
+    let out = capstan(&state, &["run", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("does not match its digest"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn resume_uses_the_digest_recorded_when_the_run_began() {
+    let env = capstan_tests::TestEnv::new();
+    let v010 = echo_version(env.dir.path(), "0.1.0");
+    let v011 = echo_version(env.dir.path(), "0.1.1");
+    let publish = |path: &str| {
+        let bytes = std::fs::read(path).unwrap();
+        let m = capstan::manifest::inspect(&bytes, path).unwrap().manifest;
+        env.sched
+            .registry
+            .publish(
+                &m.name,
+                &m.version,
+                &bytes,
+                serde_json::to_value(&m).unwrap(),
+            )
+            .unwrap()
+    };
+    let first = publish(&v010);
+    let prepared = env.prepare(PIPELINE, &[]).unwrap();
+    let id = env.sched.create(&prepared, &Default::default()).unwrap();
+    publish(&v011);
+    // As after a crash before the run started: resume re-prepares it.
+    let again = env.sched.reload(&id).map_err(|e| e.to_string()).unwrap();
+    assert_eq!(again.plugins["echo@0.1"].digest(), &first.digest);
+    let status = env.sched.execute(&id, &again, None).await.unwrap();
+    assert_eq!(status, capstan::store::RunStatus::Succeeded);
+}
