@@ -303,3 +303,52 @@ async fn resume_uses_the_digest_recorded_when_the_run_began() {
     let status = env.sched.execute(&id, &again, None).await.unwrap();
     assert_eq!(status, capstan::store::RunStatus::Succeeded);
 }
+
+#[test]
+fn platform_policy_denies_and_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    ok(&capstan(
+        &state,
+        &["plugin", "publish", &echo_version(dir.path(), "0.1.0")],
+    ));
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, PIPELINE).unwrap();
+    let file = file.display().to_string();
+    let policy = dir.path().join("policy.toml");
+    let policy_arg = policy.display().to_string();
+    let run = |p: &str| {
+        std::fs::write(&policy, p).unwrap();
+        capstan(&state, &["--policy", &policy_arg, "run", &file])
+    };
+
+    let out = run("[[deny]]\nname = \"ec*\"\nversions = \"<0.2\"\nreason = \"CVE-2026-1\"\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("denied by layer `policy`: plugin `echo` 0.1.0 is denied by the platform policy: CVE-2026-1"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pipeline.yaml:6:"),
+        "names the task's line: {}",
+        stderr(&out)
+    );
+
+    let out = run("[[allow]]\nname = \"git-*\"\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not on the platform policy's allow list"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(
+        "[[allow]]\nname = \"echo\"\nversions = \"^0.1\"\n[[ceiling]]\nname = \"*\"\ncapabilities = []\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = run("[[allow]]\nnmae = \"echo\"\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("policy file") && stderr(&out).contains("nmae"),
+        "{}",
+        stderr(&out)
+    );
+}

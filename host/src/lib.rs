@@ -23,6 +23,7 @@ pub use capstan_registry::digest;
 pub mod manifest;
 pub mod params;
 pub mod pipeline;
+pub mod policy;
 pub mod resolve;
 pub mod runtime;
 pub mod scheduler;

@@ -30,8 +30,14 @@ impl Layer {
     }
 }
 
-/// Platform ceilings per plugin (the third layer).
+/// The platform policy (the third layer): which plugins may run at all, and
+/// the most each may be granted.
 pub trait Policy: Send + Sync {
+    /// `Err(reason)` if `plugin` may not run at all.
+    fn admit(&self, _plugin: &Manifest) -> Result<(), String> {
+        Ok(())
+    }
+
     /// `Err(reason)` if `plugin` may not be granted `cap` at all.
     fn ceiling(&self, plugin: &Manifest, cap: Capability) -> Result<(), String>;
 }

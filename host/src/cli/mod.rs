@@ -44,6 +44,7 @@ pub fn main() -> i32 {
                 e.downcast_ref::<crate::store::StoreError>(),
                 Some(crate::store::StoreError::NoSuchRun(_))
             ) || e.downcast_ref::<crate::manifest::PluginError>().is_some()
+                || e.downcast_ref::<crate::policy::PolicyError>().is_some()
                 || e.downcast_ref::<capstan_registry::Error>()
                     .is_some_and(|r| {
                         !matches!(
@@ -73,6 +74,10 @@ pub struct Cli {
     /// The local plugin registry (default: STATE_DIR/registry).
     #[arg(long, global = true, env = "CAPSTAN_REGISTRY", value_name = "DIR")]
     pub registry: Option<PathBuf>,
+
+    /// The platform policy file (allow/deny, capability ceilings).
+    #[arg(long, global = true, env = "CAPSTAN_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]

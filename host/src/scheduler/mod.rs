@@ -276,6 +276,12 @@ impl Scheduler {
             }
             match self.runtime.load_bytes(&resolved.bytes, &resolved.origin) {
                 Ok(p) => {
+                    if let Err(why) = self.policy.admit(&p.info.manifest) {
+                        diags.push(doc.diag(
+                            &format!("{at}.uses"),
+                            format!("denied by layer `policy`: {why}"),
+                        ));
+                    }
                     plugins.insert(t.uses.clone(), p);
                 }
                 Err(e) => diags.push(doc.diag(&format!("{at}.uses"), format!("{e:#}"))),
