@@ -352,3 +352,118 @@ fn platform_policy_denies_and_allows() {
         stderr(&out)
     );
 }
+
+#[test]
+fn signatures_are_required_and_keys_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let key = |name: &str| {
+        let base = dir.path().join(name);
+        let out = ok(&capstan(
+            &state,
+            &["plugin", "keygen", base.to_str().unwrap()],
+        ));
+        assert!(out.contains("public-key = \"ed25519:"), "{out}");
+        let public = std::fs::read_to_string(base.with_extension("pub"))
+            .unwrap()
+            .trim()
+            .to_string();
+        (base.with_extension("key").display().to_string(), public)
+    };
+    let (old_key, old_pub) = key("old");
+    let (new_key, new_pub) = key("new");
+    let v010 = echo_version(dir.path(), "0.1.0");
+    let v011 = echo_version(dir.path(), "0.1.1");
+    let d011 = Digest::of(&std::fs::read(&v011).unwrap()).to_string();
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, PIPELINE).unwrap();
+    let file = file.display().to_string();
+    let policy = dir.path().join("policy.toml");
+    let policy_arg = policy.display().to_string();
+    let trust = |keys: &[&str]| {
+        let mut p = String::from("[trust]\nrequire-signature = true\n");
+        for k in keys {
+            p.push_str(&format!(
+                "[[trust.key]]\npublic-key = \"{k}\"\nplugins = \"ec*\"\n"
+            ));
+        }
+        std::fs::write(&policy, p).unwrap();
+    };
+    let run = || capstan(&state, &["--policy", &policy_arg, "run", &file]);
+
+    let out = ok(&capstan(
+        &state,
+        &["plugin", "publish", &v010, "--sign-key", &old_key],
+    ));
+    assert!(out.contains("signed by ed25519:"), "{out}");
+    trust(&[&old_pub]);
+    ok(&run());
+    ok(&capstan(&state, &["--policy", &policy_arg, "lock", &file]));
+    let lock = std::fs::read_to_string(dir.path().join("capstan.lock")).unwrap();
+    assert!(
+        lock.contains("signer = \"ed25519:"),
+        "the lock records who signed: {lock}"
+    );
+    std::fs::remove_file(dir.path().join("capstan.lock")).unwrap();
+
+    // An unsigned newer version is refused, naming plugin, digest and keys.
+    ok(&capstan(&state, &["plugin", "publish", &v011]));
+    let out = run();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("plugin `echo`") && err.contains(&d011) && err.contains("signed by: none"),
+        "{err}"
+    );
+
+    // Rotation: trust both, sign with the new key, then retire the old one.
+    trust(&[&old_pub, &new_pub]);
+    ok(&capstan(
+        &state,
+        &["plugin", "sign", "echo@0.1.1", "--sign-key", &new_key],
+    ));
+    ok(&run());
+    trust(&[&new_pub]);
+    ok(&run());
+    ok(&capstan(&state, &["plugin", "yank", "echo@0.1.1"]));
+    let out = run();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "0.1.0 is signed only by the retired key"
+    );
+    assert!(
+        stderr(&out).contains("not signed by a key trusted for it"),
+        "{}",
+        stderr(&out)
+    );
+    ok(&capstan(
+        &state,
+        &["plugin", "sign", "echo@0.1.0", "--sign-key", &new_key],
+    ));
+    ok(&run());
+
+    // A file reference carries no signature: refused when one is required.
+    std::fs::write(
+        dir.path().join("file.yaml"),
+        PIPELINE.replace("echo@0.1", &v010),
+    )
+    .unwrap();
+    let out = capstan(
+        &state,
+        &[
+            "--policy",
+            &policy_arg,
+            "run",
+            dir.path().join("file.yaml").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("signed by: none"), "{}", stderr(&out));
+
+    // A policy with a malformed key is itself refused.
+    std::fs::write(&policy, "[[trust.key]]\npublic-key = \"ed25519:nothex\"\n").unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("trust.key"), "{}", stderr(&out));
+}

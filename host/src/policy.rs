@@ -41,6 +41,33 @@ pub struct PolicyFile {
     pub deny: Vec<Rule>,
     #[serde(default)]
     pub ceiling: Vec<Ceiling>,
+    #[serde(default)]
+    pub trust: Trust,
+}
+
+/// Signature trust: which public keys are trusted for which plugins.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Trust {
+    /// Refuse unsigned or untrusted plugins at resolve time.
+    #[serde(default)]
+    pub require_signature: bool,
+    #[serde(default)]
+    pub key: Vec<TrustedKey>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrustedKey {
+    /// `ed25519:<hex>`, as in the `.pub` file `capstan plugin keygen` writes.
+    pub public_key: String,
+    /// Plugin name pattern this key is trusted for (default `*`).
+    #[serde(default = "any")]
+    pub plugins: String,
+}
+
+fn any() -> String {
+    "*".to_string()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,7 +132,12 @@ impl PolicyFile {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        toml::from_str(&text).map_err(|e| err(e.to_string()))
+        let policy: PolicyFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        for k in &policy.trust.key {
+            capstan_registry::sign::PublicKey::parse(&k.public_key)
+                .map_err(|e| err(format!("trust.key: {e}")))?;
+        }
+        Ok(policy)
     }
 }
 
@@ -129,6 +161,43 @@ impl Policy for PolicyFile {
             ));
         }
         Ok(())
+    }
+
+    fn signer(
+        &self,
+        name: &str,
+        digest: &crate::digest::Digest,
+        signatures: &[capstan_registry::sign::Signature],
+    ) -> Result<Option<String>, String> {
+        let trusted: Vec<capstan_registry::sign::PublicKey> = self
+            .trust
+            .key
+            .iter()
+            .filter(|k| glob(&k.plugins, name))
+            .filter_map(|k| capstan_registry::sign::PublicKey::parse(&k.public_key).ok())
+            .collect();
+        if let Some(k) = trusted
+            .iter()
+            .find(|k| signatures.iter().any(|s| k.verifies(digest, s)))
+        {
+            return Ok(Some(k.id()));
+        }
+        if !self.trust.require_signature {
+            return Ok(None);
+        }
+        let ids = |v: Vec<String>| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        Err(format!(
+            "plugin `{name}` {digest} is not signed by a key trusted for it (trusted for `{name}`: {}; signed by: {}); \
+             sign it with `capstan plugin sign` or trust its key in the policy",
+            ids(trusted.iter().map(|k| k.id()).collect()),
+            ids(signatures.iter().map(|s| s.key_id.clone()).collect()),
+        ))
     }
 
     fn ceiling(&self, plugin: &Manifest, cap: Capability) -> Result<(), String> {

@@ -34,6 +34,8 @@ pub struct Resolved {
     pub origin: String,
     /// The registry entry, for registry references.
     pub entry: Option<Entry>,
+    /// Id of the trusted key whose signature was verified, if any.
+    pub signer: Option<String>,
 }
 
 pub struct Resolver<'a> {
@@ -41,6 +43,8 @@ pub struct Resolver<'a> {
     pub base_dir: &'a Path,
     pub lock: Option<LockFile>,
     pub mode: LockMode,
+    /// Signature trust (the platform policy).
+    pub policy: &'a dyn crate::caps::grant::Policy,
 }
 
 impl Resolver<'_> {
@@ -70,10 +74,16 @@ impl Resolver<'_> {
                         Digest::of(&bytes)
                     ));
                 }
+                // A file has no registry signatures: refused if the policy
+                // requires one.
+                let signer =
+                    self.policy
+                        .signer(&path.display().to_string(), &Digest::of(&bytes), &[])?;
                 return Ok(Resolved {
                     bytes,
                     origin: path.display().to_string(),
                     entry: None,
+                    signer,
                 });
             }
             Reference::Oci(r) => {
@@ -117,6 +127,11 @@ impl Resolver<'_> {
                 (name, entry.map_err(|e| e.to_string())?)
             }
         };
+        let signatures = self
+            .registry
+            .signatures(&entry.digest)
+            .map_err(|e| e.to_string())?;
+        let signer = self.policy.signer(name, &entry.digest, &signatures)?;
         let bytes = self
             .registry
             .fetch(&entry.digest)
@@ -125,6 +140,7 @@ impl Resolver<'_> {
             bytes,
             origin: format!("{name} {} ({})", entry.version, entry.digest),
             entry: Some(entry),
+            signer,
         })
     }
 }

@@ -28,6 +28,7 @@ pub mod digest;
 mod local;
 mod lock;
 mod reference;
+pub mod sign;
 
 pub use digest::Digest;
 pub use local::{Entry, LocalRegistry};

@@ -246,6 +246,42 @@ impl LocalRegistry {
         Ok(bytes)
     }
 
+    fn signatures_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("signatures")
+            .join(format!("sha256-{}.json", digest.hex()))
+    }
+
+    /// Signatures stored for a digest (stored next to the content, by
+    /// digest, so they travel with it when mirrored).
+    pub fn signatures(&self, digest: &Digest) -> Result<Vec<crate::sign::Signature>> {
+        let path = self.signatures_path(digest);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => serde_json::from_str(&t).map_err(|e| Error::Corrupt {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Add a signature of a stored digest (idempotent per key).
+    pub fn add_signature(&self, digest: &Digest, sig: crate::sign::Signature) -> Result<()> {
+        let dir = self.root.join("signatures");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let lock_path = self.root.join(".lock");
+        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        let mut sigs = self.signatures(digest)?;
+        sigs.retain(|s| s.key_id != sig.key_id);
+        sigs.push(sig);
+        self.write_atomic(
+            &self.signatures_path(digest),
+            &serde_json::to_vec_pretty(&sigs).expect("serializes"),
+        )
+    }
+
     /// Yank (or un-yank) a version.
     pub fn set_yanked(&self, name: &str, version: &semver::Version, yanked: bool) -> Result<Entry> {
         self.update(name, |index| {

@@ -40,6 +40,18 @@ pub trait Policy: Send + Sync {
 
     /// `Err(reason)` if `plugin` may not be granted `cap` at all.
     fn ceiling(&self, plugin: &Manifest, cap: Capability) -> Result<(), String>;
+
+    /// Which trusted key signed the component `name` with `digest`, given
+    /// its stored signatures. `Err` if the policy requires a trusted
+    /// signature and there is none. Default: no trust requirement.
+    fn signer(
+        &self,
+        _name: &str,
+        _digest: &crate::digest::Digest,
+        _signatures: &[capstan_registry::sign::Signature],
+    ) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 /// No platform ceilings: the local default until a registry policy is

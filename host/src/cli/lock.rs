@@ -28,11 +28,13 @@ pub fn lock(cli: &Cli, args: &LockArgs) -> Result<ExitCode> {
         }
     };
     let registry = cli.registry()?;
+    let policy = cli.policy()?;
     let resolver = Resolver {
         registry: &registry,
         base_dir: &doc.base_dir,
         lock: None,
         mode: LockMode::Prefer,
+        policy: &*policy,
     };
     let mut lock = LockFile::default();
     let mut problems = Vec::new();
@@ -57,7 +59,7 @@ pub fn lock(cli: &Cli, args: &LockArgs) -> Result<ExitCode> {
                     version: e.version,
                     digest: e.digest,
                     registry: registry.root().display().to_string(),
-                    signer: None,
+                    signer: r.signer,
                 });
             }
             Err(e) => problems.push(doc.diag(&format!("{at}.uses"), e)),

@@ -134,6 +134,14 @@ impl Cli {
         Ok(capstan_registry::LocalRegistry::open(&dir)?)
     }
 
+    /// The platform policy: the `--policy` file, or no ceilings.
+    pub fn policy(&self) -> anyhow::Result<std::sync::Arc<dyn crate::caps::grant::Policy>> {
+        Ok(match &self.policy {
+            Some(p) => std::sync::Arc::new(crate::policy::PolicyFile::load(p)?),
+            None => std::sync::Arc::new(crate::caps::grant::NoCeilings),
+        })
+    }
+
     /// Run the command. Returns the process exit code.
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -19,7 +19,22 @@ pub enum PluginCommand {
     Inspect { plugin: String },
     /// Check a component and publish it to the registry under the name and
     /// version its manifest declares. Versions are immutable.
-    Publish { file: PathBuf },
+    Publish {
+        file: PathBuf,
+        /// Sign the published digest with this secret key file.
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<PathBuf>,
+    },
+    /// Create an ed25519 signing key: writes BASE.key (secret, mode 0600)
+    /// and BASE.pub (put its line in the policy's [[trust.key]]).
+    Keygen { base: PathBuf },
+    /// Add a signature to a published version (`name@1.2.3`), e.g. with a
+    /// new key during key rotation.
+    Sign {
+        reference: String,
+        #[arg(long, value_name = "KEY")]
+        sign_key: PathBuf,
+    },
     /// List the plugins in the registry.
     List,
     /// List a plugin's versions (with yanked and deprecated ones).
@@ -64,11 +79,13 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
             let (bytes, origin) = match plugin.parse::<Reference>() {
                 Ok(r @ (Reference::Range { .. } | Reference::Digest { .. })) => {
                     let registry = cli.registry()?;
+                    let policy = cli.policy()?;
                     let resolver = crate::resolve::Resolver {
                         registry: &registry,
                         base_dir: std::path::Path::new("."),
                         lock: None,
                         mode: crate::resolve::LockMode::Prefer,
+                        policy: &*policy,
                     };
                     let resolved = resolver
                         .resolve(&r.to_string(), None)
@@ -93,7 +110,38 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
             print_info(&info, json)?;
             Ok(ExitCode::Ok)
         }
-        PluginCommand::Publish { file } => {
+        PluginCommand::Keygen { base } => {
+            let key = capstan_registry::sign::SecretKey::generate()?;
+            let (secret, public) = key.write(base)?;
+            println!("secret key: {} (keep it private)", secret.display());
+            println!("public key: {}  id {}", public.display(), key.public().id());
+            println!(
+                "trust it with, in the policy file:\n[[trust.key]]\npublic-key = \"{}\"",
+                key.public().to_text()
+            );
+            Ok(ExitCode::Ok)
+        }
+        PluginCommand::Sign {
+            reference,
+            sign_key,
+        } => {
+            let (name, version) = exact(reference)?;
+            let key = capstan_registry::sign::SecretKey::load(sign_key)?;
+            let registry = cli.registry()?;
+            let entry = registry.get(&name, &version)?;
+            let sig = key.sign(&entry.digest);
+            println!(
+                "{} {} ({}) signed by {}",
+                entry.name, entry.version, entry.digest, sig.key_id
+            );
+            registry.add_signature(&entry.digest, sig)?;
+            Ok(ExitCode::Ok)
+        }
+        PluginCommand::Publish { file, sign_key } => {
+            let key = match sign_key {
+                Some(k) => Some(capstan_registry::sign::SecretKey::load(k)?),
+                None => None,
+            };
             let bytes =
                 std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let origin = file.display().to_string();
@@ -119,11 +167,25 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
                     }
                     Err(e) => return Err(e.into()),
                 };
+            let signer = match &key {
+                Some(k) => {
+                    let sig = k.sign(&entry.digest);
+                    let id = sig.key_id.clone();
+                    registry.add_signature(&entry.digest, sig)?;
+                    Some(id)
+                }
+                None => None,
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&entry)?);
+                let mut v = serde_json::to_value(&entry)?;
+                v["signer"] = serde_json::json!(signer);
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
+                let signed = signer
+                    .map(|s| format!(", signed by {s}"))
+                    .unwrap_or_default();
                 println!(
-                    "published {} {}  {}  ({} bytes)",
+                    "published {} {}  {}  ({} bytes{signed})",
                     entry.name, entry.version, entry.digest, entry.size
                 );
             }
@@ -209,11 +271,13 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
         }
         PluginCommand::Pull { reference, out } => {
             let registry = cli.registry()?;
+            let policy = cli.policy()?;
             let resolver = crate::resolve::Resolver {
                 registry: &registry,
                 base_dir: std::path::Path::new("."),
                 lock: None,
                 mode: crate::resolve::LockMode::Prefer,
+                policy: &*policy,
             };
             let resolved = resolver
                 .resolve(reference, None)

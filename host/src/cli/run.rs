@@ -58,9 +58,7 @@ pub(crate) fn scheduler(cli: &Cli, memory_mib: usize) -> Result<Scheduler> {
     })?);
     let mut s = Scheduler::new(runtime, store, state)?;
     s.registry = cli.registry()?;
-    if let Some(p) = &cli.policy {
-        s.policy = Arc::new(crate::policy::PolicyFile::load(p)?);
-    }
+    s.policy = cli.policy()?;
     s.limits.memory_bytes = memory_mib.max(1) << 20;
     Ok(s)
 }

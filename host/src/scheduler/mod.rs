@@ -250,6 +250,7 @@ impl Scheduler {
             base_dir: &doc.base_dir,
             lock,
             mode: self.lock_mode,
+            policy: &*self.policy,
         };
         for (at, t) in doc.all_tasks() {
             if plugins.contains_key(&t.uses) {
