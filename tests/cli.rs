@@ -366,6 +366,7 @@ fn bench_reports_every_figure_as_json() {
         "warm_start_p99_us",
         "spawn_p50_us",
         "dag_1000_tasks_ms",
+        "registry_resolve_load_p50_ms",
         "dependent_gap_p99_us",
     ] {
         assert!(
