@@ -282,29 +282,12 @@ impl LocalRegistry {
         )
     }
 
-    /// Yank (or un-yank) a version.
-    pub fn set_yanked(&self, name: &str, version: &semver::Version, yanked: bool) -> Result<Entry> {
-        self.update(name, |index| {
-            let e = index
-                .versions
-                .iter_mut()
-                .find(|e| &e.version == version)
-                .ok_or_else(|| Error::NoSuchVersion {
-                    name: name.to_string(),
-                    version: version.to_string(),
-                })?;
-            e.yanked = yanked;
-            Ok(e.clone())
-        })
-    }
-
-    /// Mark a version deprecated with a message (shown when it is used), or
-    /// clear it with `None`.
-    pub fn set_deprecated(
+    /// Change one version's metadata under the write lock.
+    fn modify(
         &self,
         name: &str,
         version: &semver::Version,
-        message: Option<String>,
+        f: impl FnOnce(&mut Entry),
     ) -> Result<Entry> {
         self.update(name, |index| {
             let e = index
@@ -315,9 +298,25 @@ impl LocalRegistry {
                     name: name.to_string(),
                     version: version.to_string(),
                 })?;
-            e.deprecated = message;
+            f(e);
             Ok(e.clone())
         })
+    }
+
+    /// Yank (or un-yank) a version.
+    pub fn set_yanked(&self, name: &str, version: &semver::Version, yanked: bool) -> Result<Entry> {
+        self.modify(name, version, |e| e.yanked = yanked)
+    }
+
+    /// Mark a version deprecated with a message (shown when it is used), or
+    /// clear it with `None`.
+    pub fn set_deprecated(
+        &self,
+        name: &str,
+        version: &semver::Version,
+        message: Option<String>,
+    ) -> Result<Entry> {
+        self.modify(name, version, |e| e.deprecated = message)
     }
 }
 

@@ -78,18 +78,7 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
         PluginCommand::Inspect { plugin } => {
             let (bytes, origin) = match plugin.parse::<Reference>() {
                 Ok(r @ (Reference::Range { .. } | Reference::Digest { .. })) => {
-                    let registry = cli.registry()?;
-                    let policy = cli.policy()?;
-                    let resolver = crate::resolve::Resolver {
-                        registry: &registry,
-                        base_dir: std::path::Path::new("."),
-                        lock: None,
-                        mode: crate::resolve::LockMode::Prefer,
-                        policy: &*policy,
-                    };
-                    let resolved = resolver
-                        .resolve(&r.to_string(), None)
-                        .map_err(anyhow::Error::msg)?;
+                    let resolved = resolve(cli, &r.to_string())?;
                     (resolved.bytes, resolved.origin)
                 }
                 _ => (
@@ -270,18 +259,7 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
             Ok(ExitCode::Ok)
         }
         PluginCommand::Pull { reference, out } => {
-            let registry = cli.registry()?;
-            let policy = cli.policy()?;
-            let resolver = crate::resolve::Resolver {
-                registry: &registry,
-                base_dir: std::path::Path::new("."),
-                lock: None,
-                mode: crate::resolve::LockMode::Prefer,
-                policy: &*policy,
-            };
-            let resolved = resolver
-                .resolve(reference, None)
-                .map_err(anyhow::Error::msg)?;
+            let resolved = resolve(cli, reference)?;
             let entry = resolved
                 .entry
                 .context("pull takes a registry reference (name@range or name@sha256:…)")?;
@@ -300,6 +278,22 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
             Ok(ExitCode::Ok)
         }
     }
+}
+
+/// Resolve a registry reference with the CLI's registry and policy.
+fn resolve(cli: &Cli, reference: &str) -> Result<crate::resolve::Resolved> {
+    let registry = cli.registry()?;
+    let policy = cli.policy()?;
+    let resolver = crate::resolve::Resolver {
+        registry: &registry,
+        base_dir: std::path::Path::new("."),
+        lock: None,
+        mode: crate::resolve::LockMode::Prefer,
+        policy: &*policy,
+    };
+    resolver
+        .resolve(reference, None)
+        .map_err(anyhow::Error::msg)
 }
 
 fn print_info(info: &ComponentInfo, json: bool) -> Result<()> {
