@@ -11,13 +11,7 @@ use capstan_tests::{components, expand};
 use serde_json::Value;
 
 fn capstan(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running capstan")
+    capstan_tests::cli(env!("CARGO_BIN_EXE_capstan-cli"), state, args)
 }
 
 fn json(out: &Output) -> Value {

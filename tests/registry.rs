@@ -3,7 +3,7 @@
 //! pull, immutability, bad artifacts and a corrupted store.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use capstan::digest::Digest;
 use capstan::store::RunStore;
@@ -11,13 +11,7 @@ use capstan_tests::components;
 use serde_json::Value;
 
 fn capstan(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running capstan")
+    capstan_tests::cli(env!("CARGO_BIN_EXE_capstan-cli"), state, args)
 }
 
 fn ok(out: &Output) -> String {

@@ -227,3 +227,16 @@ impl TestEnv {
         }
     }
 }
+
+/// Run the capstan CLI `bin` (pass `env!("CARGO_BIN_EXE_capstan-cli")`, which
+/// only integration tests can name) as `bin --state-dir STATE ARGS...`, with
+/// no stdin.
+pub fn cli(bin: &str, state: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin)
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running capstan")
+}
