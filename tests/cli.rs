@@ -179,6 +179,33 @@ spec:
       workspaces: [{ name: log, workspace: log }]
 "#;
 
+/// A temp dir holding a state dir, the `log` workspace directory and the
+/// slow-chain pipeline whose task `b` sleeps `millis`.
+struct Chain {
+    dir: tempfile::TempDir,
+    state: std::path::PathBuf,
+    ws: std::path::PathBuf,
+    file: String,
+}
+
+fn chain(millis: &str) -> Chain {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let file = write(
+        dir.path(),
+        "chain.yaml",
+        &SLOW_CHAIN.replace("MILLIS", millis),
+    );
+    Chain {
+        dir,
+        state,
+        ws,
+        file,
+    }
+}
+
 /// Start `capstan run` in the background and wait until task `b`'s plugin runs.
 /// The caller owns (kills/waits for) the returned child.
 #[allow(clippy::zombie_processes)]
@@ -218,15 +245,12 @@ fn start_until_b_runs(state: &Path, file: &str, ws: &Path) -> (std::process::Chi
 
 #[test]
 fn resume_after_sigkill_does_not_rerun_succeeded_tasks() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let ws = dir.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    let file = write(
-        dir.path(),
-        "chain.yaml",
-        &SLOW_CHAIN.replace("MILLIS", "3000"),
-    );
+    let Chain {
+        dir: _dir,
+        state,
+        ws,
+        file,
+    } = chain("3000");
 
     let (mut child, run_id) = start_until_b_runs(&state, &file, &ws);
     child.kill().unwrap(); // SIGKILL
@@ -296,15 +320,12 @@ fn resume_after_sigkill_does_not_rerun_succeeded_tasks() {
 
 #[test]
 fn cancel_from_another_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let ws = dir.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    let file = write(
-        dir.path(),
-        "chain.yaml",
-        &SLOW_CHAIN.replace("MILLIS", "60000"),
-    );
+    let Chain {
+        dir: _dir,
+        state,
+        ws,
+        file,
+    } = chain("60000");
     let (mut child, run_id) = start_until_b_runs(&state, &file, &ws);
 
     // A second resume while the first process runs it is refused.
@@ -372,15 +393,12 @@ fn bench_reports_every_figure_as_json() {
 
 #[test]
 fn logs_follow_streams_until_the_run_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let ws = dir.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    let file = write(
-        dir.path(),
-        "chain.yaml",
-        &SLOW_CHAIN.replace("MILLIS", "1000"),
-    );
+    let Chain {
+        dir: _dir,
+        state,
+        ws,
+        file,
+    } = chain("1000");
     let (mut child, run_id) = start_until_b_runs(&state, &file, &ws);
     let out = capstan(&state, &["logs", &run_id, "--follow"]);
     assert_eq!(child.wait().unwrap().code(), Some(0));

@@ -772,10 +772,10 @@ impl<'a> Execution<'a> {
                     } else {
                         (TaskStatus::TimedOut, "the run timed out")
                     };
+                    self.sched.store.abandon_running_attempts(&self.run_id)?;
                     for t in tasks {
                         let st = self.state[&t.spec.name].status;
                         if st == TaskStatus::Running {
-                            self.sched.store.abandon_running_attempts(&self.run_id)?;
                             self.set_task(&t.spec.name, status, Some(why))?;
                         } else if !st.is_terminal() {
                             let s = if status == TaskStatus::TimedOut {
@@ -844,14 +844,7 @@ impl<'a> Execution<'a> {
             }
 
             if running.is_empty() {
-                let waiting_retry = if self.retrying > 0 {
-                    tasks
-                        .iter()
-                        .filter_map(|t| self.state[&t.spec.name].retry_at)
-                        .min()
-                } else {
-                    None
-                };
+                let waiting_retry = self.next_retry(tasks);
                 let pending = tasks
                     .iter()
                     .any(|t| !self.state[&t.spec.name].status.is_terminal());
@@ -871,14 +864,7 @@ impl<'a> Execution<'a> {
             }
 
             // Wait for an attempt to finish, a retry to come due, or a tick.
-            let next_retry = if self.retrying > 0 {
-                tasks
-                    .iter()
-                    .filter_map(|t| self.state[&t.spec.name].retry_at)
-                    .min()
-            } else {
-                None
-            };
+            let next_retry = self.next_retry(tasks);
             let tick = Instant::now() + Duration::from_millis(100);
             let wake = next_retry.map_or(tick, |r| r.min(tick));
             let wake = self.deadline.map_or(wake, |d| d.min(wake));
@@ -897,6 +883,17 @@ impl<'a> Execution<'a> {
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
+    }
+
+    /// When the earliest retry among `tasks` is due (O(1) when none waits).
+    fn next_retry(&self, tasks: &[&PlannedTask]) -> Option<Instant> {
+        if self.retrying == 0 {
+            return None;
+        }
+        tasks
+            .iter()
+            .filter_map(|t| self.state[&t.spec.name].retry_at)
+            .min()
     }
 
     fn readiness(&self, t: &PlannedTask) -> Readiness {
