@@ -2,16 +2,68 @@
 //! real CLI: publish, resolve by range, lock, `--locked`, yank, deprecate,
 //! pull, immutability, bad artifacts and a corrupted store.
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use capstan::digest::Digest;
 use capstan::store::RunStore;
 use capstan_tests::components;
+use capstan_tests::oci::OciServer;
 use serde_json::Value;
 
+const BIN: &str = env!("CARGO_BIN_EXE_capstan-cli");
+
 fn capstan(state: &Path, args: &[&str]) -> Output {
-    capstan_tests::cli(env!("CARGO_BIN_EXE_capstan-cli"), state, args)
+    capstan_tests::cli(BIN, state, args)
+}
+
+/// The registry a journey runs against: the local directory (the default)
+/// or a real OCI registry (Debian's docker-registry on loopback).
+struct Reg {
+    url: Option<String>,
+    docker_config: Option<PathBuf>,
+    server: Option<OciServer>,
+}
+
+impl Reg {
+    fn local() -> Reg {
+        Reg {
+            url: None,
+            docker_config: None,
+            server: None,
+        }
+    }
+
+    fn oci() -> Reg {
+        let server = OciServer::start();
+        Reg {
+            url: Some(server.url("capstan")),
+            docker_config: None,
+            server: Some(server),
+        }
+    }
+
+    fn oci_with_auth() -> Reg {
+        let server = OciServer::start_with_auth();
+        Reg {
+            url: Some(server.url("team/plugins")),
+            docker_config: server.docker_config.clone(),
+            server: Some(server),
+        }
+    }
+
+    /// The CLI with `--registry` (and `DOCKER_CONFIG`) set for this registry.
+    fn run(&self, state: &Path, args: &[&str]) -> Output {
+        let mut env: Vec<(&str, &OsStr)> = vec![];
+        if let Some(u) = &self.url {
+            env.push(("CAPSTAN_REGISTRY", u.as_ref()));
+        }
+        if let Some(d) = &self.docker_config {
+            env.push(("DOCKER_CONFIG", d.as_os_str()));
+        }
+        capstan_tests::cli_env(BIN, state, args, &env)
+    }
 }
 
 fn ok(out: &Output) -> String {
@@ -71,16 +123,25 @@ fn digest_used(state: &Path, run_id: &str) -> String {
         .clone()
 }
 
-fn run_json(state: &Path, file: &str, extra: &[&str]) -> (Output, Option<Value>) {
+fn run_json(reg: &Reg, state: &Path, file: &str, extra: &[&str]) -> (Output, Option<Value>) {
     let mut args = vec!["run", file, "-o", "json"];
     args.extend_from_slice(extra);
-    let out = capstan(state, &args);
+    let out = reg.run(state, &args);
     let v = serde_json::from_slice(&out.stdout).ok();
     (out, v)
 }
 
 #[test]
-fn pipeline_author_locks_and_runs_by_version() {
+fn pipeline_author_locks_and_runs_by_version_local() {
+    author_journey(&Reg::local());
+}
+
+#[test]
+fn pipeline_author_locks_and_runs_by_version_oci() {
+    author_journey(&Reg::oci());
+}
+
+fn author_journey(reg: &Reg) {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let v010 = echo_version(dir.path(), "0.1.0");
@@ -88,20 +149,20 @@ fn pipeline_author_locks_and_runs_by_version() {
     let d010 = Digest::of(&std::fs::read(&v010).unwrap()).to_string();
     let d011 = Digest::of(&std::fs::read(&v011).unwrap()).to_string();
 
-    let out = ok(&capstan(&state, &["plugin", "publish", &v010]));
+    let out = ok(&reg.run(&state, &["plugin", "publish", &v010]));
     assert!(out.contains("published echo 0.1.0"), "{out}");
     let file = dir.path().join("pipeline.yaml");
     std::fs::write(&file, PIPELINE).unwrap();
     let file = file.display().to_string();
 
     // No lock: resolves; --locked refuses.
-    let (out, v) = run_json(&state, &file, &[]);
+    let (out, v) = run_json(reg, &state, &file, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         digest_used(&state, v.unwrap()["run_id"].as_str().unwrap()),
         d010
     );
-    let (out, _) = run_json(&state, &file, &["--locked"]);
+    let (out, _) = run_json(reg, &state, &file, &["--locked"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("run `capstan lock` first"),
@@ -110,14 +171,14 @@ fn pipeline_author_locks_and_runs_by_version() {
     );
 
     // Lock pins 0.1.0; a newer publish does not change a locked run.
-    ok(&capstan(&state, &["lock", &file]));
+    ok(&reg.run(&state, &["lock", &file]));
     let lock = std::fs::read_to_string(dir.path().join("capstan.lock")).unwrap();
     assert!(
         lock.contains(&d010) && lock.contains("reference = \"echo@0.1\""),
         "{lock}"
     );
-    ok(&capstan(&state, &["plugin", "publish", &v011]));
-    let (out, v) = run_json(&state, &file, &["--locked"]);
+    ok(&reg.run(&state, &["plugin", "publish", &v011]));
+    let (out, v) = run_json(reg, &state, &file, &["--locked"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         digest_used(&state, v.unwrap()["run_id"].as_str().unwrap()),
@@ -126,9 +187,9 @@ fn pipeline_author_locks_and_runs_by_version() {
 
     // Re-locking picks the newest; yanking it keeps locked runs working but
     // new resolution falls back.
-    ok(&capstan(&state, &["lock", &file]));
-    ok(&capstan(&state, &["plugin", "yank", "echo@0.1.1"]));
-    let (out, v) = run_json(&state, &file, &["--locked"]);
+    ok(&reg.run(&state, &["lock", &file]));
+    ok(&reg.run(&state, &["plugin", "yank", "echo@0.1.1"]));
+    let (out, v) = run_json(reg, &state, &file, &["--locked"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         digest_used(&state, v.unwrap()["run_id"].as_str().unwrap()),
@@ -136,7 +197,7 @@ fn pipeline_author_locks_and_runs_by_version() {
         "yanked, but locked"
     );
     std::fs::remove_file(dir.path().join("capstan.lock")).unwrap();
-    let (_, v) = run_json(&state, &file, &[]);
+    let (_, v) = run_json(reg, &state, &file, &[]);
     assert_eq!(
         digest_used(&state, v.unwrap()["run_id"].as_str().unwrap()),
         d010,
@@ -144,18 +205,17 @@ fn pipeline_author_locks_and_runs_by_version() {
     );
 
     // versions shows both, with the yank; deprecation warns on use.
-    let versions: Value = serde_json::from_str(&ok(&capstan(
-        &state,
-        &["plugin", "versions", "echo", "-o", "json"],
-    )))
+    let versions: Value = serde_json::from_str(&ok(
+        &reg.run(&state, &["plugin", "versions", "echo", "-o", "json"])
+    ))
     .unwrap();
     assert_eq!(versions.as_array().unwrap().len(), 2);
     assert_eq!(versions[1]["yanked"], true);
-    ok(&capstan(
+    ok(&reg.run(
         &state,
         &["plugin", "deprecate", "echo@0.1.0", "-m", "use echo 2"],
     ));
-    let out = capstan(&state, &["run", &file]);
+    let out = reg.run(&state, &["run", &file]);
     assert!(
         stderr(&out).contains("deprecated: use echo 2"),
         "{}",
@@ -164,7 +224,7 @@ fn pipeline_author_locks_and_runs_by_version() {
 
     // pull and inspect by reference.
     let pulled = dir.path().join("pulled.wasm");
-    ok(&capstan(
+    ok(&reg.run(
         &state,
         &[
             "plugin",
@@ -178,7 +238,7 @@ fn pipeline_author_locks_and_runs_by_version() {
         Digest::of(&std::fs::read(&pulled).unwrap()).to_string(),
         d010
     );
-    let info: Value = serde_json::from_str(&ok(&capstan(
+    let info: Value = serde_json::from_str(&ok(&reg.run(
         &state,
         &["plugin", "inspect", &format!("echo@{d011}"), "-o", "json"],
     )))
@@ -187,19 +247,28 @@ fn pipeline_author_locks_and_runs_by_version() {
 }
 
 #[test]
-fn publishing_refuses_bad_artifacts_and_keeps_versions_immutable() {
+fn publishing_refuses_bad_artifacts_and_keeps_versions_immutable_local() {
+    publish_refusals(&Reg::local());
+}
+
+#[test]
+fn publishing_refuses_bad_artifacts_and_keeps_versions_immutable_oci() {
+    publish_refusals(&Reg::oci());
+}
+
+fn publish_refusals(reg: &Reg) {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let v010 = echo_version(dir.path(), "0.1.0");
-    ok(&capstan(&state, &["plugin", "publish", &v010]));
+    ok(&reg.run(&state, &["plugin", "publish", &v010]));
     // Same bytes again: a no-op. Different bytes, same version: refused.
-    ok(&capstan(&state, &["plugin", "publish", &v010]));
+    ok(&reg.run(&state, &["plugin", "publish", &v010]));
     let mut other = std::fs::read(&v010).unwrap();
     let n = other.len();
     other[n - 1] ^= 0xff; // the last byte is in a trailing custom section
     let other_path = dir.path().join("other.wasm");
     std::fs::write(&other_path, &other).unwrap();
-    let out = capstan(&state, &["plugin", "publish", other_path.to_str().unwrap()]);
+    let out = reg.run(&state, &["plugin", "publish", other_path.to_str().unwrap()]);
     if out.status.code() == Some(2) && stderr(&out).contains("versions are immutable") {
         // expected
     } else {
@@ -224,19 +293,19 @@ fn publishing_refuses_bad_artifacts_and_keeps_versions_immutable() {
             "not a WebAssembly file",
         ),
     ] {
-        let out = capstan(&state, &["plugin", "publish", &file]);
+        let out = reg.run(&state, &["plugin", "publish", &file]);
         assert_eq!(out.status.code(), Some(2), "{file}");
         assert!(stderr(&out).contains(want), "{file}: {}", stderr(&out));
     }
     let list: Value =
-        serde_json::from_str(&ok(&capstan(&state, &["plugin", "list", "-o", "json"]))).unwrap();
+        serde_json::from_str(&ok(&reg.run(&state, &["plugin", "list", "-o", "json"]))).unwrap();
     assert_eq!(
         list.as_array().unwrap().len(),
         1,
         "nothing else was published: {list}"
     );
 
-    let out = capstan(&state, &["plugin", "yank", "echo@9.9.9"]);
+    let out = reg.run(&state, &["plugin", "yank", "echo@9.9.9"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no version 9.9.9"));
 }
@@ -284,6 +353,7 @@ async fn resume_uses_the_digest_recorded_when_the_run_began() {
                 &m.version,
                 &bytes,
                 serde_json::to_value(&m).unwrap(),
+                &Default::default(),
             )
             .unwrap()
     };
@@ -299,10 +369,19 @@ async fn resume_uses_the_digest_recorded_when_the_run_began() {
 }
 
 #[test]
-fn platform_policy_denies_and_allows() {
+fn platform_policy_denies_and_allows_local() {
+    policy_journey(&Reg::local());
+}
+
+#[test]
+fn platform_policy_denies_and_allows_oci() {
+    policy_journey(&Reg::oci());
+}
+
+fn policy_journey(reg: &Reg) {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    ok(&capstan(
+    ok(&reg.run(
         &state,
         &["plugin", "publish", &echo_version(dir.path(), "0.1.0")],
     ));
@@ -313,7 +392,7 @@ fn platform_policy_denies_and_allows() {
     let policy_arg = policy.display().to_string();
     let run = |p: &str| {
         std::fs::write(&policy, p).unwrap();
-        capstan(&state, &["--policy", &policy_arg, "run", &file])
+        reg.run(&state, &["--policy", &policy_arg, "run", &file])
     };
 
     let out = run("[[deny]]\nname = \"ec*\"\nversions = \"<0.2\"\nreason = \"CVE-2026-1\"\n");
@@ -348,7 +427,16 @@ fn platform_policy_denies_and_allows() {
 }
 
 #[test]
-fn signatures_are_required_and_keys_rotate() {
+fn signatures_are_required_and_keys_rotate_local() {
+    signature_journey(&Reg::local());
+}
+
+#[test]
+fn signatures_are_required_and_keys_rotate_oci() {
+    signature_journey(&Reg::oci());
+}
+
+fn signature_journey(reg: &Reg) {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let key = |name: &str| {
@@ -383,16 +471,16 @@ fn signatures_are_required_and_keys_rotate() {
         }
         std::fs::write(&policy, p).unwrap();
     };
-    let run = || capstan(&state, &["--policy", &policy_arg, "run", &file]);
+    let run = || reg.run(&state, &["--policy", &policy_arg, "run", &file]);
 
-    let out = ok(&capstan(
+    let out = ok(&reg.run(
         &state,
         &["plugin", "publish", &v010, "--sign-key", &old_key],
     ));
     assert!(out.contains("signed by ed25519:"), "{out}");
     trust(&[&old_pub]);
     ok(&run());
-    ok(&capstan(&state, &["--policy", &policy_arg, "lock", &file]));
+    ok(&reg.run(&state, &["--policy", &policy_arg, "lock", &file]));
     let lock = std::fs::read_to_string(dir.path().join("capstan.lock")).unwrap();
     assert!(
         lock.contains("signer = \"ed25519:"),
@@ -401,7 +489,7 @@ fn signatures_are_required_and_keys_rotate() {
     std::fs::remove_file(dir.path().join("capstan.lock")).unwrap();
 
     // An unsigned newer version is refused, naming plugin, digest and keys.
-    ok(&capstan(&state, &["plugin", "publish", &v011]));
+    ok(&reg.run(&state, &["plugin", "publish", &v011]));
     let out = run();
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -412,14 +500,14 @@ fn signatures_are_required_and_keys_rotate() {
 
     // Rotation: trust both, sign with the new key, then retire the old one.
     trust(&[&old_pub, &new_pub]);
-    ok(&capstan(
+    ok(&reg.run(
         &state,
         &["plugin", "sign", "echo@0.1.1", "--sign-key", &new_key],
     ));
     ok(&run());
     trust(&[&new_pub]);
     ok(&run());
-    ok(&capstan(&state, &["plugin", "yank", "echo@0.1.1"]));
+    ok(&reg.run(&state, &["plugin", "yank", "echo@0.1.1"]));
     let out = run();
     assert_eq!(
         out.status.code(),
@@ -431,7 +519,7 @@ fn signatures_are_required_and_keys_rotate() {
         "{}",
         stderr(&out)
     );
-    ok(&capstan(
+    ok(&reg.run(
         &state,
         &["plugin", "sign", "echo@0.1.0", "--sign-key", &new_key],
     ));
@@ -443,7 +531,7 @@ fn signatures_are_required_and_keys_rotate() {
         PIPELINE.replace("echo@0.1", &v010),
     )
     .unwrap();
-    let out = capstan(
+    let out = reg.run(
         &state,
         &[
             "--policy",

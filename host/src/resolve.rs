@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use capstan_registry::{Entry, LocalRegistry, LockFile, Reference};
+use capstan_registry::{Entry, LockFile, OciOptions, OciRegistry, Reference, Registry};
 
 use crate::digest::Digest;
 
@@ -27,6 +27,18 @@ pub fn lock_path(dir: &Path) -> PathBuf {
     dir.join("capstan.lock")
 }
 
+/// Default network timeout of registry requests.
+pub const DEFAULT_REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// OCI access for a state directory: pulled components are cached by digest
+/// in `STATE/cache/oci`.
+pub fn oci_options(state_dir: &Path, timeout: Option<std::time::Duration>) -> OciOptions {
+    OciOptions {
+        timeout: timeout.unwrap_or(DEFAULT_REGISTRY_TIMEOUT),
+        cache_dir: state_dir.join("cache/oci"),
+    }
+}
+
 /// A component to load.
 pub struct Resolved {
     pub bytes: Vec<u8>,
@@ -36,10 +48,15 @@ pub struct Resolved {
     pub entry: Option<Entry>,
     /// Id of the trusted key whose signature was verified, if any.
     pub signer: Option<String>,
+    /// The registry it came from (for the lock file).
+    pub registry: Option<String>,
 }
 
 pub struct Resolver<'a> {
-    pub registry: &'a LocalRegistry,
+    /// The configured registry (`name@…` references).
+    pub registry: &'a Registry,
+    /// How `oci://` references reach their registry.
+    pub oci: &'a OciOptions,
     pub base_dir: &'a Path,
     pub lock: Option<LockFile>,
     pub mode: LockMode,
@@ -61,6 +78,8 @@ impl Resolver<'_> {
     /// (resume): the same bytes are fetched again, or the call fails.
     pub fn resolve(&self, uses: &str, pinned: Option<&Digest>) -> Result<Resolved, String> {
         let reference = self.reference(uses)?;
+        let owned;
+        let mut registry = self.registry;
         let (name, entry) = match &reference {
             Reference::File(path) => {
                 let bytes = std::fs::read(path)
@@ -84,16 +103,40 @@ impl Resolver<'_> {
                     origin: path.display().to_string(),
                     entry: None,
                     signer,
+                    registry: None,
                 });
             }
-            Reference::Oci(r) => {
-                return Err(format!(
-                    "`{r}`: OCI registries are not supported by this build yet; publish to the local \
-                     registry (capstan plugin publish) and use name@version"
+            Reference::Oci(url) => {
+                let (location, name, version) =
+                    capstan_registry::oci::split_reference(url).map_err(|e| e.to_string())?;
+                owned = Registry::Oci(Box::new(
+                    OciRegistry::open_location(location, self.oci).map_err(|e| e.to_string())?,
                 ));
+                registry = &owned;
+                let entry = registry.get(&name, &version).map_err(|e| e.to_string())?;
+                let want = match (pinned, self.lock.as_ref().and_then(|l| l.get(uses))) {
+                    (Some(d), _) => Some((d.clone(), "when the run started")),
+                    (None, Some(l)) => Some((l.digest.clone(), "in capstan.lock")),
+                    (None, None) if self.mode == LockMode::Require => {
+                        return Err(format!(
+                            "--locked: `{uses}` is not pinned by capstan.lock; run `capstan lock` first"
+                        ));
+                    }
+                    (None, None) => None,
+                };
+                if let Some((d, when)) = want
+                    && d != entry.digest
+                {
+                    return Err(format!(
+                        "`{uses}` now points to {}, not {d} as {when}; the tag was moved \
+                         (run `capstan lock` to accept the new content)",
+                        entry.digest
+                    ));
+                }
+                (name, entry)
             }
             Reference::Digest { name, digest } => (
-                name,
+                name.clone(),
                 self.registry
                     .get_digest(name, digest)
                     .map_err(|e| e.to_string())?,
@@ -124,23 +167,18 @@ impl Resolver<'_> {
                     }
                     (None, None) => self.registry.resolve(name, req),
                 };
-                (name, entry.map_err(|e| e.to_string())?)
+                (name.clone(), entry.map_err(|e| e.to_string())?)
             }
         };
-        let signatures = self
-            .registry
-            .signatures(&entry.digest)
-            .map_err(|e| e.to_string())?;
-        let signer = self.policy.signer(name, &entry.digest, &signatures)?;
-        let bytes = self
-            .registry
-            .fetch(&entry.digest)
-            .map_err(|e| e.to_string())?;
+        let signatures = registry.signatures(&entry).map_err(|e| e.to_string())?;
+        let signer = self.policy.signer(&name, &entry.digest, &signatures)?;
+        let bytes = registry.fetch(&entry).map_err(|e| e.to_string())?;
         Ok(Resolved {
             bytes,
             origin: format!("{name} {} ({})", entry.version, entry.digest),
             entry: Some(entry),
             signer,
+            registry: Some(registry.location()),
         })
     }
 }

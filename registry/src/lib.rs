@@ -3,9 +3,10 @@
 //! published components are stored.
 //!
 //! - [`Reference`]: `name@range`, `name@sha256:…`, `file://…/x.wasm`,
-//!   `oci://host/path/name:version` (OCI is parsed; its backend is not built
-//!   yet and says so).
-//! - [`LocalRegistry`]: a content-addressed directory (the embedded default).
+//!   `oci://host/path/name:version`.
+//! - [`Registry`]: one client over both backends: [`LocalRegistry`], a
+//!   content-addressed directory (the embedded default), and [`OciRegistry`],
+//!   any OCI distribution registry.
 //! - [`LockFile`]: `capstan.lock`, pinning each reference to a version and
 //!   digest.
 //!
@@ -27,13 +28,17 @@
 pub mod digest;
 mod local;
 mod lock;
+pub mod oci;
 mod reference;
+mod registry;
 pub mod sign;
 
 pub use digest::Digest;
 pub use local::{Entry, LocalRegistry};
 pub use lock::{LockFile, Locked};
+pub use oci::{ComponentWorld, OciOptions, OciRegistry};
 pub use reference::Reference;
+pub use registry::Registry;
 
 /// Registry errors. Each names the plugin, version or file concerned.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +79,8 @@ pub enum Error {
     },
     #[error("lock file {path}: {message}")]
     Lock { path: String, message: String },
+    #[error("registry {registry}: {message}")]
+    Oci { registry: String, message: String },
     #[error("{0}")]
     Unsupported(String),
 }

@@ -34,6 +34,10 @@ pub struct Entry {
     pub deprecated: Option<String>,
     /// The plugin's manifest (capstan.toml) as JSON.
     pub manifest: serde_json::Value,
+    /// OCI registries: the digest of the version's image manifest (its
+    /// signatures live under the `sha256-<hex>.sig` tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -125,11 +129,7 @@ impl LocalRegistry {
         bytes: &[u8],
         manifest: serde_json::Value,
     ) -> Result<Entry> {
-        let digest = Digest::of(bytes);
-        let blob = self.blob_path(&digest);
-        if !blob.exists() {
-            self.write_atomic(&blob, bytes)?;
-        }
+        let digest = self.put_blob(bytes)?;
         self.update(name, |index| {
             if let Some(existing) = index.versions.iter().find(|e| &e.version == version) {
                 if existing.digest == digest {
@@ -151,10 +151,37 @@ impl LocalRegistry {
                 yanked: false,
                 deprecated: None,
                 manifest,
+                artifact: None,
             };
             index.versions.push(entry.clone());
             Ok(entry)
         })
+    }
+
+    /// Store a blob by its digest (a cache for remote registries).
+    pub(crate) fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        let blob = self.blob_path(&digest);
+        if !blob.exists() {
+            self.write_atomic(&blob, bytes)?;
+        }
+        Ok(digest)
+    }
+
+    /// A stored blob, checked; `None` if absent. A blob that fails its check
+    /// is removed (it is a cache entry) and reported as absent.
+    pub(crate) fn cached_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let path = self.blob_path(digest);
+        match std::fs::read(&path) {
+            Ok(bytes) if &Digest::of(&bytes) == digest => Ok(Some(bytes)),
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "cached blob does not match its digest; refetching");
+                std::fs::remove_file(&path).map_err(io(&path))?;
+                Ok(None)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
     }
 
     /// Names of all plugins, sorted.
@@ -181,33 +208,7 @@ impl LocalRegistry {
 
     /// The highest non-yanked version matching `req`.
     pub fn resolve(&self, name: &str, req: &semver::VersionReq) -> Result<Entry> {
-        let versions = self.versions(name)?;
-        versions
-            .iter()
-            .filter(|e| !e.yanked && req.matches(&e.version))
-            .max_by(|a, b| a.version.cmp(&b.version))
-            .cloned()
-            .ok_or_else(|| {
-                let available: Vec<String> = versions
-                    .iter()
-                    .map(|e| {
-                        if e.yanked {
-                            format!("{} (yanked)", e.version)
-                        } else {
-                            e.version.to_string()
-                        }
-                    })
-                    .collect();
-                Error::NoMatchingVersion {
-                    name: name.to_string(),
-                    req: req.to_string(),
-                    available: if available.is_empty() {
-                        "none".into()
-                    } else {
-                        available.join(", ")
-                    },
-                }
-            })
+        highest_match(name, req, self.versions(name)?)
     }
 
     /// One exact version (yanked or not).
@@ -318,6 +319,41 @@ impl LocalRegistry {
     ) -> Result<Entry> {
         self.modify(name, version, |e| e.deprecated = message)
     }
+}
+
+/// The highest non-yanked version in `versions` matching `req`, or an error
+/// listing what there is.
+pub(crate) fn highest_match(
+    name: &str,
+    req: &semver::VersionReq,
+    versions: Vec<Entry>,
+) -> Result<Entry> {
+    if let Some(e) = versions
+        .iter()
+        .filter(|e| !e.yanked && req.matches(&e.version))
+        .max_by(|a, b| a.version.cmp(&b.version))
+    {
+        return Ok(e.clone());
+    }
+    let available: Vec<String> = versions
+        .iter()
+        .map(|e| {
+            if e.yanked {
+                format!("{} (yanked)", e.version)
+            } else {
+                e.version.to_string()
+            }
+        })
+        .collect();
+    Err(Error::NoMatchingVersion {
+        name: name.to_string(),
+        req: req.to_string(),
+        available: if available.is_empty() {
+            "none".into()
+        } else {
+            available.join(", ")
+        },
+    })
 }
 
 #[cfg(test)]

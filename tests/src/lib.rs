@@ -29,6 +29,8 @@ use capstan::store::{
     AttemptRecord, LogLine, RunRecord, RunStatus, RunStore, TaskRecord, TaskStatus,
 };
 
+pub mod oci;
+
 /// Paths of the components built by `build.rs`.
 pub mod components {
     include!(concat!(env!("OUT_DIR"), "/components.rs"));
@@ -232,7 +234,18 @@ impl TestEnv {
 /// only integration tests can name) as `bin --state-dir STATE ARGS...`, with
 /// no stdin.
 pub fn cli(bin: &str, state: &Path, args: &[&str]) -> std::process::Output {
+    cli_env(bin, state, args, &[])
+}
+
+/// [`cli`] with extra environment variables.
+pub fn cli_env(
+    bin: &str,
+    state: &Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> std::process::Output {
     std::process::Command::new(bin)
+        .envs(env.iter().copied())
         .arg("--state-dir")
         .arg(state)
         .args(args)

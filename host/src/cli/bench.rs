@@ -155,7 +155,10 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     drop(runtime2);
 
     // Registry: resolve + load an already cached version.
-    let registry = capstan_registry::LocalRegistry::open(&state.join("registry"))?;
+    let registry = capstan_registry::Registry::Local(capstan_registry::LocalRegistry::open(
+        &state.join("registry"),
+    )?);
+    let oci = crate::resolve::oci_options(&state, None);
     let bytes = std::fs::read(&plugin)?;
     let info = crate::manifest::inspect(&bytes, &plugin.display().to_string())?;
     registry.publish(
@@ -163,6 +166,7 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
         &info.manifest.version,
         &bytes,
         serde_json::to_value(&info.manifest)?,
+        &capstan_registry::ComponentWorld::default(),
     )?;
     let reference = format!("{}@{}", info.manifest.name, info.manifest.version);
     let mut resolve_load = Vec::new();
@@ -175,6 +179,7 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
         let t = Instant::now();
         let resolver = crate::resolve::Resolver {
             registry: &registry,
+            oci: &oci,
             base_dir: &tmp,
             lock: None,
             mode: crate::resolve::LockMode::Prefer,

@@ -28,9 +28,11 @@ pub fn lock(cli: &Cli, args: &LockArgs) -> Result<ExitCode> {
         }
     };
     let registry = cli.registry()?;
+    let oci = cli.oci_options();
     let policy = cli.policy()?;
     let resolver = Resolver {
         registry: &registry,
+        oci: &oci,
         base_dir: &doc.base_dir,
         lock: None,
         mode: LockMode::Prefer,
@@ -43,7 +45,7 @@ pub fn lock(cli: &Cli, args: &LockArgs) -> Result<ExitCode> {
             continue;
         }
         match resolver.reference(&t.uses) {
-            Ok(Reference::Range { .. } | Reference::Digest { .. }) => {}
+            Ok(Reference::Range { .. } | Reference::Digest { .. } | Reference::Oci(_)) => {}
             Ok(_) => continue,
             Err(e) => {
                 problems.push(doc.diag(&format!("{at}.uses"), e));
@@ -58,7 +60,7 @@ pub fn lock(cli: &Cli, args: &LockArgs) -> Result<ExitCode> {
                     name: e.name,
                     version: e.version,
                     digest: e.digest,
-                    registry: registry.root().display().to_string(),
+                    registry: r.registry.expect("registry reference"),
                     signer: r.signer,
                 });
             }

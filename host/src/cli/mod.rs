@@ -51,6 +51,7 @@ pub fn main() -> i32 {
                             r,
                             capstan_registry::Error::Io { .. }
                                 | capstan_registry::Error::Corrupt { .. }
+                                | capstan_registry::Error::Oci { .. }
                         )
                     });
             if invalid {
@@ -71,9 +72,20 @@ pub struct Cli {
     #[arg(long, global = true, env = "CAPSTAN_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// The local plugin registry (default: STATE_DIR/registry).
-    #[arg(long, global = true, env = "CAPSTAN_REGISTRY", value_name = "DIR")]
-    pub registry: Option<PathBuf>,
+    /// The plugin registry: a directory, or an OCI registry as
+    /// oci://host[:port][/path] (default: the directory STATE_DIR/registry).
+    #[arg(
+        long,
+        global = true,
+        env = "CAPSTAN_REGISTRY",
+        value_name = "DIR|oci://HOST/PATH"
+    )]
+    pub registry: Option<String>,
+
+    /// Network timeout of each OCI registry request.
+    #[arg(long, global = true, env = "CAPSTAN_REGISTRY_TIMEOUT", value_name = "DURATION",
+          default_value = "30s", value_parser = humantime::parse_duration)]
+    pub registry_timeout: std::time::Duration,
 
     /// The platform policy file (allow/deny, capability ceilings).
     #[arg(long, global = true, env = "CAPSTAN_POLICY", value_name = "FILE")]
@@ -125,13 +137,28 @@ impl Cli {
         })
     }
 
-    /// The local plugin registry.
-    pub fn registry(&self) -> anyhow::Result<capstan_registry::LocalRegistry> {
-        let dir = self
-            .registry
-            .clone()
-            .unwrap_or_else(|| self.state_dir().join("registry"));
-        Ok(capstan_registry::LocalRegistry::open(&dir)?)
+    /// The plugin registry (`--registry`).
+    pub fn registry(&self) -> anyhow::Result<capstan_registry::Registry> {
+        self.open_registry(self.registry.as_deref())
+    }
+
+    /// A registry by location (a directory or oci://…); `None` is the
+    /// default directory.
+    pub fn open_registry(
+        &self,
+        location: Option<&str>,
+    ) -> anyhow::Result<capstan_registry::Registry> {
+        let default = self.state_dir().join("registry");
+        let location = location.unwrap_or_else(|| default.to_str().unwrap_or("registry"));
+        Ok(capstan_registry::Registry::open(
+            location,
+            &self.oci_options(),
+        )?)
+    }
+
+    /// How OCI registries are reached (timeout, digest cache).
+    pub fn oci_options(&self) -> capstan_registry::OciOptions {
+        crate::resolve::oci_options(&self.state_dir(), Some(self.registry_timeout))
     }
 
     /// The platform policy: the `--policy` file, or no ceilings.

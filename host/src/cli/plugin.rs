@@ -123,7 +123,7 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
                 "{} {} ({}) signed by {}",
                 entry.name, entry.version, entry.digest, sig.key_id
             );
-            registry.add_signature(&entry.digest, sig)?;
+            registry.add_signature(&entry, sig)?;
             Ok(ExitCode::Ok)
         }
         PluginCommand::Publish { file, sign_key } => {
@@ -147,20 +147,29 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
             }
             let m = &info.manifest;
             let registry = cli.registry()?;
-            let entry =
-                match registry.publish(&m.name, &m.version, &bytes, serde_json::to_value(m)?) {
-                    Ok(e) => e,
-                    Err(e @ capstan_registry::Error::AlreadyPublished { .. }) => {
-                        eprintln!("error: {e}");
-                        return Ok(ExitCode::Invalid);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
+            let world = capstan_registry::ComponentWorld {
+                imports: info.imports.clone(),
+                exports: info.exports.clone(),
+            };
+            let entry = match registry.publish(
+                &m.name,
+                &m.version,
+                &bytes,
+                serde_json::to_value(m)?,
+                &world,
+            ) {
+                Ok(e) => e,
+                Err(e @ capstan_registry::Error::AlreadyPublished { .. }) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::Invalid);
+                }
+                Err(e) => return Err(e.into()),
+            };
             let signer = match &key {
                 Some(k) => {
                     let sig = k.sign(&entry.digest);
                     let id = sig.key_id.clone();
-                    registry.add_signature(&entry.digest, sig)?;
+                    registry.add_signature(&entry, sig)?;
                     Some(id)
                 }
                 None => None,
@@ -283,9 +292,11 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
 /// Resolve a registry reference with the CLI's registry and policy.
 fn resolve(cli: &Cli, reference: &str) -> Result<crate::resolve::Resolved> {
     let registry = cli.registry()?;
+    let oci = cli.oci_options();
     let policy = cli.policy()?;
     let resolver = crate::resolve::Resolver {
         registry: &registry,
+        oci: &oci,
         base_dir: std::path::Path::new("."),
         lock: None,
         mode: crate::resolve::LockMode::Prefer,

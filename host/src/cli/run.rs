@@ -58,6 +58,7 @@ pub(crate) fn scheduler(cli: &Cli, memory_mib: usize) -> Result<Scheduler> {
     })?);
     let mut s = Scheduler::new(runtime, store, state)?;
     s.registry = cli.registry()?;
+    s.oci = cli.oci_options();
     s.policy = cli.policy()?;
     s.limits.memory_bytes = memory_mib.max(1) << 20;
     Ok(s)

@@ -100,7 +100,9 @@ pub struct Scheduler {
     /// Platform capability ceilings (the third grant layer).
     pub policy: Arc<dyn crate::caps::grant::Policy>,
     /// Where `name@range` references resolve (default `STATE/registry`).
-    pub registry: capstan_registry::LocalRegistry,
+    pub registry: capstan_registry::Registry,
+    /// How `oci://` references (and an OCI `registry`) are reached.
+    pub oci: capstan_registry::OciOptions,
     /// How `capstan.lock` is used.
     pub lock_mode: crate::resolve::LockMode,
     recorder: Recorder,
@@ -204,9 +206,12 @@ impl Scheduler {
         store: Arc<RunStore>,
         state_dir: PathBuf,
     ) -> Result<Scheduler> {
-        let registry = capstan_registry::LocalRegistry::open(&state_dir.join("registry"))?;
+        let registry = capstan_registry::Registry::Local(capstan_registry::LocalRegistry::open(
+            &state_dir.join("registry"),
+        )?);
         Ok(Scheduler {
             registry,
+            oci: crate::resolve::oci_options(&state_dir, None),
             lock_mode: crate::resolve::LockMode::default(),
             runtime,
             recorder: Recorder::new(store.clone()),
@@ -247,6 +252,7 @@ impl Scheduler {
         };
         let resolver = crate::resolve::Resolver {
             registry: &self.registry,
+            oci: &self.oci,
             base_dir: &doc.base_dir,
             lock,
             mode: self.lock_mode,
