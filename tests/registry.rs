@@ -549,3 +549,321 @@ fn signature_journey(reg: &Reg) {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("trust.key"), "{}", stderr(&out));
 }
+
+fn pipeline_using(dir: &Path, uses: &str) -> String {
+    let file = dir.join("pipeline.yaml");
+    std::fs::write(&file, PIPELINE.replace("echo@0.1", uses)).unwrap();
+    file.display().to_string()
+}
+
+#[test]
+fn oci_basic_auth_takes_credentials_from_the_docker_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let reg = Reg::oci_with_auth();
+    let v010 = echo_version(dir.path(), "0.1.0");
+    let anonymous = Reg {
+        url: reg.url.clone(),
+        docker_config: Some(dir.path().join("no-docker-config")),
+        server: None,
+    };
+    let out = anonymous.run(&state, &["plugin", "publish", &v010]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Not authorized") && stderr(&out).contains("docker login"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ok(&reg.run(&state, &["plugin", "publish", &v010]));
+    assert!(out.contains("published echo 0.1.0"), "{out}");
+    let file = pipeline_using(dir.path(), "echo@0.1");
+    let (out, v) = run_json(&reg, &state, &file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(v.unwrap()["status"], "Succeeded");
+    // The blob was stored where the server keeps it, under the path prefix.
+    let server = reg.server.as_ref().unwrap();
+    assert!(
+        server
+            .storage()
+            .join("repositories/team/plugins/echo/_manifests/tags/0.1.0")
+            .is_dir()
+    );
+}
+
+#[test]
+fn oci_references_resolve_lock_and_refuse_bad_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let server = OciServer::start();
+    let reg = Reg::local();
+    let v010 = echo_version(dir.path(), "0.1.0");
+    let d010 = Digest::of(&std::fs::read(&v010).unwrap()).to_string();
+    let url = server.url("ci");
+    ok(&reg.run(&state, &["--registry", &url, "plugin", "publish", &v010]));
+
+    // A direct oci:// reference, with the local directory as the default.
+    let uses = format!("{}/echo:0.1.0", server.url("ci"));
+    let file = pipeline_using(dir.path(), &uses);
+    let (out, v) = run_json(&reg, &state, &file, &["--locked"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("capstan lock"), "{}", stderr(&out));
+    ok(&reg.run(&state, &["lock", &file]));
+    let lock = std::fs::read_to_string(dir.path().join("capstan.lock")).unwrap();
+    assert!(
+        lock.contains(&d010) && lock.contains(&format!("registry = \"{url}\"")),
+        "{lock}"
+    );
+    let (out, v2) = run_json(&reg, &state, &file, &["--locked"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let _ = v;
+    let run_id = v2.unwrap()["run_id"].as_str().unwrap().to_string();
+    let used = RunStore::open(&state)
+        .unwrap()
+        .run(&run_id)
+        .unwrap()
+        .spec
+        .plugins[&uses]
+        .clone();
+    assert_eq!(used, d010);
+
+    // The pulled component is cached by digest: the server can go away.
+    drop(server);
+    let cached = state
+        .join("cache/oci/blobs/sha256")
+        .join(&d010["sha256:".len()..]);
+    assert!(cached.is_file(), "cached at {}", cached.display());
+
+    // Tags must be versions.
+    let bad = pipeline_using(dir.path(), "oci://127.0.0.1:1/ci/echo:latest");
+    let out = reg.run(&state, &["run", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("tag `latest` is not a semver version"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn oci_corrupt_blobs_and_manifests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Reg::oci();
+    let server = reg.server.as_ref().unwrap();
+    let v010 = echo_version(dir.path(), "0.1.0");
+    let digest = Digest::of(&std::fs::read(&v010).unwrap());
+    ok(&reg.run(&dir.path().join("publisher"), &["plugin", "publish", &v010]));
+    let file = pipeline_using(dir.path(), "echo@0.1");
+
+    // The registry serves other bytes for the layer: refused, and not cached.
+    let blob = server.blob_file(digest.hex());
+    let good = std::fs::read(&blob).unwrap();
+    let mut evil = good.clone();
+    evil[100] ^= 1;
+    std::fs::write(&blob, &evil).unwrap();
+    let state = dir.path().join("fresh");
+    let out = reg.run(&state, &["run", &file]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("digest"), "{}", stderr(&out));
+    assert!(
+        !state
+            .join("cache/oci/blobs/sha256")
+            .join(digest.hex())
+            .exists(),
+        "a bad blob is never cached"
+    );
+    std::fs::write(&blob, &good).unwrap();
+    ok(&reg.run(&state, &["run", &file]));
+
+    // A truncated manifest: the registry notices its size no longer matches
+    // and answers 500; the error names the plugin, tag and URL.
+    let link = server
+        .storage()
+        .join("repositories/capstan/echo/_manifests/tags/0.1.0/current/link");
+    let manifest_digest = std::fs::read_to_string(&link).unwrap();
+    let manifest_blob = server.blob_file(&manifest_digest.trim()["sha256:".len()..]);
+    let text = std::fs::read(&manifest_blob).unwrap();
+    std::fs::write(&manifest_blob, &text[..text.len() / 2]).unwrap();
+    let out = reg.run(&dir.path().join("fresh2"), &["run", &file]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("echo:0.1.0: pulling manifest") && err.contains("pipeline.yaml:6:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unreachable_registry_times_out() {
+    // Accepts connections, never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("oci://{}/x", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let t = std::time::Instant::now();
+    let out = capstan(
+        &state,
+        &[
+            "--registry",
+            &url,
+            "--registry-timeout",
+            "1s",
+            "plugin",
+            "versions",
+            "echo",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("timed out") || stderr(&out).contains("timeout"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(30), "bounded");
+    drop(listener);
+    // Nothing listening at all.
+    let out = capstan(&state, &["--registry", &url, "plugin", "versions", "echo"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&url[6..]), "{}", stderr(&out));
+}
+
+#[test]
+fn platform_team_mirrors_with_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let upstream = Reg::oci();
+    let upstream_url = upstream.url.clone().unwrap();
+    let internal = dir.path().join("internal");
+    let internal_arg = internal.display().to_string();
+    let key = dir.path().join("k");
+    ok(&capstan(
+        &state,
+        &["plugin", "keygen", key.to_str().unwrap()],
+    ));
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let sign_key = key.with_extension("key").display().to_string();
+    for v in ["0.1.0", "0.2.0"] {
+        ok(&upstream.run(
+            &state,
+            &[
+                "plugin",
+                "publish",
+                &echo_version(dir.path(), v),
+                "--sign-key",
+                &sign_key,
+            ],
+        ));
+    }
+    ok(&upstream.run(&state, &["plugin", "yank", "echo@0.2.0"]));
+
+    // Only ^0.1 into the internal registry.
+    let out = capstan(
+        &state,
+        &[
+            "registry",
+            "mirror",
+            "--from",
+            &upstream_url,
+            "--to",
+            &internal_arg,
+            "--filter",
+            "ec*@^0.1",
+            "-o",
+            "json",
+        ],
+    );
+    let report: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(report.as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report[0]["version"], "0.1.0");
+    assert_eq!(report[0]["signatures"], 1);
+
+    // Everything, OCI to OCI: the yank travels too; running again is a no-op.
+    let second = OciServer::start();
+    let second_url = second.url("mirror");
+    for _ in 0..2 {
+        ok(&capstan(
+            &state,
+            &[
+                "registry",
+                "mirror",
+                "--from",
+                &upstream_url,
+                "--to",
+                &second_url,
+            ],
+        ));
+    }
+    let versions: Value = serde_json::from_str(&ok(&capstan(
+        &state,
+        &[
+            "--registry",
+            &second_url,
+            "plugin",
+            "versions",
+            "echo",
+            "-o",
+            "json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(versions[1]["yanked"], true, "{versions}");
+
+    // A pipeline that requires signatures runs from either mirror.
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[trust]\nrequire-signature = true\n[[trust.key]]\npublic-key = \"{}\"\n",
+            public.trim()
+        ),
+    )
+    .unwrap();
+    let file = pipeline_using(dir.path(), "echo@0.1");
+    for r in [&internal_arg, &second_url] {
+        ok(&capstan(
+            &state,
+            &[
+                "--registry",
+                r,
+                "--policy",
+                policy.to_str().unwrap(),
+                "run",
+                &file,
+            ],
+        ));
+    }
+
+    // A target that holds a version with other content: reported, kept.
+    let conflict = dir.path().join("conflict");
+    let other = std::fs::read(echo_version(dir.path(), "0.1.0")).unwrap();
+    let mut other = other;
+    let n = other.len();
+    other[n - 1] ^= 0xff;
+    let other_path = write(dir.path(), "other.wasm", &other);
+    ok(&capstan(
+        &state,
+        &[
+            "--registry",
+            conflict.to_str().unwrap(),
+            "plugin",
+            "publish",
+            &other_path,
+        ],
+    ));
+    let out = capstan(
+        &state,
+        &[
+            "registry",
+            "mirror",
+            "--from",
+            &upstream_url,
+            "--to",
+            conflict.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("versions are immutable"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -88,7 +88,7 @@ pub struct Ceiling {
 }
 
 /// `*` matches any run of characters; everything else literally.
-fn glob(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
         return pattern == name;

@@ -172,6 +172,19 @@ fn signature_tag(manifest_digest: &str) -> String {
     format!("{}.sig", manifest_digest.replace(':', "-"))
 }
 
+/// An OCI image manifest, as served.
+fn parse_manifest(bytes: &[u8]) -> std::result::Result<OciImageManifest, String> {
+    let m: OciImageManifest =
+        serde_json::from_slice(bytes).map_err(|e| format!("image manifest: {e}"))?;
+    if m.schema_version != 2 {
+        return Err(format!(
+            "image manifest: schemaVersion {}, expected 2",
+            m.schema_version
+        ));
+    }
+    Ok(m)
+}
+
 /// The `capstan-status` document.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Status {
@@ -312,6 +325,15 @@ impl OciRegistry {
             message.push_str(&format!(": {s}"));
             source = s.source();
         }
+        if matches!(self.auth, RegistryAuth::Anonymous)
+            && (message.contains("Not authorized") || message.contains("401"))
+        {
+            message.push_str(&format!(
+                " (no credentials for {} in the docker config.json: `docker login {}`, or point \
+                 DOCKER_CONFIG at a directory whose config.json has them)",
+                self.location.host, self.location.host
+            ));
+        }
         Error::Oci {
             registry: self.location.to_string(),
             message,
@@ -362,11 +384,10 @@ impl OciRegistry {
         if actual != digest {
             return Err(Error::DigestMismatch { digest, actual });
         }
-        let manifest: OciImageManifest =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                path: format!("{}/{}:{tag}", self.location, self.location.repository(name)),
-                message: format!("image manifest: {e}"),
-            })?;
+        let manifest = parse_manifest(&bytes).map_err(|message| Error::Corrupt {
+            path: format!("{}/{}:{tag}", self.location, self.location.repository(name)),
+            message,
+        })?;
         Ok(Some((manifest, digest)))
     }
 
@@ -818,5 +839,16 @@ mod tests {
             .to_string();
         assert!(e.contains("tag `latest` is not a semver version"), "{e}");
         assert_eq!(signature_tag("sha256:ab"), "sha256-ab.sig");
+    }
+
+    #[test]
+    fn truncated_or_foreign_manifests_are_errors() {
+        let good = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.wasm.config.v0+json","digest":"sha256:aa","size":2},"layers":[]}"#;
+        assert!(parse_manifest(good).is_ok());
+        let e = parse_manifest(&good[..good.len() / 2]).unwrap_err();
+        assert!(e.contains("image manifest: EOF"), "{e}");
+        let e = parse_manifest(br#"{"schemaVersion":1,"config":{"mediaType":"x","digest":"sha256:aa","size":2},"layers":[]}"#)
+            .unwrap_err();
+        assert!(e.contains("schemaVersion 1"), "{e}");
     }
 }

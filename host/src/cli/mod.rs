@@ -7,6 +7,7 @@ mod lock;
 mod output;
 mod plugin;
 mod progress;
+mod registry;
 mod run;
 mod runs;
 
@@ -123,6 +124,9 @@ pub enum Command {
     /// Work with plugin components and the registry.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Operations on whole registries: mirror one into another.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
     /// Measure task start latency, DAG throughput and dependent-task gap.
     Bench(bench::BenchArgs),
 }
@@ -185,6 +189,7 @@ impl Cli {
                     Command::Runs(cmd) => runs::runs(&cli, cmd).await,
                     Command::Logs(args) => runs::logs(&cli, args).await,
                     Command::Plugin(cmd) => plugin::plugin(&cli, cmd),
+                    Command::Registry(cmd) => registry::registry(&cli, cmd),
                     Command::Lock(args) => lock::lock(&cli, args),
                     Command::Bench(args) => bench::bench(&cli, args).await,
                 }
