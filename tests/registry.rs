@@ -867,3 +867,100 @@ fn platform_team_mirrors_with_signatures() {
         stderr(&out)
     );
 }
+
+/// The plugin author's journey, as the README writes it: `plugin new`, the
+/// template's own test, `plugin publish DIR` (builds, checks, publishes
+/// 1.0.0), bump the version, publish 1.1.0; pipelines pick it up by range.
+#[test]
+fn plugin_author_goes_from_nothing_to_two_published_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let crate_dir = dir.path().join("hello");
+    let crate_arg = crate_dir.display().to_string();
+    let reg = Reg::oci();
+    let run = |args: &[&str]| {
+        let mut env: Vec<(&str, &OsStr)> = vec![];
+        if let Some(u) = &reg.url {
+            env.push(("CAPSTAN_REGISTRY", u.as_ref()));
+        }
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.env_remove("CARGO_TARGET_DIR")
+            .envs(env)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        cmd.output().unwrap()
+    };
+    let out = ok(&run(&["plugin", "new", "hello", "--path", &crate_arg]));
+    assert!(out.contains("created plugin hello"), "{out}");
+    let test = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["test", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"))
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success() && String::from_utf8_lossy(&test.stdout).contains("1 passed"),
+        "{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let out = ok(&run(&["plugin", "publish", &crate_arg]));
+    assert!(out.contains("published hello 1.0.0"), "{out}");
+
+    // The template's own pipeline runs the built component.
+    let out = run(&[
+        "run",
+        crate_dir.join("pipeline.yaml").to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(v["tasks"][0]["results"]["greeting"], "Hello, Capstan!");
+
+    let manifest = crate_dir.join("capstan.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("version = \"1.0.0\"", "version = \"1.1.0\""),
+    )
+    .unwrap();
+    let out = ok(&run(&["plugin", "publish", &crate_arg]));
+    assert!(out.contains("published hello 1.1.0"), "{out}");
+
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata: { name: t }\nspec:\n  tasks:\n    - { name: g, uses: hello@1, params: [{ name: name, value: Ada }] }\n",
+    )
+    .unwrap();
+    let v: Value =
+        serde_json::from_str(&ok(&run(&["run", file.to_str().unwrap(), "-o", "json"]))).unwrap();
+    assert_eq!(v["tasks"][0]["results"]["greeting"], "Hello, Ada!");
+    let versions: Value =
+        serde_json::from_str(&ok(&run(&["plugin", "versions", "hello", "-o", "json"]))).unwrap();
+    assert_eq!(versions[1]["version"], "1.1.0");
+
+    // Republishing the same version with changed code is refused…
+    let lib = crate_dir.join("src/lib.rs");
+    let code = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, code.replace("Hello, {}!", "Hi, {}!")).unwrap();
+    let out = run(&["plugin", "publish", &crate_arg]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("versions are immutable"),
+        "{}",
+        stderr(&out)
+    );
+    // …unless asked to keep the existing one.
+    let out = ok(&run(&["plugin", "publish", &crate_arg, "--skip-existing"]));
+    assert!(out.contains("skipped hello 1.1.0"), "{out}");
+    // A name that is not a plugin name.
+    let out = run(&["plugin", "new", "Bad_Name"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a plugin name"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -10,6 +10,7 @@ mod progress;
 mod registry;
 mod run;
 mod runs;
+mod template;
 
 use std::path::PathBuf;
 

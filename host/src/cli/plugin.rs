@@ -1,5 +1,5 @@
-//! `capstan plugin ...`: inspect components; publish, list, resolve, yank,
-//! deprecate and pull them in the local registry.
+//! `capstan plugin ...`: create and build plugin crates; inspect components;
+//! publish, list, resolve, yank, deprecate, sign and pull them in a registry.
 
 use std::path::PathBuf;
 
@@ -17,13 +17,34 @@ pub enum PluginCommand {
     /// imports against the capabilities it declares. Takes a .wasm file or
     /// a registry reference (name@range, name@sha256:…).
     Inspect { plugin: String },
+    /// Create a plugin crate: manifest (capstan.toml), the WIT contract, the
+    /// plugin's code with a test, and a pipeline that runs it.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`).
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        path: Option<PathBuf>,
+    },
+    /// Build a plugin crate for wasm32-wasip2 and print the component's path.
+    Build {
+        /// The crate's directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Check a component and publish it to the registry under the name and
-    /// version its manifest declares. Versions are immutable.
+    /// version its manifest declares. Versions are immutable. Given a plugin
+    /// crate's directory, builds it first.
     Publish {
+        /// A .wasm component, or a plugin crate directory.
         file: PathBuf,
         /// Sign the published digest with this secret key file.
         #[arg(long, value_name = "KEY")]
         sign_key: Option<PathBuf>,
+        /// If the version is already published (even with other bytes),
+        /// keep it and succeed instead of failing.
+        #[arg(long)]
+        skip_existing: bool,
     },
     /// Create an ed25519 signing key: writes BASE.key (secret, mode 0600)
     /// and BASE.pub (put its line in the policy's [[trust.key]]).
@@ -126,10 +147,56 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
             registry.add_signature(&entry, sig)?;
             Ok(ExitCode::Ok)
         }
-        PluginCommand::Publish { file, sign_key } => {
+        PluginCommand::New { name, path } => {
+            if let Err(e) = super::template::check_name(name) {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::Invalid);
+            }
+            let dir = path.clone().unwrap_or_else(|| PathBuf::from(name));
+            let files = super::template::create(&dir, name)?;
+            if json {
+                println!("{}", serde_json::json!({ "dir": dir, "files": files }));
+            } else {
+                println!("created plugin {name} in {}", dir.display());
+                println!(
+                    "  cargo test --manifest-path {}/Cargo.toml   # its test",
+                    dir.display()
+                );
+                println!(
+                    "  capstan plugin build {}                    # → a .wasm component",
+                    dir.display()
+                );
+                println!(
+                    "  capstan plugin publish {}                  # build + publish 1.0.0",
+                    dir.display()
+                );
+            }
+            Ok(ExitCode::Ok)
+        }
+        PluginCommand::Build { dir } => {
+            let wasm = super::template::build(dir)?;
+            if json {
+                println!("{}", serde_json::json!({ "component": wasm }));
+            } else {
+                println!("{}", wasm.display());
+            }
+            Ok(ExitCode::Ok)
+        }
+        PluginCommand::Publish {
+            file,
+            sign_key,
+            skip_existing,
+        } => {
             let key = match sign_key {
                 Some(k) => Some(capstan_registry::sign::SecretKey::load(k)?),
                 None => None,
+            };
+            let built;
+            let file = if file.is_dir() {
+                built = super::template::build(file)?;
+                &built
+            } else {
+                file
             };
             let bytes =
                 std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
@@ -159,6 +226,15 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
                 &world,
             ) {
                 Ok(e) => e,
+                Err(capstan_registry::Error::AlreadyPublished { existing, .. })
+                    if *skip_existing =>
+                {
+                    println!(
+                        "skipped {} {}: already published ({existing})",
+                        m.name, m.version
+                    );
+                    return Ok(ExitCode::Ok);
+                }
                 Err(e @ capstan_registry::Error::AlreadyPublished { .. }) => {
                     eprintln!("error: {e}");
                     return Ok(ExitCode::Invalid);
