@@ -23,6 +23,10 @@ done
 # A build script's environment carries the outer build's flags and wrappers
 # (clippy, coverage); none of them apply to the guests.
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_TARGET CARGO_TARGET_DIR
+# Reproducible components: no checkout or home paths in the bytes, so every
+# clone of a commit builds the same digests (and publishes the same versions).
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+export RUSTFLAGS="--remap-path-prefix=$root=/capstan --remap-path-prefix=$cargo_home=/cargo"
 
 cargo build --profile guest --target wasm32-wasip2 --target-dir "$root/target/guest" "${pkgs[@]}" >&2
 ls "$root"/target/guest/wasm32-wasip2/guest/*.wasm

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every unit and integration test
 # (real components, real runtime, real child processes), and doc tests.
-# Sets up what it needs (the wasm32-wasip2 target) on a fresh machine.
+# Sets up what it needs on a fresh machine: the wasm32-wasip2 target, and the
+# Debian packages of the real servers the tests use (scripts/test-deps.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+echo "==> test dependencies" >&2
+scripts/test-deps.sh
 echo "==> components" >&2
 scripts/build-components.sh >/dev/null
 echo "==> cargo fmt --check" >&2

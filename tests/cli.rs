@@ -351,6 +351,8 @@ fn cancel_from_another_process() {
 #[test]
 fn bench_reports_every_figure_as_json() {
     let dir = tempfile::tempdir().unwrap();
+    let oci = capstan_tests::oci::OciServer::start();
+    let url = oci.url("bench");
     let out = capstan(
         dir.path(),
         &[
@@ -365,6 +367,8 @@ fn bench_reports_every_figure_as_json() {
             "5",
             "--spawn-samples",
             "5",
+            "--oci-registry",
+            &url,
             "-o",
             "json",
         ],
@@ -383,6 +387,8 @@ fn bench_reports_every_figure_as_json() {
         "dag_1000_tasks_ms",
         "registry_resolve_load_p50_ms",
         "dependent_gap_p99_us",
+        "oci_cold_pull_p50_ms",
+        "oci_cold_pull_vs_local_cached",
     ] {
         assert!(
             v[key].as_f64().is_some_and(|x| x.is_finite() && x > 0.0),
@@ -417,4 +423,41 @@ fn logs_follow_streams_until_the_run_ends() {
         1,
         "no line twice:\n{text}"
     );
+}
+
+/// The README's quick start: the project's plugins published to the local
+/// registry, then examples/hello/pipeline.yaml run by version range.
+#[test]
+fn quickstart_example_runs_from_the_local_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for plugin in [
+        components::WRITE_FILE,
+        components::SHA256SUM,
+        components::WORD_COUNT,
+    ] {
+        for _ in 0..2 {
+            let out = capstan(&state, &["plugin", "publish", "--skip-existing", plugin]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/hello/pipeline.yaml"
+    );
+    let out = capstan(&state, &["run", example, "-o", "json"]);
+    let v = json(&out);
+    assert_eq!(v["status"], "Succeeded", "{v}");
+    let report = v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "report")
+        .expect("report task");
+    assert_eq!(report["status"], "Succeeded");
 }

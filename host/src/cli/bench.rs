@@ -34,6 +34,11 @@ pub struct BenchArgs {
     /// `sh -c true` spawns for the baseline.
     #[arg(long, default_value_t = 300)]
     pub spawn_samples: usize,
+    /// Also measure a cold pull from this OCI registry (oci://host:port/path):
+    /// the bench plugin is published there, then resolved and pulled with an
+    /// empty digest cache.
+    #[arg(long, value_name = "oci://HOST/PATH")]
+    pub oci_registry: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +58,13 @@ pub struct BenchReport {
     /// digest check) and load it in a new runtime whose compiled artifact is
     /// cached on disk: median of 50.
     pub registry_resolve_load_p50_ms: f64,
+    /// With `--oci-registry`: resolve `noop@0.1` (tag list, manifests,
+    /// status) and pull its component into an empty digest cache: median of 10.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci_cold_pull_p50_ms: Option<f64>,
+    /// The cold OCI pull over the local registry's cached resolve+load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci_cold_pull_vs_local_cached: Option<f64>,
 }
 
 fn default_plugin() -> Option<PathBuf> {
@@ -193,6 +205,14 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     }
     resolve_load.sort_by(f64::total_cmp);
 
+    let oci_cold_pull = match &args.oci_registry {
+        Some(url) => {
+            say(&format!("registry: cold pulls from {url}"));
+            Some(oci_cold_pull(url, &tmp, &bytes, &info, &reference)?)
+        }
+        None => None,
+    };
+
     let sched = Scheduler::new(runtime, store.clone(), state.clone())?;
 
     // Baseline: spawn `sh -c true` and wait.
@@ -286,6 +306,8 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
         cold_load_ms,
         warm_load_ms,
         registry_resolve_load_p50_ms: percentile(&resolve_load, 0.5),
+        oci_cold_pull_p50_ms: oci_cold_pull,
+        oci_cold_pull_vs_local_cached: oci_cold_pull.map(|ms| ms / percentile(&resolve_load, 0.5)),
     };
     let _ = std::fs::remove_dir_all(&tmp);
     if cli.output == Output::Json {
@@ -326,8 +348,57 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
             "  registry resolve+load p50 {:.2} ms   (cached version; target ≤ 1 ms)",
             r.registry_resolve_load_p50_ms
         );
+        if let (Some(ms), Some(x)) = (r.oci_cold_pull_p50_ms, r.oci_cold_pull_vs_local_cached) {
+            println!(
+                "  OCI cold pull        p50 {ms:.2} ms   ({x:.1}× the cached local resolve+load)"
+            );
+        }
     }
     Ok(ExitCode::Ok)
+}
+
+/// Publish the bench plugin to an OCI registry, then time resolve + pull
+/// with an empty digest cache each time.
+fn oci_cold_pull(
+    url: &str,
+    tmp: &Path,
+    bytes: &[u8],
+    info: &crate::manifest::ComponentInfo,
+    reference: &str,
+) -> Result<f64> {
+    let options = |n: usize| crate::resolve::oci_options(&tmp.join(format!("oci-{n}")), None);
+    let registry = capstan_registry::Registry::open(url, &options(0))?;
+    registry.publish(
+        &info.manifest.name,
+        &info.manifest.version,
+        bytes,
+        serde_json::to_value(&info.manifest)?,
+        &capstan_registry::ComponentWorld {
+            imports: info.imports.clone(),
+            exports: info.exports.clone(),
+        },
+    )?;
+    let mut pulls = Vec::new();
+    for n in 1..=10 {
+        let opts = options(n);
+        let t = Instant::now();
+        let registry = capstan_registry::Registry::open(url, &opts)?;
+        let resolver = crate::resolve::Resolver {
+            registry: &registry,
+            oci: &opts,
+            base_dir: tmp,
+            lock: None,
+            mode: crate::resolve::LockMode::Prefer,
+            policy: &crate::caps::grant::NoCeilings,
+        };
+        let resolved = resolver
+            .resolve(reference, None)
+            .map_err(anyhow::Error::msg)?;
+        pulls.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(resolved.bytes == bytes, "pulled other bytes than published");
+    }
+    pulls.sort_by(f64::total_cmp);
+    Ok(percentile(&pulls, 0.5))
 }
 
 fn tempdir() -> Result<PathBuf> {

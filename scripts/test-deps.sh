@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the real servers the tests run against, from Debian's packages, if
+# they are missing: an OCI registry (docker-registry) and htpasswd
+# (apache2-utils) for its basic-auth variant. Tests start and stop their own
+# instances on 127.0.0.1 with temp dirs; nothing here starts a service.
+set -euo pipefail
+
+need=()
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+echo "test-deps: installing ${need[*]}" >&2
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    if sudo -n true 2>/dev/null; then
+        sudo=(sudo -n)
+    else
+        echo "test-deps: need root (or passwordless sudo) to apt-get install ${need[*]}" >&2
+        exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Package installs must not start system services (the tests run their own).
+"${sudo[@]}" apt-get install -y --no-install-recommends "${need[@]}" >&2 || {
+    "${sudo[@]}" apt-get update >&2
+    "${sudo[@]}" apt-get install -y --no-install-recommends "${need[@]}" >&2
+}
