@@ -626,12 +626,34 @@ fn oci_references_resolve_lock_and_refuse_bad_tags() {
         .clone();
     assert_eq!(used, d010);
 
+    let info: Value = serde_json::from_str(&ok(
+        &reg.run(&state, &["plugin", "inspect", &uses, "-o", "json"])
+    ))
+    .unwrap();
+    assert_eq!(info["manifest"]["name"], "echo");
+
     // The pulled component is cached by digest: the server can go away.
     drop(server);
     let cached = state
         .join("cache/oci/blobs/sha256")
         .join(&d010["sha256:".len()..]);
     assert!(cached.is_file(), "cached at {}", cached.display());
+    let (out, v) = run_json(&reg, &state, &file, &["--locked"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(v.unwrap()["status"], "Succeeded");
+    assert!(
+        stderr(&out).contains("using the metadata remembered"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing remembered in a fresh state dir: a clear error.
+    let out = reg.run(&dir.path().join("fresh"), &["run", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("echo:0.1.0: pulling manifest"),
+        "{}",
+        stderr(&out)
+    );
 
     // Tags must be versions.
     let bad = pipeline_using(dir.path(), "oci://127.0.0.1:1/ci/echo:latest");

@@ -95,7 +95,7 @@ impl LocalRegistry {
         Ok(Some(index))
     }
 
-    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
         File::open(&tmp)

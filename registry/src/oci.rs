@@ -194,6 +194,13 @@ struct Status {
     deprecated: BTreeMap<semver::Version, String>,
 }
 
+/// What was last resolved for a version (`STATE/cache/oci/entries/…`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Remembered {
+    entry: Entry,
+    signatures: Vec<Signature>,
+}
+
 /// What the host knows about a component it publishes, for the wasm config.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ComponentWorld {
@@ -713,16 +720,90 @@ impl OciRegistry {
             .collect()
     }
 
-    /// One exact version.
+    /// One exact version. If the registry cannot be reached, the metadata
+    /// remembered when this version was last resolved here is used (with a
+    /// warning), so locked and resumed runs survive a registry outage.
     pub fn get(&self, name: &str, version: &semver::Version) -> Result<Entry> {
-        let (m, d) = self
-            .manifest_at(name, &version_tag(version))?
-            .ok_or_else(|| Error::NoSuchVersion {
-                name: name.to_string(),
-                version: version.to_string(),
-            })?;
-        let status = self.status(name)?;
-        self.entry_from(name, version, &m, d, &status)
+        let online = (|| {
+            let (m, d) = self
+                .manifest_at(name, &version_tag(version))?
+                .ok_or_else(|| Error::NoSuchVersion {
+                    name: name.to_string(),
+                    version: version.to_string(),
+                })?;
+            let status = self.status(name)?;
+            self.entry_from(name, version, &m, d, &status)
+        })();
+        self.offline(online, || self.recall(name, version).map(|r| r.entry))
+    }
+
+    /// The version of `name` whose component has `digest` (falls back to
+    /// remembered metadata like [`OciRegistry::get`]).
+    pub fn get_digest(&self, name: &str, digest: &Digest) -> Result<Entry> {
+        let online = self.versions(name).and_then(|versions| {
+            versions
+                .into_iter()
+                .find(|e| &e.digest == digest)
+                .ok_or_else(|| Error::NoSuchDigest {
+                    name: name.to_string(),
+                    digest: digest.to_string(),
+                })
+        });
+        self.offline(online, || {
+            let dir = self.remembered_dir(name);
+            std::fs::read_dir(dir)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .filter_map(|b| serde_json::from_slice::<Remembered>(&b).ok())
+                .map(|r| r.entry)
+                .find(|e| &e.digest == digest)
+        })
+    }
+
+    /// On a network failure, use `fallback` if it has something.
+    fn offline<T>(&self, result: Result<T>, fallback: impl FnOnce() -> Option<T>) -> Result<T> {
+        match result {
+            Err(e @ Error::Oci { .. }) => match fallback() {
+                Some(v) => {
+                    tracing::warn!(
+                        "{e}; using the metadata remembered from the last successful resolution"
+                    );
+                    Ok(v)
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    fn remembered_dir(&self, name: &str) -> std::path::PathBuf {
+        self.cache
+            .root()
+            .join("entries")
+            .join(self.location.host.replace([':', '[', ']'], "_"))
+            .join(self.location.repository(name))
+    }
+
+    fn recall(&self, name: &str, version: &semver::Version) -> Option<Remembered> {
+        let path = self
+            .remembered_dir(name)
+            .join(format!("{}.json", version_tag(version)));
+        let r: Remembered = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        (r.entry.name == name && &r.entry.version == version).then_some(r)
+    }
+
+    fn remember(&self, entry: &Entry, signatures: &[Signature]) -> Result<()> {
+        let dir = self.remembered_dir(&entry.name);
+        std::fs::create_dir_all(&dir).map_err(crate::io(&dir))?;
+        let record = Remembered {
+            entry: entry.clone(),
+            signatures: signatures.to_vec(),
+        };
+        self.cache.write_atomic(
+            &dir.join(format!("{}.json", version_tag(&entry.version))),
+            &serde_json::to_vec_pretty(&record).expect("serializes"),
+        )
     }
 
     /// The component bytes: from the local cache when present (checked),
@@ -741,11 +822,21 @@ impl OciRegistry {
         Ok(bytes)
     }
 
+    /// The version's signatures. A successful read is remembered with the
+    /// entry (see [`OciRegistry::get`]).
     pub fn signatures(&self, entry: &Entry) -> Result<Vec<Signature>> {
-        match &entry.artifact {
+        let online = match &entry.artifact {
             Some(d) => self.get_doc(&entry.name, &signature_tag(d), SIGNATURES_MEDIA_TYPE),
             None => Ok(Vec::new()),
+        };
+        if let Ok(sigs) = &online {
+            self.remember(entry, sigs)?;
         }
+        self.offline(online, || {
+            self.recall(&entry.name, &entry.version)
+                .filter(|r| r.entry.digest == entry.digest)
+                .map(|r| r.signatures)
+        })
     }
 
     /// Add a signature (idempotent per key) under the version's

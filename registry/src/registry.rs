@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::oci::{ComponentWorld, OciOptions, OciRegistry};
 use crate::sign::Signature;
-use crate::{Digest, Entry, Error, LocalRegistry, Result};
+use crate::{Digest, Entry, LocalRegistry, Result};
 
 /// A plugin registry: a local directory or an OCI registry. Every method
 /// behaves the same on both (resolution rules, immutability, digest checks).
@@ -82,14 +82,7 @@ impl Registry {
     pub fn get_digest(&self, name: &str, digest: &Digest) -> Result<Entry> {
         match self {
             Registry::Local(r) => r.get_digest(name, digest),
-            Registry::Oci(r) => r
-                .versions(name)?
-                .into_iter()
-                .find(|e| &e.digest == digest)
-                .ok_or_else(|| Error::NoSuchDigest {
-                    name: name.to_string(),
-                    digest: digest.to_string(),
-                }),
+            Registry::Oci(r) => r.get_digest(name, digest),
         }
     }
 

@@ -15,7 +15,7 @@ use crate::manifest::{self, ComponentInfo};
 pub enum PluginCommand {
     /// Print a component's manifest and WIT imports/exports, and check its
     /// imports against the capabilities it declares. Takes a .wasm file or
-    /// a registry reference (name@range, name@sha256:…).
+    /// a registry reference (name@range, name@sha256:…, oci://…/name:1.2.3).
     Inspect { plugin: String },
     /// Create a plugin crate: manifest (capstan.toml), the WIT contract, the
     /// plugin's code with a test, and a pipeline that runs it.
@@ -98,7 +98,9 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
     match cmd {
         PluginCommand::Inspect { plugin } => {
             let (bytes, origin) = match plugin.parse::<Reference>() {
-                Ok(r @ (Reference::Range { .. } | Reference::Digest { .. })) => {
+                Ok(
+                    r @ (Reference::Range { .. } | Reference::Digest { .. } | Reference::Oci(_)),
+                ) => {
                     let resolved = resolve(cli, &r.to_string())?;
                     (resolved.bytes, resolved.origin)
                 }
