@@ -146,12 +146,14 @@ fn unknown_fields_and_bad_yaml_name_the_line() {
     let p = problems(
         &env,
         &format!(
-            "{HEAD}  tasks:\n    - name: a\n      uses: oci://127.0.0.1:5000/p/git-clone:1.2.0\n"
+            "{HEAD}  tasks:\n    - name: a\n      uses: oci://127.0.0.1:1/p/git-clone:1.2.0\n"
         ),
         &[],
     );
     assert!(
-        p.contains("OCI registries are not supported by this build yet"),
+        p.contains("pipeline.yaml:7:7")
+            && p.contains("registry oci://127.0.0.1:1/p: git-clone:1.2.0: pulling manifest")
+            && p.contains("Connection refused"),
         "{p}"
     );
     let p = problems(
