@@ -80,6 +80,28 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Two tests running `journey`: on the local directory and on a real OCI
+/// registry.
+macro_rules! on_both_backends {
+    ($local:ident, $oci:ident, $journey:ident) => {
+        #[test]
+        fn $local() {
+            $journey(&Reg::local());
+        }
+
+        #[test]
+        fn $oci() {
+            $journey(&Reg::oci());
+        }
+    };
+}
+
+/// The command exited with `code` and its stderr says `needle`.
+fn fails(out: &Output, code: i32, needle: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
+    assert!(stderr(out).contains(needle), "{}", stderr(out));
+}
+
 /// The echo component with its embedded manifest's version changed: a real,
 /// different component (new digest) of the same plugin.
 fn echo_version(dir: &Path, version: &str) -> String {
@@ -131,15 +153,11 @@ fn run_json(reg: &Reg, state: &Path, file: &str, extra: &[&str]) -> (Output, Opt
     (out, v)
 }
 
-#[test]
-fn pipeline_author_locks_and_runs_by_version_local() {
-    author_journey(&Reg::local());
-}
-
-#[test]
-fn pipeline_author_locks_and_runs_by_version_oci() {
-    author_journey(&Reg::oci());
-}
+on_both_backends!(
+    pipeline_author_locks_and_runs_by_version_local,
+    pipeline_author_locks_and_runs_by_version_oci,
+    author_journey
+);
 
 fn author_journey(reg: &Reg) {
     let dir = tempfile::tempdir().unwrap();
@@ -163,12 +181,7 @@ fn author_journey(reg: &Reg) {
         d010
     );
     let (out, _) = run_json(reg, &state, &file, &["--locked"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("run `capstan lock` first"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 2, "run `capstan lock` first");
 
     // Lock pins 0.1.0; a newer publish does not change a locked run.
     ok(&reg.run(&state, &["lock", &file]));
@@ -246,15 +259,11 @@ fn author_journey(reg: &Reg) {
     assert_eq!(info["manifest"]["version"], "0.1.1");
 }
 
-#[test]
-fn publishing_refuses_bad_artifacts_and_keeps_versions_immutable_local() {
-    publish_refusals(&Reg::local());
-}
-
-#[test]
-fn publishing_refuses_bad_artifacts_and_keeps_versions_immutable_oci() {
-    publish_refusals(&Reg::oci());
-}
+on_both_backends!(
+    publishing_refuses_bad_artifacts_and_keeps_versions_immutable_local,
+    publishing_refuses_bad_artifacts_and_keeps_versions_immutable_oci,
+    publish_refusals
+);
 
 fn publish_refusals(reg: &Reg) {
     let dir = tempfile::tempdir().unwrap();
@@ -330,12 +339,7 @@ fn a_corrupted_registry_blob_is_refused_at_run_time() {
     let file = dir.path().join("pipeline.yaml");
     std::fs::write(&file, PIPELINE).unwrap();
     let out = capstan(&state, &["run", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("does not match its digest"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 2, "does not match its digest");
 }
 
 #[tokio::test]
@@ -368,15 +372,11 @@ async fn resume_uses_the_digest_recorded_when_the_run_began() {
     assert_eq!(status, capstan::store::RunStatus::Succeeded);
 }
 
-#[test]
-fn platform_policy_denies_and_allows_local() {
-    policy_journey(&Reg::local());
-}
-
-#[test]
-fn platform_policy_denies_and_allows_oci() {
-    policy_journey(&Reg::oci());
-}
+on_both_backends!(
+    platform_policy_denies_and_allows_local,
+    platform_policy_denies_and_allows_oci,
+    policy_journey
+);
 
 fn policy_journey(reg: &Reg) {
     let dir = tempfile::tempdir().unwrap();
@@ -396,8 +396,11 @@ fn policy_journey(reg: &Reg) {
     };
 
     let out = run("[[deny]]\nname = \"ec*\"\nversions = \"<0.2\"\nreason = \"CVE-2026-1\"\n");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("denied by layer `policy`: plugin `echo` 0.1.0 is denied by the platform policy: CVE-2026-1"), "{}", stderr(&out));
+    fails(
+        &out,
+        2,
+        "denied by layer `policy`: plugin `echo` 0.1.0 is denied by the platform policy: CVE-2026-1",
+    );
     assert!(
         stderr(&out).contains("pipeline.yaml:6:"),
         "names the task's line: {}",
@@ -405,12 +408,7 @@ fn policy_journey(reg: &Reg) {
     );
 
     let out = run("[[allow]]\nname = \"git-*\"\n");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("not on the platform policy's allow list"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 2, "not on the platform policy's allow list");
 
     let out = run(
         "[[allow]]\nname = \"echo\"\nversions = \"^0.1\"\n[[ceiling]]\nname = \"*\"\ncapabilities = []\n",
@@ -426,15 +424,11 @@ fn policy_journey(reg: &Reg) {
     );
 }
 
-#[test]
-fn signatures_are_required_and_keys_rotate_local() {
-    signature_journey(&Reg::local());
-}
-
-#[test]
-fn signatures_are_required_and_keys_rotate_oci() {
-    signature_journey(&Reg::oci());
-}
+on_both_backends!(
+    signatures_are_required_and_keys_rotate_local,
+    signatures_are_required_and_keys_rotate_oci,
+    signature_journey
+);
 
 fn signature_journey(reg: &Reg) {
     let dir = tempfile::tempdir().unwrap();
@@ -540,14 +534,12 @@ fn signature_journey(reg: &Reg) {
             dir.path().join("file.yaml").to_str().unwrap(),
         ],
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("signed by: none"), "{}", stderr(&out));
+    fails(&out, 2, "signed by: none");
 
     // A policy with a malformed key is itself refused.
     std::fs::write(&policy, "[[trust.key]]\npublic-key = \"ed25519:nothex\"\n").unwrap();
     let out = run();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("trust.key"), "{}", stderr(&out));
+    fails(&out, 2, "trust.key");
 }
 
 fn pipeline_using(dir: &Path, uses: &str) -> String {
@@ -605,8 +597,7 @@ fn oci_references_resolve_lock_and_refuse_bad_tags() {
     let uses = format!("{}/echo:0.1.0", server.url("ci"));
     let file = pipeline_using(dir.path(), &uses);
     let (out, v) = run_json(&reg, &state, &file, &["--locked"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("capstan lock"), "{}", stderr(&out));
+    fails(&out, 2, "capstan lock");
     ok(&reg.run(&state, &["lock", &file]));
     let lock = std::fs::read_to_string(dir.path().join("capstan.lock")).unwrap();
     assert!(
@@ -648,22 +639,12 @@ fn oci_references_resolve_lock_and_refuse_bad_tags() {
     );
     // Nothing remembered in a fresh state dir: a clear error.
     let out = reg.run(&dir.path().join("fresh"), &["run", &file]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("echo:0.1.0: pulling manifest"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 2, "echo:0.1.0: pulling manifest");
 
     // Tags must be versions.
     let bad = pipeline_using(dir.path(), "oci://127.0.0.1:1/ci/echo:latest");
     let out = reg.run(&state, &["run", &bad]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("tag `latest` is not a semver version"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 2, "tag `latest` is not a semver version");
 }
 
 #[test]
@@ -684,8 +665,7 @@ fn oci_corrupt_blobs_and_manifests_are_refused() {
     std::fs::write(&blob, &evil).unwrap();
     let state = dir.path().join("fresh");
     let out = reg.run(&state, &["run", &file]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("digest"), "{}", stderr(&out));
+    fails(&out, 2, "digest");
     assert!(
         !state
             .join("cache/oci/blobs/sha256")
@@ -744,8 +724,7 @@ fn an_unreachable_registry_times_out() {
     drop(listener);
     // Nothing listening at all.
     let out = capstan(&state, &["--registry", &url, "plugin", "versions", "echo"]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&url[6..]), "{}", stderr(&out));
+    fails(&out, 3, &url[6..]);
 }
 
 #[test]
@@ -882,12 +861,7 @@ fn platform_team_mirrors_with_signatures() {
             conflict.to_str().unwrap(),
         ],
     );
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        stderr(&out).contains("versions are immutable"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 3, "versions are immutable");
 }
 
 /// The plugin author's journey, as the README writes it: `plugin new`, the
@@ -968,21 +942,11 @@ fn plugin_author_goes_from_nothing_to_two_published_versions() {
     let code = std::fs::read_to_string(&lib).unwrap();
     std::fs::write(&lib, code.replace("Hello, {}!", "Hi, {}!")).unwrap();
     let out = run(&["plugin", "publish", &crate_arg]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("versions are immutable"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 2, "versions are immutable");
     // …unless asked to keep the existing one.
     let out = ok(&run(&["plugin", "publish", &crate_arg, "--skip-existing"]));
     assert!(out.contains("skipped hello 1.1.0"), "{out}");
     // A name that is not a plugin name.
     let out = run(&["plugin", "new", "Bad_Name"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("not a plugin name"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 2, "not a plugin name");
 }
