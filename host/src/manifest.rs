@@ -105,7 +105,7 @@ impl Capability {
     /// Whether this build of the host links the capability. Plugins that
     /// declare one that is not are refused at load time with a clear error.
     pub fn implemented(self) -> bool {
-        false
+        matches!(self, Capability::Http | Capability::Secrets)
     }
 }
 

@@ -39,7 +39,7 @@ pub mod components {
 /// Replace `{{name}}` with the path of component `name`.
 pub fn expand(yaml: &str) -> String {
     let mut out = yaml.to_string();
-    for (name, path) in all_components() {
+    for (name, path) in components::ALL {
         out = out.replace(&format!("{{{{{name}}}}}"), path);
     }
     assert!(
@@ -47,22 +47,6 @@ pub fn expand(yaml: &str) -> String {
         "unknown component placeholder in:\n{out}"
     );
     out
-}
-
-fn all_components() -> Vec<(&'static str, &'static str)> {
-    use components::*;
-    vec![
-        ("echo", ECHO),
-        ("fail", FAIL),
-        ("noop", NOOP),
-        ("progress", PROGRESS),
-        ("sandbox_probe", SANDBOX_PROBE),
-        ("sha256sum", SHA256SUM),
-        ("sleep", SLEEP),
-        ("undeclared_import", UNDECLARED_IMPORT),
-        ("word_count", WORD_COUNT),
-        ("write_file", WRITE_FILE),
-    ]
 }
 
 /// Compiled components are cached across tests (keyed by digest and engine

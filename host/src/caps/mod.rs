@@ -5,14 +5,18 @@
 //! `host.rs`. The host enforces the intersection of three layers:
 //! the plugin manifest ∩ the pipeline's grant ∩ the platform policy.
 //!
-//! Implemented here: `log` (every task) and `workspace` (WASI preopens).
-//! The `http`, `secrets`, `ssh`, `kube` and `approval` capabilities are part
-//! of the WIT contract and the grant model, and are refused at load time by
-//! this build (see [`crate::manifest::Capability::implemented`]).
+//! Implemented here: `log` (every task), `workspace` (WASI preopens),
+//! `http` (wasi:http to granted authorities, host-side credentials) and
+//! `secrets` (opaque handles, values only when granted). The `ssh`, `kube`
+//! and `approval` capabilities are part of the WIT contract and the grant
+//! model, and are refused at load time by this build (see
+//! [`crate::manifest::Capability::implemented`]).
 
 pub mod grant;
+pub mod http;
 pub mod log;
 pub mod network;
+pub mod secrets;
 pub mod workspace;
 
 pub use log::{LogLevel, TaskSink};

@@ -10,6 +10,7 @@ mod progress;
 mod registry;
 mod run;
 mod runs;
+mod secret;
 mod template;
 
 use std::path::PathBuf;
@@ -125,6 +126,9 @@ pub enum Command {
     /// Work with plugin components and the registry.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Manage the local secret store (values are never printed).
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     /// Operations on whole registries: mirror one into another.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -191,6 +195,7 @@ impl Cli {
                     Command::Logs(args) => runs::logs(&cli, args).await,
                     Command::Plugin(cmd) => plugin::plugin(&cli, cmd),
                     Command::Registry(cmd) => registry::registry(&cli, cmd),
+                    Command::Secret(cmd) => secret::secret(&cli, cmd),
                     Command::Lock(args) => lock::lock(&cli, args),
                     Command::Bench(args) => bench::bench(&cli, args).await,
                 }

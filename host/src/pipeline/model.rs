@@ -152,24 +152,79 @@ pub struct WhenExpression {
     pub values: Vec<String>,
 }
 
-/// Capability grants. Each list names concrete scopes. This build validates
-/// them against the plugin's manifest and refuses capabilities it does not
-/// implement yet.
+/// Capability grants. Each list names concrete scopes; nothing is granted
+/// that is not listed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Grants {
-    /// Outbound HTTP authorities (`https://git.example.com`).
+    /// Outbound HTTP authorities: `https://git.example.com`, or
+    /// `{ url: …, secret: NAME, auth: basic|bearer }` to have the host send
+    /// the secret as the `Authorization` header.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub http: Vec<serde_yaml::Value>,
-    /// Secret names.
+    pub http: Vec<HttpGrantSpec>,
+    /// Secrets the plugin may open by name: `NAME`, or
+    /// `{ name: NAME, reveal: true }` to let it read the value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub secrets: Vec<serde_yaml::Value>,
+    pub secrets: Vec<SecretGrantSpec>,
     /// SSH hosts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh: Vec<serde_yaml::Value>,
     /// Kubernetes verbs/resources/namespaces.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kube: Vec<serde_yaml::Value>,
+}
+
+/// One `grants.http` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HttpGrantSpec {
+    Url(String),
+    Bound {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+        #[serde(default)]
+        auth: crate::caps::http::AuthScheme,
+    },
+}
+
+impl HttpGrantSpec {
+    pub fn url(&self) -> &str {
+        match self {
+            HttpGrantSpec::Url(u) | HttpGrantSpec::Bound { url: u, .. } => u,
+        }
+    }
+
+    pub fn secret(&self) -> Option<(&str, crate::caps::http::AuthScheme)> {
+        match self {
+            HttpGrantSpec::Url(_) => None,
+            HttpGrantSpec::Bound { secret, auth, .. } => secret.as_deref().map(|s| (s, *auth)),
+        }
+    }
+}
+
+/// One `grants.secrets` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SecretGrantSpec {
+    Name(String),
+    Full {
+        name: String,
+        #[serde(default)]
+        reveal: bool,
+    },
+}
+
+impl SecretGrantSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            SecretGrantSpec::Name(n) | SecretGrantSpec::Full { name: n, .. } => n,
+        }
+    }
+
+    pub fn reveal(&self) -> bool {
+        matches!(self, SecretGrantSpec::Full { reveal: true, .. })
+    }
 }
 
 impl Grants {

@@ -426,6 +426,21 @@ pub fn validate(
                 d.push(doc.diag(&format!("{at}.grants.{}", r.field), r.message));
             }
         }
+        for (j, g) in t.grants.http.iter().enumerate() {
+            if let Err(e) = crate::caps::http::Authority::parse(g.url()) {
+                d.push(doc.diag(&format!("{at}.grants.http[{j}]"), e));
+            }
+            if let Some((secret, _)) = g.secret()
+                && let Err(e) = crate::caps::secrets::check_name(secret)
+            {
+                d.push(doc.diag(&format!("{at}.grants.http[{j}].secret"), e));
+            }
+        }
+        for (j, g) in t.grants.secrets.iter().enumerate() {
+            if let Err(e) = crate::caps::secrets::check_name(g.name()) {
+                d.push(doc.diag(&format!("{at}.grants.secrets[{j}]"), e));
+            }
+        }
 
         let timeout = match &t.timeout {
             Some(s) => match duration::parse(s) {

@@ -1,12 +1,21 @@
 //! The host's single `bindgen!` over the top-level `wit/`.
 //!
-//! Imports are synchronous host calls (they never block on I/O for long);
-//! the `task` export is called asynchronously so a task's execution yields
-//! to the tokio scheduler at every epoch tick.
+//! Generated for the `http-task` world, the widest world the host links
+//! today (base + wasi:http + secrets); WASI and wasi:http types come from
+//! wasmtime-wasi and wasmtime-wasi-http. Every plugin exports the same
+//! `task` interface whatever its world, so one pre-instantiated export
+//! lookup serves them all. Imports are synchronous host calls; the `task`
+//! export is called asynchronously so a task's execution yields to the
+//! tokio scheduler at every epoch tick.
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "base",
+    world: "http-task",
     exports: { default: async },
+    with: {
+        "wasi": wasmtime_wasi::p2::bindings,
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "capstan:plugin/secrets.secret": crate::caps::secrets::Secret,
+    },
 });
 
 pub use self::capstan::plugin::log::Level;
@@ -14,3 +23,5 @@ pub use self::capstan::plugin::types::{
     Denial, GrantLayer, Param, ParamValue as WitParamValue, TaskError, TaskInfo, TaskInput,
     TaskResult, Workspace,
 };
+/// Pre-instantiated plugin (the `task` export), for any world.
+pub type TaskPre<T> = HttpTaskPre<T>;

@@ -23,11 +23,14 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use self::limits::Limiter;
 pub use self::limits::TaskLimits;
+use crate::caps::http::{HttpGrant, HttpHooks, HttpTimeouts};
 use crate::caps::log::{Budget, LogState, StdioCapture};
 use crate::caps::network;
+use crate::caps::secrets::{SecretGrant, SecretsState, SecretsView};
 use crate::caps::workspace::WorkspaceMount;
 use crate::caps::{LogLevel, TaskSink};
 use crate::digest::Digest;
@@ -61,7 +64,7 @@ pub struct Plugin {
     pub info: ComponentInfo,
     /// Where it was loaded from (for messages).
     pub origin: String,
-    pre: bindings::BasePre<TaskState>,
+    pre: bindings::TaskPre<TaskState>,
 }
 
 impl Plugin {
@@ -76,6 +79,9 @@ pub struct TaskState {
     table: ResourceTable,
     limiter: Limiter,
     pub(crate) log: LogState,
+    http: WasiHttpCtx,
+    http_hooks: HttpHooks,
+    secrets: SecretsState,
 }
 
 impl WasiView for TaskState {
@@ -84,6 +90,31 @@ impl WasiView for TaskState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl WasiHttpView for TaskState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+/// `HasData` for the secrets interface: a view over the task's grants and
+/// its resource table.
+struct SecretsData;
+
+impl wasmtime::component::HasData for SecretsData {
+    type Data<'a> = SecretsView<'a>;
+}
+
+fn secrets_view(s: &mut TaskState) -> SecretsView<'_> {
+    SecretsView {
+        state: &mut s.secrets,
+        table: &mut s.table,
     }
 }
 
@@ -96,6 +127,10 @@ pub struct Invocation {
     pub workspaces: Vec<WorkspaceMount>,
     pub limits: TaskLimits,
     pub sink: Arc<dyn TaskSink>,
+    /// Granted HTTP authorities (with host-side credentials).
+    pub http: Vec<HttpGrant>,
+    /// Granted secrets.
+    pub secrets: Vec<SecretGrant>,
 }
 
 /// Why an attempt did not succeed.
@@ -184,6 +219,13 @@ impl Runtime {
             wasmtime::component::HasSelf<TaskState>,
         >(&mut linker, |s| s)
         .map_err(anyhow::Error::from)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)?;
+        bindings::capstan::plugin::secrets::add_to_linker::<TaskState, SecretsData>(
+            &mut linker,
+            secrets_view,
+        )
+        .map_err(anyhow::Error::from)?;
 
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
@@ -245,7 +287,7 @@ impl Runtime {
             .with_context(|| {
                 format!("{origin}: the component's imports cannot be satisfied by this host")
             })?;
-        let pre = bindings::BasePre::new(pre)
+        let pre = bindings::TaskPre::new(pre)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!("{origin}: the component does not export `capstan:plugin/task` as expected")
@@ -318,12 +360,27 @@ impl Runtime {
                 ),
             ));
         }
+        // Values a task may read are redacted from everything it logs.
+        let revealed: Vec<Arc<Vec<u8>>> = inv
+            .secrets
+            .iter()
+            .filter(|g| g.reveal)
+            .map(|g| g.value.clone())
+            .collect();
+        let sink: Arc<dyn TaskSink> = if revealed.is_empty() {
+            inv.sink.clone()
+        } else {
+            Arc::new(crate::caps::log::Redacting::new(
+                inv.sink.clone(),
+                &revealed,
+            ))
+        };
         let budget = Budget::new(inv.limits.log_bytes);
-        let stdout = StdioCapture::new(inv.sink.clone(), budget.clone(), LogLevel::Info);
-        let stderr = StdioCapture::new(inv.sink.clone(), budget.clone(), LogLevel::Warn);
+        let stdout = StdioCapture::new(sink.clone(), budget.clone(), LogLevel::Info);
+        let stderr = StdioCapture::new(sink.clone(), budget.clone(), LogLevel::Warn);
         let mut builder = WasiCtxBuilder::new();
         builder.stdout(stdout.clone()).stderr(stderr.clone());
-        network::deny_all(&mut builder, inv.sink.clone());
+        network::deny_all(&mut builder, sink.clone());
         for ws in &inv.workspaces {
             ws.preopen(&mut builder)
                 .map_err(|e| (FailureKind::Setup, format!("{e:#}")))?;
@@ -336,7 +393,21 @@ impl Runtime {
                 table_elements: 100_000,
                 exceeded: None,
             },
-            log: LogState::new(inv.sink.clone(), budget.clone()),
+            log: LogState::new(sink.clone(), budget.clone()),
+            http: WasiHttpCtx::new(),
+            http_hooks: HttpHooks {
+                grants: Arc::new(inv.http),
+                sink: sink.clone(),
+                timeouts: HttpTimeouts::default(),
+            },
+            secrets: SecretsState {
+                granted: inv
+                    .secrets
+                    .into_iter()
+                    .map(|g| (g.name.clone(), g))
+                    .collect(),
+                sink: sink.clone(),
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

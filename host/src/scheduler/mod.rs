@@ -18,6 +18,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 
 use crate::caps::LogLevel;
+use crate::caps::http::{Authority, HttpGrant};
+use crate::caps::secrets::{LocalSecrets, SecretGrant};
 use crate::caps::workspace::WorkspaceMount;
 use crate::digest::Digest;
 use crate::pipeline::subst::Scope;
@@ -538,6 +540,38 @@ struct Execution<'a> {
 type AttemptDone = (String, u32, i64, Instant, AttemptReport);
 
 impl<'a> Execution<'a> {
+    /// A task's grants with their secrets read from the secret store. A
+    /// missing secret fails the task before it starts, naming the secret.
+    fn grants_of(
+        &self,
+        grants: &crate::pipeline::Grants,
+    ) -> Result<(Vec<HttpGrant>, Vec<SecretGrant>), String> {
+        let store = LocalSecrets::new(&self.sched.state_dir.join("secrets"));
+        let read = |name: &str| store.require(name).map_err(|e| format!("{e:#}"));
+        let mut http = Vec::new();
+        for g in &grants.http {
+            let authority = Authority::parse(g.url())?;
+            let grant = match g.secret() {
+                None => HttpGrant::new(authority, None)?,
+                Some((name, auth)) => {
+                    let value = read(name)?;
+                    HttpGrant::new(authority, Some((&value, auth)))
+                        .map_err(|e| format!("secret `{name}`: {e}"))?
+                }
+            };
+            http.push(grant);
+        }
+        let mut secrets = Vec::new();
+        for g in &grants.secrets {
+            secrets.push(SecretGrant {
+                name: g.name().to_string(),
+                reveal: g.reveal(),
+                value: Arc::new(read(g.name())?),
+            });
+        }
+        Ok((http, secrets))
+    }
+
     fn new(
         sched: &'a Scheduler,
         run_id: &str,
@@ -1086,6 +1120,7 @@ impl<'a> Execution<'a> {
         }
         let mut limits = self.sched.limits.clone();
         limits.timeout = t.timeout;
+        let (http, secrets) = self.grants_of(&t.spec.grants)?;
 
         let rt = self.state.get_mut(&name).unwrap();
         rt.attempts = attempt;
@@ -1122,6 +1157,8 @@ impl<'a> Execution<'a> {
             workspaces,
             limits,
             sink,
+            http,
+            secrets,
         };
         let runtime = self.sched.runtime.clone();
         running.spawn(async move {

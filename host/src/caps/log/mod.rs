@@ -130,3 +130,45 @@ impl LogState {
         }
     }
 }
+
+/// A sink that replaces secret values in every line with `***`.
+pub struct Redacting {
+    inner: Arc<dyn TaskSink>,
+    secrets: Vec<String>,
+}
+
+impl Redacting {
+    /// Redact each value (as UTF-8 text, ignoring ones shorter than 4
+    /// bytes, which would mangle ordinary text more than they protect).
+    pub fn new(inner: Arc<dyn TaskSink>, values: &[Arc<Vec<u8>>]) -> Redacting {
+        let mut secrets: Vec<String> = values
+            .iter()
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+            .filter(|s| s.len() >= 4)
+            .collect();
+        // Longest first, so a secret containing another is removed whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redacting { inner, secrets }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+impl TaskSink for Redacting {
+    fn log(&self, level: LogLevel, message: &str) {
+        self.inner.log(level, &self.redact(message));
+    }
+
+    fn progress(&self, step: &str, current: u64, total: Option<u64>) {
+        self.inner.progress(&self.redact(step), current, total);
+    }
+}
