@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install the real servers the tests run against, from Debian's packages, if
-# they are missing: an OCI registry (docker-registry) and htpasswd
-# (apache2-utils) for its basic-auth variant. Tests start and stop their own
+# they are missing: an OCI registry (docker-registry), htpasswd
+# (apache2-utils) for its basic-auth variant, and git (git http-backend
+# serves the git-clone tests). Tests start and stop their own
 # instances on 127.0.0.1 with temp dirs; nothing here starts a service.
 set -euo pipefail
 
 need=()
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+{ command -v git >/dev/null 2>&1 && [ -x "$(git --exec-path)/git-http-backend" ]; } || need+=(git)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "test-deps: installing ${need[*]}" >&2

@@ -29,6 +29,7 @@ use capstan::store::{
     AttemptRecord, LogLine, RunRecord, RunStatus, RunStore, TaskRecord, TaskStatus,
 };
 
+pub mod git;
 pub mod oci;
 
 /// Paths of the components built by `build.rs`.

@@ -1,0 +1,193 @@
+//! The clone itself: discover refs, pick the revision, fetch, index, check
+//! out, write `.git`.
+
+use std::path::Path;
+
+use gix_hash::ObjectId;
+
+use crate::pack::Pack;
+use crate::protocol::{self, Http};
+use crate::worktree::{self, Checkout, GitDir};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub url: String,
+    /// Branch, tag, full commit SHA, or empty for the remote HEAD.
+    pub revision: String,
+    /// 0 = full history.
+    pub depth: u32,
+    pub delete_existing: bool,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub commit: ObjectId,
+    pub committer_date: i64,
+    pub objects: usize,
+    pub protocol: u8,
+    pub checkout: Checkout,
+}
+
+/// Progress and log callbacks.
+pub trait Report {
+    fn progress(&mut self, step: &str, current: u64, total: Option<u64>);
+    fn log(&mut self, message: &str);
+}
+
+enum Target {
+    Branch(String),
+    Tag(String, ObjectId),
+    Detached,
+}
+
+fn empty_dir(dir: &Path) -> Result<(), String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("reading {}: {e}", dir.display())),
+    };
+    for e in entries {
+        let e = e.map_err(|e| e.to_string())?;
+        let p = e.path();
+        let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        r.map_err(|e| format!("removing {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+pub fn clone(
+    http: &mut dyn Http,
+    dir: &Path,
+    opts: &Options,
+    report: &mut dyn Report,
+) -> Result<Outcome, String> {
+    let url = opts.url.trim_end_matches('/');
+    report.progress("discovering refs", 0, None);
+    let remote = protocol::discover(http, url)?;
+    report.log(&format!(
+        "{url}: protocol v{}, {} refs",
+        remote.version,
+        remote.refs.len()
+    ));
+    if remote.refs.is_empty() {
+        return Err(format!(
+            "{url}: the repository is empty (no commits to clone)"
+        ));
+    }
+    let rev = opts.revision.trim();
+    let (want, target) = if rev.is_empty() || rev == "HEAD" {
+        let head = remote
+            .refs
+            .iter()
+            .find(|r| r.name == "HEAD")
+            .ok_or_else(|| format!("{url}: the remote has no HEAD; name a revision"))?;
+        let target = match remote.head_target() {
+            Some(b) => Target::Branch(b.to_string()),
+            None => Target::Detached,
+        };
+        (head.oid, target)
+    } else if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let id = ObjectId::from_hex(rev.as_bytes()).map_err(|e| e.to_string())?;
+        (id, Target::Detached)
+    } else {
+        let candidates = if rev.starts_with("refs/") {
+            vec![rev.to_string()]
+        } else {
+            vec![format!("refs/heads/{rev}"), format!("refs/tags/{rev}")]
+        };
+        let found = candidates
+            .iter()
+            .find_map(|c| remote.refs.iter().find(|r| &r.name == c))
+            .ok_or_else(|| {
+                let mut names: Vec<&str> = remote
+                    .refs
+                    .iter()
+                    .filter(|r| r.name != "HEAD")
+                    .map(|r| {
+                        r.name
+                            .trim_start_matches("refs/heads/")
+                            .trim_start_matches("refs/")
+                    })
+                    .collect();
+                names.truncate(20);
+                format!(
+                    "{url}: revision `{rev}` not found (it has: {})",
+                    names.join(", ")
+                )
+            })?;
+        let target = if let Some(tag) = found.name.strip_prefix("refs/tags/") {
+            Target::Tag(tag.to_string(), found.oid)
+        } else if found.name.starts_with("refs/heads/") {
+            Target::Branch(found.name.clone())
+        } else {
+            Target::Detached
+        };
+        (found.oid, target)
+    };
+
+    report.progress("fetching", 0, None);
+    let fetched = protocol::fetch(http, &remote, &[want], opts.depth)?;
+    report.log(&format!("received a {}-byte pack", fetched.pack.len()));
+    report.progress("resolving objects", 0, None);
+    let pack = Pack::index(fetched.pack)?;
+    report.progress(
+        "resolving objects",
+        pack.len() as u64,
+        Some(pack.len() as u64),
+    );
+    let commit = worktree::peel(&pack, &want)?;
+    let (tree, committer_date) = worktree::commit_info(&pack, &commit)?;
+
+    if opts.delete_existing {
+        empty_dir(dir)?;
+    } else if dir.join(".git").exists() {
+        return Err(format!(
+            "{} already holds a repository; set deleteExisting to true",
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let mut last = 0;
+    let checkout = worktree::checkout(&pack, &tree, dir, &mut |n| {
+        if n - last >= 500 {
+            last = n;
+            report.progress("checkout", n as u64, None);
+        }
+    })?;
+    report.progress(
+        "checkout",
+        checkout.files as u64,
+        Some(checkout.files as u64),
+    );
+    for (path, id) in &checkout.submodules {
+        report.log(&format!(
+            "submodule {path} at {id} is not cloned (submodules are not fetched)"
+        ));
+    }
+    let (branch, tag) = match &target {
+        Target::Branch(b) => (Some(b.as_str()), None),
+        Target::Tag(t, id) => (None, Some((t.as_str(), *id))),
+        Target::Detached => (None, None),
+    };
+    GitDir {
+        url,
+        branch,
+        tag,
+        commit,
+        tree,
+        shallow: &fetched.shallow,
+        no_filemode: !checkout.executables.is_empty(),
+    }
+    .write(dir, &pack)?;
+    Ok(Outcome {
+        commit,
+        committer_date,
+        objects: pack.len(),
+        protocol: remote.version,
+        checkout,
+    })
+}

@@ -1,0 +1,592 @@
+//! Git smart HTTP, client side: discovery, `ls-refs` and `fetch` in
+//! protocol v2, with the v0/v1 exchange for servers that do not speak v2.
+//!
+//! Plain code over a small [`Http`] trait, so it runs natively in unit tests
+//! and over wasi:http in the component. Framing uses `gix-packetline`.
+
+use gix_hash::ObjectId;
+use gix_packetline::PacketLineRef;
+
+/// What the protocol needs from HTTP: whole-body GET and POST.
+pub trait Http {
+    fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String>;
+    fn post(
+        &mut self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), String>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    pub name: String,
+    pub oid: ObjectId,
+    /// For annotated tags: the object the tag points to.
+    pub peeled: Option<ObjectId>,
+    pub symref_target: Option<String>,
+}
+
+/// A remote's advertisement.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub url: String,
+    /// 2, or 0 for the v0/v1 exchange.
+    pub version: u8,
+    pub capabilities: Vec<String>,
+    pub refs: Vec<Ref>,
+}
+
+impl Remote {
+    fn has(&self, cap: &str) -> bool {
+        self.capabilities
+            .iter()
+            .any(|c| c == cap || c.starts_with(&format!("{cap}=")))
+    }
+
+    /// The branch HEAD points to, if the server said.
+    pub fn head_target(&self) -> Option<&str> {
+        self.refs
+            .iter()
+            .find(|r| r.name == "HEAD")
+            .and_then(|r| r.symref_target.as_deref())
+    }
+}
+
+/// What a fetch returned.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub pack: Vec<u8>,
+    /// Commits the server made shallow boundaries (for `.git/shallow`).
+    pub shallow: Vec<ObjectId>,
+}
+
+fn pkt(out: &mut Vec<u8>, line: &str) {
+    gix_packetline::blocking_io::encode::data_to_write(line.as_bytes(), &mut *out)
+        .expect("writing to a Vec");
+}
+
+fn flush(out: &mut Vec<u8>) {
+    gix_packetline::blocking_io::encode::flush_to_write(&mut *out).expect("writing to a Vec");
+}
+
+fn delim(out: &mut Vec<u8>) {
+    gix_packetline::blocking_io::encode::delim_to_write(&mut *out).expect("writing to a Vec");
+}
+
+/// Split a response body into packet lines.
+pub fn lines(mut data: &[u8]) -> Result<Vec<PacketLineRef<'_>>, String> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        match gix_packetline::decode::streaming(data)
+            .map_err(|e| format!("malformed response from the server: {e}"))?
+        {
+            gix_packetline::decode::Stream::Complete {
+                line,
+                bytes_consumed,
+            } => {
+                out.push(line);
+                data = &data[bytes_consumed..];
+            }
+            gix_packetline::decode::Stream::Incomplete { .. } => {
+                return Err("the server's response ended in the middle of a packet".into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn text(line: &PacketLineRef<'_>) -> Option<String> {
+    line.as_slice().map(|d| {
+        String::from_utf8_lossy(d)
+            .trim_end_matches('\n')
+            .to_string()
+    })
+}
+
+fn oid(hex: &str) -> Result<ObjectId, String> {
+    ObjectId::from_hex(hex.as_bytes())
+        .map_err(|_| format!("the server sent an invalid object id `{hex}`"))
+}
+
+fn check_status(url: &str, status: u16, body: &[u8]) -> Result<(), String> {
+    match status {
+        200 => Ok(()),
+        401 | 403 => Err(format!(
+            "{url}: authentication required (HTTP {status}); bind a secret to this authority in the task's grants.http"
+        )),
+        404 => Err(format!("{url}: no repository there (HTTP 404)")),
+        s => Err(format!(
+            "{url}: HTTP {s}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)]).trim()
+        )),
+    }
+}
+
+fn base(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
+/// `GET info/refs`, asking for protocol v2.
+pub fn discover(http: &mut dyn Http, url: &str) -> Result<Remote, String> {
+    let refs_url = format!("{}/info/refs?service=git-upload-pack", base(url));
+    let (status, body) = http.get(&refs_url, &[("Git-Protocol", "version=2")])?;
+    check_status(url, status, &body)?;
+    let all = lines(&body)?;
+    let mut it = all.iter().peekable();
+    // Smart HTTP starts with `# service=git-upload-pack` and a flush.
+    if let Some(first) = it.peek()
+        && text(first).is_some_and(|t| t.starts_with("# service="))
+    {
+        it.next();
+        if matches!(it.peek(), Some(PacketLineRef::Flush)) {
+            it.next();
+        }
+    } else if !body.is_empty()
+        && !matches!(all.first(), Some(PacketLineRef::Data(d)) if d.starts_with(b"version 2"))
+    {
+        return Err(format!(
+            "{url}: not a git smart-HTTP server (dumb HTTP is not supported)"
+        ));
+    }
+    let rest: Vec<&PacketLineRef<'_>> = it.collect();
+    if rest.first().and_then(|l| text(l)).as_deref() == Some("version 2") {
+        let capabilities = rest[1..]
+            .iter()
+            .take_while(|l| !matches!(l, PacketLineRef::Flush))
+            .filter_map(|l| text(l))
+            .collect();
+        let mut remote = Remote {
+            url: url.to_string(),
+            version: 2,
+            capabilities,
+            refs: vec![],
+        };
+        remote.refs = ls_refs(http, &remote)?;
+        return Ok(remote);
+    }
+    // v0/v1: `<oid> <name>\0<caps>` then `<oid> <name>`, then flush.
+    let mut remote = Remote {
+        url: url.to_string(),
+        version: 0,
+        capabilities: vec![],
+        refs: vec![],
+    };
+    for (i, l) in rest.iter().enumerate() {
+        let Some(line) = text(l) else { break };
+        let line = if i == 0 && line.starts_with("version 1") {
+            continue;
+        } else {
+            line
+        };
+        let (refpart, caps) = match line.split_once('\0') {
+            Some((r, c)) => (r.to_string(), Some(c.to_string())),
+            None => (line.clone(), None),
+        };
+        if let Some(caps) = caps {
+            remote.capabilities = caps.split(' ').map(str::to_string).collect();
+        }
+        let (hex, name) = refpart
+            .split_once(' ')
+            .ok_or_else(|| format!("{url}: malformed ref advertisement `{refpart}`"))?;
+        if name == "capabilities^{}" {
+            continue; // an empty repository
+        }
+        let id = oid(hex)?;
+        if let Some(tag) = name.strip_suffix("^{}") {
+            if let Some(r) = remote.refs.iter_mut().find(|r| r.name == tag) {
+                r.peeled = Some(id);
+            }
+            continue;
+        }
+        remote.refs.push(Ref {
+            name: name.to_string(),
+            oid: id,
+            peeled: None,
+            symref_target: None,
+        });
+    }
+    let symrefs: Vec<(String, String)> = remote
+        .capabilities
+        .iter()
+        .filter_map(|c| c.strip_prefix("symref="))
+        .filter_map(|s| s.split_once(':'))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    for (from, to) in symrefs {
+        if let Some(r) = remote.refs.iter_mut().find(|r| r.name == from) {
+            r.symref_target = Some(to);
+        }
+    }
+    Ok(remote)
+}
+
+fn v2_post(http: &mut dyn Http, remote: &Remote, body: &[u8]) -> Result<Vec<u8>, String> {
+    let url = format!("{}/git-upload-pack", base(&remote.url));
+    let (status, resp) = http.post(
+        &url,
+        &[
+            ("Content-Type", "application/x-git-upload-pack-request"),
+            ("Accept", "application/x-git-upload-pack-result"),
+            ("Git-Protocol", "version=2"),
+        ],
+        body,
+    )?;
+    check_status(&remote.url, status, &resp)?;
+    Ok(resp)
+}
+
+fn command_header(out: &mut Vec<u8>, remote: &Remote, command: &str) {
+    pkt(out, &format!("command={command}\n"));
+    pkt(out, "agent=capstan-git-clone/0.1\n");
+    if remote.has("object-format") {
+        pkt(out, "object-format=sha1\n");
+    }
+    delim(out);
+}
+
+/// v2 `ls-refs` for HEAD, branches and tags (peeled, with symrefs).
+fn ls_refs(http: &mut dyn Http, remote: &Remote) -> Result<Vec<Ref>, String> {
+    let mut body = Vec::new();
+    command_header(&mut body, remote, "ls-refs");
+    for l in [
+        "peel\n",
+        "symrefs\n",
+        "ref-prefix HEAD\n",
+        "ref-prefix refs/heads/\n",
+        "ref-prefix refs/tags/\n",
+    ] {
+        pkt(&mut body, l);
+    }
+    flush(&mut body);
+    let resp = v2_post(http, remote, &body)?;
+    let mut refs = Vec::new();
+    for l in lines(&resp)? {
+        let Some(line) = text(&l) else { break };
+        let mut parts = line.split(' ');
+        let (Some(hex), Some(name)) = (parts.next(), parts.next()) else {
+            return Err(format!("{}: malformed ls-refs line `{line}`", remote.url));
+        };
+        if hex == "unborn" {
+            continue;
+        }
+        let mut r = Ref {
+            name: name.to_string(),
+            oid: oid(hex)?,
+            peeled: None,
+            symref_target: None,
+        };
+        for attr in parts {
+            if let Some(t) = attr.strip_prefix("symref-target:") {
+                r.symref_target = Some(t.to_string());
+            } else if let Some(p) = attr.strip_prefix("peeled:") {
+                r.peeled = Some(oid(p)?);
+            }
+        }
+        refs.push(r);
+    }
+    Ok(refs)
+}
+
+/// Fetch a pack with `wants` (depth 0 = full history).
+pub fn fetch(
+    http: &mut dyn Http,
+    remote: &Remote,
+    wants: &[ObjectId],
+    depth: u32,
+) -> Result<Fetched, String> {
+    if remote.version == 2 {
+        let mut body = Vec::new();
+        command_header(&mut body, remote, "fetch");
+        pkt(&mut body, "no-progress\n");
+        pkt(&mut body, "ofs-delta\n");
+        if depth > 0 {
+            pkt(&mut body, &format!("deepen {depth}\n"));
+        }
+        for w in wants {
+            pkt(&mut body, &format!("want {w}\n"));
+        }
+        pkt(&mut body, "done\n");
+        flush(&mut body);
+        let resp = v2_post(http, remote, &body)?;
+        return parse_v2_fetch(&remote.url, &resp);
+    }
+    // v0: capabilities on the first want.
+    let mut caps = Vec::new();
+    for c in ["side-band-64k", "ofs-delta", "no-progress"] {
+        if remote.has(c) {
+            caps.push(c);
+        }
+    }
+    if depth > 0 && !remote.has("shallow") {
+        return Err(format!(
+            "{}: the server does not support shallow clones; use depth 0",
+            remote.url
+        ));
+    }
+    let mut body = Vec::new();
+    for (i, w) in wants.iter().enumerate() {
+        if i == 0 {
+            pkt(
+                &mut body,
+                &format!("want {w} {} agent=capstan-git-clone/0.1\n", caps.join(" ")),
+            );
+        } else {
+            pkt(&mut body, &format!("want {w}\n"));
+        }
+    }
+    if depth > 0 {
+        pkt(&mut body, &format!("deepen {depth}\n"));
+    }
+    flush(&mut body);
+    pkt(&mut body, "done\n");
+    let url = format!("{}/git-upload-pack", base(&remote.url));
+    let (status, resp) = http.post(
+        &url,
+        &[
+            ("Content-Type", "application/x-git-upload-pack-request"),
+            ("Accept", "application/x-git-upload-pack-result"),
+        ],
+        &body,
+    )?;
+    check_status(&remote.url, status, &resp)?;
+    parse_v0_fetch(
+        &remote.url,
+        &resp,
+        caps.contains(&"side-band-64k"),
+        depth > 0,
+    )
+}
+
+fn sideband(url: &str, line: &PacketLineRef<'_>, pack: &mut Vec<u8>) -> Result<(), String> {
+    let Some(data) = line.as_slice() else {
+        return Ok(());
+    };
+    match data.first() {
+        Some(1) => pack.extend_from_slice(&data[1..]),
+        Some(2) => {}
+        Some(3) => {
+            return Err(format!(
+                "{url}: the server reported: {}",
+                String::from_utf8_lossy(&data[1..]).trim()
+            ));
+        }
+        _ => return Err(format!("{url}: malformed side-band packet")),
+    }
+    Ok(())
+}
+
+fn parse_v2_fetch(url: &str, resp: &[u8]) -> Result<Fetched, String> {
+    let mut out = Fetched::default();
+    let mut section = String::new();
+    for l in lines(resp)? {
+        match l {
+            PacketLineRef::Delimiter => section.clear(),
+            PacketLineRef::Flush | PacketLineRef::ResponseEnd => {
+                if section == "packfile" {
+                    break;
+                }
+            }
+            PacketLineRef::Data(d) => {
+                if section == "packfile" {
+                    sideband(url, &l, &mut out.pack)?;
+                    continue;
+                }
+                let t = String::from_utf8_lossy(d).trim_end().to_string();
+                if section.is_empty() {
+                    if let Some(e) = t.strip_prefix("ERR ") {
+                        return Err(format!("{url}: the server reported: {e}"));
+                    }
+                    section = t;
+                    continue;
+                }
+                if section == "shallow-info"
+                    && let Some(hex) = t.strip_prefix("shallow ")
+                {
+                    out.shallow.push(oid(hex)?);
+                }
+            }
+        }
+    }
+    if out.pack.is_empty() {
+        return Err(format!("{url}: the server sent no pack"));
+    }
+    Ok(out)
+}
+
+fn parse_v0_fetch(
+    url: &str,
+    resp: &[u8],
+    sideband64: bool,
+    shallow: bool,
+) -> Result<Fetched, String> {
+    let mut out = Fetched::default();
+    let mut rest = resp;
+    // shallow/unshallow lines, then a flush.
+    if shallow {
+        loop {
+            let line = match gix_packetline::decode::streaming(rest) {
+                Ok(gix_packetline::decode::Stream::Complete {
+                    line,
+                    bytes_consumed,
+                }) => {
+                    rest = &rest[bytes_consumed..];
+                    line
+                }
+                _ => return Err(format!("{url}: malformed shallow section")),
+            };
+            match text(&line) {
+                None => break,
+                Some(t) => {
+                    if let Some(hex) = t.strip_prefix("shallow ") {
+                        out.shallow.push(oid(hex)?);
+                    } else if let Some(e) = t.strip_prefix("ERR ") {
+                        return Err(format!("{url}: the server reported: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    // NAK (or ACK) line.
+    match gix_packetline::decode::streaming(rest) {
+        Ok(gix_packetline::decode::Stream::Complete {
+            line,
+            bytes_consumed,
+        }) => {
+            let t = text(&line).unwrap_or_default();
+            if let Some(e) = t.strip_prefix("ERR ") {
+                return Err(format!("{url}: the server reported: {e}"));
+            }
+            rest = &rest[bytes_consumed..];
+        }
+        _ => return Err(format!("{url}: malformed fetch response")),
+    }
+    if sideband64 {
+        for l in lines(rest)? {
+            if matches!(l, PacketLineRef::Flush) {
+                break;
+            }
+            sideband(url, &l, &mut out.pack)?;
+        }
+    } else {
+        out.pack = rest.to_vec();
+    }
+    if out.pack.is_empty() {
+        return Err(format!("{url}: the server sent no pack"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pl(lines: &[Option<&str>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in lines {
+            match l {
+                Some(t) => pkt(&mut out, t),
+                None => flush(&mut out),
+            }
+        }
+        out
+    }
+
+    struct Canned(Vec<(u16, Vec<u8>)>);
+    impl Http for Canned {
+        fn get(&mut self, _: &str, _: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
+            Ok(self.0.remove(0))
+        }
+        fn post(
+            &mut self,
+            _: &str,
+            _: &[(&str, &str)],
+            _: &[u8],
+        ) -> Result<(u16, Vec<u8>), String> {
+            Ok(self.0.remove(0))
+        }
+    }
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+
+    #[test]
+    fn v0_advertisement_with_symref_and_peeled_tags() {
+        let adv = pl(&[
+            Some("# service=git-upload-pack\n"),
+            None,
+            Some(&format!(
+                "{A} HEAD\0multi_ack side-band-64k ofs-delta shallow symref=HEAD:refs/heads/main\n"
+            )),
+            Some(&format!("{A} refs/heads/main\n")),
+            Some(&format!("{B} refs/tags/v1\n")),
+            Some(&format!("{A} refs/tags/v1^{{}}\n")),
+            None,
+        ]);
+        let mut http = Canned(vec![(200, adv)]);
+        let r = discover(&mut http, "http://h/r.git").unwrap();
+        assert_eq!(r.version, 0);
+        assert_eq!(r.head_target(), Some("refs/heads/main"));
+        let tag = r.refs.iter().find(|r| r.name == "refs/tags/v1").unwrap();
+        assert_eq!(tag.peeled.unwrap().to_string(), A);
+    }
+
+    #[test]
+    fn v2_ls_refs_and_fetch_sections() {
+        let caps = pl(&[
+            Some("version 2\n"),
+            Some("ls-refs=unborn\n"),
+            Some("fetch=shallow\n"),
+            None,
+        ]);
+        let refs = pl(&[
+            Some(&format!("{A} HEAD symref-target:refs/heads/main\n")),
+            Some(&format!("{A} refs/heads/main\n")),
+            None,
+        ]);
+        let mut http = Canned(vec![(200, caps), (200, refs)]);
+        let r = discover(&mut http, "http://h/r.git").unwrap();
+        assert_eq!(r.version, 2);
+        assert_eq!(r.refs.len(), 2);
+        let mut resp = Vec::new();
+        pkt(&mut resp, "shallow-info\n");
+        pkt(&mut resp, &format!("shallow {A}\n"));
+        delim(&mut resp);
+        pkt(&mut resp, "packfile\n");
+        let mut band = vec![1u8];
+        band.extend_from_slice(b"PACKdata");
+        gix_packetline::blocking_io::encode::data_to_write(&band, &mut resp).unwrap();
+        gix_packetline::blocking_io::encode::data_to_write(b"\x02progress", &mut resp).unwrap();
+        flush(&mut resp);
+        let f = parse_v2_fetch("u", &resp).unwrap();
+        assert_eq!(f.pack, b"PACKdata");
+        assert_eq!(f.shallow.len(), 1);
+        let mut err = Vec::new();
+        pkt(&mut err, "packfile\n");
+        gix_packetline::blocking_io::encode::data_to_write(
+            b"\x03upload-pack: not our ref",
+            &mut err,
+        )
+        .unwrap();
+        assert!(
+            parse_v2_fetch("u", &err)
+                .unwrap_err()
+                .contains("not our ref")
+        );
+    }
+
+    #[test]
+    fn http_errors_are_clear() {
+        let mut http = Canned(vec![(401, vec![])]);
+        let e = discover(&mut http, "http://h/r.git").unwrap_err();
+        assert!(e.contains("authentication required"), "{e}");
+        let mut http = Canned(vec![(404, vec![])]);
+        assert!(
+            discover(&mut http, "http://h/r.git")
+                .unwrap_err()
+                .contains("no repository")
+        );
+        let mut http = Canned(vec![(200, b"0012truncated".to_vec())]);
+        assert!(discover(&mut http, "http://h/r.git").is_err());
+    }
+}

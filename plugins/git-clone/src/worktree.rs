@@ -1,0 +1,301 @@
+//! Check a commit out into a directory and write the `.git` beside it, so
+//! the standard git sees a normal clone (`git log`, `git status`,
+//! `git rev-parse HEAD`, `git fsck`).
+
+use std::path::{Component, Path, PathBuf};
+
+use gix_hash::ObjectId;
+use gix_object::Kind;
+use gix_object::tree::EntryKind;
+
+use crate::pack::Pack;
+
+const HASH: gix_hash::Kind = gix_hash::Kind::Sha1;
+
+/// What a checkout wrote.
+#[derive(Debug, Default)]
+pub struct Checkout {
+    pub files: usize,
+    pub symlinks: usize,
+    /// Executable files: WASI cannot set permission bits, so these are
+    /// written as regular files and listed for the host (see the README).
+    pub executables: Vec<String>,
+    /// Gitlinks (submodules): path and commit; not fetched.
+    pub submodules: Vec<(String, ObjectId)>,
+}
+
+/// The commit's tree id and committer time (seconds).
+pub fn commit_info(pack: &Pack, commit: &ObjectId) -> Result<(ObjectId, i64), String> {
+    let (kind, data) = pack.find(commit)?;
+    if kind != Kind::Commit {
+        return Err(format!("{commit} is a {kind}, not a commit"));
+    }
+    let c = gix_object::CommitRef::from_bytes(&data, HASH)
+        .map_err(|e| format!("commit {commit}: {e}"))?;
+    let time = c
+        .committer()
+        .ok()
+        .and_then(|s| s.time().ok())
+        .map(|t| t.seconds)
+        .unwrap_or(0);
+    Ok((c.tree(), time))
+}
+
+/// Peel a tag object to the commit it points to.
+pub fn peel(pack: &Pack, id: &ObjectId) -> Result<ObjectId, String> {
+    let mut id = *id;
+    for _ in 0..16 {
+        let (kind, data) = pack.find(&id)?;
+        match kind {
+            Kind::Commit => return Ok(id),
+            Kind::Tag => {
+                let t = gix_object::TagRef::from_bytes(&data, HASH)
+                    .map_err(|e| format!("tag {id}: {e}"))?;
+                id = t.target();
+            }
+            other => return Err(format!("{id} is a {other}, not a commit")),
+        }
+    }
+    Err("tag chain too long".into())
+}
+
+/// Is `target`, a symlink at `link` (both relative to the root), inside
+/// the root once resolved?
+fn link_stays_inside(link: &Path, target: &str) -> bool {
+    if target.starts_with('/') {
+        return false;
+    }
+    let mut depth: i64 = link.components().count() as i64 - 1;
+    for c in Path::new(target).components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            _ => return false,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+fn safe_name(name: &[u8]) -> Result<&str, String> {
+    let n = std::str::from_utf8(name).map_err(|_| "a path in the tree is not UTF-8".to_string())?;
+    if n.is_empty()
+        || n == "."
+        || n == ".."
+        || n.contains('/')
+        || n.contains('\0')
+        || n.eq_ignore_ascii_case(".git")
+    {
+        return Err(format!("refusing the tree entry `{n}`"));
+    }
+    Ok(n)
+}
+
+/// Write `tree` under `root`.
+pub fn checkout(
+    pack: &Pack,
+    tree: &ObjectId,
+    root: &Path,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Checkout, String> {
+    let mut out = Checkout::default();
+    let mut stack: Vec<(ObjectId, PathBuf)> = vec![(*tree, PathBuf::new())];
+    while let Some((tid, rel)) = stack.pop() {
+        let (kind, data) = pack.find(&tid)?;
+        if kind != Kind::Tree {
+            return Err(format!("{tid} is a {kind}, not a tree"));
+        }
+        let t =
+            gix_object::TreeRef::from_bytes(&data, HASH).map_err(|e| format!("tree {tid}: {e}"))?;
+        let dir = root.join(&rel);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        for e in &t.entries {
+            let name = safe_name(e.filename)?;
+            let path_rel = rel.join(name);
+            let path = root.join(&path_rel);
+            let id = e.oid.to_owned();
+            match e.mode.kind() {
+                EntryKind::Tree => stack.push((id, path_rel)),
+                EntryKind::Blob | EntryKind::BlobExecutable => {
+                    let (k, blob) = pack.find(&id)?;
+                    if k != Kind::Blob {
+                        return Err(format!("{} should be a blob", path_rel.display()));
+                    }
+                    std::fs::write(&path, blob.as_slice())
+                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                    if e.mode.kind() == EntryKind::BlobExecutable {
+                        out.executables.push(path_rel.display().to_string());
+                    }
+                    out.files += 1;
+                    progress(out.files);
+                }
+                EntryKind::Link => {
+                    let (_, target) = pack.find(&id)?;
+                    let target = std::str::from_utf8(&target)
+                        .map_err(|_| format!("symlink {} is not UTF-8", path_rel.display()))?;
+                    if !link_stays_inside(&path_rel, target) {
+                        return Err(format!(
+                            "refusing the checkout: symlink {} points to `{target}`, outside the repository",
+                            path_rel.display()
+                        ));
+                    }
+                    symlink(target, &path)?;
+                    out.symlinks += 1;
+                }
+                EntryKind::Commit => {
+                    std::fs::create_dir_all(&path)
+                        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+                    out.submodules.push((path_rel.display().to_string(), id));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `symlink(2)` through wasi-libc (std's WASI symlink is still unstable).
+#[cfg(target_os = "wasi")]
+fn symlink(target: &str, path: &Path) -> Result<(), String> {
+    use std::ffi::CString;
+    let t = CString::new(target).map_err(|_| "symlink target holds NUL".to_string())?;
+    let p = CString::new(path.to_str().ok_or("non-UTF-8 path")?)
+        .map_err(|_| "path holds NUL".to_string())?;
+    // SAFETY: both are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe { libc::symlink(t.as_ptr(), p.as_ptr()) };
+    if rc != 0 {
+        return Err(format!(
+            "creating symlink {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn symlink(target: &str, path: &Path) -> Result<(), String> {
+    std::os::unix::fs::symlink(target, path)
+        .map_err(|e| format!("creating symlink {}: {e}", path.display()))
+}
+
+/// The `.git` directory of a fresh clone.
+pub struct GitDir<'a> {
+    pub url: &'a str,
+    /// `refs/heads/X` when a branch was cloned, else None (detached).
+    pub branch: Option<&'a str>,
+    /// A tag name when a tag was cloned.
+    pub tag: Option<(&'a str, ObjectId)>,
+    pub commit: ObjectId,
+    pub tree: ObjectId,
+    pub shallow: &'a [ObjectId],
+    /// Executable files were written without the bit (WASI): record
+    /// `core.filemode = false` so git does not report them as changed.
+    pub no_filemode: bool,
+}
+
+fn write(path: &Path, data: &[u8]) -> Result<(), String> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+    }
+    std::fs::write(path, data).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+impl GitDir<'_> {
+    pub fn write(&self, root: &Path, pack: &Pack) -> Result<(), String> {
+        let git = root.join(".git");
+        for d in [
+            "objects/info",
+            "objects/pack",
+            "refs/heads",
+            "refs/tags",
+            "info",
+            "hooks",
+        ] {
+            std::fs::create_dir_all(git.join(d)).map_err(|e| format!("creating .git/{d}: {e}"))?;
+        }
+        let name = format!("pack-{}", pack.checksum);
+        write(
+            &git.join(format!("objects/pack/{name}.pack")),
+            pack.pack_bytes(),
+        )?;
+        write(
+            &git.join(format!("objects/pack/{name}.idx")),
+            pack.idx_bytes(),
+        )?;
+        let mut config = format!(
+            "[core]\n\trepositoryformatversion = 0\n\tfilemode = {}\n\tbare = false\n\tlogallrefupdates = true\n",
+            !self.no_filemode
+        );
+        config.push_str(&format!(
+            "[remote \"origin\"]\n\turl = {}\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n",
+            self.url
+        ));
+        let mut packed = String::from("# pack-refs with: peeled fully-peeled sorted \n");
+        match self.branch {
+            Some(b) => {
+                let short = b.trim_start_matches("refs/heads/");
+                write(&git.join("HEAD"), format!("ref: {b}\n").as_bytes())?;
+                write(&git.join(b), format!("{}\n", self.commit).as_bytes())?;
+                packed.push_str(&format!("{} refs/remotes/origin/{short}\n", self.commit));
+                config.push_str(&format!(
+                    "[branch \"{short}\"]\n\tremote = origin\n\tmerge = {b}\n"
+                ));
+            }
+            None => write(&git.join("HEAD"), format!("{}\n", self.commit).as_bytes())?,
+        }
+        if let Some((tag, id)) = self.tag {
+            packed.push_str(&format!("{id} refs/tags/{tag}\n"));
+            if id != self.commit {
+                packed.push_str(&format!("^{}\n", self.commit));
+            }
+        }
+        write(&git.join("packed-refs"), packed.as_bytes())?;
+        write(&git.join("config"), config.as_bytes())?;
+        write(
+            &git.join("description"),
+            b"Unnamed repository; edit this file 'description' to name the repository.\n",
+        )?;
+        if !self.shallow.is_empty() {
+            let mut s: Vec<String> = self.shallow.iter().map(|o| o.to_string()).collect();
+            s.sort();
+            write(
+                &git.join("shallow"),
+                format!("{}\n", s.join("\n")).as_bytes(),
+            )?;
+        }
+        // The index, so `git status` is clean. Stat data is left zero: git
+        // compares content for such entries and refreshes them.
+        let state = gix_index::State::from_tree(&self.tree, pack, Default::default())
+            .map_err(|e| format!("building .git/index: {e}"))?;
+        let file = gix_index::File::from_state(state, git.join("index"));
+        let mut bytes = Vec::new();
+        file.write_to(&mut bytes, gix_index::write::Options::default())
+            .map_err(|e| format!("writing .git/index: {e}"))?;
+        write(&git.join("index"), &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_may_not_leave_the_root() {
+        assert!(link_stays_inside(Path::new("a/link"), "../b"));
+        assert!(link_stays_inside(Path::new("link"), "dir/file"));
+        assert!(!link_stays_inside(Path::new("link"), "../outside"));
+        assert!(!link_stays_inside(Path::new("a/link"), "../../x"));
+        assert!(!link_stays_inside(Path::new("link"), "/etc/passwd"));
+    }
+
+    #[test]
+    fn dangerous_names_are_refused() {
+        for n in [&b".."[..], b".git", b".GIT", b"a/b", b""] {
+            assert!(safe_name(n).is_err());
+        }
+        assert_eq!(safe_name(b"ok.txt").unwrap(), "ok.txt");
+    }
+}
