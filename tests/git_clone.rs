@@ -406,3 +406,42 @@ async fn a_symlink_pointing_outside_is_refused() {
         run.message("clone")
     );
 }
+
+/// `file://` from a read-only workspace: loose objects, then after `git gc`
+/// packed objects and packed refs.
+#[tokio::test]
+async fn clones_a_file_url_from_a_read_only_workspace() {
+    let server = GitServer::start(true);
+    let (bare, _work) = sample_repo(&server, "app.git");
+    let env = TestEnv::new();
+    let yaml = |rev: &str| {
+        format!(
+            r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: {{ name: clone }}
+spec:
+  workspaces: [{{ name: src }}, {{ name: upstream, readOnly: true }}]
+  tasks:
+    - name: clone
+      uses: "{{{{git_clone}}}}"
+      params:
+        - {{ name: url, value: "file:///workspace/repository/app.git" }}
+        - {{ name: revision, value: "{rev}" }}
+      workspaces:
+        - {{ name: output, workspace: src }}
+        - {{ name: repository, workspace: upstream }}
+"#
+        )
+    };
+    let opts = || capstan::scheduler::RunOptions {
+        workspaces: [("upstream".to_string(), server.root.path().to_path_buf())].into(),
+        ..Default::default()
+    };
+    let run = env.run_with(&yaml(""), &[], opts()).await;
+    check_clone(&run, &bare, "main");
+    git(&bare, &["gc", "-q"]);
+    let run = env.run_with(&yaml("v1.0"), &[], opts()).await;
+    check_clone(&run, &bare, "v1.0");
+    // The repository workspace stayed untouched (read-only).
+    git(&bare, &["fsck", "--no-dangling"]);
+}

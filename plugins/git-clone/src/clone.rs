@@ -7,7 +7,7 @@ use gix_hash::ObjectId;
 
 use crate::pack::Pack;
 use crate::protocol::{self, Http};
-use crate::worktree::{self, Checkout, GitDir};
+use crate::worktree::{self, Checkout, GitDir, GitObjects, Objects};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -38,6 +38,68 @@ enum Target {
     Branch(String),
     Tag(String, ObjectId),
     Detached,
+}
+
+/// The object to fetch and what to check out, from the advertised refs.
+fn select(url: &str, refs: &[protocol::Ref], revision: &str) -> Result<(ObjectId, Target), String> {
+    if refs.is_empty() {
+        return Err(format!(
+            "{url}: the repository is empty (no commits to clone)"
+        ));
+    }
+    let rev = revision.trim();
+    let (want, target) = if rev.is_empty() || rev == "HEAD" {
+        let head = refs
+            .iter()
+            .find(|r| r.name == "HEAD")
+            .ok_or_else(|| format!("{url}: the remote has no HEAD; name a revision"))?;
+        let target = match refs
+            .iter()
+            .find(|r| r.name == "HEAD")
+            .and_then(|r| r.symref_target.as_deref())
+        {
+            Some(b) => Target::Branch(b.to_string()),
+            None => Target::Detached,
+        };
+        (head.oid, target)
+    } else if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let id = ObjectId::from_hex(rev.as_bytes()).map_err(|e| e.to_string())?;
+        (id, Target::Detached)
+    } else {
+        let candidates = if rev.starts_with("refs/") {
+            vec![rev.to_string()]
+        } else {
+            vec![format!("refs/heads/{rev}"), format!("refs/tags/{rev}")]
+        };
+        let found = candidates
+            .iter()
+            .find_map(|c| refs.iter().find(|r| &r.name == c))
+            .ok_or_else(|| {
+                let mut names: Vec<&str> = refs
+                    .iter()
+                    .filter(|r| r.name != "HEAD")
+                    .map(|r| {
+                        r.name
+                            .trim_start_matches("refs/heads/")
+                            .trim_start_matches("refs/")
+                    })
+                    .collect();
+                names.truncate(20);
+                format!(
+                    "{url}: revision `{rev}` not found (it has: {})",
+                    names.join(", ")
+                )
+            })?;
+        let target = if let Some(tag) = found.name.strip_prefix("refs/tags/") {
+            Target::Tag(tag.to_string(), found.oid)
+        } else if found.name.starts_with("refs/heads/") {
+            Target::Branch(found.name.clone())
+        } else {
+            Target::Detached
+        };
+        (found.oid, target)
+    };
+    Ok((want, target))
 }
 
 fn empty_dir(dir: &Path) -> Result<(), String> {
@@ -78,56 +140,7 @@ pub fn clone(
             "{url}: the repository is empty (no commits to clone)"
         ));
     }
-    let rev = opts.revision.trim();
-    let (want, target) = if rev.is_empty() || rev == "HEAD" {
-        let head = remote
-            .refs
-            .iter()
-            .find(|r| r.name == "HEAD")
-            .ok_or_else(|| format!("{url}: the remote has no HEAD; name a revision"))?;
-        let target = match remote.head_target() {
-            Some(b) => Target::Branch(b.to_string()),
-            None => Target::Detached,
-        };
-        (head.oid, target)
-    } else if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let id = ObjectId::from_hex(rev.as_bytes()).map_err(|e| e.to_string())?;
-        (id, Target::Detached)
-    } else {
-        let candidates = if rev.starts_with("refs/") {
-            vec![rev.to_string()]
-        } else {
-            vec![format!("refs/heads/{rev}"), format!("refs/tags/{rev}")]
-        };
-        let found = candidates
-            .iter()
-            .find_map(|c| remote.refs.iter().find(|r| &r.name == c))
-            .ok_or_else(|| {
-                let mut names: Vec<&str> = remote
-                    .refs
-                    .iter()
-                    .filter(|r| r.name != "HEAD")
-                    .map(|r| {
-                        r.name
-                            .trim_start_matches("refs/heads/")
-                            .trim_start_matches("refs/")
-                    })
-                    .collect();
-                names.truncate(20);
-                format!(
-                    "{url}: revision `{rev}` not found (it has: {})",
-                    names.join(", ")
-                )
-            })?;
-        let target = if let Some(tag) = found.name.strip_prefix("refs/tags/") {
-            Target::Tag(tag.to_string(), found.oid)
-        } else if found.name.starts_with("refs/heads/") {
-            Target::Branch(found.name.clone())
-        } else {
-            Target::Detached
-        };
-        (found.oid, target)
-    };
+    let (want, target) = select(url, &remote.refs, &opts.revision)?;
 
     report.progress("fetching", 0, None);
     let fetched = protocol::fetch(http, &remote, &[want], opts.depth)?;
@@ -139,9 +152,75 @@ pub fn clone(
         pack.len() as u64,
         Some(pack.len() as u64),
     );
-    let commit = worktree::peel(&pack, &want)?;
-    let (tree, committer_date) = worktree::commit_info(&pack, &commit)?;
+    let (checkout, commit, committer_date) = check_out(
+        &pack,
+        GitObjects::Pack(&pack),
+        dir,
+        opts,
+        url,
+        &target,
+        want,
+        &fetched.shallow,
+        report,
+    )?;
+    Ok(Outcome {
+        commit,
+        committer_date,
+        objects: pack.len(),
+        protocol: remote.version,
+        checkout,
+    })
+}
 
+/// Clone `file://PATH`: the path as the task sees it (a workspace).
+pub fn clone_local(
+    path: &Path,
+    dir: &Path,
+    opts: &Options,
+    report: &mut dyn Report,
+) -> Result<Outcome, String> {
+    let url = opts.url.as_str();
+    report.progress("reading the repository", 0, None);
+    let repo = crate::local::LocalRepo::open(path)?;
+    let refs = repo.refs()?;
+    let (want, target) = select(url, &refs, &opts.revision)?;
+    if opts.depth > 0 {
+        report.log("file:// clone: the object store is copied whole, so `depth` does not apply (as with `git clone PATH`)");
+    }
+    let (checkout, commit, committer_date) = check_out(
+        &repo,
+        GitObjects::CopyOf(&repo.objects_dir()),
+        dir,
+        opts,
+        url,
+        &target,
+        want,
+        &[],
+        report,
+    )?;
+    Ok(Outcome {
+        commit,
+        committer_date,
+        objects: 0,
+        protocol: 0,
+        checkout,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_out(
+    objects: &dyn Objects,
+    store: GitObjects<'_>,
+    dir: &Path,
+    opts: &Options,
+    url: &str,
+    target: &Target,
+    want: ObjectId,
+    shallow: &[ObjectId],
+    report: &mut dyn Report,
+) -> Result<(Checkout, ObjectId, i64), String> {
+    let commit = worktree::peel(objects, &want)?;
+    let (tree, committer_date) = worktree::commit_info(objects, &commit)?;
     if opts.delete_existing {
         empty_dir(dir)?;
     } else if dir.join(".git").exists() {
@@ -152,7 +231,7 @@ pub fn clone(
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let mut last = 0;
-    let checkout = worktree::checkout(&pack, &tree, dir, &mut |n| {
+    let checkout = worktree::checkout(objects, &tree, dir, &mut |n| {
         if n - last >= 500 {
             last = n;
             report.progress("checkout", n as u64, None);
@@ -168,7 +247,7 @@ pub fn clone(
             "submodule {path} at {id} is not cloned (submodules are not fetched)"
         ));
     }
-    let (branch, tag) = match &target {
+    let (branch, tag) = match target {
         Target::Branch(b) => (Some(b.as_str()), None),
         Target::Tag(t, id) => (None, Some((t.as_str(), *id))),
         Target::Detached => (None, None),
@@ -179,15 +258,9 @@ pub fn clone(
         tag,
         commit,
         tree,
-        shallow: &fetched.shallow,
+        shallow,
         no_filemode: !checkout.executables.is_empty(),
     }
-    .write(dir, &pack)?;
-    Ok(Outcome {
-        commit,
-        committer_date,
-        objects: pack.len(),
-        protocol: remote.version,
-        checkout,
-    })
+    .write(dir, objects, store)?;
+    Ok((checkout, commit, committer_date))
 }

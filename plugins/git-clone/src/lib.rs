@@ -7,6 +7,7 @@
 //! [`worktree`] (checkout + `.git`), [`clone`]; this file is the binding.
 
 pub mod clone;
+pub mod local;
 pub mod pack;
 pub mod protocol;
 pub mod worktree;
@@ -88,12 +89,6 @@ fn bool_param(input: &TaskInput, name: &str, default: &str) -> Result<bool, Task
 impl Guest for GitClone {
     fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
         let url = param_str(&input, "url", None)?;
-        if url.starts_with("file://") {
-            return Err(TaskError::InvalidParams(
-                "file:// URLs are not supported by this version of git-clone; serve the repository over HTTP"
-                    .into(),
-            ));
-        }
         if !bool_param(&input, "sslVerify", "true")? {
             return Err(TaskError::InvalidParams(
                 "sslVerify=false is refused: the host always verifies TLS certificates".into(),
@@ -121,7 +116,13 @@ impl Guest for GitClone {
             delete_existing: bool_param(&input, "deleteExisting", "true")?,
         };
         let mut transport = WasiHttp { denied: None };
-        let out = match clone::clone(&mut transport, &dir, &opts, &mut HostReport) {
+        let result = match url.strip_prefix("file://") {
+            Some(path) => {
+                clone::clone_local(std::path::Path::new(path), &dir, &opts, &mut HostReport)
+            }
+            None => clone::clone(&mut transport, &dir, &opts, &mut HostReport),
+        };
+        let out = match result {
             Ok(o) => o,
             Err(e) => {
                 if let Some(a) = transport.denied {

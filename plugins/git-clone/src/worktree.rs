@@ -8,7 +8,46 @@ use gix_hash::ObjectId;
 use gix_object::Kind;
 use gix_object::tree::EntryKind;
 
-use crate::pack::Pack;
+use crate::pack::{Object, Pack};
+
+/// Where a checkout reads objects from: a fetched pack, or a local
+/// repository's object store.
+pub trait Objects {
+    fn find(&self, id: &gix_hash::oid) -> Result<Object, String>;
+}
+
+impl Objects for Pack {
+    fn find(&self, id: &gix_hash::oid) -> Result<Object, String> {
+        Pack::find(self, id)
+    }
+}
+
+/// `gix_object::Find` over [`Objects`], for `gix-index`.
+struct FindAdapter<'a>(&'a dyn Objects);
+
+impl gix_object::Find for FindAdapter<'_> {
+    fn try_find<'a>(
+        &self,
+        id: &gix_hash::oid,
+        buffer: &'a mut Vec<u8>,
+    ) -> Result<Option<gix_object::Data<'a>>, gix_error::Error> {
+        let (kind, data) = self
+            .0
+            .find(id)
+            .map_err(|e| gix_error::Error::from_error(std::io::Error::other(e)))?;
+        buffer.clear();
+        buffer.extend_from_slice(&data);
+        Ok(Some(gix_object::Data::new(buffer, kind, HASH)))
+    }
+}
+
+/// What goes into `.git/objects`.
+pub enum GitObjects<'a> {
+    /// The fetched pack and its index.
+    Pack(&'a Pack),
+    /// A copy of a local repository's `objects` directory.
+    CopyOf(&'a Path),
+}
 
 const HASH: gix_hash::Kind = gix_hash::Kind::Sha1;
 
@@ -25,7 +64,7 @@ pub struct Checkout {
 }
 
 /// The commit's tree id and committer time (seconds).
-pub fn commit_info(pack: &Pack, commit: &ObjectId) -> Result<(ObjectId, i64), String> {
+pub fn commit_info(pack: &dyn Objects, commit: &ObjectId) -> Result<(ObjectId, i64), String> {
     let (kind, data) = pack.find(commit)?;
     if kind != Kind::Commit {
         return Err(format!("{commit} is a {kind}, not a commit"));
@@ -42,7 +81,7 @@ pub fn commit_info(pack: &Pack, commit: &ObjectId) -> Result<(ObjectId, i64), St
 }
 
 /// Peel a tag object to the commit it points to.
-pub fn peel(pack: &Pack, id: &ObjectId) -> Result<ObjectId, String> {
+pub fn peel(pack: &dyn Objects, id: &ObjectId) -> Result<ObjectId, String> {
     let mut id = *id;
     for _ in 0..16 {
         let (kind, data) = pack.find(&id)?;
@@ -96,7 +135,7 @@ fn safe_name(name: &[u8]) -> Result<&str, String> {
 
 /// Write `tree` under `root`.
 pub fn checkout(
-    pack: &Pack,
+    pack: &dyn Objects,
     tree: &ObjectId,
     root: &Path,
     progress: &mut dyn FnMut(usize),
@@ -204,7 +243,12 @@ fn write(path: &Path, data: &[u8]) -> Result<(), String> {
 }
 
 impl GitDir<'_> {
-    pub fn write(&self, root: &Path, pack: &Pack) -> Result<(), String> {
+    pub fn write(
+        &self,
+        root: &Path,
+        objects: &dyn Objects,
+        store: GitObjects<'_>,
+    ) -> Result<(), String> {
         let git = root.join(".git");
         for d in [
             "objects/info",
@@ -216,15 +260,20 @@ impl GitDir<'_> {
         ] {
             std::fs::create_dir_all(git.join(d)).map_err(|e| format!("creating .git/{d}: {e}"))?;
         }
-        let name = format!("pack-{}", pack.checksum);
-        write(
-            &git.join(format!("objects/pack/{name}.pack")),
-            pack.pack_bytes(),
-        )?;
-        write(
-            &git.join(format!("objects/pack/{name}.idx")),
-            pack.idx_bytes(),
-        )?;
+        match store {
+            GitObjects::Pack(pack) => {
+                let name = format!("pack-{}", pack.checksum);
+                write(
+                    &git.join(format!("objects/pack/{name}.pack")),
+                    pack.pack_bytes(),
+                )?;
+                write(
+                    &git.join(format!("objects/pack/{name}.idx")),
+                    pack.idx_bytes(),
+                )?;
+            }
+            GitObjects::CopyOf(src) => copy_tree(src, &git.join("objects"))?,
+        }
         let mut config = format!(
             "[core]\n\trepositoryformatversion = 0\n\tfilemode = {}\n\tbare = false\n\tlogallrefupdates = true\n",
             !self.no_filemode
@@ -268,14 +317,35 @@ impl GitDir<'_> {
         }
         // The index, so `git status` is clean. Stat data is left zero: git
         // compares content for such entries and refreshes them.
-        let state = gix_index::State::from_tree(&self.tree, pack, Default::default())
-            .map_err(|e| format!("building .git/index: {e}"))?;
+        let state =
+            gix_index::State::from_tree(&self.tree, FindAdapter(objects), Default::default())
+                .map_err(|e| format!("building .git/index: {e}"))?;
         let file = gix_index::File::from_state(state, git.join("index"));
         let mut bytes = Vec::new();
         file.write_to(&mut bytes, gix_index::write::Options::default())
             .map_err(|e| format!("writing .git/index: {e}"))?;
         write(&git.join("index"), &bytes)
     }
+}
+
+/// Copy a directory tree of regular files (an object store).
+fn copy_tree(src: &Path, dst: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dst).map_err(|e| format!("creating {}: {e}", dst.display()))?;
+    for e in std::fs::read_dir(src).map_err(|e| format!("reading {}: {e}", src.display()))? {
+        let e = e.map_err(|e| e.to_string())?;
+        let ft = e.file_type().map_err(|e| e.to_string())?;
+        let to = dst.join(e.file_name());
+        if ft.is_dir() {
+            copy_tree(&e.path(), &to)?;
+        } else if ft.is_file() {
+            if e.file_name() == "alternates" {
+                continue; // the copy is self-contained
+            }
+            std::fs::copy(e.path(), &to)
+                .map_err(|err| format!("copying {}: {err}", e.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,10 +18,26 @@ use capstan_tests::git::{GitServer, git};
 /// Deterministic, moderately compressible text.
 fn content(seed: u64, len: usize) -> Vec<u8> {
     const WORDS: &[&str] = &[
-        "capstan", "pipeline", "task", "sandbox", "plugin", "registry", "digest", "commit",
-        "tree", "blob", "delta", "workspace", "grant", "secret", "kube", "ssh",
+        "capstan",
+        "pipeline",
+        "task",
+        "sandbox",
+        "plugin",
+        "registry",
+        "digest",
+        "commit",
+        "tree",
+        "blob",
+        "delta",
+        "workspace",
+        "grant",
+        "secret",
+        "kube",
+        "ssh",
     ];
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut out = Vec::with_capacity(len + 16);
     while out.len() < len {
         x ^= x << 13;
@@ -47,7 +63,11 @@ fn generate(work: &Path, files: usize, bytes: usize) {
             }
             let dir = work.join(format!("d{:02}/s{:02}", i % 50, (i / 50) % 20));
             std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join(format!("f{i}.txt")), content(i as u64 * 7 + round, per)).unwrap();
+            std::fs::write(
+                dir.join(format!("f{i}.txt")),
+                content(i as u64 * 7 + round, per),
+            )
+            .unwrap();
         }
         git(work, &["add", "-A"]);
         git(work, &["commit", "-q", "-m", &format!("round {round}")]);
@@ -61,7 +81,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let files = args.first().copied().unwrap_or(5000);
     let mib = args.get(1).copied().unwrap_or(50);
     let runs = args.get(2).copied().unwrap_or(3).max(1);
@@ -77,7 +100,10 @@ async fn main() {
     for i in 0..runs {
         let dest = tempfile::tempdir().unwrap();
         let t = Instant::now();
-        git(dest.path(), &["clone", "-q", "--depth", "1", &url, &format!("c{i}")]);
+        git(
+            dest.path(),
+            &["clone", "-q", "--depth", "1", &url, &format!("c{i}")],
+        );
         git_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
 
@@ -102,13 +128,23 @@ spec:
     );
     // One warm-up run compiles the component (cached afterwards).
     let warm = env.run(&yaml, &[]).await;
-    assert_eq!(warm.status_of("clone"), TaskStatus::Succeeded, "{}", warm.log_text());
+    assert_eq!(
+        warm.status_of("clone"),
+        TaskStatus::Succeeded,
+        "{}",
+        warm.log_text()
+    );
     let mut plugin_ms = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
         let run = env.run(&yaml, &[]).await;
         plugin_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        assert_eq!(run.status_of("clone"), TaskStatus::Succeeded, "{}", run.log_text());
+        assert_eq!(
+            run.status_of("clone"),
+            TaskStatus::Succeeded,
+            "{}",
+            run.log_text()
+        );
     }
     let (p, g) = (median(plugin_ms), median(git_ms));
     println!("clone of {files} files (~{mib} MiB, depth 1), median of {runs}:");
