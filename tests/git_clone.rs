@@ -79,7 +79,8 @@ fn sample_repo(server: &GitServer, name: &str) -> (PathBuf, tempfile::TempDir) {
     (bare, work)
 }
 
-/// Files (with symlink targets) under `dir`, excluding `.git`.
+/// Files (contents, executable bit) and symlink targets under `dir`,
+/// excluding `.git`.
 fn snapshot(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -103,10 +104,10 @@ fn snapshot(dir: &Path) -> Vec<(String, String)> {
                 }
                 stack.push(p);
             } else {
-                out.push((
-                    rel,
-                    String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into(),
-                ));
+                use std::os::unix::fs::PermissionsExt;
+                let exec = std::fs::metadata(&p).unwrap().permissions().mode() & 0o100 != 0;
+                let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+                out.push((rel, format!("{}{text}", if exec { "(x) " } else { "" })));
             }
         }
     }

@@ -137,7 +137,9 @@ pub fn classify_import(name: &str) -> ImportClass {
         | "wasi:sockets" => ImportClass::Base,
         "wasi:http" => ImportClass::Needs(Capability::Http),
         "capstan:plugin" => match iface {
-            "capstan:plugin/log" | "capstan:plugin/types" => ImportClass::Base,
+            "capstan:plugin/log" | "capstan:plugin/types" | "capstan:plugin/files" => {
+                ImportClass::Base
+            }
             "capstan:plugin/secrets" => ImportClass::Needs(Capability::Secrets),
             "capstan:plugin/ssh" => ImportClass::Needs(Capability::Ssh),
             "capstan:plugin/kube" => ImportClass::Needs(Capability::Kube),

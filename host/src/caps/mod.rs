@@ -12,6 +12,7 @@
 //! model, and are refused at load time by this build (see
 //! [`crate::manifest::Capability::implemented`]).
 
+pub mod files;
 pub mod grant;
 pub mod http;
 pub mod log;

@@ -82,6 +82,7 @@ pub struct TaskState {
     http: WasiHttpCtx,
     http_hooks: HttpHooks,
     secrets: SecretsState,
+    files: crate::caps::files::FilesState,
 }
 
 impl WasiView for TaskState {
@@ -221,6 +222,11 @@ impl Runtime {
         .map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)?;
+        bindings::capstan::plugin::files::add_to_linker::<
+            TaskState,
+            wasmtime::component::HasSelf<crate::caps::files::FilesState>,
+        >(&mut linker, |s| &mut s.files)
+        .map_err(anyhow::Error::from)?;
         bindings::capstan::plugin::secrets::add_to_linker::<TaskState, SecretsData>(
             &mut linker,
             secrets_view,
@@ -406,6 +412,10 @@ impl Runtime {
                     .into_iter()
                     .map(|g| (g.name.clone(), g))
                     .collect(),
+                sink: sink.clone(),
+            },
+            files: crate::caps::files::FilesState {
+                mounts: inv.workspaces.clone(),
                 sink: sink.clone(),
             },
         };

@@ -32,6 +32,11 @@ pub struct Outcome {
 pub trait Report {
     fn progress(&mut self, step: &str, current: u64, total: Option<u64>);
     fn log(&mut self, message: &str);
+    /// Make a checked-out file executable; `Ok(false)` if this environment
+    /// cannot.
+    fn set_executable(&mut self, _path: &Path) -> Result<bool, String> {
+        Ok(false)
+    }
 }
 
 enum Target {
@@ -230,13 +235,7 @@ fn check_out(
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let mut last = 0;
-    let checkout = worktree::checkout(objects, &tree, dir, &mut |n| {
-        if n - last >= 500 {
-            last = n;
-            report.progress("checkout", n as u64, None);
-        }
-    })?;
+    let checkout = worktree::checkout(objects, &tree, dir, report)?;
     report.progress(
         "checkout",
         checkout.files as u64,

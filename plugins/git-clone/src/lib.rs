@@ -74,6 +74,13 @@ impl clone::Report for HostReport {
     fn log(&mut self, message: &str) {
         log(Level::Info, message);
     }
+
+    fn set_executable(&mut self, path: &std::path::Path) -> Result<bool, String> {
+        let p = path.to_str().ok_or("non-UTF-8 path")?;
+        capstan_plugin_sdk::capstan::plugin::files::set_executable(p, true)
+            .map_err(|e| format!("making {p} executable: {e:?}"))?;
+        Ok(true)
+    }
 }
 
 fn bool_param(input: &TaskInput, name: &str, default: &str) -> Result<bool, TaskError> {
@@ -146,7 +153,7 @@ impl Guest for GitClone {
             log(
                 Level::Warn,
                 &format!(
-                    "{} executable file(s) written without the executable bit (WASI cannot set file modes): {}",
+                    "{} executable file(s) written without the executable bit: {}",
                     out.checkout.executables.len(),
                     out.checkout.executables.join(", ")
                 ),

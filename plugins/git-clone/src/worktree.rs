@@ -138,7 +138,7 @@ pub fn checkout(
     pack: &dyn Objects,
     tree: &ObjectId,
     root: &Path,
-    progress: &mut dyn FnMut(usize),
+    report: &mut dyn crate::clone::Report,
 ) -> Result<Checkout, String> {
     let mut out = Checkout::default();
     let mut stack: Vec<(ObjectId, PathBuf)> = vec![(*tree, PathBuf::new())];
@@ -165,11 +165,15 @@ pub fn checkout(
                     }
                     std::fs::write(&path, blob.as_slice())
                         .map_err(|e| format!("writing {}: {e}", path.display()))?;
-                    if e.mode.kind() == EntryKind::BlobExecutable {
+                    if e.mode.kind() == EntryKind::BlobExecutable
+                        && !report.set_executable(&path)?
+                    {
                         out.executables.push(path_rel.display().to_string());
                     }
                     out.files += 1;
-                    progress(out.files);
+                    if out.files % 500 == 0 {
+                        report.progress("checkout", out.files as u64, None);
+                    }
                 }
                 EntryKind::Link => {
                     let (_, target) = pack.find(&id)?;

@@ -1,0 +1,144 @@
+//! The `files` interface: file operations WASI lacks (today: the executable
+//! bits), confined to the task's writable workspaces. Paths are resolved
+//! with cap-std inside the workspace directory, so `..` and symlinks cannot
+//! reach anything outside it.
+
+use std::sync::Arc;
+
+use cap_std::fs::PermissionsExt as _;
+
+use super::workspace::WorkspaceMount;
+use super::{LogLevel, TaskSink};
+use crate::runtime::bindings::capstan::plugin::files::Host;
+use crate::runtime::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskError};
+
+/// Per-task state: the task's workspaces.
+pub struct FilesState {
+    pub mounts: Vec<WorkspaceMount>,
+    pub sink: Arc<dyn TaskSink>,
+}
+
+impl FilesState {
+    fn deny(&self, path: &str, why: &str) -> TaskError {
+        self.sink.log(
+            LogLevel::Warn,
+            &format!("denied: files set-executable {path} ({why})"),
+        );
+        TaskError::Denied(Denial {
+            capability: "files".into(),
+            target: format!("{path}: {why}"),
+            layer: GrantLayer::Pipeline,
+        })
+    }
+}
+
+impl Host for FilesState {
+    fn set_executable(&mut self, path: String, executable: bool) -> Result<(), TaskError> {
+        let Some(rest) = path.strip_prefix("/workspace/") else {
+            return Err(self.deny(&path, "not in a workspace"));
+        };
+        let (name, rel) = rest.split_once('/').unwrap_or((rest, ""));
+        let Some(mount) = self.mounts.iter().find(|m| m.name == name) else {
+            return Err(self.deny(&path, "no such workspace"));
+        };
+        if mount.read_only {
+            return Err(self.deny(&path, "the workspace is read-only"));
+        }
+        if rel.is_empty() {
+            return Err(TaskError::InvalidParams(format!("{path}: not a file")));
+        }
+        let failed = |e: std::io::Error| TaskError::Failed(format!("{path}: {e}"));
+        let dir =
+            cap_std::fs::Dir::open_ambient_dir(&mount.host_path, cap_std::ambient_authority())
+                .map_err(failed)?;
+        let meta = dir.symlink_metadata(rel).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                self.deny(&path, "outside the workspace")
+            } else {
+                failed(e)
+            }
+        })?;
+        if !meta.is_file() {
+            return Err(TaskError::InvalidParams(format!(
+                "{path}: not a regular file"
+            )));
+        }
+        let mode = meta.permissions().mode();
+        let mode = if executable {
+            mode | ((mode & 0o444) >> 2)
+        } else {
+            mode & !0o111
+        };
+        dir.set_permissions(rel, cap_std::fs::Permissions::from_mode(mode))
+            .map_err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    struct Quiet;
+    impl TaskSink for Quiet {
+        fn log(&self, _: LogLevel, _: &str) {}
+        fn progress(&self, _: &str, _: u64, _: Option<u64>) {}
+    }
+
+    #[test]
+    fn executable_bits_stay_inside_writable_workspaces() {
+        let root = tempfile::tempdir().unwrap();
+        let ws = root.path().join("ws");
+        let ro = root.path().join("ro");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(&ro).unwrap();
+        std::fs::write(ws.join("run.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::write(ro.join("x"), "").unwrap();
+        std::fs::write(root.path().join("outside"), "").unwrap();
+        std::os::unix::fs::symlink("../outside", ws.join("link")).unwrap();
+        let mut f = FilesState {
+            mounts: vec![
+                WorkspaceMount {
+                    name: "out".into(),
+                    host_path: ws.clone(),
+                    read_only: false,
+                },
+                WorkspaceMount {
+                    name: "src".into(),
+                    host_path: ro.clone(),
+                    read_only: true,
+                },
+            ],
+            sink: Arc::new(Quiet),
+        };
+        f.set_executable("/workspace/out/run.sh".into(), true)
+            .unwrap();
+        let mode = std::fs::metadata(ws.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111 & ((mode & 0o444) >> 2));
+        assert_ne!(mode & 0o100, 0);
+        f.set_executable("/workspace/out/run.sh".into(), false)
+            .unwrap();
+        let mode = std::fs::metadata(ws.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0);
+        for bad in [
+            "/workspace/src/x",
+            "/workspace/out/../outside",
+            "/workspace/out/link",
+            "/etc/passwd",
+            "/workspace/nope/x",
+        ] {
+            assert!(f.set_executable(bad.into(), true).is_err(), "{bad}");
+        }
+        let outside = std::fs::metadata(root.path().join("outside"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(outside & 0o111, 0, "nothing outside changed");
+    }
+}
