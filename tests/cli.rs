@@ -435,6 +435,7 @@ fn quickstart_example_runs_from_the_local_registry() {
         components::WRITE_FILE,
         components::SHA256SUM,
         components::WORD_COUNT,
+        components::GIT_CLONE,
     ] {
         for _ in 0..2 {
             let out = capstan(&state, &["plugin", "publish", "--skip-existing", plugin]);
@@ -460,4 +461,15 @@ fn quickstart_example_runs_from_the_local_registry() {
         .find(|t| t["name"] == "report")
         .expect("report task");
     assert_eq!(report["status"], "Succeeded");
+    // The clone of this repository is at its HEAD.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        v["results"]["commit"],
+        String::from_utf8_lossy(&head.stdout).trim(),
+        "{v}"
+    );
 }
