@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the real servers the tests run against, from Debian's packages, if
 # they are missing: an OCI registry (docker-registry), htpasswd
-# (apache2-utils) for its basic-auth variant, and git (git http-backend
-# serves the git-clone tests). Tests start and stop their own
+# (apache2-utils) for its basic-auth variant, git (git http-backend serves
+# the git-clone tests), OpenSSH's sshd (the ssh tests) and rsync (the
+# remote-shell benchmark's baseline). Tests start and stop their own
 # instances on 127.0.0.1 with temp dirs; nothing here starts a service.
 set -euo pipefail
 
@@ -10,6 +11,8 @@ need=()
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 { command -v git >/dev/null 2>&1 && [ -x "$(git --exec-path)/git-http-backend" ]; } || need+=(git)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "test-deps: installing ${need[*]}" >&2

@@ -105,7 +105,10 @@ impl Capability {
     /// Whether this build of the host links the capability. Plugins that
     /// declare one that is not are refused at load time with a clear error.
     pub fn implemented(self) -> bool {
-        matches!(self, Capability::Http | Capability::Secrets)
+        matches!(
+            self,
+            Capability::Http | Capability::Secrets | Capability::Ssh
+        )
     }
 }
 

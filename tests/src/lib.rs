@@ -31,6 +31,7 @@ use capstan::store::{
 
 pub mod git;
 pub mod oci;
+pub mod sshd;
 
 /// Paths of the components built by `build.rs`.
 pub mod components {

@@ -18,6 +18,7 @@ pub mod http;
 pub mod log;
 pub mod network;
 pub mod secrets;
+pub mod ssh;
 pub mod workspace;
 
 pub use log::{LogLevel, TaskSink};

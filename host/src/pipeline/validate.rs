@@ -436,6 +436,17 @@ pub fn validate(
                 d.push(doc.diag(&format!("{at}.grants.http[{j}].secret"), e));
             }
         }
+        for (j, g) in t.grants.ssh.iter().enumerate() {
+            if let Err(e) = crate::caps::ssh::SshGrant::host_key(
+                g.host_key.as_deref(),
+                g.known_hosts.as_deref(),
+            ) {
+                d.push(doc.diag(&format!("{at}.grants.ssh[{j}]"), e));
+            }
+            if let Err(e) = crate::caps::secrets::check_name(&g.secret) {
+                d.push(doc.diag(&format!("{at}.grants.ssh[{j}].secret"), e));
+            }
+        }
         for (j, g) in t.grants.secrets.iter().enumerate() {
             if let Err(e) = crate::caps::secrets::check_name(g.name()) {
                 d.push(doc.diag(&format!("{at}.grants.secrets[{j}]"), e));

@@ -1,7 +1,7 @@
 //! The host's single `bindgen!` over the top-level `wit/`.
 //!
-//! Generated for the `http-task` world, the widest world the host links
-//! today (base + wasi:http + secrets); WASI and wasi:http types come from
+//! Generated for the `capstan-host` world (http-task + ssh-task: everything the
+//! host links today); WASI and wasi:http types come from
 //! wasmtime-wasi and wasmtime-wasi-http. Every plugin exports the same
 //! `task` interface whatever its world, so one pre-instantiated export
 //! lookup serves them all. Imports are synchronous host calls; the `task`
@@ -9,12 +9,19 @@
 //! tokio scheduler at every epoch tick.
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "http-task",
+    world: "capstan-host",
     exports: { default: async },
+    imports: {
+        "capstan:plugin/ssh.connect": async,
+        "capstan:plugin/ssh.[method]session.exec": async,
+        "capstan:plugin/ssh.[method]session.put": async,
+        "capstan:plugin/ssh.[method]session.get": async,
+    },
     with: {
         "wasi": wasmtime_wasi::p2::bindings,
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         "capstan:plugin/secrets.secret": crate::caps::secrets::Secret,
+        "capstan:plugin/ssh.session": crate::caps::ssh::Session,
     },
 });
 
@@ -24,4 +31,4 @@ pub use self::capstan::plugin::types::{
     TaskResult, Workspace,
 };
 /// Pre-instantiated plugin (the `task` export), for any world.
-pub type TaskPre<T> = HttpTaskPre<T>;
+pub type TaskPre<T> = CapstanHostPre<T>;

@@ -83,6 +83,7 @@ pub struct TaskState {
     http_hooks: HttpHooks,
     secrets: SecretsState,
     files: crate::caps::files::FilesState,
+    ssh: crate::caps::ssh::SshState,
 }
 
 impl WasiView for TaskState {
@@ -112,6 +113,20 @@ impl wasmtime::component::HasData for SecretsData {
     type Data<'a> = SecretsView<'a>;
 }
 
+/// `HasData` for the ssh interface.
+struct SshData;
+
+impl wasmtime::component::HasData for SshData {
+    type Data<'a> = crate::caps::ssh::SshView<'a>;
+}
+
+fn ssh_view(s: &mut TaskState) -> crate::caps::ssh::SshView<'_> {
+    crate::caps::ssh::SshView {
+        state: &mut s.ssh,
+        table: &mut s.table,
+    }
+}
+
 fn secrets_view(s: &mut TaskState) -> SecretsView<'_> {
     SecretsView {
         state: &mut s.secrets,
@@ -132,6 +147,8 @@ pub struct Invocation {
     pub http: Vec<HttpGrant>,
     /// Granted secrets.
     pub secrets: Vec<SecretGrant>,
+    /// Granted SSH endpoints (credentials resolved).
+    pub ssh: Vec<crate::caps::ssh::SshGrant>,
 }
 
 /// Why an attempt did not succeed.
@@ -227,6 +244,8 @@ impl Runtime {
             wasmtime::component::HasSelf<crate::caps::files::FilesState>,
         >(&mut linker, |s| &mut s.files)
         .map_err(anyhow::Error::from)?;
+        bindings::capstan::plugin::ssh::add_to_linker::<TaskState, SshData>(&mut linker, ssh_view)
+            .map_err(anyhow::Error::from)?;
         bindings::capstan::plugin::secrets::add_to_linker::<TaskState, SecretsData>(
             &mut linker,
             secrets_view,
@@ -417,6 +436,11 @@ impl Runtime {
             files: crate::caps::files::FilesState {
                 mounts: inv.workspaces.clone(),
                 sink: sink.clone(),
+            },
+            ssh: crate::caps::ssh::SshState {
+                grants: inv.ssh,
+                sink: sink.clone(),
+                connect_timeout: Duration::from_secs(30),
             },
         };
         let mut store = Store::new(&self.engine, state);

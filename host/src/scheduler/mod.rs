@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use crate::caps::LogLevel;
 use crate::caps::http::{Authority, HttpGrant};
 use crate::caps::secrets::{LocalSecrets, SecretGrant};
+use crate::caps::ssh::SshGrant;
 use crate::caps::workspace::WorkspaceMount;
 use crate::digest::Digest;
 use crate::pipeline::subst::Scope;
@@ -539,13 +540,20 @@ struct Execution<'a> {
 
 type AttemptDone = (String, u32, i64, Instant, AttemptReport);
 
+/// A task's grants with their secrets read.
+struct ResolvedGrants {
+    http: Vec<HttpGrant>,
+    secrets: Vec<SecretGrant>,
+    ssh: Vec<SshGrant>,
+}
+
 impl<'a> Execution<'a> {
     /// A task's grants with their secrets read from the secret store. A
     /// missing secret fails the task before it starts, naming the secret.
     fn grants_of(
         &self,
         grants: &crate::pipeline::Grants,
-    ) -> Result<(Vec<HttpGrant>, Vec<SecretGrant>), String> {
+    ) -> Result<ResolvedGrants, String> {
         let store = LocalSecrets::new(&self.sched.state_dir.join("secrets"));
         let read = |name: &str| store.require(name).map_err(|e| format!("{e:#}"));
         let mut http = Vec::new();
@@ -569,7 +577,22 @@ impl<'a> Execution<'a> {
                 value: Arc::new(read(g.name())?),
             });
         }
-        Ok((http, secrets))
+        let mut ssh = Vec::new();
+        for g in &grants.ssh {
+            let value = read(&g.secret)?;
+            ssh.push(SshGrant {
+                host: g.host.clone(),
+                port: g.port,
+                user: g.user.clone(),
+                credential: SshGrant::credential(
+                    &value,
+                    g.auth == crate::pipeline::SshAuth::Password,
+                )
+                .map_err(|e| format!("secret `{}`: {e}", g.secret))?,
+                host_key: SshGrant::host_key(g.host_key.as_deref(), g.known_hosts.as_deref())?,
+            });
+        }
+        Ok(ResolvedGrants { http, secrets, ssh })
     }
 
     fn new(
@@ -1120,7 +1143,7 @@ impl<'a> Execution<'a> {
         }
         let mut limits = self.sched.limits.clone();
         limits.timeout = t.timeout;
-        let (http, secrets) = self.grants_of(&t.spec.grants)?;
+        let ResolvedGrants { http, secrets, ssh } = self.grants_of(&t.spec.grants)?;
 
         let rt = self.state.get_mut(&name).unwrap();
         rt.attempts = attempt;
@@ -1159,6 +1182,7 @@ impl<'a> Execution<'a> {
             sink,
             http,
             secrets,
+            ssh,
         };
         let runtime = self.sched.runtime.clone();
         running.spawn(async move {

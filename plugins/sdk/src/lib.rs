@@ -1,9 +1,10 @@
 //! Guest-side helpers for Capstan plugins built in this repository.
 //!
-//! - The WIT bindings for the `http-task` world (a superset of `base`), so
-//!   plugins share one set of generated types. A component imports only the
-//!   interfaces it actually calls, so a plugin that never makes a request
-//!   still targets `base`.
+//! - The WIT bindings for every interface the host offers (the
+//!   `capstan-host` world: base + http + secrets + ssh), so plugins share
+//!   one set of generated types. A component imports only the interfaces it
+//!   actually calls, so a plugin that never makes a request still targets
+//!   `base`.
 //! - [`http`]: a small blocking HTTP client over `wasi:http`, with a
 //!   streaming response body (`std::io::Read`).
 //!
@@ -12,7 +13,7 @@
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "http-task",
+    world: "capstan-host",
     pub_export_macro: true,
     default_bindings_module: "capstan_plugin_sdk",
     generate_all,

@@ -1,0 +1,473 @@
+//! The `ssh` capability (russh): sessions to granted `host:port` pairs only,
+//! authenticated by the host with a secret the plugin never sees, host keys
+//! always verified.
+//!
+//! - Not granted: refused before any connection, with a log line.
+//! - Host keys: the grant pins a fingerprint (`hostKey: SHA256:…`) or
+//!   carries known_hosts lines (`knownHosts`); an unknown or changed key
+//!   refuses the connection and the error shows the offered key's SHA256
+//!   fingerprint so an operator can pin it. There is no switch to turn
+//!   verification off.
+//! - `exec` streams stdout/stderr into the task log as they arrive and
+//!   returns the exit status with the tails; `put`/`get` move files over an
+//!   exec channel (`cat`), which needs nothing but a POSIX shell remotely.
+//! - Keepalives every 5 s (3 missed = dropped), connect timeout 30 s.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::{ChannelMsg, client};
+use wasmtime::component::{Resource, ResourceTable};
+
+use super::{LogLevel, TaskSink};
+use crate::runtime::bindings::capstan::plugin::ssh::{ExecResult, Host, HostSession};
+use crate::runtime::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskError};
+
+/// How the host proves who it is.
+pub enum Credential {
+    Key(Arc<PrivateKey>),
+    Password(String),
+}
+
+/// How the server's host key is checked.
+#[derive(Debug, Clone)]
+pub enum HostKeyCheck {
+    /// `SHA256:<base64>` as `ssh-keygen -lf` prints it.
+    Fingerprint(String),
+    /// Keys from known_hosts lines for this host.
+    Known(Vec<PublicKey>),
+}
+
+/// One granted SSH endpoint, with its credential resolved.
+pub struct SshGrant {
+    pub host: String,
+    pub port: u16,
+    /// If set, the only user the plugin may connect as.
+    pub user: Option<String>,
+    pub credential: Credential,
+    pub host_key: HostKeyCheck,
+}
+
+impl SshGrant {
+    /// Parse the credential from a secret: an OpenSSH private key, or a
+    /// password.
+    pub fn credential(secret: &[u8], password: bool) -> Result<Credential, String> {
+        let text = std::str::from_utf8(secret).map_err(|_| "the secret is not UTF-8 text")?;
+        if password {
+            return Ok(Credential::Password(
+                text.trim_end_matches(['\r', '\n']).to_string(),
+            ));
+        }
+        let key = russh::keys::decode_secret_key(text, None)
+            .map_err(|e| format!("the secret is not an unencrypted OpenSSH private key: {e}"))?;
+        Ok(Credential::Key(Arc::new(key)))
+    }
+
+    /// Parse `hostKey` / `knownHosts` from a grant.
+    pub fn host_key(
+        fingerprint: Option<&str>,
+        known_hosts: Option<&str>,
+    ) -> Result<HostKeyCheck, String> {
+        match (fingerprint, known_hosts) {
+            (Some(f), None) => {
+                if !f.starts_with("SHA256:") || f.len() < 20 {
+                    return Err(format!(
+                        "hostKey `{f}`: expected a SHA256 fingerprint as `ssh-keygen -lf` prints it (SHA256:…)"
+                    ));
+                }
+                Ok(HostKeyCheck::Fingerprint(f.to_string()))
+            }
+            (None, Some(lines)) => {
+                let mut keys = Vec::new();
+                for line in lines
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                {
+                    // `[host]:port keytype base64 [comment]` or `keytype base64`.
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let at = fields
+                        .iter()
+                        .position(|f| f.starts_with("ssh-") || f.starts_with("ecdsa-"))
+                        .ok_or_else(|| format!("knownHosts: no key type in `{line}`"))?;
+                    let text = fields[at..].join(" ");
+                    keys.push(
+                        PublicKey::from_openssh(&text)
+                            .map_err(|e| format!("knownHosts: `{line}`: {e}"))?,
+                    );
+                }
+                if keys.is_empty() {
+                    return Err("knownHosts holds no key".into());
+                }
+                Ok(HostKeyCheck::Known(keys))
+            }
+            (None, None) => Err(
+                "SSH host keys are always verified: give `hostKey: SHA256:…` or `knownHosts`"
+                    .into(),
+            ),
+            (Some(_), Some(_)) => Err("give either `hostKey` or `knownHosts`, not both".into()),
+        }
+    }
+}
+
+fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// russh's handler: the host-key check.
+struct Verifier {
+    expected: HostKeyCheck,
+    offered: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false);
+        };
+        let fp = fingerprint(key);
+        *self.offered.lock().unwrap() = Some(fp.clone());
+        Ok(match &self.expected {
+            HostKeyCheck::Fingerprint(want) => *want == fp,
+            HostKeyCheck::Known(keys) => keys.iter().any(|k| k.key_data() == key.key_data()),
+        })
+    }
+}
+
+/// An open session (the guest holds a handle to it).
+pub struct Session {
+    handle: client::Handle<Verifier>,
+    label: String,
+}
+
+/// Per-task state of the ssh interface.
+pub struct SshState {
+    pub grants: Vec<SshGrant>,
+    pub sink: Arc<dyn TaskSink>,
+    pub connect_timeout: Duration,
+}
+
+/// The view the generated traits are implemented on.
+pub struct SshView<'a> {
+    pub state: &'a mut SshState,
+    pub table: &'a mut ResourceTable,
+}
+
+fn denied(target: String) -> TaskError {
+    TaskError::Denied(Denial {
+        capability: "ssh".into(),
+        target,
+        layer: GrantLayer::Pipeline,
+    })
+}
+
+fn failed(e: impl std::fmt::Display) -> TaskError {
+    TaskError::Failed(e.to_string())
+}
+
+/// POSIX shell single-quoting.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+const TAIL: usize = 4096;
+
+fn push_tail(tail: &mut Vec<u8>, data: &[u8]) {
+    tail.extend_from_slice(data);
+    if tail.len() > TAIL {
+        tail.drain(..tail.len() - TAIL);
+    }
+}
+
+/// Lines of output into the task log, as they complete.
+struct LineLog {
+    buf: Vec<u8>,
+    level: LogLevel,
+}
+
+impl LineLog {
+    fn feed(&mut self, sink: &dyn TaskSink, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=i).collect();
+            sink.log(self.level, String::from_utf8_lossy(&line).trim_end());
+        }
+        if self.buf.len() > 16 * 1024 {
+            let line: Vec<u8> = std::mem::take(&mut self.buf);
+            sink.log(self.level, &String::from_utf8_lossy(&line));
+        }
+    }
+
+    fn flush(&mut self, sink: &dyn TaskSink) {
+        if !self.buf.is_empty() {
+            let line = std::mem::take(&mut self.buf);
+            sink.log(self.level, String::from_utf8_lossy(&line).trim_end());
+        }
+    }
+}
+
+/// Run `command` on a new channel, feeding `stdin`, streaming output to the
+/// log (unless `collect`), and return (exit code, stdout, stderr tail).
+async fn run(
+    session: &Session,
+    sink: &dyn TaskSink,
+    command: &str,
+    stdin: Option<&[u8]>,
+    collect: bool,
+) -> Result<(i32, Vec<u8>, Vec<u8>), TaskError> {
+    let lost = |e: russh::Error| failed(format!("ssh {}: {e}", session.label));
+    let mut channel = session.handle.channel_open_session().await.map_err(lost)?;
+    channel.exec(true, command).await.map_err(lost)?;
+    if let Some(data) = stdin {
+        channel.data(data).await.map_err(lost)?;
+        channel.eof().await.map_err(lost)?;
+    }
+    let mut out = LineLog {
+        buf: vec![],
+        level: LogLevel::Info,
+    };
+    let mut err = LineLog {
+        buf: vec![],
+        level: LogLevel::Warn,
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut code = None;
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                if collect {
+                    stdout.extend_from_slice(&data);
+                } else {
+                    out.feed(sink, &data);
+                    push_tail(&mut stdout, &data);
+                }
+            }
+            ChannelMsg::ExtendedData { data, .. } => {
+                err.feed(sink, &data);
+                push_tail(&mut stderr, &data);
+            }
+            ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                sink.log(
+                    LogLevel::Warn,
+                    &format!("remote command killed by signal {signal_name:?}"),
+                );
+                code = Some(-1);
+            }
+            _ => {}
+        }
+    }
+    out.flush(sink);
+    err.flush(sink);
+    match code {
+        Some(c) => Ok((c, stdout, stderr)),
+        None => Err(failed(format!(
+            "ssh {}: the connection closed before the command finished",
+            session.label
+        ))),
+    }
+}
+
+impl Host for SshView<'_> {
+    async fn connect(
+        &mut self,
+        host: String,
+        port: u16,
+        user: String,
+    ) -> Result<Resource<Session>, TaskError> {
+        let target = format!("{user}@{host}:{port}");
+        let Some(grant) = self
+            .state
+            .grants
+            .iter()
+            .find(|g| g.host.eq_ignore_ascii_case(&host) && g.port == port)
+        else {
+            self.state.sink.log(
+                LogLevel::Warn,
+                &format!(
+                    "denied: ssh {host}:{port} (layer: pipeline; not in this task's grants.ssh)"
+                ),
+            );
+            return Err(denied(format!("{host}:{port}")));
+        };
+        if let Some(only) = &grant.user
+            && *only != user
+        {
+            self.state.sink.log(
+                LogLevel::Warn,
+                &format!(
+                    "denied: ssh {target} (layer: pipeline; the grant allows user `{only}` only)"
+                ),
+            );
+            return Err(denied(target));
+        }
+        let offered = Arc::new(Mutex::new(None));
+        let config = Arc::new(client::Config {
+            inactivity_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(5)),
+            keepalive_max: 3,
+            ..Default::default()
+        });
+        let verifier = Verifier {
+            expected: grant.host_key.clone(),
+            offered: offered.clone(),
+        };
+        let connecting = client::connect(config, (host.as_str(), port), verifier);
+        let mut handle = match tokio::time::timeout(self.state.connect_timeout, connecting).await {
+            Err(_) => {
+                return Err(failed(format!(
+                    "ssh {target}: no connection within {}s",
+                    self.state.connect_timeout.as_secs()
+                )));
+            }
+            Ok(Err(russh::Error::UnknownKey)) => {
+                let fp = offered.lock().unwrap().clone().unwrap_or_default();
+                let msg = format!(
+                    "ssh {host}:{port}: host key {fp} is not the one the grant trusts; refusing to connect \
+                     (if this key is right, pin it with `hostKey: {fp}`)"
+                );
+                self.state.sink.log(LogLevel::Error, &msg);
+                return Err(failed(msg));
+            }
+            Ok(Err(e)) => return Err(failed(format!("ssh {target}: {e}"))),
+            Ok(Ok(h)) => h,
+        };
+        let auth = match &grant.credential {
+            Credential::Key(key) => {
+                let hash = handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(|e| failed(format!("ssh {target}: {e}")))?
+                    .flatten();
+                handle
+                    .authenticate_publickey(&user, PrivateKeyWithHashAlg::new(key.clone(), hash))
+                    .await
+            }
+            Credential::Password(p) => handle.authenticate_password(&user, p).await,
+        }
+        .map_err(|e| failed(format!("ssh {target}: authentication: {e}")))?;
+        if !auth.success() {
+            return Err(failed(format!(
+                "ssh {target}: authentication refused by the server (check the grant's secret)"
+            )));
+        }
+        let fp = offered.lock().unwrap().clone().unwrap_or_default();
+        self.state.sink.log(
+            LogLevel::Info,
+            &format!("ssh: connected to {target} (host key {fp})"),
+        );
+        self.table
+            .push(Session {
+                handle,
+                label: target,
+            })
+            .map_err(failed)
+    }
+}
+
+impl HostSession for SshView<'_> {
+    async fn exec(
+        &mut self,
+        s: Resource<Session>,
+        command: String,
+        env: Vec<(String, String)>,
+    ) -> Result<ExecResult, TaskError> {
+        let session = self.table.get(&s).map_err(failed)?;
+        let mut full = String::new();
+        for (k, v) in &env {
+            if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(TaskError::InvalidParams(format!(
+                    "`{k}` is not an environment variable name"
+                )));
+            }
+            full.push_str(&format!("export {k}={}; ", quote(v)));
+        }
+        full.push_str(&command);
+        let (code, out, err) = run(session, &*self.state.sink, &full, None, false).await?;
+        Ok(ExecResult {
+            exit_code: code,
+            stdout_tail: String::from_utf8_lossy(&out).into_owned(),
+            stderr_tail: String::from_utf8_lossy(&err).into_owned(),
+        })
+    }
+
+    async fn put(
+        &mut self,
+        s: Resource<Session>,
+        remote_path: String,
+        contents: Vec<u8>,
+        mode: u32,
+    ) -> Result<(), TaskError> {
+        let session = self.table.get(&s).map_err(failed)?;
+        let p = quote(&remote_path);
+        let cmd = format!(
+            "mkdir -p \"$(dirname {p})\" && cat > {p}.capstan-tmp && chmod {:o} {p}.capstan-tmp && mv -f {p}.capstan-tmp {p}",
+            mode & 0o7777
+        );
+        let (code, _, err) = run(session, &*self.state.sink, &cmd, Some(&contents), true).await?;
+        if code != 0 {
+            return Err(failed(format!(
+                "ssh {}: writing {remote_path}: {}",
+                session.label,
+                String::from_utf8_lossy(&err).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn get(
+        &mut self,
+        s: Resource<Session>,
+        remote_path: String,
+    ) -> Result<Vec<u8>, TaskError> {
+        let session = self.table.get(&s).map_err(failed)?;
+        let cmd = format!("cat {}", quote(&remote_path));
+        let (code, out, err) = run(session, &*self.state.sink, &cmd, None, true).await?;
+        if code != 0 {
+            return Err(failed(format!(
+                "ssh {}: reading {remote_path}: {}",
+                session.label,
+                String::from_utf8_lossy(&err).trim()
+            )));
+        }
+        Ok(out)
+    }
+
+    fn drop(&mut self, s: Resource<Session>) -> wasmtime::Result<()> {
+        self.table.delete(s)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_key_settings_are_required_and_checked() {
+        assert!(
+            SshGrant::host_key(None, None)
+                .unwrap_err()
+                .contains("always verified")
+        );
+        assert!(SshGrant::host_key(Some("md5:aa"), None).is_err());
+        assert!(SshGrant::host_key(Some("SHA256:abcdefghijklmnopqrstuvwxyz"), None).is_ok());
+        let line = "[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+        assert!(matches!(
+            SshGrant::host_key(None, Some(line)).unwrap(),
+            HostKeyCheck::Known(k) if k.len() == 1
+        ));
+        assert!(SshGrant::host_key(None, Some("garbage")).is_err());
+    }
+
+    #[test]
+    fn quoting_survives_quotes() {
+        assert_eq!(quote("a'b"), "'a'\\''b'");
+    }
+}
