@@ -32,25 +32,45 @@ impl FilesState {
     }
 }
 
-impl Host for FilesState {
-    fn set_executable(&mut self, path: String, executable: bool) -> Result<(), TaskError> {
+impl FilesState {
+    /// The workspace directory and the path inside it.
+    fn resolve<'p>(
+        &self,
+        path: &'p str,
+        write: bool,
+    ) -> Result<(cap_std::fs::Dir, &'p str), TaskError> {
         let Some(rest) = path.strip_prefix("/workspace/") else {
-            return Err(self.deny(&path, "not in a workspace"));
+            return Err(self.deny(path, "not in a workspace"));
         };
         let (name, rel) = rest.split_once('/').unwrap_or((rest, ""));
         let Some(mount) = self.mounts.iter().find(|m| m.name == name) else {
-            return Err(self.deny(&path, "no such workspace"));
+            return Err(self.deny(path, "no such workspace"));
         };
-        if mount.read_only {
-            return Err(self.deny(&path, "the workspace is read-only"));
+        if write && mount.read_only {
+            return Err(self.deny(path, "the workspace is read-only"));
         }
         if rel.is_empty() {
             return Err(TaskError::InvalidParams(format!("{path}: not a file")));
         }
-        let failed = |e: std::io::Error| TaskError::Failed(format!("{path}: {e}"));
         let dir =
             cap_std::fs::Dir::open_ambient_dir(&mount.host_path, cap_std::ambient_authority())
-                .map_err(failed)?;
+                .map_err(|e| TaskError::Failed(format!("{path}: {e}")))?;
+        Ok((dir, rel))
+    }
+}
+
+impl Host for FilesState {
+    fn is_executable(&mut self, path: String) -> Result<bool, TaskError> {
+        let (dir, rel) = self.resolve(&path, false)?;
+        let meta = dir
+            .metadata(rel)
+            .map_err(|e| TaskError::Failed(format!("{path}: {e}")))?;
+        Ok(meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    }
+
+    fn set_executable(&mut self, path: String, executable: bool) -> Result<(), TaskError> {
+        let (dir, rel) = self.resolve(&path, true)?;
+        let failed = |e: std::io::Error| TaskError::Failed(format!("{path}: {e}"));
         let meta = dir.symlink_metadata(rel).map_err(|e| {
             if e.kind() == std::io::ErrorKind::PermissionDenied {
                 self.deny(&path, "outside the workspace")

@@ -550,10 +550,7 @@ struct ResolvedGrants {
 impl<'a> Execution<'a> {
     /// A task's grants with their secrets read from the secret store. A
     /// missing secret fails the task before it starts, naming the secret.
-    fn grants_of(
-        &self,
-        grants: &crate::pipeline::Grants,
-    ) -> Result<ResolvedGrants, String> {
+    fn grants_of(&self, grants: &crate::pipeline::Grants) -> Result<ResolvedGrants, String> {
         let store = LocalSecrets::new(&self.sched.state_dir.join("secrets"));
         let read = |name: &str| store.require(name).map_err(|e| format!("{e:#}"));
         let mut http = Vec::new();

@@ -1,0 +1,313 @@
+//! `remote-shell`: build on a machine reached over SSH — the Tekton
+//! remote-shell recipe (`sshpass … ssh -o StrictHostKeyChecking=no`, rsync
+//! up, run, rsync back) without its flaws: the host holds the credentials
+//! and verifies host keys; the plugin only sees a session handle.
+//!
+//! Flow: create the remote workspace → send new/changed files up in one tar
+//! stream and mirror deletions ([`plan`]) → run the script there with the
+//! env → bring the requested paths back (a tar, unpacked inside the
+//! workspace only) → results.
+
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use capstan_plugin_sdk::capstan::plugin::files;
+use capstan_plugin_sdk::capstan::plugin::log::{Level, log, progress};
+use capstan_plugin_sdk::capstan::plugin::ssh;
+use capstan_plugin_sdk::capstan::plugin::types::{ParamValue, TaskError, TaskInput, TaskResult};
+use capstan_plugin_sdk::exports::capstan::plugin::task::Guest;
+use capstan_plugin_sdk::{param_str, workspace};
+use sha2::Digest as _;
+
+use plan::{FileState, MANIFEST};
+
+struct RemoteShell;
+
+fn invalid(m: impl Into<String>) -> TaskError {
+    TaskError::InvalidParams(m.into())
+}
+
+fn failed(m: impl Into<String>) -> TaskError {
+    TaskError::Failed(m.into())
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn list_param(input: &TaskInput, name: &str) -> Result<Vec<String>, TaskError> {
+    match input
+        .params
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| &p.value)
+    {
+        Some(ParamValue::Array(a)) => Ok(a.clone()),
+        Some(_) => Err(invalid(format!("`{name}` must be an array"))),
+        None => Ok(vec![]),
+    }
+}
+
+fn bool_param(input: &TaskInput, name: &str, default: &str) -> Result<bool, TaskError> {
+    match param_str(input, name, Some(default))?.as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        v => Err(invalid(format!(
+            "`{name}` must be true or false, not `{v}`"
+        ))),
+    }
+}
+
+/// Every regular file under `root` (relative paths), minus excludes.
+fn scan(root: &Path, exclude: &[String]) -> Result<BTreeMap<String, FileState>, TaskError> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| failed(format!("reading {}: {e}", dir.display())))?;
+        for e in entries {
+            let e = e.map_err(|e| failed(e.to_string()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = if rel.as_os_str().is_empty() {
+                name.clone()
+            } else {
+                format!("{}/{name}", rel.display())
+            };
+            if path == MANIFEST || exclude.iter().any(|g| plan::glob(g, &path)) {
+                continue;
+            }
+            let ft = e.file_type().map_err(|e| failed(e.to_string()))?;
+            if ft.is_dir() {
+                stack.push(PathBuf::from(&path));
+            } else if ft.is_file() {
+                let bytes =
+                    std::fs::read(e.path()).map_err(|e| failed(format!("reading {path}: {e}")))?;
+                let guest = root.join(&path);
+                let executable = files::is_executable(&guest.to_string_lossy()).unwrap_or(false);
+                out.insert(
+                    path,
+                    FileState {
+                        size: bytes.len() as u64,
+                        sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                        executable,
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn run_checked(s: &ssh::Session, what: &str, command: &str) -> Result<ssh::ExecResult, TaskError> {
+    let r = s.exec(command, &[])?;
+    if r.exit_code != 0 {
+        return Err(failed(format!(
+            "{what} failed (exit {}): {}",
+            r.exit_code,
+            r.stderr_tail.trim()
+        )));
+    }
+    Ok(r)
+}
+
+impl Guest for RemoteShell {
+    fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
+        let host = param_str(&input, "host", None)?;
+        let port: u16 = param_str(&input, "port", Some("22"))?
+            .parse()
+            .map_err(|_| invalid("`port` must be a port number"))?;
+        let user = param_str(&input, "user", None)?;
+        let remote = param_str(&input, "remote-workspace", None)?;
+        if remote.is_empty() || remote == "/" || remote.split('/').any(|s| s == "..") {
+            return Err(invalid(
+                "`remote-workspace` must be a directory path without `..`",
+            ));
+        }
+        let script = param_str(&input, "script", None)?;
+        let env: Vec<(String, String)> = match input
+            .params
+            .iter()
+            .find(|p| p.name == "env")
+            .map(|p| &p.value)
+        {
+            Some(ParamValue::Object(o)) => o.clone(),
+            None => vec![],
+            Some(_) => return Err(invalid("`env` must be an object")),
+        };
+        let back = list_param(&input, "sync-back")?;
+        for p in &back {
+            plan::check_back_path(p).map_err(invalid)?;
+        }
+        let exclude = list_param(&input, "exclude")?;
+        let root = PathBuf::from(workspace(&input, "source")?);
+        let ws = quote(&remote);
+
+        let s = ssh::connect(&host, port, &user)?;
+        run_checked(
+            &s,
+            "creating the remote workspace",
+            &format!("mkdir -p {ws}"),
+        )?;
+
+        let mut bytes_up = 0u64;
+        if bool_param(&input, "sync-up", "true")? {
+            progress("scanning", 0, None);
+            let local = scan(&root, &exclude)?;
+            let manifest = format!("{}/{MANIFEST}", remote.trim_end_matches('/'));
+            let exists = s
+                .exec(&format!("test -f {}", quote(&manifest)), &[])?
+                .exit_code
+                == 0;
+            let known = if exists {
+                plan::parse_manifest(&String::from_utf8_lossy(&s.get(&manifest)?))
+            } else {
+                BTreeMap::new()
+            };
+            let p = plan::plan(&local, &known, bool_param(&input, "delete", "true")?);
+            log(
+                Level::Info,
+                &format!(
+                    "sync up: {} to send, {} to delete, {} unchanged",
+                    p.upload.len(),
+                    p.delete.len(),
+                    local.len() - p.upload.len()
+                ),
+            );
+            if !p.upload.is_empty() {
+                let mut tar = tar::Builder::new(Vec::new());
+                for (i, path) in p.upload.iter().enumerate() {
+                    let bytes = std::fs::read(root.join(path))
+                        .map_err(|e| failed(format!("reading {path}: {e}")))?;
+                    bytes_up += bytes.len() as u64;
+                    let mut h = tar::Header::new_gnu();
+                    h.set_size(bytes.len() as u64);
+                    h.set_mode(if local[path].executable { 0o755 } else { 0o644 });
+                    h.set_cksum();
+                    tar.append_data(&mut h, path, bytes.as_slice())
+                        .map_err(|e| failed(format!("packing {path}: {e}")))?;
+                    if i % 200 == 0 {
+                        progress("sync up", i as u64, Some(p.upload.len() as u64));
+                    }
+                }
+                let data = tar.into_inner().map_err(|e| failed(e.to_string()))?;
+                let tmp = format!("{}.capstan-up.tar", remote.trim_end_matches('/'));
+                s.put(&tmp, &data, 0o600)?;
+                run_checked(
+                    &s,
+                    "unpacking on the remote side",
+                    &format!("tar -xf {t} -C {ws} && rm -f {t}", t = quote(&tmp)),
+                )?;
+            }
+            for chunk in p.delete.chunks(200) {
+                let list: Vec<String> = chunk.iter().map(|p| quote(p)).collect();
+                run_checked(
+                    &s,
+                    "deleting remote files",
+                    &format!("cd {ws} && rm -f -- {}", list.join(" ")),
+                )?;
+            }
+            s.put(&manifest, plan::render_manifest(&local).as_bytes(), 0o644)?;
+        }
+
+        progress("running the script", 0, None);
+        let r = s.exec(&format!("cd {ws} && {script}"), &env)?;
+        if r.exit_code != 0 {
+            return Err(failed(format!(
+                "the remote script exited with {}: {}",
+                r.exit_code,
+                r.stderr_tail.trim()
+            )));
+        }
+
+        let mut bytes_back = 0u64;
+        if !back.is_empty() {
+            progress("sync back", 0, None);
+            let tmp = format!("{}.capstan-back.tar", remote.trim_end_matches('/'));
+            let paths: Vec<String> = back.iter().map(|p| quote(p)).collect();
+            run_checked(
+                &s,
+                "packing the results",
+                &format!(
+                    "cd {ws} && tar -cf {t} --exclude=./{MANIFEST} -- {}",
+                    paths.join(" "),
+                    t = quote(&tmp)
+                ),
+            )?;
+            let data = s.get(&tmp)?;
+            let _ = s.exec(&format!("rm -f {}", quote(&tmp)), &[]);
+            bytes_back = data.len() as u64;
+            let mut archive = tar::Archive::new(data.as_slice());
+            for entry in archive
+                .entries()
+                .map_err(|e| failed(format!("results archive: {e}")))?
+            {
+                let mut entry = entry.map_err(|e| failed(format!("results archive: {e}")))?;
+                let path = entry
+                    .path()
+                    .map_err(|e| failed(e.to_string()))?
+                    .into_owned();
+                let rel = path.to_string_lossy().trim_start_matches("./").to_string();
+                if rel.is_empty() {
+                    continue;
+                }
+                plan::check_back_path(&rel).map_err(failed)?;
+                let target = root.join(&rel);
+                match entry.header().entry_type() {
+                    tar::EntryType::Directory => {
+                        std::fs::create_dir_all(&target)
+                            .map_err(|e| failed(format!("{rel}: {e}")))?;
+                    }
+                    tar::EntryType::Regular => {
+                        if let Some(parent) = target.parent() {
+                            std::fs::create_dir_all(parent)
+                                .map_err(|e| failed(format!("{rel}: {e}")))?;
+                        }
+                        let mut buf = Vec::new();
+                        entry
+                            .read_to_end(&mut buf)
+                            .map_err(|e| failed(format!("{rel}: {e}")))?;
+                        std::fs::write(&target, &buf)
+                            .map_err(|e| failed(format!("writing {rel}: {e}")))?;
+                        let exec = entry.header().mode().unwrap_or(0) & 0o111 != 0;
+                        files::set_executable(&target.to_string_lossy(), exec)?;
+                    }
+                    other => log(
+                        Level::Warn,
+                        &format!(
+                            "sync back: skipping {rel} ({other:?}; only files and directories come back)"
+                        ),
+                    ),
+                }
+            }
+        }
+        Ok(vec![
+            TaskResult {
+                name: "exit-code".into(),
+                value: r.exit_code.to_string(),
+            },
+            TaskResult {
+                name: "remote-workspace".into(),
+                value: remote,
+            },
+            TaskResult {
+                name: "bytes-up".into(),
+                value: bytes_up.to_string(),
+            },
+            TaskResult {
+                name: "bytes-back".into(),
+                value: bytes_back.to_string(),
+            },
+        ])
+    }
+}
+
+capstan_plugin_sdk::export!(RemoteShell with_types_in capstan_plugin_sdk);
+
+#[used]
+#[unsafe(link_section = "capstan-manifest")]
+static MANIFEST_SECTION: [u8; include_bytes!("../capstan.toml").len()] =
+    *include_bytes!("../capstan.toml");

@@ -1,0 +1,171 @@
+//! The sync planner: which files to send up, which to delete remotely.
+//! Plain code, unit-tested natively.
+//!
+//! The remote workspace keeps a manifest (`.capstan-sync`: path, size,
+//! SHA-256, executable) of what was last sent; a file is sent when it is
+//! new or its size or content hash differs, and removed remotely when it
+//! is gone locally (with `delete`).
+
+use std::collections::BTreeMap;
+
+pub const MANIFEST: &str = ".capstan-sync";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub size: u64,
+    pub sha256: String,
+    pub executable: bool,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub upload: Vec<String>,
+    pub delete: Vec<String>,
+}
+
+pub fn plan(
+    local: &BTreeMap<String, FileState>,
+    remote: &BTreeMap<String, FileState>,
+    delete: bool,
+) -> Plan {
+    let mut p = Plan::default();
+    for (path, l) in local {
+        if remote.get(path) != Some(l) {
+            p.upload.push(path.clone());
+        }
+    }
+    if delete {
+        for path in remote.keys() {
+            if !local.contains_key(path) {
+                p.delete.push(path.clone());
+            }
+        }
+    }
+    p
+}
+
+/// `path\tsize\tsha256\tx|-` per line.
+pub fn render_manifest(files: &BTreeMap<String, FileState>) -> String {
+    let mut out = String::new();
+    for (p, f) in files {
+        out.push_str(&format!(
+            "{p}\t{}\t{}\t{}\n",
+            f.size,
+            f.sha256,
+            if f.executable { "x" } else { "-" }
+        ));
+    }
+    out
+}
+
+/// A missing or damaged manifest means "send everything".
+pub fn parse_manifest(text: &str) -> BTreeMap<String, FileState> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if let [p, size, hash, x] = f[..]
+            && let Ok(size) = size.parse()
+        {
+            out.insert(
+                p.to_string(),
+                FileState {
+                    size,
+                    sha256: hash.to_string(),
+                    executable: x == "x",
+                },
+            );
+        }
+    }
+    out
+}
+
+/// `*` matches within a path segment, `**` across segments; a pattern
+/// without `/` matches a file name anywhere.
+pub fn glob(pattern: &str, path: &str) -> bool {
+    fn m(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) if p.get(1) == Some(&b'*') => {
+                let rest = p[2..].strip_prefix(b"/").unwrap_or(&p[2..]);
+                (0..=s.len()).any(|i| m(rest, &s[i..]))
+            }
+            (Some(b'*'), _) => (0..=s.len())
+                .take_while(|&i| i == 0 || s[i - 1] != b'/')
+                .any(|i| m(&p[1..], &s[i..])),
+            (Some(a), Some(b)) if a == b => m(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    if !pattern.contains('/') {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        return m(pattern.as_bytes(), name.as_bytes()) || m(pattern.as_bytes(), path.as_bytes());
+    }
+    m(pattern.as_bytes(), path.as_bytes())
+}
+
+/// A `sync-back` path must stay inside the remote workspace.
+pub fn check_back_path(p: &str) -> Result<(), String> {
+    if p.starts_with('/') || p.split('/').any(|s| s == "..") || p.is_empty() {
+        return Err(format!(
+            "sync-back path `{p}` is outside the workspace (use a relative path without `..`)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(size: u64, h: &str) -> FileState {
+        FileState {
+            size,
+            sha256: h.into(),
+            executable: false,
+        }
+    }
+
+    #[test]
+    fn only_changes_are_sent_and_deletions_mirrored() {
+        let remote: BTreeMap<_, _> = [
+            ("a".to_string(), f(1, "x")),
+            ("gone".to_string(), f(1, "y")),
+        ]
+        .into();
+        let local: BTreeMap<_, _> =
+            [("a".to_string(), f(1, "x")), ("b".to_string(), f(2, "z"))].into();
+        let p = plan(&local, &remote, true);
+        assert_eq!(p.upload, vec!["b"]);
+        assert_eq!(p.delete, vec!["gone"]);
+        assert!(plan(&local, &remote, false).delete.is_empty());
+        let changed: BTreeMap<_, _> = [("a".to_string(), f(1, "CHANGED"))].into();
+        assert_eq!(plan(&changed, &remote, false).upload, vec!["a"]);
+        assert_eq!(plan(&local, &local, true), Plan::default());
+    }
+
+    #[test]
+    fn manifests_round_trip_and_damage_means_resend() {
+        let m: BTreeMap<_, _> = [("dir/a b".to_string(), f(3, "abc"))].into();
+        assert_eq!(parse_manifest(&render_manifest(&m)), m);
+        assert!(parse_manifest("garbage\nmore").is_empty());
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("*.o", "src/x.o"));
+        assert!(glob("target/**", "target/debug/x"));
+        assert!(glob("src/*.c", "src/a.c"));
+        assert!(!glob("src/*.c", "src/sub/a.c"));
+        assert!(glob("**/*.tmp", "a/b/c.tmp"));
+        assert!(!glob("*.o", "src/x.c"));
+    }
+
+    #[test]
+    fn back_paths_stay_inside() {
+        assert!(check_back_path("out/app").is_ok());
+        assert!(check_back_path(".").is_ok());
+        for bad in ["/etc", "../x", "a/../../b", ""] {
+            assert!(check_back_path(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! remote-shell against a real sshd: the seed scenario (git-clone →
+//! remote `make` → the artifact comes back and runs), incremental sync,
+//! mirrored deletions, exit codes, refused paths, no secret anywhere.
+
+use std::path::PathBuf;
+
+use capstan::caps::secrets::LocalSecrets;
+use capstan::store::TaskStatus;
+use capstan_tests::git::{GitServer, git};
+use capstan_tests::sshd::{Sshd, USER};
+use capstan_tests::{RunOutcome, TestEnv};
+
+fn ssh_grant(sshd: &Sshd) -> String {
+    format!(
+        "ssh: [{{ host: 127.0.0.1, port: {}, secret: build-key, hostKey: \"{}\" }}]",
+        sshd.port, sshd.fingerprint
+    )
+}
+
+fn remote_task(sshd: &Sshd, remote: &str, script: &str, extra: &str) -> String {
+    format!(
+        r#"    - name: build
+      uses: "{{{{remote_shell}}}}"
+      timeout: 60s
+      params:
+        - {{ name: host, value: "127.0.0.1" }}
+        - {{ name: port, value: "{}" }}
+        - {{ name: user, value: "{USER}" }}
+        - {{ name: remote-workspace, value: "{remote}" }}
+        - {{ name: script, value: "{script}" }}
+        - {{ name: env, value: {{ GREETING: "hi there" }} }}
+{extra}      workspaces: [{{ name: source, workspace: src }}]
+      grants: {{ {} }}
+"#,
+        sshd.port,
+        ssh_grant(sshd)
+    )
+}
+
+fn env(sshd: &Sshd) -> TestEnv {
+    let env = TestEnv::new();
+    LocalSecrets::new(&env.sched.state_dir.join("secrets"))
+        .set("build-key", sshd.client_key.as_bytes())
+        .unwrap();
+    env
+}
+
+fn remote_dir() -> String {
+    format!("/tmp/capstan-rs-{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
+}
+
+#[tokio::test]
+async fn git_clone_then_remote_make_brings_the_artifact_back() {
+    let sshd = Sshd::start();
+    let server = GitServer::start(true);
+    let (bare, work) = server.repo("hello.git");
+    std::fs::write(
+        work.path().join("hello.c"),
+        "#include <stdio.h>\nint main(void) { puts(\"hello from the build machine\"); return 0; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.path().join("Makefile"),
+        "out/hello: hello.c\n\tmkdir -p out\n\tcc -o out/hello hello.c\n",
+    )
+    .unwrap();
+    git(work.path(), &["add", "."]);
+    git(work.path(), &["commit", "-q", "-m", "hello"]);
+    server.push(work.path(), &bare, &["main"]);
+    let env = env(&sshd);
+    let remote = remote_dir();
+    let yaml = format!(
+        r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: {{ name: seed }}
+spec:
+  workspaces: [{{ name: src }}]
+  tasks:
+    - name: clone
+      uses: "{{{{git_clone}}}}"
+      params: [{{ name: url, value: "{}" }}]
+      workspaces: [{{ name: output, workspace: src }}]
+      grants: {{ http: ["{}"] }}
+{}"#,
+        server.url("hello.git"),
+        server.origin(),
+        remote_task(
+            &sshd,
+            &remote,
+            "make && echo built: $GREETING",
+            "        - { name: sync-back, value: [out] }\n"
+        )
+        .replace(
+            "    - name: build\n",
+            "    - name: build\n      runAfter: [clone]\n"
+        )
+    );
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(run.result("build", "exit-code"), "0");
+    assert!(
+        run.log_text().contains("built: hi there"),
+        "{}",
+        run.log_text()
+    );
+    let ws = PathBuf::from(&run.run.spec.workspaces["src"]);
+    let out = std::process::Command::new(ws.join("out/hello"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the build machine\n"
+    );
+    assert!(run.result("build", "bytes-back").parse::<u64>().unwrap() > 0);
+}
+
+fn sync_yaml(sshd: &Sshd, remote: &str, script: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata: {{ name: sync }}\nspec:\n  workspaces: [{{ name: src }}]\n  tasks:\n{}",
+        remote_task(sshd, remote, script, extra)
+    )
+}
+
+#[tokio::test]
+async fn sync_is_incremental_mirrors_deletions_and_reports_exit_codes() {
+    let sshd = Sshd::start();
+    let env = env(&sshd);
+    let remote = remote_dir();
+    let local = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        std::fs::create_dir_all(local.path().join("src")).unwrap();
+        std::fs::write(
+            local.path().join(format!("src/f{i}.txt")),
+            format!("file {i}\n"),
+        )
+        .unwrap();
+    }
+    let opts = || capstan::scheduler::RunOptions {
+        workspaces: [("src".to_string(), local.path().to_path_buf())].into(),
+        ..Default::default()
+    };
+    let no_back = "        - { name: sync-back, value: [] }\n";
+    let run_sync = |script: &str| sync_yaml(&sshd, &remote, script, no_back);
+
+    let run = env.run_with(&run_sync("ls src | wc -l"), &[], opts()).await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    let first: u64 = run.result("build", "bytes-up").parse().unwrap();
+    assert_eq!(
+        first,
+        (0..20)
+            .map(|i| format!("file {i}\n").len() as u64)
+            .sum::<u64>()
+    );
+
+    // Nothing changed: nothing sent.
+    let run = env.run_with(&run_sync("true"), &[], opts()).await;
+    assert_eq!(run.result("build", "bytes-up"), "0");
+
+    // One file changed, one deleted.
+    std::fs::write(local.path().join("src/f3.txt"), "changed!\n").unwrap();
+    std::fs::remove_file(local.path().join("src/f7.txt")).unwrap();
+    let run = env
+        .run_with(
+            &run_sync("test ! -e src/f7.txt && cat src/f3.txt"),
+            &[],
+            opts(),
+        )
+        .await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(run.result("build", "bytes-up"), "9");
+    assert!(run.log_text().contains("changed!"));
+
+    // Exit 3 fails the task with the code and stderr.
+    let run = env
+        .run_with(&run_sync("echo broken >&2; exit 3"), &[], opts())
+        .await;
+    assert_eq!(run.status_of("build"), TaskStatus::Failed);
+    let msg = run.message("build");
+    assert!(
+        msg.contains("exited with 3") && msg.contains("broken"),
+        "{msg}"
+    );
+
+    // sync-back outside the workspace: refused before connecting.
+    let run = env
+        .run_with(
+            &sync_yaml(
+                &sshd,
+                &remote,
+                "true",
+                "        - { name: sync-back, value: [\"../etc\"] }\n",
+            ),
+            &[],
+            opts(),
+        )
+        .await;
+    assert_eq!(run.status_of("build"), TaskStatus::Failed);
+    assert!(
+        run.message("build").contains("outside the workspace"),
+        "{}",
+        run.message("build")
+    );
+    no_secret_in(&env, &run, &sshd);
+}
+
+fn no_secret_in(env: &TestEnv, run: &RunOutcome, sshd: &Sshd) {
+    let key_body = sshd.client_key.lines().nth(1).unwrap().to_string();
+    assert!(!run.log_text().contains(&key_body));
+    let mut stack = vec![env.sched.state_dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.ends_with("secrets") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                assert!(
+                    !String::from_utf8_lossy(&b).contains(&key_body),
+                    "{}",
+                    p.display()
+                );
+            }
+        }
+    }
+}
