@@ -229,22 +229,5 @@ async fn sync_is_incremental_mirrors_deletions_and_reports_exit_codes() {
 fn no_secret_in(env: &TestEnv, run: &RunOutcome, sshd: &Sshd) {
     let key_body = sshd.client_key.lines().nth(1).unwrap().to_string();
     assert!(!run.log_text().contains(&key_body));
-    let mut stack = vec![env.sched.state_dir.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.ends_with("secrets") {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(b) = std::fs::read(&p) {
-                assert!(
-                    !String::from_utf8_lossy(&b).contains(&key_body),
-                    "{}",
-                    p.display()
-                );
-            }
-        }
-    }
+    capstan_tests::assert_not_in_state(&env.sched.state_dir, &key_body);
 }

@@ -44,22 +44,8 @@ fn no_secret_anywhere(env: &TestEnv, run: &RunOutcome, sshd: &Sshd) {
         assert!(!line.message.contains(PASSWORD) && !line.message.contains(&key_body));
     }
     // Nothing in the state directory but the secret store holds them.
-    let mut stack = vec![env.sched.state_dir.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.ends_with("secrets") {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                let text = String::from_utf8_lossy(&bytes);
-                assert!(!text.contains(PASSWORD), "password in {}", p.display());
-                assert!(!text.contains(&key_body), "key in {}", p.display());
-            }
-        }
-    }
+    capstan_tests::assert_not_in_state(&env.sched.state_dir, PASSWORD);
+    capstan_tests::assert_not_in_state(&env.sched.state_dir, &key_body);
 }
 
 #[tokio::test]

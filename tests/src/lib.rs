@@ -239,3 +239,26 @@ pub fn cli_env(
         .output()
         .expect("running capstan")
 }
+
+/// Panic if `needle` appears in any file under the state directory `state`,
+/// except the secret store (`STATE/secrets`), which is where it belongs.
+pub fn assert_not_in_state(state: &Path, needle: &str) {
+    let mut stack = vec![state.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("state dir").flatten() {
+            let p = e.path();
+            if p.ends_with("secrets") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(needle),
+                    "a secret leaked into {}",
+                    p.display()
+                );
+            }
+        }
+    }
+}

@@ -420,25 +420,6 @@ fn parse_idx(idx: &[u8]) -> Result<HashMap<ObjectId, u64>, String> {
     Ok(map)
 }
 
-/// `gix_object::Find` over the pack, for `gix-index`.
-impl gix_object::Find for Pack {
-    fn try_find<'a>(
-        &self,
-        id: &oid,
-        buffer: &'a mut Vec<u8>,
-    ) -> Result<Option<gix_object::Data<'a>>, gix_error::Error> {
-        if !self.contains(id) {
-            return Ok(None);
-        }
-        let (kind, data) = self
-            .find(id)
-            .map_err(|e| gix_error::Error::from_error(std::io::Error::other(e)))?;
-        buffer.clear();
-        buffer.extend_from_slice(&data);
-        Ok(Some(gix_object::Data::new(buffer, kind, HASH)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

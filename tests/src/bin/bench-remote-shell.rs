@@ -95,7 +95,9 @@ spec:
     // Compile (or load the cached compile of) the component before timing.
     env.sched
         .runtime
-        .load_file(std::path::Path::new(capstan_tests::components::REMOTE_SHELL))
+        .load_file(std::path::Path::new(
+            capstan_tests::components::REMOTE_SHELL,
+        ))
         .unwrap();
     let t = Instant::now();
     let run = env.run_with(&yaml, &[], opts()).await;
@@ -112,9 +114,7 @@ spec:
     let again_ms = t.elapsed().as_secs_f64() * 1000.0;
     let again_bytes = run.result("sync", "bytes-up").to_string();
     println!("first sync of {files} files (~{mib} MiB):");
-    println!(
-        "  remote-shell        {first_ms:>8.0} ms  ({first_bytes} bytes sent)"
-    );
+    println!("  remote-shell        {first_ms:>8.0} ms  ({first_bytes} bytes sent)");
     println!("  rsync -a -e ssh     {rsync_ms:>8.0} ms");
     println!(
         "  ratio               {:>8.2}×   (target ≤ 1.2×)",
