@@ -170,6 +170,29 @@ async fn host_keys_grants_and_credentials_are_enforced() {
         msg(&run)
     );
 
+    // A key the server does not know: refused too.
+    sshd.other_fingerprint(); // creates other_key
+    let other_key = std::fs::read_to_string(sshd.dir.path().join("other_key")).unwrap();
+    LocalSecrets::new(&env.sched.state_dir.join("secrets"))
+        .set("wrong-key", other_key.as_bytes())
+        .unwrap();
+    let run = env
+        .run(
+            &pipeline(
+                &sshd,
+                sshd.port,
+                "true",
+                &format!("secret: wrong-key, hostKey: \"{}\"", sshd.fingerprint),
+            ),
+            &[],
+        )
+        .await;
+    assert!(
+        msg(&run).contains("authentication refused"),
+        "{}",
+        msg(&run)
+    );
+
     // No host key setting at all: the pipeline is invalid.
     let e = env
         .prepare(

@@ -166,7 +166,12 @@ impl Sshd {
         .to_string()
     }
 
+    /// Kill the daemon and every connection it serves (their sshd
+    /// processes are its children), as a crash or cable pull would.
     pub fn kill(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-9", "-P", &self.child.id().to_string()])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
