@@ -371,12 +371,13 @@ impl Host for SshView<'_> {
     }
 }
 
-impl HostSession for SshView<'_> {
-    async fn exec(
+impl SshView<'_> {
+    async fn exec_with(
         &mut self,
         s: Resource<Session>,
         command: String,
         env: Vec<(String, String)>,
+        input: Option<Vec<u8>>,
     ) -> Result<ExecResult, TaskError> {
         let session = self.table.get(&s).map_err(failed)?;
         let mut full = String::new();
@@ -389,12 +390,34 @@ impl HostSession for SshView<'_> {
             full.push_str(&format!("export {k}={}; ", quote(v)));
         }
         full.push_str(&command);
-        let (code, out, err) = run(session, &*self.state.sink, &full, None, false).await?;
+        let (code, out, err) =
+            run(session, &*self.state.sink, &full, input.as_deref(), false).await?;
         Ok(ExecResult {
             exit_code: code,
             stdout_tail: String::from_utf8_lossy(&out).into_owned(),
             stderr_tail: String::from_utf8_lossy(&err).into_owned(),
         })
+    }
+}
+
+impl HostSession for SshView<'_> {
+    async fn exec(
+        &mut self,
+        s: Resource<Session>,
+        command: String,
+        env: Vec<(String, String)>,
+    ) -> Result<ExecResult, TaskError> {
+        self.exec_with(s, command, env, None).await
+    }
+
+    async fn exec_input(
+        &mut self,
+        s: Resource<Session>,
+        command: String,
+        env: Vec<(String, String)>,
+        input: Vec<u8>,
+    ) -> Result<ExecResult, TaskError> {
+        self.exec_with(s, command, env, Some(input)).await
     }
 
     async fn put(

@@ -14,6 +14,7 @@ wasmtime::component::bindgen!({
     imports: {
         "capstan:plugin/ssh.connect": async,
         "capstan:plugin/ssh.[method]session.exec": async,
+        "capstan:plugin/ssh.[method]session.exec-input": async,
         "capstan:plugin/ssh.[method]session.put": async,
         "capstan:plugin/ssh.[method]session.get": async,
     },

@@ -20,7 +20,6 @@ use capstan_plugin_sdk::capstan::plugin::ssh;
 use capstan_plugin_sdk::capstan::plugin::types::{ParamValue, TaskError, TaskInput, TaskResult};
 use capstan_plugin_sdk::exports::capstan::plugin::task::Guest;
 use capstan_plugin_sdk::{param_str, workspace};
-use sha2::Digest as _;
 
 use plan::{FileState, MANIFEST};
 
@@ -84,15 +83,20 @@ fn scan(root: &Path, exclude: &[String]) -> Result<BTreeMap<String, FileState>, 
             if ft.is_dir() {
                 stack.push(PathBuf::from(&path));
             } else if ft.is_file() {
-                let bytes =
-                    std::fs::read(e.path()).map_err(|e| failed(format!("reading {path}: {e}")))?;
+                let meta = e.metadata().map_err(|e| failed(format!("{path}: {e}")))?;
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
                 let guest = root.join(&path);
                 let executable = files::is_executable(&guest.to_string_lossy()).unwrap_or(false);
                 out.insert(
                     path,
                     FileState {
-                        size: bytes.len() as u64,
-                        sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                        size: meta.len(),
+                        mtime,
                         executable,
                     },
                 );
@@ -194,13 +198,14 @@ impl Guest for RemoteShell {
                     }
                 }
                 let data = tar.into_inner().map_err(|e| failed(e.to_string()))?;
-                let tmp = format!("{}.capstan-up.tar", remote.trim_end_matches('/'));
-                s.put(&tmp, &data, 0o600)?;
-                run_checked(
-                    &s,
-                    "unpacking on the remote side",
-                    &format!("tar -xf {t} -C {ws} && rm -f {t}", t = quote(&tmp)),
-                )?;
+                let r = s.exec_input(&format!("tar -xf - -C {ws}"), &[], &data)?;
+                if r.exit_code != 0 {
+                    return Err(failed(format!(
+                        "unpacking on the remote side failed (exit {}): {}",
+                        r.exit_code,
+                        r.stderr_tail.trim()
+                    )));
+                }
             }
             for chunk in p.delete.chunks(200) {
                 let list: Vec<String> = chunk.iter().map(|p| quote(p)).collect();

@@ -2,9 +2,9 @@
 //! Plain code, unit-tested natively.
 //!
 //! The remote workspace keeps a manifest (`.capstan-sync`: path, size,
-//! SHA-256, executable) of what was last sent; a file is sent when it is
-//! new or its size or content hash differs, and removed remotely when it
-//! is gone locally (with `delete`).
+//! modification time, executable) of what was last sent; a file is sent
+//! when it is new or its size, mtime or mode differs (rsync's quick check),
+//! and removed remotely when it is gone locally (with `delete`).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,8 @@ pub const MANIFEST: &str = ".capstan-sync";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileState {
     pub size: u64,
-    pub sha256: String,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime: u64,
     pub executable: bool,
 }
 
@@ -44,14 +45,14 @@ pub fn plan(
     p
 }
 
-/// `path\tsize\tsha256\tx|-` per line.
+/// `path\tsize\tmtime\tx|-` per line.
 pub fn render_manifest(files: &BTreeMap<String, FileState>) -> String {
     let mut out = String::new();
     for (p, f) in files {
         out.push_str(&format!(
             "{p}\t{}\t{}\t{}\n",
             f.size,
-            f.sha256,
+            f.mtime,
             if f.executable { "x" } else { "-" }
         ));
     }
@@ -63,14 +64,14 @@ pub fn parse_manifest(text: &str) -> BTreeMap<String, FileState> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split('\t').collect();
-        if let [p, size, hash, x] = f[..]
-            && let Ok(size) = size.parse()
+        if let [p, size, mtime, x] = f[..]
+            && let (Ok(size), Ok(mtime)) = (size.parse(), mtime.parse())
         {
             out.insert(
                 p.to_string(),
                 FileState {
                     size,
-                    sha256: hash.to_string(),
+                    mtime,
                     executable: x == "x",
                 },
             );
@@ -117,35 +118,32 @@ pub fn check_back_path(p: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn f(size: u64, h: &str) -> FileState {
+    fn f(size: u64, mtime: u64) -> FileState {
         FileState {
             size,
-            sha256: h.into(),
+            mtime,
             executable: false,
         }
     }
 
     #[test]
     fn only_changes_are_sent_and_deletions_mirrored() {
-        let remote: BTreeMap<_, _> = [
-            ("a".to_string(), f(1, "x")),
-            ("gone".to_string(), f(1, "y")),
-        ]
-        .into();
+        let remote: BTreeMap<_, _> =
+            [("a".to_string(), f(1, 10)), ("gone".to_string(), f(1, 11))].into();
         let local: BTreeMap<_, _> =
-            [("a".to_string(), f(1, "x")), ("b".to_string(), f(2, "z"))].into();
+            [("a".to_string(), f(1, 10)), ("b".to_string(), f(2, 12))].into();
         let p = plan(&local, &remote, true);
         assert_eq!(p.upload, vec!["b"]);
         assert_eq!(p.delete, vec!["gone"]);
         assert!(plan(&local, &remote, false).delete.is_empty());
-        let changed: BTreeMap<_, _> = [("a".to_string(), f(1, "CHANGED"))].into();
+        let changed: BTreeMap<_, _> = [("a".to_string(), f(1, 99))].into();
         assert_eq!(plan(&changed, &remote, false).upload, vec!["a"]);
         assert_eq!(plan(&local, &local, true), Plan::default());
     }
 
     #[test]
     fn manifests_round_trip_and_damage_means_resend() {
-        let m: BTreeMap<_, _> = [("dir/a b".to_string(), f(3, "abc"))].into();
+        let m: BTreeMap<_, _> = [("dir/a b".to_string(), f(3, 13))].into();
         assert_eq!(parse_manifest(&render_manifest(&m)), m);
         assert!(parse_manifest("garbage\nmore").is_empty());
     }
