@@ -16,29 +16,33 @@ use crate::runtime::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskE
 pub struct FilesState {
     pub mounts: Vec<WorkspaceMount>,
     pub sink: Arc<dyn TaskSink>,
+    /// Workspace directories opened so far (by name).
+    pub dirs: std::collections::HashMap<String, cap_std::fs::Dir>,
+}
+
+fn deny(sink: &dyn TaskSink, path: &str, why: &str) -> TaskError {
+    sink.log(
+        LogLevel::Warn,
+        &format!("denied: files set-executable {path} ({why})"),
+    );
+    TaskError::Denied(Denial {
+        capability: "files".into(),
+        target: format!("{path}: {why}"),
+        layer: GrantLayer::Pipeline,
+    })
 }
 
 impl FilesState {
     fn deny(&self, path: &str, why: &str) -> TaskError {
-        self.sink.log(
-            LogLevel::Warn,
-            &format!("denied: files set-executable {path} ({why})"),
-        );
-        TaskError::Denied(Denial {
-            capability: "files".into(),
-            target: format!("{path}: {why}"),
-            layer: GrantLayer::Pipeline,
-        })
+        deny(&*self.sink, path, why)
     }
-}
 
-impl FilesState {
     /// The workspace directory and the path inside it.
     fn resolve<'p>(
-        &self,
+        &mut self,
         path: &'p str,
         write: bool,
-    ) -> Result<(cap_std::fs::Dir, &'p str), TaskError> {
+    ) -> Result<(&cap_std::fs::Dir, &'p str), TaskError> {
         let Some(rest) = path.strip_prefix("/workspace/") else {
             return Err(self.deny(path, "not in a workspace"));
         };
@@ -52,10 +56,13 @@ impl FilesState {
         if rel.is_empty() {
             return Err(TaskError::InvalidParams(format!("{path}: not a file")));
         }
-        let dir =
-            cap_std::fs::Dir::open_ambient_dir(&mount.host_path, cap_std::ambient_authority())
-                .map_err(|e| TaskError::Failed(format!("{path}: {e}")))?;
-        Ok((dir, rel))
+        if !self.dirs.contains_key(name) {
+            let dir =
+                cap_std::fs::Dir::open_ambient_dir(&mount.host_path, cap_std::ambient_authority())
+                    .map_err(|e| TaskError::Failed(format!("{path}: {e}")))?;
+            self.dirs.insert(name.to_string(), dir);
+        }
+        Ok((&self.dirs[name], rel))
     }
 }
 
@@ -69,11 +76,12 @@ impl Host for FilesState {
     }
 
     fn set_executable(&mut self, path: String, executable: bool) -> Result<(), TaskError> {
+        let sink = self.sink.clone();
         let (dir, rel) = self.resolve(&path, true)?;
         let failed = |e: std::io::Error| TaskError::Failed(format!("{path}: {e}"));
         let meta = dir.symlink_metadata(rel).map_err(|e| {
             if e.kind() == std::io::ErrorKind::PermissionDenied {
-                self.deny(&path, "outside the workspace")
+                deny(&*sink, &path, "outside the workspace")
             } else {
                 failed(e)
             }
@@ -130,6 +138,7 @@ mod tests {
                 },
             ],
             sink: Arc::new(Quiet),
+            dirs: Default::default(),
         };
         f.set_executable("/workspace/out/run.sh".into(), true)
             .unwrap();

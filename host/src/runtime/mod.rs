@@ -436,6 +436,7 @@ impl Runtime {
             files: crate::caps::files::FilesState {
                 mounts: inv.workspaces.clone(),
                 sink: sink.clone(),
+                dirs: Default::default(),
             },
             ssh: crate::caps::ssh::SshState {
                 grants: inv.ssh,

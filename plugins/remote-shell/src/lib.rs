@@ -161,6 +161,7 @@ impl Guest for RemoteShell {
         if bool_param(&input, "sync-up", "true")? {
             progress("scanning", 0, None);
             let local = scan(&root, &exclude)?;
+            log(Level::Debug, &format!("scanned {} files", local.len()));
             let manifest = format!("{}/{MANIFEST}", remote.trim_end_matches('/'));
             let exists = s
                 .exec(&format!("test -f {}", quote(&manifest)), &[])?
@@ -198,6 +199,7 @@ impl Guest for RemoteShell {
                     }
                 }
                 let data = tar.into_inner().map_err(|e| failed(e.to_string()))?;
+                log(Level::Debug, &format!("packed {} bytes", data.len()));
                 let r = s.exec_input(&format!("tar -xf - -C {ws}"), &[], &data)?;
                 if r.exit_code != 0 {
                     return Err(failed(format!(

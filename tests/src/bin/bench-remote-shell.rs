@@ -109,6 +109,11 @@ spec:
         run.log_text()
     );
     let first_bytes = run.result("sync", "bytes-up").to_string();
+    if std::env::var_os("BENCH_LOG").is_some() {
+        for l in &run.logs {
+            eprintln!("{} {}", l.ts, l.message);
+        }
+    }
     let t = Instant::now();
     let run = env.run_with(&yaml, &[], opts()).await;
     let again_ms = t.elapsed().as_secs_f64() * 1000.0;
