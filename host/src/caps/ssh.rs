@@ -308,14 +308,16 @@ impl Host for SshView<'_> {
             return Err(denied(target));
         }
         let offered = Arc::new(Mutex::new(None));
-        let mut preferred = russh::Preferred::default();
         // AES-GCM first: hardware-accelerated, several times faster than
         // ChaCha20 for bulk transfers (sync up/back).
-        preferred.cipher = std::borrow::Cow::Owned(vec![
-            russh::cipher::AES_256_GCM,
-            russh::cipher::AES_128_GCM,
-            russh::cipher::CHACHA20_POLY1305,
-        ]);
+        let preferred = russh::Preferred {
+            cipher: std::borrow::Cow::Owned(vec![
+                russh::cipher::AES_256_GCM,
+                russh::cipher::AES_128_GCM,
+                russh::cipher::CHACHA20_POLY1305,
+            ]),
+            ..Default::default()
+        };
         let config = Arc::new(client::Config {
             inactivity_timeout: None,
             keepalive_interval: Some(Duration::from_secs(5)),
