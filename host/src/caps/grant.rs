@@ -137,8 +137,10 @@ mod tests {
 
     #[test]
     fn layers_are_checked_in_order() {
-        let grants: Grants =
-            serde_yaml::from_str("ssh: [{host: a}]\nhttp: [\"https://x\"]").unwrap();
+        let grants: Grants = serde_yaml::from_str(
+            "ssh: [{host: a, secret: k, hostKey: \"SHA256:abcdefghijklmnopqrstuvwxyz\"}]\nhttp: [\"https://x\"]",
+        )
+        .unwrap();
         let r = check(&manifest("\"ssh\""), &grants, &NoSsh);
         assert_eq!(r.len(), 2);
         let http = r.iter().find(|r| r.field == "http").unwrap();
@@ -146,9 +148,13 @@ mod tests {
         let ssh = r.iter().find(|r| r.field == "ssh").unwrap();
         assert_eq!(ssh.layer, Some(Layer::Policy));
         assert!(ssh.message.contains("may not use ssh"));
-        // Declared and allowed by policy, but not in this build.
+        // Declared and allowed by policy: granted.
         let r = check(&manifest("\"ssh\""), &grants, &NoCeilings);
-        assert!(r.iter().any(|r| r.field == "ssh" && r.layer.is_none()));
+        assert!(!r.iter().any(|r| r.field == "ssh"));
+        // Declared and allowed, but not in this build.
+        let kube: Grants = serde_yaml::from_str("kube: [{verbs: [get]}]").unwrap();
+        let r = check(&manifest("\"kube\""), &kube, &NoCeilings);
+        assert!(r.iter().any(|r| r.field == "kube" && r.layer.is_none()));
         // Nothing granted: nothing to refuse.
         assert!(check(&manifest(""), &Grants::default(), &NoSsh).is_empty());
     }
