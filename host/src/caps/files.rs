@@ -9,7 +9,7 @@ use cap_std::fs::PermissionsExt as _;
 
 use super::workspace::WorkspaceMount;
 use super::{LogLevel, TaskSink};
-use crate::runtime::bindings::capstan::plugin::files::Host;
+use crate::runtime::bindings::capstan::plugin::files::{FileInfo, Host};
 use crate::runtime::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskError};
 
 /// Per-task state: the task's workspaces.
@@ -43,6 +43,27 @@ impl FilesState {
         path: &'p str,
         write: bool,
     ) -> Result<(&cap_std::fs::Dir, &'p str), TaskError> {
+        self.resolve_in(path, write, false)
+    }
+
+    /// A directory inside a workspace, opened (confined) as a `Dir`.
+    fn open_dir(&mut self, path: &str) -> Result<cap_std::fs::Dir, TaskError> {
+        let (root, rel) = self.resolve_in(path.trim_end_matches('/'), false, true)?;
+        if rel.is_empty() || rel == "." {
+            return root
+                .try_clone()
+                .map_err(|e| TaskError::Failed(format!("{path}: {e}")));
+        }
+        root.open_dir(rel)
+            .map_err(|e| TaskError::Failed(format!("{path}: {e}")))
+    }
+
+    fn resolve_in<'p>(
+        &mut self,
+        path: &'p str,
+        write: bool,
+        dir_ok: bool,
+    ) -> Result<(&cap_std::fs::Dir, &'p str), TaskError> {
         let Some(rest) = path.strip_prefix("/workspace/") else {
             return Err(self.deny(path, "not in a workspace"));
         };
@@ -53,7 +74,7 @@ impl FilesState {
         if write && mount.read_only {
             return Err(self.deny(path, "the workspace is read-only"));
         }
-        if rel.is_empty() {
+        if rel.is_empty() && !dir_ok {
             return Err(TaskError::InvalidParams(format!("{path}: not a file")));
         }
         if !self.dirs.contains_key(name) {
@@ -66,7 +87,73 @@ impl FilesState {
     }
 }
 
+fn mtime_ns(meta: &cap_std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .map(|t| t.into_std())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 impl Host for FilesState {
+    fn scan(&mut self, dir: String) -> Result<Vec<FileInfo>, TaskError> {
+        let root = self.open_dir(&dir)?;
+        let failed = |e: std::io::Error| TaskError::Failed(format!("scanning {dir}: {e}"));
+        let mut out = Vec::new();
+        let mut stack: Vec<(Option<cap_std::fs::Dir>, String)> = vec![(None, String::new())];
+        while let Some((d, prefix)) = stack.pop() {
+            let d = d.as_ref().unwrap_or(&root);
+            for e in d.entries().map_err(failed)? {
+                let e = e.map_err(failed)?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let path = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                let ft = e.file_type().map_err(failed)?;
+                if ft.is_dir() {
+                    stack.push((Some(e.open_dir().map_err(failed)?), path));
+                } else if ft.is_file() {
+                    let meta = e.metadata().map_err(failed)?;
+                    out.push(FileInfo {
+                        path,
+                        size: meta.len(),
+                        mtime_ns: mtime_ns(&meta),
+                        executable: meta.permissions().mode() & 0o111 != 0,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn pack(&mut self, dir: String, paths: Vec<String>) -> Result<Vec<u8>, TaskError> {
+        let root = self.open_dir(&dir)?;
+        let mut tar = tar::Builder::new(Vec::new());
+        for p in &paths {
+            let failed = |e: std::io::Error| TaskError::Failed(format!("packing {p}: {e}"));
+            let meta = root.symlink_metadata(p).map_err(failed)?;
+            if !meta.is_file() {
+                return Err(TaskError::InvalidParams(format!("{p}: not a regular file")));
+            }
+            let data = root.read(p).map_err(failed)?;
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(if meta.permissions().mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            });
+            h.set_cksum();
+            tar.append_data(&mut h, p, data.as_slice())
+                .map_err(failed)?;
+        }
+        tar.into_inner()
+            .map_err(|e| TaskError::Failed(format!("packing: {e}")))
+    }
+
     fn is_executable(&mut self, path: String) -> Result<bool, TaskError> {
         let (dir, rel) = self.resolve(&path, false)?;
         let meta = dir

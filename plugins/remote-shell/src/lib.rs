@@ -60,48 +60,22 @@ fn bool_param(input: &TaskInput, name: &str, default: &str) -> Result<bool, Task
     }
 }
 
-/// Every regular file under `root` (relative paths), minus excludes.
+/// Every regular file under `root` (relative paths), minus excludes: one
+/// host call (`files.scan`) rather than one per file.
 fn scan(root: &Path, exclude: &[String]) -> Result<BTreeMap<String, FileState>, TaskError> {
     let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| failed(format!("reading {}: {e}", dir.display())))?;
-        for e in entries {
-            let e = e.map_err(|e| failed(e.to_string()))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let path = if rel.as_os_str().is_empty() {
-                name.clone()
-            } else {
-                format!("{}/{name}", rel.display())
-            };
-            if path == MANIFEST || exclude.iter().any(|g| plan::glob(g, &path)) {
-                continue;
-            }
-            let ft = e.file_type().map_err(|e| failed(e.to_string()))?;
-            if ft.is_dir() {
-                stack.push(PathBuf::from(&path));
-            } else if ft.is_file() {
-                let meta = e.metadata().map_err(|e| failed(format!("{path}: {e}")))?;
-                let mtime = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(0);
-                let guest = root.join(&path);
-                let executable = files::is_executable(&guest.to_string_lossy()).unwrap_or(false);
-                out.insert(
-                    path,
-                    FileState {
-                        size: meta.len(),
-                        mtime,
-                        executable,
-                    },
-                );
-            }
+    for f in files::scan(&root.to_string_lossy())? {
+        if f.path == MANIFEST || exclude.iter().any(|g| plan::glob(g, &f.path)) {
+            continue;
         }
+        out.insert(
+            f.path,
+            FileState {
+                size: f.size,
+                mtime: f.mtime_ns,
+                executable: f.executable,
+            },
+        );
     }
     Ok(out)
 }
@@ -183,24 +157,12 @@ impl Guest for RemoteShell {
                 ),
             );
             if !p.upload.is_empty() {
-                let mut tar = tar::Builder::new(Vec::new());
-                for (i, path) in p.upload.iter().enumerate() {
-                    let bytes = std::fs::read(root.join(path))
-                        .map_err(|e| failed(format!("reading {path}: {e}")))?;
-                    bytes_up += bytes.len() as u64;
-                    let mut h = tar::Header::new_gnu();
-                    h.set_size(bytes.len() as u64);
-                    h.set_mode(if local[path].executable { 0o755 } else { 0o644 });
-                    h.set_cksum();
-                    tar.append_data(&mut h, path, bytes.as_slice())
-                        .map_err(|e| failed(format!("packing {path}: {e}")))?;
-                    if i % 200 == 0 {
-                        progress("sync up", i as u64, Some(p.upload.len() as u64));
-                    }
-                }
-                let data = tar.into_inner().map_err(|e| failed(e.to_string()))?;
+                bytes_up = p.upload.iter().map(|path| local[path].size).sum();
+                progress("sync up", 0, Some(p.upload.len() as u64));
+                let data = files::pack(&root.to_string_lossy(), &p.upload)?;
                 log(Level::Debug, &format!("packed {} bytes", data.len()));
                 let r = s.exec_input(&format!("tar -xf - -C {ws}"), &[], &data)?;
+                log(Level::Debug, "unpacked on the remote side");
                 if r.exit_code != 0 {
                     return Err(failed(format!(
                         "unpacking on the remote side failed (exit {}): {}",
@@ -220,6 +182,7 @@ impl Guest for RemoteShell {
             s.put(&manifest, plan::render_manifest(&local).as_bytes(), 0o644)?;
         }
 
+        log(Level::Debug, "sync up done");
         progress("running the script", 0, None);
         let r = s.exec(&format!("cd {ws} && {script}"), &env)?;
         if r.exit_code != 0 {
