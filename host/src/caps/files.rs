@@ -251,6 +251,28 @@ mod tests {
         ] {
             assert!(f.set_executable(bad.into(), true).is_err(), "{bad}");
         }
+        // scan and pack stay inside too.
+        let listed = f.scan("/workspace/out".into()).unwrap();
+        assert_eq!(
+            listed.len(),
+            1,
+            "the symlink is not followed: {:?}",
+            listed.iter().map(|f| &f.path).collect::<Vec<_>>()
+        );
+        assert_eq!(listed[0].path, "run.sh");
+        assert!(
+            !f.pack("/workspace/out".into(), vec!["run.sh".into()])
+                .unwrap()
+                .is_empty()
+        );
+        for bad in ["link", "../outside", "/etc/passwd"] {
+            assert!(
+                f.pack("/workspace/out".into(), vec![bad.into()]).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(f.scan("/workspace/out/..".into()).is_err());
+        assert!(f.scan("/etc".into()).is_err());
         let outside = std::fs::metadata(root.path().join("outside"))
             .unwrap()
             .permissions()
