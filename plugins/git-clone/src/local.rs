@@ -173,22 +173,11 @@ impl Objects for LocalRepo {
 }
 
 fn inflate_all(input: &[u8]) -> Result<Vec<u8>, String> {
-    let mut dec = gix_zlib::Decompress::new();
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pos = 0;
-    loop {
-        let (i0, o0) = (dec.total_in(), dec.total_out());
-        let status = dec
-            .decompress(&input[pos..], &mut buf, gix_zlib::FlushDecompress::None)
-            .map_err(|e| format!("zlib: {e}"))?;
-        pos += (dec.total_in() - i0) as usize;
-        out.extend_from_slice(&buf[..(dec.total_out() - o0) as usize]);
-        if matches!(status, gix_zlib::Status::StreamEnd) {
-            return Ok(out);
-        }
-        if dec.total_in() == i0 && dec.total_out() == o0 {
-            return Err("truncated zlib stream".into());
-        }
-    }
+    let mut scratch = vec![0u8; 64 * 1024];
+    crate::pack::inflate_stream(input, &mut scratch, &mut |chunk| {
+        out.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    Ok(out)
 }

@@ -212,34 +212,46 @@ impl Pack {
 /// How many input bytes the zlib stream of an entry takes, checking that it
 /// inflates to exactly `size` bytes.
 fn inflated_len(input: &[u8], size: usize, scratch: &mut [u8]) -> Result<usize, String> {
-    let mut dec = gix_zlib::Decompress::new();
-    let mut consumed = 0usize;
     let mut produced = 0usize;
-    loop {
-        let before_in = dec.total_in() as usize;
-        let before_out = dec.total_out() as usize;
-        let status = dec
-            .decompress(&input[consumed..], scratch, gix_zlib::FlushDecompress::None)
-            .map_err(|e| format!("zlib: {e}"))?;
-        consumed += dec.total_in() as usize - before_in;
-        produced += dec.total_out() as usize - before_out;
+    let consumed = inflate_stream(input, scratch, &mut |chunk| {
+        produced += chunk.len();
         if produced > size {
             return Err(format!(
                 "inflates to more than the {size} bytes its header says"
             ));
         }
+        Ok(())
+    })?;
+    if produced != size {
+        return Err(format!("inflated {produced} bytes, the header says {size}"));
+    }
+    Ok(consumed)
+}
+
+/// Inflate one zlib stream at the start of `input`, handing each piece of
+/// output to `sink`; returns how many input bytes the stream took.
+pub(crate) fn inflate_stream(
+    input: &[u8],
+    scratch: &mut [u8],
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+) -> Result<usize, String> {
+    let mut dec = gix_zlib::Decompress::new();
+    let mut consumed = 0usize;
+    loop {
+        let (before_in, before_out) = (dec.total_in(), dec.total_out());
+        let status = dec
+            .decompress(&input[consumed..], scratch, gix_zlib::FlushDecompress::None)
+            .map_err(|e| format!("zlib: {e}"))?;
+        consumed += (dec.total_in() - before_in) as usize;
+        sink(&scratch[..(dec.total_out() - before_out) as usize])?;
         match status {
-            gix_zlib::Status::StreamEnd => break,
-            _ if dec.total_in() as usize == before_in && dec.total_out() as usize == before_out => {
+            gix_zlib::Status::StreamEnd => return Ok(consumed),
+            _ if dec.total_in() == before_in && dec.total_out() == before_out => {
                 return Err("zlib stream truncated".into());
             }
             _ => {}
         }
     }
-    if produced != size {
-        return Err(format!("inflated {produced} bytes, the header says {size}"));
-    }
-    Ok(consumed)
 }
 
 /// A pack index, version 2 (git's pack-format.txt).
