@@ -216,10 +216,7 @@ async fn a_dropped_connection_fails_the_task_promptly() {
     let t = std::time::Instant::now();
     let killer = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_secs(2));
-        // sshd and the session's child: kill everything of the test user.
-        let _ = std::process::Command::new("pkill")
-            .args(["-9", "-u", USER])
-            .status();
+        // The daemon and its connections (only this fixture's).
         sshd.kill();
     });
     let run = env.run(&yaml, &[]).await;
@@ -234,5 +231,43 @@ async fn a_dropped_connection_fails_the_task_promptly() {
         t.elapsed() < std::time::Duration::from_secs(25),
         "{:?}",
         t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_per_policy() {
+    let sshd = std::sync::Arc::new(Sshd::start());
+    let env = env_with_secrets(&sshd);
+    let pin = format!("secret: build-key, hostKey: \"{}\"", sshd.fingerprint);
+    // Attempt 1 is cut off mid-command; attempt 2 reconnects and finishes.
+    let yaml = pipeline(&sshd, sshd.port, "sleep 4; echo finished", &pin).replace(
+        "      timeout: 30s\n",
+        "      timeout: 30s\n      retries: 1\n",
+    );
+    assert!(yaml.contains("retries: 1"));
+    let fixture = sshd.clone();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        fixture.drop_connections();
+    });
+    let run = env.run(&yaml, &[]).await;
+    killer.join().unwrap();
+    assert_eq!(
+        run.status_of("remote"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(run.task("remote").attempts, 2, "{}", run.log_text());
+    let first = run
+        .attempts
+        .iter()
+        .find(|a| a.task == "remote" && a.attempt == 1)
+        .expect("attempt 1 recorded");
+    assert_eq!(first.status, TaskStatus::Failed, "{first:?}");
+    assert!(
+        run.task_log("remote").iter().any(|l| l.contains("finished")),
+        "{}",
+        run.log_text()
     );
 }

@@ -166,15 +166,60 @@ impl Sshd {
         .to_string()
     }
 
-    /// Kill the daemon and every connection it serves (their sshd
-    /// processes are its children), as a crash or cable pull would.
+    /// Kill every connection this daemon serves (their sshd processes are
+    /// its descendants, with the commands they run), leaving the daemon up:
+    /// a dropped connection that a reconnect can recover from. Other
+    /// fixtures' connections are not touched.
+    pub fn drop_connections(&self) {
+        let mut pids = descendants(self.child.id());
+        // Children before parents is not needed for SIGKILL; kill them all.
+        pids.sort_unstable();
+        for pid in pids {
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Kill the daemon and every connection it serves, as a crash or cable
+    /// pull would.
     pub fn kill(&mut self) {
-        let _ = Command::new("pkill")
-            .args(["-9", "-P", &self.child.id().to_string()])
-            .status();
+        self.drop_connections();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every descendant process of `pid` (from `/proc/*/stat` parent links).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so split after `)`.
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|x| x.parse::<u32>().ok())
+        {
+            parent_of.push((p, ppid));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(p, pp) in &parent_of {
+            if pp == parent && !out.contains(&p) {
+                out.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    out
 }
 
 impl Drop for Sshd {

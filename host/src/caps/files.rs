@@ -47,7 +47,7 @@ impl FilesState {
     }
 
     /// A directory inside a workspace, opened (confined) as a `Dir`.
-    fn open_dir(&mut self, path: &str) -> Result<cap_std::fs::Dir, TaskError> {
+    pub(crate) fn open_dir(&mut self, path: &str) -> Result<cap_std::fs::Dir, TaskError> {
         let (root, rel) = self.resolve_in(path.trim_end_matches('/'), false, true)?;
         if rel.is_empty() || rel == "." {
             return root
@@ -96,6 +96,63 @@ fn mtime_ns(meta: &cap_std::fs::Metadata) -> u64 {
         .unwrap_or(0)
 }
 
+/// Write a tar of `paths` (relative to `root`, regular files only, modes
+/// 0644/0755) to `out` as the files are read: `files.pack` collects it, the
+/// ssh capability streams it into a remote command's stdin.
+pub(crate) fn write_tar<W: std::io::Write>(
+    root: &cap_std::fs::Dir,
+    paths: &[String],
+    out: W,
+) -> Result<W, TaskError> {
+    let mut tar = tar::Builder::new(out);
+    for p in paths {
+        let failed = |e: std::io::Error| TaskError::Failed(format!("packing {p}: {e}"));
+        let meta = root.symlink_metadata(p).map_err(failed)?;
+        if !meta.is_file() {
+            return Err(TaskError::InvalidParams(format!("{p}: not a regular file")));
+        }
+        let file = root.open(p).map_err(failed)?;
+        let mut h = tar::Header::new_gnu();
+        h.set_size(meta.len());
+        h.set_mode(if meta.permissions().mode() & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_cksum();
+        // A file that changes size while it is read would corrupt the
+        // stream: read exactly the size in the header or fail.
+        let mut body = Exact {
+            inner: std::io::Read::take(file.into_std(), meta.len()),
+            left: meta.len(),
+        };
+        tar.append_data(&mut h, p, &mut body).map_err(failed)?;
+    }
+    tar.into_inner()
+        .map_err(|e| TaskError::Failed(format!("packing: {e}")))
+}
+
+/// A reader of exactly `left` bytes: ending early is an error (the file
+/// shrank while it was packed), so the archive never holds a short entry.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was being packed",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 impl Host for FilesState {
     fn scan(&mut self, dir: String) -> Result<Vec<FileInfo>, TaskError> {
         let root = self.open_dir(&dir)?;
@@ -131,27 +188,7 @@ impl Host for FilesState {
 
     fn pack(&mut self, dir: String, paths: Vec<String>) -> Result<Vec<u8>, TaskError> {
         let root = self.open_dir(&dir)?;
-        let mut tar = tar::Builder::new(Vec::new());
-        for p in &paths {
-            let failed = |e: std::io::Error| TaskError::Failed(format!("packing {p}: {e}"));
-            let meta = root.symlink_metadata(p).map_err(failed)?;
-            if !meta.is_file() {
-                return Err(TaskError::InvalidParams(format!("{p}: not a regular file")));
-            }
-            let data = root.read(p).map_err(failed)?;
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(if meta.permissions().mode() & 0o111 != 0 {
-                0o755
-            } else {
-                0o644
-            });
-            h.set_cksum();
-            tar.append_data(&mut h, p, data.as_slice())
-                .map_err(failed)?;
-        }
-        tar.into_inner()
-            .map_err(|e| TaskError::Failed(format!("packing: {e}")))
+        write_tar(&root, &paths, Vec::new())
     }
 
     fn is_executable(&mut self, path: String) -> Result<bool, TaskError> {

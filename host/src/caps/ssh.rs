@@ -156,6 +156,8 @@ pub struct SshState {
 /// The view the generated traits are implemented on.
 pub struct SshView<'a> {
     pub state: &'a mut SshState,
+    /// The task's workspaces, for `exec-files`.
+    pub files: &'a mut super::files::FilesState,
     pub table: &'a mut ResourceTable,
 }
 
@@ -212,65 +214,152 @@ impl LineLog {
     }
 }
 
-/// Run `command` on a new channel, feeding `stdin`, streaming output to the
-/// log (unless `collect`), and return (exit code, stdout, stderr tail).
+/// What a remote command reads on its stdin.
+enum Stdin<'a> {
+    None,
+    Bytes(&'a [u8]),
+    /// Chunks produced while the command runs, ended by an empty chunk.
+    /// Closed without it = the producer failed: no EOF is sent, the channel
+    /// is closed instead, so the command never sees a clean end of input.
+    Stream(tokio::sync::mpsc::Receiver<Vec<u8>>),
+}
+
+/// Run `command` on a new channel, feeding `stdin` while reading its output
+/// (so neither side can stall the other), streaming output to the log
+/// (unless `collect`), and return (exit code, stdout, stderr tail).
 async fn run(
     session: &Session,
     sink: &dyn TaskSink,
     command: &str,
-    stdin: Option<&[u8]>,
+    stdin: Stdin<'_>,
     collect: bool,
 ) -> Result<(i32, Vec<u8>, Vec<u8>), TaskError> {
     let lost = |e: russh::Error| failed(format!("ssh {}: {e}", session.label));
-    let mut channel = session.handle.channel_open_session().await.map_err(lost)?;
+    let channel = session.handle.channel_open_session().await.map_err(lost)?;
     channel.exec(true, command).await.map_err(lost)?;
-    if let Some(data) = stdin {
-        channel.data(data).await.map_err(lost)?;
-        channel.eof().await.map_err(lost)?;
-    }
-    let mut out = LineLog {
-        buf: vec![],
-        level: LogLevel::Info,
-    };
-    let mut err = LineLog {
-        buf: vec![],
-        level: LogLevel::Warn,
-    };
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let mut code = None;
-    while let Some(msg) = channel.wait().await {
-        match msg {
-            ChannelMsg::Data { data } => {
-                if collect {
-                    stdout.extend_from_slice(&data);
-                } else {
-                    out.feed(sink, &data);
-                    push_tail(&mut stdout, &data);
+    let (mut read, write) = channel.split();
+    let send = async {
+        match stdin {
+            Stdin::None => return Ok(()),
+            Stdin::Bytes(data) => write.data(data).await.map_err(lost)?,
+            Stdin::Stream(mut chunks) => loop {
+                match chunks.recv().await {
+                    Some(chunk) if chunk.is_empty() => break,
+                    Some(chunk) => write.data_bytes(chunk).await.map_err(lost)?,
+                    None => {
+                        let _ = write.close().await;
+                        return Err(failed("the input stream ended early"));
+                    }
                 }
-            }
-            ChannelMsg::ExtendedData { data, .. } => {
-                err.feed(sink, &data);
-                push_tail(&mut stderr, &data);
-            }
-            ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
-            ChannelMsg::ExitSignal { signal_name, .. } => {
-                sink.log(
-                    LogLevel::Warn,
-                    &format!("remote command killed by signal {signal_name:?}"),
-                );
-                code = Some(-1);
-            }
-            _ => {}
+            },
         }
+        write.eof().await.map_err(lost)
+    };
+    let receive = async {
+        let mut out = LineLog {
+            buf: vec![],
+            level: LogLevel::Info,
+        };
+        let mut err = LineLog {
+            buf: vec![],
+            level: LogLevel::Warn,
+        };
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut code = None;
+        while let Some(msg) = read.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    if collect {
+                        stdout.extend_from_slice(&data);
+                    } else {
+                        out.feed(sink, &data);
+                        push_tail(&mut stdout, &data);
+                    }
+                }
+                ChannelMsg::ExtendedData { data, .. } => {
+                    err.feed(sink, &data);
+                    push_tail(&mut stderr, &data);
+                }
+                ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    sink.log(
+                        LogLevel::Warn,
+                        &format!("remote command killed by signal {signal_name:?}"),
+                    );
+                    code = Some(-1);
+                }
+                _ => {}
+            }
+        }
+        out.flush(sink);
+        err.flush(sink);
+        (code, stdout, stderr)
+    };
+    tokio::pin!(send, receive);
+    let mut sent = None;
+    let (code, stdout, stderr) = loop {
+        tokio::select! {
+            r = &mut send, if sent.is_none() => sent = Some(r),
+            r = &mut receive => break r,
+        }
+    };
+    // The command may finish without reading all its input (that is its
+    // business); a failure to send while it still ran is ours to report.
+    if let Some(Err(e)) = sent
+        && code.is_none()
+    {
+        return Err(e);
     }
-    out.flush(sink);
-    err.flush(sink);
     match code {
         Some(c) => Ok((c, stdout, stderr)),
         None => Err(failed(format!(
             "ssh {}: the connection closed before the command finished",
             session.label
         ))),
+    }
+}
+
+/// Chunks of a tar stream, handed to the SSH sender as they fill.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    /// Send what is left, then the end marker (an empty chunk).
+    fn finish(mut self) -> std::io::Result<()> {
+        use std::io::Write as _;
+        self.flush()?;
+        self.send(Vec::new())
+    }
+
+    fn send(&self, chunk: Vec<u8>) -> std::io::Result<()> {
+        self.tx.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the remote command stopped reading",
+            )
+        })
+    }
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.send(chunk)
     }
 }
 
@@ -388,7 +477,7 @@ impl SshView<'_> {
         s: Resource<Session>,
         command: String,
         env: Vec<(String, String)>,
-        input: Option<Vec<u8>>,
+        input: Stdin<'_>,
     ) -> Result<ExecResult, TaskError> {
         let session = self.table.get(&s).map_err(failed)?;
         let mut full = String::new();
@@ -402,7 +491,7 @@ impl SshView<'_> {
         }
         full.push_str(&command);
         let (code, out, err) =
-            run(session, &*self.state.sink, &full, input.as_deref(), false).await?;
+            run(session, &*self.state.sink, &full, input, false).await?;
         Ok(ExecResult {
             exit_code: code,
             stdout_tail: String::from_utf8_lossy(&out).into_owned(),
@@ -418,7 +507,7 @@ impl HostSession for SshView<'_> {
         command: String,
         env: Vec<(String, String)>,
     ) -> Result<ExecResult, TaskError> {
-        self.exec_with(s, command, env, None).await
+        self.exec_with(s, command, env, Stdin::None).await
     }
 
     async fn exec_input(
@@ -428,7 +517,34 @@ impl HostSession for SshView<'_> {
         env: Vec<(String, String)>,
         input: Vec<u8>,
     ) -> Result<ExecResult, TaskError> {
-        self.exec_with(s, command, env, Some(input)).await
+        self.exec_with(s, command, env, Stdin::Bytes(&input)).await
+    }
+
+    async fn exec_files(
+        &mut self,
+        s: Resource<Session>,
+        command: String,
+        env: Vec<(String, String)>,
+        dir: String,
+        paths: Vec<String>,
+    ) -> Result<ExecResult, TaskError> {
+        // Confined like `files.pack`: a directory of the task's workspaces.
+        let root = self.files.open_dir(&dir)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let packer = tokio::task::spawn_blocking(move || {
+            let w = ChunkWriter {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            super::files::write_tar(&root, &paths, w)?
+                .finish()
+                .map_err(|e| failed(format!("packing: {e}")))
+        });
+        let result = self.exec_with(s, command, env, Stdin::Stream(rx)).await;
+        packer
+            .await
+            .map_err(|e| failed(format!("packing: {e}")))??;
+        result
     }
 
     async fn put(
@@ -444,7 +560,7 @@ impl HostSession for SshView<'_> {
             "mkdir -p \"$(dirname {p})\" && cat > {p}.capstan-tmp && chmod {:o} {p}.capstan-tmp && mv -f {p}.capstan-tmp {p}",
             mode & 0o7777
         );
-        let (code, _, err) = run(session, &*self.state.sink, &cmd, Some(&contents), true).await?;
+        let (code, _, err) = run(session, &*self.state.sink, &cmd, Stdin::Bytes(&contents), true).await?;
         if code != 0 {
             return Err(failed(format!(
                 "ssh {}: writing {remote_path}: {}",
@@ -462,7 +578,7 @@ impl HostSession for SshView<'_> {
     ) -> Result<Vec<u8>, TaskError> {
         let session = self.table.get(&s).map_err(failed)?;
         let cmd = format!("cat {}", quote(&remote_path));
-        let (code, out, err) = run(session, &*self.state.sink, &cmd, None, true).await?;
+        let (code, out, err) = run(session, &*self.state.sink, &cmd, Stdin::None, true).await?;
         if code != 0 {
             return Err(failed(format!(
                 "ssh {}: reading {remote_path}: {}",

@@ -15,6 +15,7 @@ wasmtime::component::bindgen!({
         "capstan:plugin/ssh.connect": async,
         "capstan:plugin/ssh.[method]session.exec": async,
         "capstan:plugin/ssh.[method]session.exec-input": async,
+        "capstan:plugin/ssh.[method]session.exec-files": async,
         "capstan:plugin/ssh.[method]session.put": async,
         "capstan:plugin/ssh.[method]session.get": async,
     },

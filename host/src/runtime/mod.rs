@@ -123,6 +123,7 @@ impl wasmtime::component::HasData for SshData {
 fn ssh_view(s: &mut TaskState) -> crate::caps::ssh::SshView<'_> {
     crate::caps::ssh::SshView {
         state: &mut s.ssh,
+        files: &mut s.files,
         table: &mut s.table,
     }
 }

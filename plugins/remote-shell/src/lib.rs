@@ -159,9 +159,14 @@ impl Guest for RemoteShell {
             if !p.upload.is_empty() {
                 bytes_up = p.upload.iter().map(|path| local[path].size).sum();
                 progress("sync up", 0, Some(p.upload.len() as u64));
-                let data = files::pack(&root.to_string_lossy(), &p.upload)?;
-                log(Level::Debug, &format!("packed {} bytes", data.len()));
-                let r = s.exec_input(&format!("tar -xf - -C {ws}"), &[], &data)?;
+                // The host reads the files and streams the tar straight
+                // into the remote `tar -x` (reading overlaps sending).
+                let r = s.exec_files(
+                    &format!("tar -xf - -C {ws}"),
+                    &[],
+                    &root.to_string_lossy(),
+                    &p.upload,
+                )?;
                 log(Level::Debug, "unpacked on the remote side");
                 if r.exit_code != 0 {
                     return Err(failed(format!(
