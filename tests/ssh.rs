@@ -266,7 +266,9 @@ async fn a_dropped_connection_is_retried_per_policy() {
         .expect("attempt 1 recorded");
     assert_eq!(first.status, TaskStatus::Failed, "{first:?}");
     assert!(
-        run.task_log("remote").iter().any(|l| l.contains("finished")),
+        run.task_log("remote")
+            .iter()
+            .any(|l| l.contains("finished")),
         "{}",
         run.log_text()
     );

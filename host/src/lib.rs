@@ -19,6 +19,7 @@
 
 pub mod caps;
 pub mod cli;
+pub mod cluster;
 pub use capstan_registry::digest;
 pub mod manifest;
 pub mod params;

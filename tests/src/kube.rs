@@ -203,7 +203,10 @@ impl KubeApi {
             .args(["--bind-address=127.0.0.1", "--insecure-port=0"])
             .arg(format!("--secure-port={port}"))
             .arg(format!("--cert-dir={}", d.join("certs").display()))
-            .arg(format!("--tls-cert-file={}", d.join("server.crt").display()))
+            .arg(format!(
+                "--tls-cert-file={}",
+                d.join("server.crt").display()
+            ))
             .arg(format!(
                 "--tls-private-key-file={}",
                 d.join("server.key").display()

@@ -175,9 +175,7 @@ impl Sshd {
         // Children before parents is not needed for SIGKILL; kill them all.
         pids.sort_unstable();
         for pid in pids {
-            let _ = Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
 

@@ -490,8 +490,7 @@ impl SshView<'_> {
             full.push_str(&format!("export {k}={}; ", quote(v)));
         }
         full.push_str(&command);
-        let (code, out, err) =
-            run(session, &*self.state.sink, &full, input, false).await?;
+        let (code, out, err) = run(session, &*self.state.sink, &full, input, false).await?;
         Ok(ExecResult {
             exit_code: code,
             stdout_tail: String::from_utf8_lossy(&out).into_owned(),
@@ -560,7 +559,14 @@ impl HostSession for SshView<'_> {
             "mkdir -p \"$(dirname {p})\" && cat > {p}.capstan-tmp && chmod {:o} {p}.capstan-tmp && mv -f {p}.capstan-tmp {p}",
             mode & 0o7777
         );
-        let (code, _, err) = run(session, &*self.state.sink, &cmd, Stdin::Bytes(&contents), true).await?;
+        let (code, _, err) = run(
+            session,
+            &*self.state.sink,
+            &cmd,
+            Stdin::Bytes(&contents),
+            true,
+        )
+        .await?;
         if code != 0 {
             return Err(failed(format!(
                 "ssh {}: writing {remote_path}: {}",

@@ -3,6 +3,7 @@
 //! exit codes ([`ExitCode`]).
 
 mod bench;
+mod cluster;
 mod lock;
 mod output;
 mod plugin;
@@ -134,6 +135,10 @@ pub enum Command {
     Registry(registry::RegistryCommand),
     /// Measure task start latency, DAG throughput and dependent-task gap.
     Bench(bench::BenchArgs),
+    /// Print the CustomResourceDefinitions of Kubernetes mode.
+    Crds,
+    /// Run the Kubernetes controller: execute PipelineRuns in this process.
+    Controller(cluster::ControllerArgs),
 }
 
 impl Cli {
@@ -198,6 +203,8 @@ impl Cli {
                     Command::Secret(cmd) => secret::secret(&cli, cmd),
                     Command::Lock(args) => lock::lock(&cli, args),
                     Command::Bench(args) => bench::bench(&cli, args).await,
+                    Command::Crds => cluster::crds(&cli),
+                    Command::Controller(args) => cluster::controller(&cli, args).await,
                 }
             })
             .await?

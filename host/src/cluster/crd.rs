@@ -19,6 +19,15 @@ fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
 }
 
+/// Results: names to strings. Values are nullable because the 1.20
+/// apiserver's server-side apply turns an empty string in a map into null.
+fn results_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": { "type": "string", "nullable": true }
+    })
+}
+
 /// A JSON object, kept as given.
 fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
@@ -38,7 +47,7 @@ fn any_objects(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     group = "capstan.dev",
     version = "v1alpha1",
     kind = "Pipeline",
-    struct = "PipelineResource",
+    root = "PipelineResource",
     namespaced,
     shortname = "pl",
     category = "capstan"
@@ -56,7 +65,7 @@ pub struct PipelineResourceSpec {
     group = "capstan.dev",
     version = "v1alpha1",
     kind = "PipelineRun",
-    struct = "PipelineRunResource",
+    root = "PipelineRunResource",
     namespaced,
     status = "PipelineRunStatus",
     shortname = "pr",
@@ -125,7 +134,8 @@ pub struct PipelineRunStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskStatusEntry>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub results: BTreeMap<String, String>,
+    #[schemars(schema_with = "results_map")]
+    pub results: BTreeMap<String, Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
@@ -144,7 +154,8 @@ pub struct TaskStatusEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub results: BTreeMap<String, String>,
+    #[schemars(schema_with = "results_map")]
+    pub results: BTreeMap<String, Option<String>>,
 }
 
 /// A status condition in the Kubernetes convention.
@@ -157,7 +168,6 @@ pub struct Condition {
     /// `True`, `False` or `Unknown`.
     pub status: String,
     pub reason: String,
-    #[serde(default)]
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,

@@ -1,0 +1,109 @@
+//! `capstan crds` and `capstan controller`: Kubernetes mode.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+
+use super::{Cli, ExitCode};
+use crate::cluster::{controller, lease};
+
+/// `capstan controller`: execute PipelineRuns of the cluster in this process.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Watch PipelineRuns in this namespace only (default: all namespaces).
+    #[arg(long, env = "CAPSTAN_WATCH_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Concurrent runs per namespace; later runs wait in `Queued`, first
+    /// come first served. Default: no limit.
+    #[arg(long, env = "CAPSTAN_NAMESPACE_QUOTA", value_name = "N")]
+    pub quota: Option<usize>,
+
+    /// Keep a finished run's workspaces this long.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub workspace_retention: Duration,
+
+    /// Parallel tasks per run.
+    #[arg(long, default_value_t = 16)]
+    pub parallelism: usize,
+
+    /// Memory limit per task, MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory_limit: usize,
+
+    /// Run without leader election (a single replica).
+    #[arg(long)]
+    pub no_leader_election: bool,
+
+    /// The namespace of the leader Lease (default: the Pod's namespace,
+    /// else `default`).
+    #[arg(long, env = "CAPSTAN_LEASE_NAMESPACE", value_name = "NS")]
+    pub lease_namespace: Option<String>,
+
+    /// The leader Lease's name.
+    #[arg(long, default_value = "capstan-controller")]
+    pub lease_name: String,
+
+    /// How long the lease lasts unrenewed: a standby takes over this long
+    /// after the leader stops.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lease_duration: Duration,
+
+    /// This replica's identity (default: `$POD_NAME`, else the host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+/// Print the CRDs (for `kubectl apply -f -`).
+pub fn crds(_cli: &Cli) -> Result<ExitCode> {
+    print!("{}", crate::cluster::crd::crds_yaml());
+    Ok(ExitCode::Ok)
+}
+
+/// The namespace this Pod runs in, if it runs in one.
+fn pod_namespace() -> Option<String> {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
+    let sched = Arc::new(super::run::scheduler(cli, args.memory_limit)?);
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let settings = controller::Settings {
+        namespace: args.namespace.clone(),
+        quota: args.quota,
+        workspace_retention: args.workspace_retention,
+        parallelism: args.parallelism,
+    };
+    let work = {
+        let client = client.clone();
+        move || controller::run(client, sched, settings)
+    };
+    if args.no_leader_election {
+        work().await?;
+    } else {
+        let identity = args.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "capstan".into());
+            format!("{host}-{}", std::process::id())
+        });
+        let s = lease::LeaseSettings {
+            namespace: args
+                .lease_namespace
+                .clone()
+                .or_else(pod_namespace)
+                .unwrap_or_else(|| "default".into()),
+            name: args.lease_name.clone(),
+            identity,
+            duration: args.lease_duration,
+        };
+        lease::lead(client, &s, work).await?;
+    }
+    Ok(ExitCode::Ok)
+}

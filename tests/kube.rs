@@ -1,0 +1,341 @@
+//! Kubernetes mode against a real kube-apiserver (v1.20.2 built from
+//! Debian's source package, see `tests/src/kube.rs`): CRDs applied with
+//! kubectl, `capstan controller` as a real child process executing
+//! PipelineRuns in-process, status written back, invalid runs explained,
+//! the namespace quota, and leader failover.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use capstan_tests::components;
+use capstan_tests::kube::KubeApi;
+
+const CLI: &str = env!("CARGO_BIN_EXE_capstan-cli");
+
+/// A `capstan controller` child process (killed on drop).
+struct Controller {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Controller {
+    fn start(api: &KubeApi, state: &Path, ns: &str, identity: &str, extra: &[&str]) -> Controller {
+        let log = state.join(format!("controller-{identity}.log"));
+        let child = Command::new(CLI)
+            .env("KUBECONFIG", &api.kubeconfig)
+            .env("CAPSTAN_LOG", "info,capstan=debug,kube=warn")
+            .arg("--state-dir")
+            .arg(state)
+            .args(["controller", "--namespace", ns, "--identity", identity])
+            .args(["--lease-namespace", ns])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting capstan controller");
+        Controller { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster with the CRDs installed and a namespace, plus a state dir
+/// whose local registry holds the test components.
+fn setup(ns: &str) -> (KubeApi, tempfile::TempDir) {
+    let api = KubeApi::start();
+    let crds = Command::new(CLI).arg("crds").output().unwrap();
+    assert!(crds.status.success());
+    api.apply(&String::from_utf8(crds.stdout).unwrap());
+    // CRDs take a moment to be served.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !api.kubectl(&["get", "pipelineruns", "-A"]).status.success() {
+        assert!(Instant::now() < deadline, "the CRDs were not served");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+    ));
+    let state = tempfile::tempdir().unwrap();
+    for c in [components::ECHO, components::SLEEP, components::FAIL] {
+        let out = capstan_tests::cli(CLI, state.path(), &["plugin", "publish", c]);
+        assert!(
+            out.status.success(),
+            "publish {c}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (api, state)
+}
+
+fn get(api: &KubeApi, ns: &str, name: &str) -> serde_json::Value {
+    let out = api.kubectl(&["-n", ns, "get", "pipelinerun", name, "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "kubectl get: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Poll a run until `done` holds for it (or fail with the controller logs).
+fn wait_for(
+    api: &KubeApi,
+    ns: &str,
+    name: &str,
+    secs: u64,
+    logs: &dyn Fn() -> String,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = get(api, ns, name);
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not reach the expected state in {secs} s; object:\n{v:#}\ncontroller logs:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn phase(v: &serde_json::Value) -> &str {
+    v["status"]["phase"].as_str().unwrap_or("")
+}
+
+fn task<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["status"]["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == name))
+        .unwrap_or_else(|| panic!("no task {name} in {v:#}"))
+}
+
+const PIPELINE: &str = r#"
+apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: { name: greet, namespace: NS }
+spec:
+  params: [{ name: who }]
+  tasks:
+    - name: hello
+      uses: echo@0.1
+      params: [{ name: message, value: "hello $(params.who)" }]
+    - name: again
+      uses: echo@0.1
+      params: [{ name: message, value: "$(tasks.hello.results.message)!" }]
+  results:
+    - { name: greeting, value: "$(tasks.again.results.message)" }
+"#;
+
+#[test]
+fn a_pipelinerun_applied_with_kubectl_runs_and_invalid_ones_are_explained() {
+    let ns = "ci";
+    let (api, state) = setup(ns);
+    let ctl = Controller::start(&api, state.path(), ns, "solo", &["--no-leader-election"]);
+    api.apply(&PIPELINE.replace("NS", ns));
+    api.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: greet-1, namespace: {ns}}}\n\
+         spec:\n  pipelineRef: {{name: greet}}\n  params: [{{name: who, value: kube}}]\n"
+    ));
+    let logs = || {
+        let runs = capstan_tests::cli(CLI, state.path(), &["runs", "list"]);
+        format!(
+            "{}\nruns:\n{}",
+            ctl.log(),
+            String::from_utf8_lossy(&runs.stdout)
+        )
+    };
+    let v = wait_for(&api, ns, "greet-1", 60, &logs, |v| {
+        matches!(phase(v), "Succeeded" | "Failed" | "Invalid")
+    });
+    assert_eq!(phase(&v), "Succeeded", "{v:#}\n{}", ctl.log());
+    assert_eq!(v["status"]["results"]["greeting"], "hello kube!", "{v:#}");
+    assert_eq!(task(&v, "hello")["status"], "Succeeded");
+    assert_eq!(task(&v, "again")["results"]["message"], "hello kube!");
+    assert_eq!(v["status"]["conditions"][0]["type"], "Succeeded");
+    assert_eq!(v["status"]["conditions"][0]["status"], "True");
+    assert!(v["status"]["startTime"].is_string() && v["status"]["duration"].is_string());
+    assert!(
+        v["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "capstan.dev/run")),
+        "{v:#}"
+    );
+    // The run's logs stay in the controller's store.
+    let run_id = v["status"]["runId"].as_str().unwrap();
+    let out = capstan_tests::cli(CLI, state.path(), &["logs", run_id]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hello kube"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // kubectl shows status, start and duration.
+    let table = api.kubectl(&["-n", ns, "get", "pipelineruns"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("STATUS") && table.contains("STARTED") && table.contains("DURATION"),
+        "{table}"
+    );
+    assert!(table.contains("Succeeded"), "{table}");
+
+    // Invalid runs: a status condition that names the field; no crash loop.
+    api.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: bad-ref, namespace: {ns}}}\n\
+         spec:\n  pipelineRef: {{name: no-such-pipeline}}\n"
+    ));
+    api.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: bad-spec, namespace: {ns}}}\n\
+         spec:\n  pipelineSpec:\n    tasks:\n      - {{name: a, uses: echo@0.1, params: [{{name: message, value: x}}], runAfter: [ghost]}}\n"
+    ));
+    api.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: bad-uses, namespace: {ns}}}\n\
+         spec:\n  pipelineSpec:\n    tasks:\n      - {{name: a, uses: /etc/passwd.wasm}}\n"
+    ));
+    for (name, want) in [
+        ("bad-ref", "no Pipeline `no-such-pipeline`"),
+        ("bad-spec", "ghost"),
+        ("bad-uses", "registry plugin"),
+    ] {
+        let v = wait_for(&api, ns, name, 30, &logs, |v| !phase(v).is_empty());
+        assert_eq!(phase(&v), "Invalid", "{v:#}");
+        let c = &v["status"]["conditions"][0];
+        assert_eq!(c["status"], "False");
+        assert_eq!(c["reason"], "Invalid");
+        assert!(
+            c["message"].as_str().unwrap().contains(want),
+            "{name}: {c:#}"
+        );
+    }
+    // The controller is still there and still works.
+    api.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: greet-2, namespace: {ns}}}\n\
+         spec:\n  pipelineRef: {{name: greet}}\n  params: [{{name: who, value: again}}]\n"
+    ));
+    let v = wait_for(&api, ns, "greet-2", 60, &logs, |v| phase(v) == "Succeeded");
+    assert_eq!(v["status"]["results"]["greeting"], "hello again!");
+
+    // Deleting a run removes its workspaces (the finalizer) and the object.
+    let ws = state.path().join("workspaces").join(run_id);
+    let _ = std::fs::create_dir_all(&ws);
+    let out = api.kubectl(&["-n", ns, "delete", "pipelinerun", "greet-1", "--wait=true"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!ws.exists(), "workspaces of a deleted run remain");
+}
+
+fn sleep_run(ns: &str, name: &str, millis: u64) -> String {
+    format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+         spec:\n  pipelineSpec:\n    workspaces: [{{name: log}}]\n    tasks:\n      \
+         - {{name: nap, uses: sleep@0.1, params: [{{name: millis, value: \"{millis}\"}}, {{name: marker, value: ran}}], \
+         workspaces: [{{name: log}}]}}\n"
+    )
+}
+
+#[test]
+fn the_namespace_quota_queues_runs_first_come_first_served() {
+    let ns = "quota";
+    let (api, state) = setup(ns);
+    let ctl = Controller::start(
+        &api,
+        state.path(),
+        ns,
+        "solo",
+        &["--no-leader-election", "--quota", "2"],
+    );
+    let logs = || ctl.log();
+    for name in ["q1", "q2", "q3"] {
+        api.apply(&sleep_run(ns, name, 4000));
+        std::thread::sleep(Duration::from_millis(1100)); // distinct creation seconds
+    }
+    let v3 = wait_for(&api, ns, "q3", 30, &logs, |v| !phase(v).is_empty());
+    assert_eq!(phase(&v3), "Queued", "{v3:#}");
+    let msg = v3["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("quota"), "{msg}");
+    let v1 = get(&api, ns, "q1");
+    assert_eq!(phase(&v1), "Running", "{v1:#}");
+    let v3 = wait_for(&api, ns, "q3", 60, &logs, |v| phase(v) == "Succeeded");
+    let v1 = wait_for(&api, ns, "q1", 30, &logs, |v| phase(v) == "Succeeded");
+    // q3 started only after q1 finished.
+    let started3 = v3["status"]["startTime"].as_str().unwrap().to_string();
+    let finished1 = v1["status"]["completionTime"].as_str().unwrap().to_string();
+    assert!(
+        started3 >= finished1,
+        "q3 started {started3}, q1 finished {finished1}"
+    );
+}
+
+#[test]
+fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
+    let ns = "ha";
+    let (api, state) = setup(ns);
+    let lease = ["--lease-duration", "4s"];
+    let mut a = Controller::start(&api, state.path(), ns, "replica-a", &lease);
+    // Let replica-a take the lease first.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a.log().contains("became the leader") {
+        assert!(Instant::now() < deadline, "no leader:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let b = Controller::start(&api, state.path(), ns, "replica-b", &lease);
+    api.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: long, namespace: {ns}}}\n\
+         spec:\n  pipelineSpec:\n    workspaces: [{{name: log}}]\n    tasks:\n      \
+         - {{name: first, uses: sleep@0.1, params: [{{name: millis, value: \"10\"}}, {{name: marker, value: first}}], workspaces: [{{name: log}}]}}\n      \
+         - {{name: second, uses: sleep@0.1, runAfter: [first], params: [{{name: millis, value: \"8000\"}}, {{name: marker, value: second}}], workspaces: [{{name: log}}]}}\n      \
+         - {{name: third, uses: sleep@0.1, runAfter: [second], params: [{{name: millis, value: \"10\"}}, {{name: marker, value: third}}], workspaces: [{{name: log}}]}}\n"
+    ));
+    let logs = || format!("replica-a:\n{}\nreplica-b:\n{}", a.log(), b.log());
+    let v = wait_for(&api, ns, "long", 60, &logs, |v| {
+        v["status"]["tasks"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["name"] == "second"))
+            .is_some_and(|t| t["status"] == "Running")
+    });
+    assert_eq!(task(&v, "first")["status"], "Succeeded");
+    a.kill(); // SIGKILL: no lease release, no status update.
+    let logs = || format!("replica-a:\n{}\nreplica-b:\n{}", a.log(), b.log());
+    let v = wait_for(&api, ns, "long", 90, &logs, |v| {
+        matches!(phase(v), "Succeeded" | "Failed")
+    });
+    assert_eq!(phase(&v), "Succeeded", "{v:#}\n{}", logs());
+    assert!(b.log().contains("became the leader"), "{}", b.log());
+    assert!(b.log().contains("resuming"), "{}", b.log());
+    // `first` ran once; `second` was interrupted and ran again; `third` once.
+    assert_eq!(task(&v, "first")["attempts"], 1, "{v:#}");
+    let run_id = v["status"]["runId"].as_str().unwrap();
+    let marks = std::fs::read_to_string(
+        state
+            .path()
+            .join("workspaces")
+            .join(run_id)
+            .join("log")
+            .join("first"),
+    )
+    .unwrap();
+    assert_eq!(
+        marks.lines().count(),
+        1,
+        "first ran more than once: {marks}"
+    );
+}
