@@ -41,6 +41,11 @@ apt_install() {
     }
 }
 
+mkdir -p "$cache"
+# One build at a time per machine (tests may call this concurrently).
+exec 9>"$cache/.kube-apiserver.lock"
+flock 9
+
 apt_install etcd-server openssl curl
 # kubectl: any recent one works for apply/get; Debian's kubernetes-client if none.
 command -v kubectl >/dev/null 2>&1 || apt_install kubernetes-client

@@ -339,3 +339,100 @@ fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
         "first ran more than once: {marks}"
     );
 }
+
+#[test]
+fn kube_requests_are_checked_by_the_grant_and_then_by_rbac() {
+    let ns = "caps";
+    let (api, state) = setup(ns);
+    let out = capstan_tests::cli(
+        CLI,
+        state.path(),
+        &["plugin", "publish", components::KUBE_REQUEST],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The run's ServiceAccount may create and read pods, nothing else.
+    api.apply(&format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: builder, namespace: {ns}}}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: builder, namespace: {ns}}}\n\
+         rules: [{{apiGroups: [\"\"], resources: [pods], verbs: [create, get]}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: builder, namespace: {ns}}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: builder}}\n\
+         subjects: [{{kind: ServiceAccount, name: builder, namespace: {ns}}}]\n"
+    ));
+    let ctl = Controller::start(&api, state.path(), ns, "solo", &["--no-leader-election"]);
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"built"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#;
+    let cm =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"sneaky"},"data":{"a":"b"}}"#;
+    let step = |name: &str, resource: &str, body: &str, grant: &str| {
+        format!(
+            "      - name: {name}\n        uses: kube-request@0.1\n        params:\n          \
+             - {{name: verb, value: create}}\n          - {{name: resource, value: {resource}}}\n          \
+             - {{name: namespace, value: {ns}}}\n          - {{name: body, value: '{body}'}}\n        \
+             grants:\n          kube: [{grant}]\n"
+        )
+    };
+    let yaml = format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: caps, namespace: {ns}}}\n\
+         spec:\n  serviceAccountName: builder\n  pipelineSpec:\n    tasks:\n{}{}{}",
+        step(
+            "allowed",
+            "pods",
+            pod,
+            "{verbs: [create], resources: [pods]}"
+        ),
+        step(
+            "not-granted",
+            "pods",
+            pod,
+            "{verbs: [get], resources: [pods]}"
+        ),
+        step(
+            "rbac-denied",
+            "configmaps",
+            cm,
+            "{verbs: [create], resources: [configmaps]}"
+        ),
+    );
+    api.apply(&yaml);
+    let logs = || ctl.log();
+    let v = wait_for(&api, ns, "caps", 60, &logs, |v| {
+        matches!(phase(v), "Succeeded" | "Failed" | "Invalid")
+    });
+    assert_eq!(phase(&v), "Failed", "{v:#}");
+    let allowed = task(&v, "allowed");
+    assert_eq!(allowed["status"], "Succeeded", "{v:#}");
+    assert_eq!(allowed["results"]["status"], "201", "{v:#}");
+    // Refused by the host: the grant lacks `create pods`.
+    let refused = task(&v, "not-granted");
+    assert_eq!(refused["status"], "Failed", "{v:#}");
+    let msg = refused["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("denied") && msg.contains("kube"), "{msg}");
+    // Granted, but the ServiceAccount's RBAC says no: the API server refuses.
+    let rbac = task(&v, "rbac-denied");
+    assert_eq!(rbac["status"], "Failed", "{v:#}");
+    let msg = rbac["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("403") && msg.contains("system:serviceaccount:caps:builder"),
+        "{msg}"
+    );
+    // What the cluster holds agrees.
+    assert!(
+        api.kubectl(&["-n", ns, "get", "pod", "built"])
+            .status
+            .success()
+    );
+    assert!(
+        !api.kubectl(&["-n", ns, "get", "configmap", "sneaky"])
+            .status
+            .success()
+    );
+    // Only the host-side denial reached the task log as a denial line.
+    let run_id = v["status"]["runId"].as_str().unwrap();
+    let out = capstan_tests::cli(CLI, state.path(), &["logs", run_id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("denied: kube create pods"), "{text}");
+}

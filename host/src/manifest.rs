@@ -107,7 +107,7 @@ impl Capability {
     pub fn implemented(self) -> bool {
         matches!(
             self,
-            Capability::Http | Capability::Secrets | Capability::Ssh
+            Capability::Http | Capability::Secrets | Capability::Ssh | Capability::Kube
         )
     }
 }

@@ -151,10 +151,15 @@ mod tests {
         // Declared and allowed by policy: granted.
         let r = check(&manifest("\"ssh\""), &grants, &NoCeilings);
         assert!(!r.iter().any(|r| r.field == "ssh"));
-        // Declared and allowed, but not in this build.
-        let kube: Grants = serde_yaml::from_str("kube: [{verbs: [get]}]").unwrap();
-        let r = check(&manifest("\"kube\""), &kube, &NoCeilings);
-        assert!(r.iter().any(|r| r.field == "kube" && r.layer.is_none()));
+        // kube: granted when declared, refused by the manifest layer when not.
+        let kube: Grants =
+            serde_yaml::from_str("kube: [{verbs: [get], resources: [pods]}]").unwrap();
+        assert!(check(&manifest("\"kube\""), &kube, &NoCeilings).is_empty());
+        let r = check(&manifest(""), &kube, &NoCeilings);
+        assert!(
+            r.iter()
+                .any(|r| r.field == "kube" && r.layer == Some(Layer::Manifest))
+        );
         // Nothing granted: nothing to refuse.
         assert!(check(&manifest(""), &Grants::default(), &NoSsh).is_empty());
     }

@@ -15,6 +15,7 @@
 pub mod files;
 pub mod grant;
 pub mod http;
+pub mod kube;
 pub mod log;
 pub mod network;
 pub mod secrets;

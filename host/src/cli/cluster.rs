@@ -70,10 +70,12 @@ fn pod_namespace() -> Option<String> {
 }
 
 pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
-    let sched = Arc::new(super::run::scheduler(cli, args.memory_limit)?);
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let mut sched = super::run::scheduler(cli, args.memory_limit)?;
+    sched.kube_client = Some(client.clone());
+    let sched = Arc::new(sched);
     let settings = controller::Settings {
         namespace: args.namespace.clone(),
         quota: args.quota,

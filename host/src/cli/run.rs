@@ -64,6 +64,27 @@ pub(crate) fn scheduler(cli: &Cli, memory_mib: usize) -> Result<Scheduler> {
     Ok(s)
 }
 
+/// Locally, the kube capability uses the kubeconfig (`KUBECONFIG` or
+/// `~/.kube/config`); a client is made only if some task is granted `kube`.
+pub(crate) async fn kube_client_for(
+    prepared: &crate::scheduler::Prepared,
+) -> Result<Option<kube::Client>> {
+    if prepared
+        .plan
+        .tasks
+        .iter()
+        .all(|t| t.spec.grants.kube.is_empty())
+    {
+        return Ok(None);
+    }
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!(
+            "a task is granted `kube`, but no Kubernetes API is reachable from the kubeconfig: {e}"
+        )
+    })?;
+    Ok(Some(client))
+}
+
 pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     let mut sched = scheduler(cli, args.memory_limit)?;
     if args.locked {
@@ -85,6 +106,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     };
     for w in &prepared.warnings {
         eprintln!("warning: {w}");
+    }
+    if !args.dry_run {
+        sched.kube_client = kube_client_for(&prepared).await?;
     }
     if args.dry_run {
         if cli.output == Output::Json {

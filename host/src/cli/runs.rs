@@ -109,7 +109,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
             run_id,
             memory_limit,
         } => {
-            let sched = super::run::scheduler(cli, *memory_limit)?;
+            let mut sched = super::run::scheduler(cli, *memory_limit)?;
             let rec = sched.store.run(run_id)?;
             if rec.status.is_terminal() {
                 eprintln!("run {run_id} already finished: {}", rec.status);
@@ -124,6 +124,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                 }
                 Err(PrepareError::Other(e)) => return Err(e),
             };
+            sched.kube_client = super::run::kube_client_for(&prepared).await?;
             super::run::execute(cli, &sched, run_id, &prepared).await
         }
         RunsCommand::Cancel { run_id } => {

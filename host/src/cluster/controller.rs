@@ -197,6 +197,15 @@ async fn apply(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action, E
     // replica that takes over resumes this run rather than starting another.
     let opts = RunOptions {
         parallelism: ctx.settings.parallelism,
+        kube: Some(crate::store::KubeIdentity {
+            namespace: ns.clone(),
+            service_account: Some(
+                pr.spec
+                    .service_account_name
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+            ),
+        }),
         ..Default::default()
     };
     let id = ctx.sched.create(&prepared, &opts)?;

@@ -170,9 +170,10 @@ pub struct Grants {
     /// hostKey: SHA256:… | knownHosts: "…" }`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh: Vec<SshGrantSpec>,
-    /// Kubernetes verbs/resources/namespaces.
+    /// Kubernetes requests: `{ verbs, resources, namespaces?, names? }`
+    /// (resources as `pods`, `deployments.apps`, `pods/log`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub kube: Vec<serde_yaml::Value>,
+    pub kube: Vec<crate::caps::kube::KubeGrant>,
 }
 
 /// One `grants.http` entry.

@@ -447,6 +447,11 @@ pub fn validate(
                 d.push(doc.diag(&format!("{at}.grants.ssh[{j}].secret"), e));
             }
         }
+        for (j, g) in t.grants.kube.iter().enumerate() {
+            if let Err(e) = g.check() {
+                d.push(doc.diag(&format!("{at}.grants.kube[{j}]"), e));
+            }
+        }
         for (j, g) in t.grants.secrets.iter().enumerate() {
             if let Err(e) = crate::caps::secrets::check_name(g.name()) {
                 d.push(doc.diag(&format!("{at}.grants.secrets[{j}]"), e));

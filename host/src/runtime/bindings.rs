@@ -1,7 +1,7 @@
 //! The host's single `bindgen!` over the top-level `wit/`.
 //!
-//! Generated for the `capstan-host` world (http-task + ssh-task: everything the
-//! host links today); WASI and wasi:http types come from
+//! Generated for the `capstan-host` world (http-task + ssh-task + kube-task:
+//! everything the host links today); WASI and wasi:http types come from
 //! wasmtime-wasi and wasmtime-wasi-http. Every plugin exports the same
 //! `task` interface whatever its world, so one pre-instantiated export
 //! lookup serves them all. Imports are synchronous host calls; the `task`
@@ -18,12 +18,16 @@ wasmtime::component::bindgen!({
         "capstan:plugin/ssh.[method]session.exec-files": async,
         "capstan:plugin/ssh.[method]session.put": async,
         "capstan:plugin/ssh.[method]session.get": async,
+        "capstan:plugin/kube.send": async,
+        "capstan:plugin/kube.start-watch": async,
+        "capstan:plugin/kube.[method]watch.next": async,
     },
     with: {
         "wasi": wasmtime_wasi::p2::bindings,
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         "capstan:plugin/secrets.secret": crate::caps::secrets::Secret,
         "capstan:plugin/ssh.session": crate::caps::ssh::Session,
+        "capstan:plugin/kube.watch": crate::caps::kube::Watch,
     },
 });
 

@@ -84,6 +84,7 @@ pub struct TaskState {
     secrets: SecretsState,
     files: crate::caps::files::FilesState,
     ssh: crate::caps::ssh::SshState,
+    kube: crate::caps::kube::KubeState,
 }
 
 impl WasiView for TaskState {
@@ -128,6 +129,20 @@ fn ssh_view(s: &mut TaskState) -> crate::caps::ssh::SshView<'_> {
     }
 }
 
+/// `HasData` for the kube interface.
+struct KubeData;
+
+impl wasmtime::component::HasData for KubeData {
+    type Data<'a> = crate::caps::kube::KubeView<'a>;
+}
+
+fn kube_view(s: &mut TaskState) -> crate::caps::kube::KubeView<'_> {
+    crate::caps::kube::KubeView {
+        state: &mut s.kube,
+        table: &mut s.table,
+    }
+}
+
 fn secrets_view(s: &mut TaskState) -> SecretsView<'_> {
     SecretsView {
         state: &mut s.secrets,
@@ -150,6 +165,10 @@ pub struct Invocation {
     pub secrets: Vec<SecretGrant>,
     /// Granted SSH endpoints (credentials resolved).
     pub ssh: Vec<crate::caps::ssh::SshGrant>,
+    /// Granted Kubernetes requests.
+    pub kube: Vec<crate::caps::kube::KubeGrant>,
+    /// The API the kube capability talks to (and as whom).
+    pub kube_target: Option<crate::caps::kube::KubeTarget>,
 }
 
 /// Why an attempt did not succeed.
@@ -247,6 +266,11 @@ impl Runtime {
         .map_err(anyhow::Error::from)?;
         bindings::capstan::plugin::ssh::add_to_linker::<TaskState, SshData>(&mut linker, ssh_view)
             .map_err(anyhow::Error::from)?;
+        bindings::capstan::plugin::kube::add_to_linker::<TaskState, KubeData>(
+            &mut linker,
+            kube_view,
+        )
+        .map_err(anyhow::Error::from)?;
         bindings::capstan::plugin::secrets::add_to_linker::<TaskState, SecretsData>(
             &mut linker,
             secrets_view,
@@ -443,6 +467,11 @@ impl Runtime {
                 grants: inv.ssh,
                 sink: sink.clone(),
                 connect_timeout: Duration::from_secs(30),
+            },
+            kube: crate::caps::kube::KubeState {
+                grants: inv.kube,
+                target: inv.kube_target,
+                sink: sink.clone(),
             },
         };
         let mut store = Store::new(&self.engine, state);

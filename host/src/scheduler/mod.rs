@@ -81,6 +81,8 @@ pub struct RunOptions {
     pub parallelism: usize,
     pub workspaces: BTreeMap<String, PathBuf>,
     pub limits: TaskLimits,
+    /// The run's namespace and ServiceAccount for the kube capability.
+    pub kube: Option<crate::store::KubeIdentity>,
 }
 
 impl Default for RunOptions {
@@ -89,6 +91,7 @@ impl Default for RunOptions {
             parallelism: 16,
             workspaces: BTreeMap::new(),
             limits: TaskLimits::default(),
+            kube: None,
         }
     }
 }
@@ -108,6 +111,9 @@ pub struct Scheduler {
     pub oci: capstan_registry::OciOptions,
     /// How `capstan.lock` is used.
     pub lock_mode: crate::resolve::LockMode,
+    /// The Kubernetes API for the kube capability (none: kube grants fail
+    /// their requests with a clear denial).
+    pub kube_client: Option<kube::Client>,
     recorder: Recorder,
 }
 
@@ -216,6 +222,7 @@ impl Scheduler {
             registry,
             oci: crate::resolve::oci_options(&state_dir, None),
             lock_mode: crate::resolve::LockMode::default(),
+            kube_client: None,
             runtime,
             recorder: Recorder::new(store.clone()),
             store,
@@ -377,6 +384,7 @@ impl Scheduler {
                 .map(|(u, p)| (u.clone(), p.digest().to_string()))
                 .collect(),
             parallelism: opts.parallelism.max(1),
+            kube: opts.kube.clone(),
         };
         let tasks: Vec<(String, bool)> = prepared
             .plan
@@ -529,6 +537,7 @@ struct Execution<'a> {
     prepared: &'a Prepared,
     workspaces: BTreeMap<String, String>,
     parallelism: usize,
+    kube: Option<crate::store::KubeIdentity>,
     state: HashMap<String, TaskRt>,
     events: Option<UnboundedSender<Event>>,
     deadline: Option<Instant>,
@@ -592,6 +601,25 @@ impl<'a> Execution<'a> {
         Ok(ResolvedGrants { http, secrets, ssh })
     }
 
+    /// Where this run's kube requests go, and as whom.
+    fn kube_target(&self) -> Option<crate::caps::kube::KubeTarget> {
+        let client = self.sched.kube_client.clone()?;
+        let (namespace, impersonate) = match &self.kube {
+            Some(id) => (
+                id.namespace.clone(),
+                id.service_account
+                    .as_ref()
+                    .map(|sa| format!("system:serviceaccount:{}:{sa}", id.namespace)),
+            ),
+            None => (client.default_namespace().to_string(), None),
+        };
+        Some(crate::caps::kube::KubeTarget {
+            client,
+            namespace,
+            impersonate,
+        })
+    }
+
     fn new(
         sched: &'a Scheduler,
         run_id: &str,
@@ -653,6 +681,7 @@ impl<'a> Execution<'a> {
             prepared,
             workspaces: spec.workspaces.clone(),
             parallelism: spec.parallelism.max(1),
+            kube: spec.kube.clone(),
             state,
             events,
             deadline,
@@ -1180,6 +1209,8 @@ impl<'a> Execution<'a> {
             http,
             secrets,
             ssh,
+            kube: t.spec.grants.kube.clone(),
+            kube_target: self.kube_target(),
         };
         let runtime = self.sched.runtime.clone();
         running.spawn(async move {

@@ -64,6 +64,18 @@ pub struct RunSpec {
     /// `uses` → digest of the component loaded when the run was created.
     pub plugins: BTreeMap<String, String>,
     pub parallelism: usize,
+    /// Where the kube capability acts, and as whom (Kubernetes mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<KubeIdentity>,
+}
+
+/// The namespace of a run and the ServiceAccount its kube requests
+/// impersonate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeIdentity {
+    pub namespace: String,
+    /// `None`: the client's own identity (local mode).
+    pub service_account: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
