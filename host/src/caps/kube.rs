@@ -164,7 +164,7 @@ fn refusal(grants: &[KubeGrant], run_ns: Option<&str>, req: &Request) -> Option<
             } else {
                 g.namespaces.iter().any(|n| n == ns)
             };
-            if !(g.verbs.iter().any(|v| *v == req.verb) && g.resources.contains(&key) && ns_ok) {
+            if !(g.verbs.contains(&req.verb) && g.resources.contains(&key) && ns_ok) {
                 continue;
             }
             if !g.names.is_empty() {
