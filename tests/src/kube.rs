@@ -316,9 +316,101 @@ impl KubeApi {
         );
     }
 
+    /// A raw API request as the admin (curl): `(HTTP status, body)`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: &str,
+    ) -> (u16, String) {
+        self.requester().call(method, path, body, content_type)
+    }
+
+    fn requester(&self) -> Requester {
+        Requester {
+            url: self.url.clone(),
+            ca: self.dir.path().join("ca.crt"),
+        }
+    }
+
+    /// Play the deployment controller and kubelet for `deployment` in
+    /// `ns` until `stop` is set: whenever its generation is ahead of
+    /// `status.observedGeneration`, report every replica updated and
+    /// available.
+    pub fn complete_rollouts(
+        &self,
+        ns: &str,
+        deployment: &str,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::thread::JoinHandle<u32> {
+        let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/{deployment}");
+        let api = self.requester();
+        std::thread::spawn(move || {
+            let mut done = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (code, body) = api.call("GET", &path, None, "application/json");
+                if code == 200 {
+                    let d: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    let generation = d["metadata"]["generation"].as_i64().unwrap_or(0);
+                    if d["status"]["observedGeneration"].as_i64().unwrap_or(0) < generation {
+                        let n = d["spec"]["replicas"].as_i64().unwrap_or(1);
+                        let patch = serde_json::json!({"status": {"observedGeneration": generation,
+                            "replicas": n, "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n}});
+                        let (c, b) = api.call(
+                            "PATCH",
+                            &format!("{path}/status"),
+                            Some(&patch.to_string()),
+                            "application/merge-patch+json",
+                        );
+                        assert_eq!(c, 200, "patching the deployment status: {b}");
+                        done += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            done
+        })
+    }
+
     /// The server's log tail (for failure messages).
     pub fn log_tail(&self) -> String {
         tail(&self.dir.path().join("apiserver.log"))
+    }
+}
+
+/// Admin requests from another thread.
+struct Requester {
+    url: String,
+    ca: PathBuf,
+}
+
+impl Requester {
+    fn call(&self, method: &str, path: &str, body: Option<&str>, ct: &str) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(&self.ca)
+        .args(["-H", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
+        .args(["-H", &format!("Content-Type: {ct}")])
+        .args(["-X", method]);
+        if let Some(b) = body {
+            cmd.args(["--data-binary", b]);
+        }
+        let Ok(out) = cmd.arg(format!("{}{path}", self.url)).output() else {
+            return (0, String::new());
+        };
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = out.trim_end().rsplit_once('\n').unwrap_or(("", out.trim()));
+        (code.parse().unwrap_or(0), body.to_string())
     }
 }
 

@@ -206,6 +206,15 @@ mod tests {
     }
 
     #[test]
+    fn deploy_crds_yaml_is_what_capstan_crds_prints() {
+        let file = include_str!("../../../deploy/crds.yaml");
+        assert!(
+            file == crds_yaml(),
+            "deploy/crds.yaml is stale: regenerate it with `capstan crds > deploy/crds.yaml`"
+        );
+    }
+
+    #[test]
     fn a_run_document_round_trips() {
         let r: PipelineRunResource = serde_yaml::from_str(
             "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {name: r, namespace: ci}\n\
