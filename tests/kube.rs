@@ -615,3 +615,156 @@ fn kube_deploy_applies_sets_the_image_and_waits_for_the_rollout() {
     );
     assert_eq!(code, 200);
 }
+
+/// kaniko-build, run locally with the kubeconfig: the test plays the
+/// kubelet (no kubelet here), finishing one build Pod with a digest in its
+/// termination message and failing the other.
+#[test]
+fn kaniko_build_runs_a_pod_and_reads_the_digest_or_the_failure() {
+    let ns = "build";
+    let api = KubeApi::start();
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+    ));
+    let state = tempfile::tempdir().unwrap();
+    let out = capstan_tests::cli(
+        CLI,
+        state.path(),
+        &["plugin", "publish", components::KANIKO_BUILD],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let step = |name: &str, dest: &str| {
+        format!(
+            "    - name: {name}\n      uses: kaniko-build@0.1\n      params:\n        \
+             - {{name: namespace, value: {ns}}}\n        - {{name: destination, value: {dest}}}\n        \
+             - {{name: tag, value: abc123}}\n        - {{name: context, value: app}}\n        \
+             - {{name: extra-args, value: ['--build-arg=V=1']}}\n        \
+             - {{name: workspace-claim, value: capstan-state}}\n        \
+             - {{name: workspace-sub-path, value: workspaces/r/source}}\n        \
+             - {{name: timeout, value: '60'}}\n      \
+             grants: {{ kube: [{{verbs: [create, get, delete], resources: [pods, pods/log], namespaces: [{ns}]}}] }}\n"
+        )
+    };
+    std::fs::write(
+        state.path().join("build.yaml"),
+        format!(
+            "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata: {{name: build}}\nspec:\n  tasks:\n{}{}",
+            step("image", "registry.example/team/app"),
+            step("broken", "registry.example/team/broken"),
+        ),
+    )
+    .unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    // The kubelet's part: finish every kaniko Pod once it exists.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kubelet = {
+        let stop = stop.clone();
+        let digest = digest.clone();
+        let url = format!("/api/v1/namespaces/{ns}/pods");
+        let api = api.requester();
+        let request = move |method: &str, path: &str, body: Option<&str>| {
+            let (_, out) = api.call(method, path, body, "application/merge-patch+json");
+            serde_json::from_str::<serde_json::Value>(&out).unwrap_or_default()
+        };
+        std::thread::spawn(move || {
+            let mut seen: Vec<serde_json::Value> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let list = request("GET", &url, None);
+                for p in list["items"].as_array().into_iter().flatten() {
+                    let name = p["metadata"]["name"].as_str().unwrap().to_string();
+                    if p["status"]["phase"] != "Pending"
+                        || seen.iter().any(|s| s["metadata"]["name"] == name.as_str())
+                    {
+                        continue;
+                    }
+                    seen.push(p.clone());
+                    let args = p["spec"]["containers"][0]["args"].to_string();
+                    let (phase, code, msg) = if args.contains("broken") {
+                        ("Failed", 1, String::new())
+                    } else {
+                        ("Succeeded", 0, digest.clone())
+                    };
+                    let patch = serde_json::json!({"status": {"phase": phase, "containerStatuses": [{
+                        "name": "kaniko", "ready": false, "restartCount": 0, "image": "kaniko", "imageID": "",
+                        "state": {"terminated": {"exitCode": code, "message": msg, "reason": if code == 0 {"Completed"} else {"Error"}}}
+                    }]}});
+                    request(
+                        "PATCH",
+                        &format!("{url}/{name}/status"),
+                        Some(&patch.to_string()),
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            seen
+        })
+    };
+    let out = capstan_tests::cli_env(
+        CLI,
+        state.path(),
+        &[
+            "run",
+            state.path().join("build.yaml").to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        &[("KUBECONFIG", api.kubeconfig.as_os_str())],
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pods = kubelet.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let tasks = v["tasks"].as_array().unwrap();
+    let t = |name: &str| tasks.iter().find(|t| t["name"] == name).unwrap();
+    assert_eq!(t("image")["status"], "Succeeded", "{v:#}");
+    assert_eq!(
+        t("image")["results"]["IMAGE_URL"],
+        "registry.example/team/app:abc123"
+    );
+    assert_eq!(t("image")["results"]["IMAGE_DIGEST"], digest.as_str());
+    assert_eq!(t("broken")["status"], "Failed", "{v:#}");
+    assert!(
+        t("broken")["message"]
+            .as_str()
+            .unwrap()
+            .contains("the build failed (exit code 1"),
+        "{v:#}"
+    );
+    // The Pods were what kaniko needs, and they are gone afterwards.
+    assert_eq!(pods.len(), 2, "{pods:#?}");
+    let image_pod = pods
+        .iter()
+        .find(|p| {
+            p["spec"]["containers"][0]["args"]
+                .to_string()
+                .contains("team/app:abc123")
+        })
+        .unwrap();
+    let spec = &image_pod["spec"];
+    assert_eq!(spec["restartPolicy"], "Never");
+    assert_eq!(
+        spec["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "capstan-state"
+    );
+    assert_eq!(
+        spec["containers"][0]["volumeMounts"][0]["subPath"],
+        "workspaces/r/source"
+    );
+    assert_eq!(spec["volumes"][1]["secret"]["secretName"], "docker-config");
+    let args = spec["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--digest-file=/dev/termination-log") && args.contains("--build-arg=V=1"),
+        "{args}"
+    );
+    let left = api.kubectl(&["-n", ns, "get", "pods", "-o", "name"]);
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "",
+        "build Pods left behind"
+    );
+}

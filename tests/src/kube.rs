@@ -327,7 +327,8 @@ impl KubeApi {
         self.requester().call(method, path, body, content_type)
     }
 
-    fn requester(&self) -> Requester {
+    /// Admin requests that can move to another thread.
+    pub fn requester(&self) -> Requester {
         Requester {
             url: self.url.clone(),
             ca: self.dir.path().join("ca.crt"),
@@ -380,13 +381,14 @@ impl KubeApi {
 }
 
 /// Admin requests from another thread.
-struct Requester {
+pub struct Requester {
     url: String,
     ca: PathBuf,
 }
 
 impl Requester {
-    fn call(&self, method: &str, path: &str, body: Option<&str>, ct: &str) -> (u16, String) {
+    /// `(HTTP status, body)`.
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>, ct: &str) -> (u16, String) {
         let mut cmd = Command::new("curl");
         cmd.args([
             "-sS",
