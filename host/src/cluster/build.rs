@@ -137,18 +137,6 @@ pub fn duration_text(us: i64) -> String {
     }
 }
 
-/// The phase name of a run status.
-pub fn phase(s: RunStatus) -> &'static str {
-    match s {
-        RunStatus::Queued => "Queued",
-        RunStatus::Running => "Running",
-        RunStatus::Succeeded => "Succeeded",
-        RunStatus::Failed => "Failed",
-        RunStatus::Cancelled => "Cancelled",
-        RunStatus::TimedOut => "TimedOut",
-    }
-}
-
 /// The `Succeeded` condition.
 pub fn condition(status: &str, reason: &str, message: &str, now_us: i64) -> Condition {
     Condition {
@@ -185,7 +173,7 @@ pub fn status_from_store(
         _ => None,
     };
     PipelineRunStatus {
-        phase: Some(phase(run.status).into()),
+        phase: Some(run.status.as_str().into()),
         conditions: vec![condition(cond_status, reason, &message, now_us)],
         run_id: Some(run_id.to_string()),
         start_time: run.started_at.map(rfc3339),

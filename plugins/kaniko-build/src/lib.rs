@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use capstan_plugin_sdk::capstan::plugin::kube::{Request, send};
 use capstan_plugin_sdk::capstan::plugin::log::{Level, log, progress};
-use capstan_plugin_sdk::capstan::plugin::types::{ParamValue, TaskError, TaskInput, TaskResult};
+use capstan_plugin_sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use capstan_plugin_sdk::exports::capstan::plugin::task::Guest;
 use capstan_plugin_sdk::param_str;
 
@@ -80,16 +80,7 @@ impl Guest for KanikoBuild {
         pod::inside("dockerfile", &dockerfile).map_err(invalid)?;
         let sub_path = param_str(&input, "workspace-sub-path", None)?;
         pod::inside("workspace-sub-path", &sub_path).map_err(invalid)?;
-        let extra_args = match input
-            .params
-            .iter()
-            .find(|p| p.name == "extra-args")
-            .map(|p| &p.value)
-        {
-            Some(ParamValue::Array(a)) => a.clone(),
-            None => vec![],
-            Some(_) => return Err(invalid("`extra-args` must be an array")),
-        };
+        let extra_args = capstan_plugin_sdk::param_list(&input, "extra-args")?;
         let timeout: u64 = param_str(&input, "timeout", Some("1800"))?
             .parse()
             .map_err(|_| invalid("`timeout` must be a number of seconds"))?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use capstan_plugin_sdk::capstan::plugin::kube::{Request, send};
 use capstan_plugin_sdk::capstan::plugin::log::{Level, log, progress};
-use capstan_plugin_sdk::capstan::plugin::types::{ParamValue, TaskError, TaskInput, TaskResult};
+use capstan_plugin_sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use capstan_plugin_sdk::exports::capstan::plugin::task::Guest;
 use capstan_plugin_sdk::{param_str, workspace};
 
@@ -66,16 +66,7 @@ impl Guest for KubeDeploy {
         let timeout: u64 = param_str(&input, "timeout", Some("300"))?
             .parse()
             .map_err(|_| invalid("`timeout` must be a number of seconds"))?;
-        let manifests = match input
-            .params
-            .iter()
-            .find(|p| p.name == "manifests")
-            .map(|p| &p.value)
-        {
-            Some(ParamValue::Array(a)) => a.clone(),
-            None => vec![],
-            Some(_) => return Err(invalid("`manifests` must be an array")),
-        };
+        let manifests = capstan_plugin_sdk::param_list(&input, "manifests")?;
         let set_image = !image.is_empty() || !container.is_empty();
         if set_image && (deployment.is_empty() || container.is_empty() || image.is_empty()) {
             return Err(invalid(

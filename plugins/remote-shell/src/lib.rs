@@ -37,19 +37,6 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-fn list_param(input: &TaskInput, name: &str) -> Result<Vec<String>, TaskError> {
-    match input
-        .params
-        .iter()
-        .find(|p| p.name == name)
-        .map(|p| &p.value)
-    {
-        Some(ParamValue::Array(a)) => Ok(a.clone()),
-        Some(_) => Err(invalid(format!("`{name}` must be an array"))),
-        None => Ok(vec![]),
-    }
-}
-
 fn bool_param(input: &TaskInput, name: &str, default: &str) -> Result<bool, TaskError> {
     match param_str(input, name, Some(default))?.as_str() {
         "true" => Ok(true),
@@ -116,11 +103,11 @@ impl Guest for RemoteShell {
             None => vec![],
             Some(_) => return Err(invalid("`env` must be an object")),
         };
-        let back = list_param(&input, "sync-back")?;
+        let back = capstan_plugin_sdk::param_list(&input, "sync-back")?;
         for p in &back {
             plan::check_back_path(p).map_err(invalid)?;
         }
-        let exclude = list_param(&input, "exclude")?;
+        let exclude = capstan_plugin_sdk::param_list(&input, "exclude")?;
         let root = PathBuf::from(workspace(&input, "source")?);
         let ws = quote(&remote);
 

@@ -45,6 +45,22 @@ pub fn param_str(
     }
 }
 
+/// An array-of-strings param; absent is empty.
+pub fn param_list(input: &TaskInput, name: &str) -> Result<Vec<String>, TaskError> {
+    match input
+        .params
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| &p.value)
+    {
+        Some(ParamValue::Array(a)) => Ok(a.clone()),
+        Some(_) => Err(TaskError::InvalidParams(format!(
+            "`{name}` must be an array"
+        ))),
+        None => Ok(vec![]),
+    }
+}
+
 /// The guest path of a granted workspace.
 pub fn workspace(input: &TaskInput, name: &str) -> Result<String, TaskError> {
     input
