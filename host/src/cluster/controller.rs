@@ -137,20 +137,17 @@ async fn apply(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action, E
     if let Some(id) = &status.run_id {
         return resume(pr, id, ctx).await;
     }
-    // Dereference → validate → build.
-    let prepared = match prepare(pr, ctx).await? {
-        Ok(p) => p,
-        Err(Invalid(msg)) => {
-            tracing::info!(run = %pr.name_any(), "invalid: {msg}");
-            let st = PipelineRunStatus {
-                phase: Some("Invalid".into()),
-                conditions: vec![build::condition("False", "Invalid", &msg, now_us())],
-                observed_generation: pr.metadata.generation,
-                ..Default::default()
-            };
-            write_status(ctx, pr, &st).await?;
+    // Dereference → validate → build. A run already `Queued` was valid
+    // when it queued: while it waits, only the (cheap) quota check runs,
+    // and it is prepared again when its turn comes.
+    let queued = status.phase.as_deref() == Some("Queued");
+    let prepared = if queued {
+        None
+    } else {
+        let Some(p) = validated(pr, ctx).await? else {
             return Ok(Action::await_change());
-        }
+        };
+        Some(p)
     };
     // Quota: FIFO per namespace.
     let ns = pr.namespace().unwrap_or_default();
@@ -183,16 +180,20 @@ async fn apply(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action, E
         if status.phase.as_deref() != Some("Queued")
             || status.conditions.first().map(|c| &c.message) != Some(&msg)
         {
-            let st = PipelineRunStatus {
-                phase: Some("Queued".into()),
-                conditions: vec![build::condition("Unknown", "Queued", &msg, now_us())],
-                observed_generation: pr.metadata.generation,
-                ..Default::default()
-            };
+            let st = phase_status(pr, "Queued", "Unknown", &msg);
             write_status(ctx, pr, &st).await?;
         }
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+    let prepared = match prepared {
+        Some(p) => p,
+        None => {
+            let Some(p) = validated(pr, ctx).await? else {
+                return Ok(Action::await_change());
+            };
+            p
+        }
+    };
     // Apply: record the run, name it in the status, then start it — so a
     // replica that takes over resumes this run rather than starting another.
     let opts = RunOptions {
@@ -221,6 +222,17 @@ async fn apply(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action, E
     Ok(Action::await_change())
 }
 
+/// A status that is only a phase and its `Succeeded` condition (the phase
+/// is also the condition's reason).
+fn phase_status(pr: &PipelineRunResource, phase: &str, cond: &str, msg: &str) -> PipelineRunStatus {
+    PipelineRunStatus {
+        phase: Some(phase.into()),
+        conditions: vec![build::condition(cond, phase, msg, now_us())],
+        observed_generation: pr.metadata.generation,
+        ..Default::default()
+    }
+}
+
 fn waiting_entry(pr: &PipelineRunResource) -> Waiting {
     Waiting {
         created: pr
@@ -238,6 +250,22 @@ fn is_terminal_phase(p: Option<&str>) -> bool {
         p,
         Some("Succeeded" | "Failed" | "Cancelled" | "TimedOut" | "Invalid")
     )
+}
+
+/// [`prepare`], writing the `Invalid` status when the run cannot run as
+/// written (`None`).
+async fn validated(
+    pr: &PipelineRunResource,
+    ctx: &Context,
+) -> Result<Option<crate::scheduler::Prepared>, Error> {
+    match prepare(pr, ctx).await? {
+        Ok(p) => Ok(Some(p)),
+        Err(Invalid(msg)) => {
+            tracing::info!(run = %pr.name_any(), "invalid: {msg}");
+            write_status(ctx, pr, &phase_status(pr, "Invalid", "False", &msg)).await?;
+            Ok(None)
+        }
+    }
 }
 
 /// Dereference, parse and validate (plugins resolved and loaded).
@@ -423,8 +451,11 @@ async fn cleanup(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action,
     let sched = ctx.sched.clone();
     let rid = id.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        match sched.cancel_run(&rid) {
-            Ok(_) | Err(_) => {}
+        if let Err(e) = sched.cancel_run(&rid) {
+            tracing::warn!(
+                id = rid,
+                "cancelling the run of a deleted PipelineRun: {e:#}"
+            );
         }
         // Wait (bounded) for the executing task to stop before deleting.
         for _ in 0..100 {

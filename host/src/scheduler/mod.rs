@@ -1210,7 +1210,11 @@ impl<'a> Execution<'a> {
             secrets,
             ssh,
             kube: t.spec.grants.kube.clone(),
-            kube_target: self.kube_target(),
+            kube_target: if t.spec.grants.kube.is_empty() {
+                None
+            } else {
+                self.kube_target()
+            },
         };
         let runtime = self.sched.runtime.clone();
         running.spawn(async move {
