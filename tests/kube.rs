@@ -428,6 +428,102 @@ fn kube_requests_are_checked_by_the_grant_and_then_by_rbac() {
     assert!(text.contains("denied: kube create pods"), "{text}");
 }
 
+/// Secrets in cluster mode: a granted name is a Secret in the run's
+/// namespace, read as the run's ServiceAccount. What its RBAC does not allow
+/// the task does not get (the controller holds no Secret rights of its own);
+/// names not granted are refused by the host; a revealed value is redacted
+/// from the task log.
+#[test]
+fn cluster_secrets_come_from_the_runs_namespace_as_its_service_account() {
+    let ns = "vault";
+    let (api, state) = setup(ns);
+    publish(state.path(), &[components::SECRET_READ]);
+    api.apply(&format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: deployer, namespace: {ns}}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: deploy-token, namespace: {ns}}}\n\
+         stringData: {{value: tok-7f3a9c-deploy}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: admin-token, namespace: {ns}}}\n\
+         stringData: {{value: tok-admin-000}}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: deployer, namespace: {ns}}}\n\
+         rules: [{{apiGroups: [\"\"], resources: [secrets], verbs: [get], resourceNames: [deploy-token, missing-token]}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: deployer, namespace: {ns}}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}}\n\
+         subjects: [{{kind: ServiceAccount, name: deployer, namespace: {ns}}}]\n"
+    ));
+    let ctl = Controller::start(&api, state.path(), ns, "solo", &["--no-leader-election"]);
+    let step = |task: &str, secret: &str, grant: &str| {
+        format!(
+            "      - name: {task}\n        uses: secret-read@0.1\n        \
+             params: [{{name: name, value: {secret}}}]\n        grants: {{secrets: [{grant}]}}\n"
+        )
+    };
+    let yaml = format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: secrets, namespace: {ns}}}\n\
+         spec:\n  serviceAccountName: deployer\n  pipelineSpec:\n    tasks:\n{}{}{}{}",
+        step(
+            "granted",
+            "deploy-token",
+            "{name: deploy-token, reveal: true}"
+        ),
+        step(
+            "rbac-denied",
+            "admin-token",
+            "{name: admin-token, reveal: true}"
+        ),
+        step("not-granted", "admin-token", "deploy-token"),
+        step(
+            "missing",
+            "missing-token",
+            "{name: missing-token, reveal: true}"
+        ),
+    );
+    api.apply(&yaml);
+    let logs = || ctl.log();
+    let v = wait_for(&api, ns, "secrets", 60, &logs, |v| {
+        matches!(phase(v), "Succeeded" | "Failed" | "Invalid")
+    });
+    assert_eq!(phase(&v), "Failed", "{v:#}");
+    let granted = task(&v, "granted");
+    assert_eq!(granted["status"], "Succeeded", "{v:#}");
+    assert_eq!(granted["results"]["length"], "17", "{v:#}");
+    let msg = |t: &str| {
+        task(&v, t)["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(task(&v, "rbac-denied")["status"], "Failed", "{v:#}");
+    assert!(
+        msg("rbac-denied")
+            .contains("system:serviceaccount:vault:deployer may not get Secret `admin-token`"),
+        "{}",
+        msg("rbac-denied")
+    );
+    assert_eq!(task(&v, "not-granted")["status"], "Failed", "{v:#}");
+    assert!(
+        msg("not-granted").contains("denied: secrets `admin-token: not granted to this task`"),
+        "{}",
+        msg("not-granted")
+    );
+    assert!(
+        msg("missing").contains("no Secret `missing-token` in namespace `vault`"),
+        "{}",
+        msg("missing")
+    );
+    let run_id = v["status"]["runId"].as_str().unwrap();
+    let out = capstan_tests::cli(CLI, state.path(), &["logs", run_id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the value is"), "{text}");
+    assert!(
+        !text.contains("tok-7f3a9c-deploy"),
+        "a secret reached the log:\n{text}"
+    );
+    assert!(
+        !ctl.log().contains("tok-"),
+        "a secret reached the controller log"
+    );
+}
+
 #[test]
 fn deploy_applies_with_kubectl_and_the_controller_is_least_privileged() {
     let api = KubeApi::start();

@@ -7,7 +7,10 @@
 //! HTTP authority (see [`super::http`]) are used by the host only.
 //!
 //! Local mode keeps secrets in `STATE/secrets/NAME` (mode 0600), managed
-//! with `capstan secret set|list|rm`.
+//! with `capstan secret set|list|rm`. In Kubernetes mode a secret name is a
+//! `Secret` in the run's namespace, read impersonating the run's
+//! ServiceAccount (so the cluster's RBAC decides too), only for the names
+//! the run's tasks are granted ([`SecretSource::cluster`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -113,6 +116,130 @@ impl LocalSecrets {
             None => bail!("secret `{name}` is not set (set it with `capstan secret set {name}`)"),
         }
     }
+}
+
+/// Where a run's secrets come from.
+pub enum SecretSource {
+    Local(LocalSecrets),
+    /// Read from the cluster when the run (re)starts: name → value, or why
+    /// it cannot be had (missing, forbidden, no usable key).
+    Cluster(HashMap<String, Result<Arc<Vec<u8>>, String>>),
+}
+
+impl SecretSource {
+    /// The value of a granted secret, or an error naming it.
+    pub fn require(&self, name: &str) -> Result<Vec<u8>, String> {
+        match self {
+            SecretSource::Local(s) => s.require(name).map_err(|e| format!("{e:#}")),
+            SecretSource::Cluster(m) => match m.get(name) {
+                Some(Ok(v)) => Ok(v.as_ref().clone()),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(format!("secret `{name}` was not read for this run")),
+            },
+        }
+    }
+
+    /// Read `names` from Secrets in `namespace`, as `impersonate` (the run's
+    /// ServiceAccount). The controller itself holds no right to read
+    /// Secrets: what the run's ServiceAccount may not read, the run does
+    /// not get.
+    pub async fn cluster(
+        client: &kube::Client,
+        namespace: &str,
+        impersonate: Option<&str>,
+        names: impl IntoIterator<Item = String>,
+    ) -> SecretSource {
+        let mut map = HashMap::new();
+        for name in names {
+            if map.contains_key(&name) {
+                continue;
+            }
+            let v = read_cluster_secret(client, namespace, impersonate, &name).await;
+            map.insert(name, v.map(Arc::new));
+        }
+        SecretSource::Cluster(map)
+    }
+}
+
+async fn read_cluster_secret(
+    client: &kube::Client,
+    namespace: &str,
+    impersonate: Option<&str>,
+    name: &str,
+) -> Result<Vec<u8>, String> {
+    use http_body_util::BodyExt as _;
+    check_name(name)?;
+    let mut b = http::Request::builder()
+        .uri(format!("/api/v1/namespaces/{namespace}/secrets/{name}"))
+        .header(http::header::ACCEPT, "application/json");
+    if let Some(who) = impersonate {
+        b = b.header("Impersonate-User", who);
+    }
+    let req = b
+        .body(kube::client::Body::empty())
+        .map_err(|e| e.to_string())?;
+    let res = client
+        .send(req)
+        .await
+        .map_err(|e| format!("secret `{name}`: Kubernetes API: {e}"))?;
+    let status = res.status().as_u16();
+    let body = http_body_util::Limited::new(res.into_body(), 2 << 20)
+        .collect()
+        .await
+        .map_err(|e| format!("secret `{name}`: Kubernetes API response: {e}"))?
+        .to_bytes();
+    let who = impersonate.unwrap_or("the controller");
+    match status {
+        200 => {}
+        404 => {
+            return Err(format!(
+                "secret `{name}`: no Secret `{name}` in namespace `{namespace}`"
+            ));
+        }
+        403 => {
+            return Err(format!(
+                "secret `{name}`: {who} may not get Secret `{name}` in namespace `{namespace}` (RBAC)"
+            ));
+        }
+        s => {
+            return Err(format!(
+                "secret `{name}`: Kubernetes API answered {s}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            ));
+        }
+    }
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_slice(&body)
+        .map_err(|e| format!("secret `{name}`: unreadable Secret: {e}"))?;
+    secret_value(name, &secret)
+}
+
+/// The one value of a Secret a capstan secret name stands for: the key
+/// `value`; else the only key; else the conventional key of its type
+/// (`ssh-privatekey`, `token`, `password`).
+pub fn secret_value(
+    name: &str,
+    secret: &k8s_openapi::api::core::v1::Secret,
+) -> Result<Vec<u8>, String> {
+    let data = secret.data.clone().unwrap_or_default();
+    if let Some(v) = data.get("value") {
+        return Ok(v.0.clone());
+    }
+    if data.len() == 1 {
+        return Ok(data.into_values().next().unwrap().0);
+    }
+    let by_type = match secret.type_.as_deref() {
+        Some("kubernetes.io/ssh-auth") => Some("ssh-privatekey"),
+        Some("kubernetes.io/service-account-token") => Some("token"),
+        Some("kubernetes.io/basic-auth") => Some("password"),
+        _ => None,
+    };
+    if let Some(v) = by_type.and_then(|k| data.get(k)) {
+        return Ok(v.0.clone());
+    }
+    let keys: Vec<&String> = data.keys().collect();
+    Err(format!(
+        "secret `{name}`: the Secret has no key `value` and keys {keys:?}; put the value under `value`"
+    ))
 }
 
 /// A secret granted to a task.

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::caps::LogLevel;
 use crate::caps::http::{Authority, HttpGrant};
-use crate::caps::secrets::{LocalSecrets, SecretGrant};
+use crate::caps::secrets::{LocalSecrets, SecretGrant, SecretSource};
 use crate::caps::ssh::SshGrant;
 use crate::caps::workspace::WorkspaceMount;
 use crate::digest::Digest;
@@ -421,6 +421,7 @@ impl Scheduler {
         }
         let abandoned = self.store.abandon_running_attempts(run_id)?;
         let mut exec = Execution::new(self, run_id, prepared, &rec.spec, events)?;
+        exec.read_cluster_secrets().await;
         if abandoned > 0 {
             tracing::info!(
                 run = run_id,
@@ -538,6 +539,9 @@ struct Execution<'a> {
     workspaces: BTreeMap<String, String>,
     parallelism: usize,
     kube: Option<crate::store::KubeIdentity>,
+    /// Where granted secrets are read (the local store, or the run's
+    /// namespace in cluster mode).
+    secrets: SecretSource,
     state: HashMap<String, TaskRt>,
     events: Option<UnboundedSender<Event>>,
     deadline: Option<Instant>,
@@ -560,8 +564,7 @@ impl<'a> Execution<'a> {
     /// A task's grants with their secrets read from the secret store. A
     /// missing secret fails the task before it starts, naming the secret.
     fn grants_of(&self, grants: &crate::pipeline::Grants) -> Result<ResolvedGrants, String> {
-        let store = LocalSecrets::new(&self.sched.state_dir.join("secrets"));
-        let read = |name: &str| store.require(name).map_err(|e| format!("{e:#}"));
+        let read = |name: &str| self.secrets.require(name);
         let mut http = Vec::new();
         for g in &grants.http {
             let authority = Authority::parse(g.url())?;
@@ -599,6 +602,34 @@ impl<'a> Execution<'a> {
             });
         }
         Ok(ResolvedGrants { http, secrets, ssh })
+    }
+
+    /// In cluster mode, read the Secrets the run's tasks are granted (as
+    /// the run's ServiceAccount). Read at each (re)start, so a resumed run
+    /// sees the Secrets as they are then.
+    async fn read_cluster_secrets(&mut self) {
+        let Some(target) = self.kube.as_ref().and(self.kube_target()) else {
+            return;
+        };
+        let mut names = Vec::new();
+        for t in &self.prepared.plan.tasks {
+            let g = &t.spec.grants;
+            names.extend(
+                g.http
+                    .iter()
+                    .filter_map(|h| h.secret())
+                    .map(|(n, _)| n.to_string()),
+            );
+            names.extend(g.secrets.iter().map(|s| s.name().to_string()));
+            names.extend(g.ssh.iter().map(|s| s.secret.clone()));
+        }
+        self.secrets = SecretSource::cluster(
+            &target.client,
+            &target.namespace,
+            target.impersonate.as_deref(),
+            names,
+        )
+        .await;
     }
 
     /// Where this run's kube requests go, and as whom.
@@ -682,6 +713,7 @@ impl<'a> Execution<'a> {
             workspaces: spec.workspaces.clone(),
             parallelism: spec.parallelism.max(1),
             kube: spec.kube.clone(),
+            secrets: SecretSource::Local(LocalSecrets::new(&sched.state_dir.join("secrets"))),
             state,
             events,
             deadline,
