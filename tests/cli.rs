@@ -473,3 +473,95 @@ fn quickstart_example_runs_from_the_local_registry() {
         "{v}"
     );
 }
+
+/// `capstan serve`, the local API: a token from `capstan token add`;
+/// `capstan logs --follow --server` streams a running run until it ends; an
+/// unknown token gets 401, and no token at all a clear error.
+#[test]
+fn serve_streams_logs_to_token_holders() {
+    use std::io::BufRead as _;
+    let Chain {
+        dir: _dir,
+        state,
+        ws,
+        file,
+    } = chain("1000");
+    let out = capstan(
+        &state,
+        &["token", "add", "alice", "--group", "release", "-o", "json"],
+    );
+    let token = json(&out)["token"].as_str().unwrap().to_string();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(server.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .split("API on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in: {first}"))
+        .to_string();
+    let (mut child, run_id) = start_until_b_runs(&state, &file, &ws);
+    let out = capstan(
+        &state,
+        &[
+            "logs", &run_id, "--follow", "--server", &url, "--token", &token,
+        ],
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in ["a#1 info  sleeping 10 ms", "c#1 info  awake"] {
+        assert!(text.contains(want), "missing `{want}` in:\n{text}");
+    }
+    assert_eq!(text.matches("c#1 info  awake").count(), 1, "{text}");
+    // The run list, as JSON over HTTP.
+    let list = Command::new("curl")
+        .args(["-sf", "-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{url}/v1/runs"))
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list[0]["run_id"], run_id.as_str());
+    // Refusals.
+    let out = capstan(
+        &state,
+        &[
+            "logs",
+            &run_id,
+            "--server",
+            &url,
+            "--token",
+            "capstan_forged",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401: unknown token"));
+    let out = capstan_tests::cli_env(
+        env!("CARGO_BIN_EXE_capstan-cli"),
+        &state,
+        &["logs", &run_id, "--server", &url],
+        &[("KUBECONFIG", std::ffi::OsStr::new("/nonexistent"))],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API token"));
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -42,6 +42,23 @@ impl Controller {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The address of the API the controller serves (`--listen
+    /// 127.0.0.1:0`), from its log.
+    fn api_url(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(rest) = self.log().split("API listening on ").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no API address in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -524,6 +541,93 @@ fn cluster_secrets_come_from_the_runs_namespace_as_its_service_account() {
     );
 }
 
+/// The controller's API: `capstan logs --server` with a user's kubeconfig
+/// token (TokenReview), readable only where that user's RBAC allows `get
+/// pipelineruns` (SubjectAccessReview); `/metrics` counts the run.
+#[test]
+fn the_controller_api_serves_logs_to_callers_the_cluster_allows() {
+    let ns = "api";
+    let (api, state) = setup(ns);
+    let ctl = Controller::start(
+        &api,
+        state.path(),
+        ns,
+        "solo",
+        &["--no-leader-election", "--listen", "127.0.0.1:0"],
+    );
+    let url = ctl.api_url();
+    api.apply(&PIPELINE.replace("NS", ns));
+    api.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: greet-api, namespace: {ns}}}\n\
+         spec:\n  pipelineRef: {{name: greet}}\n  params: [{{name: who, value: api}}]\n"
+    ));
+    let logs = || ctl.log();
+    let v = wait_for(&api, ns, "greet-api", 60, &logs, |v| {
+        phase(v) == "Succeeded"
+    });
+    let run_id = v["status"]["runId"].as_str().unwrap().to_string();
+    // Elsewhere than the controller's volume: an empty state dir.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let remote_logs = |user_token: &str| {
+        let kubeconfig = api.kubeconfig_for(user_token);
+        capstan_tests::cli_env(
+            CLI,
+            elsewhere.path(),
+            &["logs", &run_id, "--server", &url],
+            &[("KUBECONFIG", kubeconfig.as_os_str())],
+        )
+    };
+    // alice has no RBAC on pipelineruns yet.
+    let out = remote_logs("alice-token");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("403")
+            && err.contains("alice may not get pipelineruns.capstan.dev in namespace `api`"),
+        "{err}"
+    );
+    // An unknown token is not authenticated.
+    let out = capstan_tests::cli_env(
+        CLI,
+        elsewhere.path(),
+        &["logs", &run_id, "--server", &url, "--token", "forged"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    // Grant alice read access in the namespace: now she sees the lines.
+    api.apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: run-reader, namespace: {ns}}}\n\
+         rules: [{{apiGroups: [capstan.dev], resources: [pipelineruns], verbs: [get, list]}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: run-reader, namespace: {ns}}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: run-reader}}\n\
+         subjects: [{{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}}]\n"
+    ));
+    let out = remote_logs("alice-token");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("hello api"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // bob (another user) still may not.
+    assert!(!remote_logs("bob-token").status.success());
+    // Metrics: no auth, Prometheus text, the run counted.
+    let metrics = std::process::Command::new("curl")
+        .args(["-sf", &format!("{url}/metrics")])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("capstan_runs_finished_total{status=\"Succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("capstan_task_attempts_total{status=\"Succeeded\"} 2"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn deploy_applies_with_kubectl_and_the_controller_is_least_privileged() {
     let api = KubeApi::start();
@@ -552,6 +656,11 @@ fn deploy_applies_with_kubectl_and_the_controller_is_least_privileged() {
     ]));
     assert!(can(&["get", "pipelines.capstan.dev", "-n", "team-a"]));
     assert!(can(&["impersonate", "serviceaccounts", "-n", "team-a"]));
+    assert!(can(&["create", "tokenreviews.authentication.k8s.io"]));
+    assert!(can(&[
+        "create",
+        "subjectaccessreviews.authorization.k8s.io"
+    ]));
     assert!(can(&[
         "update",
         "leases.coordination.k8s.io",
@@ -580,6 +689,22 @@ fn deploy_applies_with_kubectl_and_the_controller_is_least_privileged() {
     ]);
     let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(d["spec"]["replicas"], 2);
+    // The API and metrics Service selects the controller's Pods.
+    let out = api.kubectl(&[
+        "-n",
+        "capstan-system",
+        "get",
+        "service",
+        "capstan-controller",
+        "-o",
+        "json",
+    ]);
+    let svc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        svc["spec"]["selector"],
+        d["spec"]["template"]["metadata"]["labels"]
+    );
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
 }
 
 /// An apiserver with namespace `ns`, and a state dir whose local registry

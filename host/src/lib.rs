@@ -17,11 +17,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod caps;
 pub mod cli;
 pub mod cluster;
 pub use capstan_registry::digest;
 pub mod manifest;
+pub mod metrics;
 pub mod params;
 pub mod pipeline;
 pub mod policy;

@@ -54,6 +54,12 @@ pub struct ControllerArgs {
     /// This replica's identity (default: `$POD_NAME`, else the host name and pid).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+
+    /// Serve the HTTP API (runs, logs, approvals, `/metrics`) on this
+    /// address, on every replica (the state volume is shared). Callers
+    /// authenticate with their Kubernetes bearer token (TokenReview).
+    #[arg(long, env = "CAPSTAN_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 /// Print the CRDs (for `kubectl apply -f -`).
@@ -76,6 +82,20 @@ pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
     let mut sched = super::run::scheduler(cli, args.memory_limit)?;
     sched.kube_client = Some(client.clone());
     let sched = Arc::new(sched);
+    if let Some(addr) = &args.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        let state = Arc::new(crate::api::ApiState {
+            sched: sched.clone(),
+            auth: crate::api::Auth::kube(client.clone()),
+        });
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::serve(listener, state).await {
+                tracing::error!("API server: {e:#}");
+            }
+        });
+    }
     let settings = controller::Settings {
         namespace: args.namespace.clone(),
         quota: args.quota,

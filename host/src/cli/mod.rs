@@ -12,13 +12,14 @@ mod registry;
 mod run;
 mod runs;
 mod secret;
+mod serve;
 mod template;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub use output::ExitCode;
+pub use output::{ExitCode, run_json, time};
 
 /// The whole `capstan` program: parse arguments, set up tracing, run,
 /// print the error chain, and return the exit code (0 ok, 1 a run did not
@@ -58,7 +59,16 @@ pub fn main() -> i32 {
                                 | capstan_registry::Error::Oci { .. }
                         )
                     });
-            if invalid {
+            let api = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<crate::api::client::ApiCallError>());
+            if let Some(a) = api {
+                match a.status {
+                    401 | 403 => ExitCode::Denied,
+                    400 | 404 | 409 => ExitCode::Invalid,
+                    _ => ExitCode::Error,
+                }
+            } else if invalid {
                 ExitCode::Invalid
             } else {
                 ExitCode::Error
@@ -139,6 +149,11 @@ pub enum Command {
     Crds,
     /// Run the Kubernetes controller: execute PipelineRuns in this process.
     Controller(cluster::ControllerArgs),
+    /// Serve the HTTP API (runs, logs, metrics) over the local state.
+    Serve(serve::ServeArgs),
+    /// Bearer tokens of the local API server.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
 }
 
 impl Cli {
@@ -205,6 +220,8 @@ impl Cli {
                     Command::Bench(args) => bench::bench(&cli, args).await,
                     Command::Crds => cluster::crds(&cli),
                     Command::Controller(args) => cluster::controller(&cli, args).await,
+                    Command::Serve(args) => serve::serve(&cli, args).await,
+                    Command::Token(cmd) => serve::token(&cli, cmd),
                 }
             })
             .await?

@@ -17,6 +17,9 @@ pub enum ExitCode {
     Invalid = 2,
     /// Something else went wrong (I/O, state store).
     Error = 3,
+    /// The API server refused the caller (401/403), or an approval was
+    /// refused (not a listed approver).
+    Denied = 4,
 }
 
 impl ExitCode {

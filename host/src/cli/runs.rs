@@ -40,6 +40,36 @@ pub struct LogsArgs {
     /// Keep printing new lines until the run ends.
     #[arg(long, short = 'f')]
     pub follow: bool,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// Talk to a scheduler's API (`capstan serve`, `capstan controller
+/// --listen`) instead of reading the local state directory.
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// The API's address, `http://HOST:PORT`.
+    #[arg(long, env = "CAPSTAN_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Bearer token for --server (default: the kubeconfig user's token).
+    #[arg(
+        long,
+        env = "CAPSTAN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+impl RemoteArgs {
+    pub fn client(&self) -> Result<Option<crate::api::client::ApiClient>> {
+        self.server
+            .as_deref()
+            .map(|s| crate::api::client::ApiClient::new(s, self.token.clone()))
+            .transpose()
+    }
 }
 
 pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
@@ -147,7 +177,38 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
     }
 }
 
+/// `capstan logs --server`: the same, through the API.
+async fn remote_logs(
+    cli: &Cli,
+    args: &LogsArgs,
+    api: &crate::api::client::ApiClient,
+) -> Result<ExitCode> {
+    let mut after = 0;
+    loop {
+        let mut path = format!("/v1/runs/{}/logs?after={after}", args.run_id);
+        if let Some(t) = &args.task {
+            path.push_str(&format!("&task={t}"));
+        }
+        let v = api.get(&path).await?;
+        let lines: Vec<crate::store::LogLine> = serde_json::from_value(v["lines"].clone())?;
+        for l in &lines {
+            print_line(cli, l)?;
+            after = l.id;
+        }
+        if lines.len() >= 1000 {
+            continue;
+        }
+        if !args.follow || v["terminal"].as_bool() == Some(true) {
+            return Ok(ExitCode::Ok);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 pub async fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
+    if let Some(api) = args.remote.client()? {
+        return remote_logs(cli, args, &api).await;
+    }
     let store = RunStore::open(&cli.state_dir())?;
     store.run(&args.run_id)?;
     let mut after = 0;

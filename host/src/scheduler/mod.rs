@@ -114,6 +114,7 @@ pub struct Scheduler {
     /// The Kubernetes API for the kube capability (none: kube grants fail
     /// their requests with a clear denial).
     pub kube_client: Option<kube::Client>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     recorder: Recorder,
 }
 
@@ -223,6 +224,7 @@ impl Scheduler {
             oci: crate::resolve::oci_options(&state_dir, None),
             lock_mode: crate::resolve::LockMode::default(),
             kube_client: None,
+            metrics: Arc::default(),
             runtime,
             recorder: Recorder::new(store.clone()),
             store,
@@ -429,8 +431,10 @@ impl Scheduler {
             );
         }
         exec.set_run(RunStatus::Running, None)?;
-        let status = exec.run().await?;
-        Ok(status)
+        self.metrics.run_started();
+        let status = exec.run().await;
+        self.metrics.run_ended(status.as_ref().ok().copied());
+        status
     }
 
     fn lock_run(&self, run_id: &str) -> Result<File> {
@@ -1313,6 +1317,9 @@ impl<'a> Execution<'a> {
                 }
             }
         };
+        self.sched
+            .metrics
+            .attempt_finished(attempt_status, dispatched.elapsed().as_secs_f64());
         self.sched.recorder.flush()?;
         self.sched.store.finish_attempt(
             &self.run_id,

@@ -117,7 +117,7 @@ pub struct AttemptRecord {
     pub message: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LogLine {
     pub id: i64,
     pub task: String,

@@ -1,0 +1,221 @@
+//! The scheduler's HTTP API: served by `capstan serve` (local) and
+//! `capstan controller --listen` (Kubernetes), with axum.
+//!
+//! | method, path                     | what                              |
+//! |----------------------------------|-----------------------------------|
+//! | `GET /healthz`                   | liveness (no auth)                |
+//! | `GET /metrics`                   | Prometheus metrics (no auth)      |
+//! | `GET /v1/runs?limit=N`           | runs, newest first                |
+//! | `GET /v1/runs/{id}`              | a run, its tasks and attempts     |
+//! | `GET /v1/runs/{id}/logs?task=&after=&limit=` | log lines after id `after`, and the run's status read before them |
+//!
+//! Every `/v1` call needs `Authorization: Bearer TOKEN` ([`auth`]). Errors
+//! are JSON `{"error": "..."}` with a meaningful status. This is the API the
+//! web UI and remote workers will use as well.
+
+pub mod auth;
+pub mod client;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::scheduler::Scheduler;
+use crate::store::StoreError;
+pub use auth::{Auth, Identity};
+
+/// What the handlers share.
+pub struct ApiState {
+    pub sched: Arc<Scheduler>,
+    pub auth: Auth,
+}
+
+/// An error answer: status and message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn unauthorized(m: impl Into<String>) -> ApiError {
+        Self::new(401, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> ApiError {
+        Self::new(403, m)
+    }
+    pub fn bad_request(m: impl Into<String>) -> ApiError {
+        Self::new(400, m)
+    }
+    pub fn internal(m: impl std::fmt::Display) -> ApiError {
+        tracing::error!("api: {m}");
+        Self::new(500, m.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NoSuchRun(id) => ApiError::new(404, format!("no run `{id}`")),
+            e => ApiError::internal(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = (status, Json(serde_json::json!({ "error": self.message }))).into_response();
+        if self.status == 401 {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
+        }
+        r
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The routes.
+pub fn router(state: Arc<ApiState>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/runs", get(list_runs))
+        .route("/v1/runs/{id}", get(show_run))
+        .route("/v1/runs/{id}/logs", get(logs))
+        .with_state(state)
+}
+
+/// Serve until the future is dropped or the listener fails.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState>) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!("API listening on http://{addr}");
+    axum::serve(listener, router(state)).await?;
+    Ok(())
+}
+
+/// The caller, from the `Authorization: Bearer` header.
+async fn caller(state: &ApiState, headers: &HeaderMap) -> ApiResult<Identity> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    state.auth.identify(token).await
+}
+
+/// The caller, if they may read run `id` (404 before 403 would leak which
+/// runs exist, so existence is checked after authentication only).
+async fn reader_of(state: &ApiState, headers: &HeaderMap, id: &str) -> ApiResult<Identity> {
+    let who = caller(state, headers).await?;
+    let rec = state.sched.store.run(id)?;
+    let ns = rec.spec.kube.as_ref().map(|k| k.namespace.as_str());
+    state.auth.may_read(&who, ns).await?;
+    Ok(who)
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.sched.metrics.encode(),
+    )
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+async fn list_runs(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let who = caller(&state, &headers).await?;
+    let runs = state
+        .sched
+        .store
+        .list_runs(q.limit.unwrap_or(50).min(1000))?;
+    let mut out = Vec::new();
+    let mut allowed: std::collections::HashMap<Option<String>, bool> = Default::default();
+    for r in runs {
+        let ns = r.spec.kube.as_ref().map(|k| k.namespace.clone());
+        let ok = match allowed.get(&ns) {
+            Some(ok) => *ok,
+            None => {
+                let ok = state.auth.may_read(&who, ns.as_deref()).await.is_ok();
+                allowed.insert(ns.clone(), ok);
+                ok
+            }
+        };
+        if ok {
+            out.push(serde_json::json!({
+                "run_id": r.id, "pipeline": r.pipeline, "status": r.status.as_str(),
+                "namespace": ns,
+                "created": crate::cli::time(r.created_at),
+                "start": r.started_at.map(crate::cli::time),
+                "end": r.finished_at.map(crate::cli::time),
+            }));
+        }
+    }
+    Ok(Json(serde_json::Value::Array(out)))
+}
+
+async fn show_run(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    reader_of(&state, &headers, &id).await?;
+    let store = &state.sched.store;
+    let run = store.run(&id)?;
+    let tasks = store.tasks(&id)?;
+    let mut v =
+        serde_json::to_value(crate::cli::run_json(&run, &tasks)).map_err(ApiError::internal)?;
+    v["attempts"] = serde_json::to_value(store.attempts(&id)?).map_err(ApiError::internal)?;
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    task: Option<String>,
+    #[serde(default)]
+    after: i64,
+    limit: Option<usize>,
+}
+
+async fn logs(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    reader_of(&state, &headers, &id).await?;
+    let store = &state.sched.store;
+    // The status is read before the lines: a terminal status is written
+    // after a run's last line, so a client that sees it has every line.
+    let status = store.run(&id)?.status;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let lines = store.logs(&id, q.task.as_deref(), q.after, limit)?;
+    Ok(Json(serde_json::json!({
+        "status": status.as_str(),
+        "terminal": status.is_terminal(),
+        "lines": lines,
+    })))
+}

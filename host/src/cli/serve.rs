@@ -1,0 +1,94 @@
+//! `capstan serve` (the local API server) and `capstan token` (its tokens).
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+
+use super::{Cli, ExitCode, Output};
+use crate::api::auth::TokenFile;
+use crate::api::{ApiState, Auth};
+
+/// `capstan serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7070", value_name = "ADDR")]
+    pub listen: String,
+
+    /// Memory limit per task, MiB (for runs this server resumes).
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub memory_limit: usize,
+}
+
+/// `capstan token ...`: bearer tokens of the local API (`capstan serve`).
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for USER; it is printed once and stored as a digest.
+    Add {
+        user: String,
+        /// A group the user is in (repeatable); approvers lists may name groups.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+    },
+    /// List the users that have tokens.
+    List,
+}
+
+pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
+    let sched = Arc::new(super::run::scheduler(cli, args.memory_limit)?);
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let state = Arc::new(ApiState {
+        auth: Auth::Tokens(TokenFile::path(&cli.state_dir())),
+        sched,
+    });
+    eprintln!(
+        "capstan: API on http://{} (tokens: {})",
+        listener.local_addr()?,
+        TokenFile::path(&cli.state_dir()).display()
+    );
+    tokio::select! {
+        r = crate::api::serve(listener, state) => r?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(ExitCode::Ok)
+}
+
+pub fn token(cli: &Cli, cmd: &TokenCommand) -> Result<ExitCode> {
+    let path = TokenFile::path(&cli.state_dir());
+    match cmd {
+        TokenCommand::Add { user, groups } => {
+            let token = TokenFile::add(&path, user, groups)?;
+            if cli.output == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "user": user, "groups": groups, "token": token })
+                );
+            } else {
+                println!("{token}");
+                eprintln!(
+                    "token for `{user}` stored (as a digest) in {}; it is not shown again",
+                    path.display()
+                );
+            }
+        }
+        TokenCommand::List => {
+            let file = TokenFile::load(&path)?;
+            if cli.output == Output::Json {
+                let v: Vec<_> = file
+                    .tokens
+                    .iter()
+                    .map(|t| serde_json::json!({ "user": t.user, "groups": t.groups }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for t in &file.tokens {
+                    println!("{}  {}", t.user, t.groups.join(","));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
+}
