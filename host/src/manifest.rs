@@ -107,7 +107,11 @@ impl Capability {
     pub fn implemented(self) -> bool {
         matches!(
             self,
-            Capability::Http | Capability::Secrets | Capability::Ssh | Capability::Kube
+            Capability::Http
+                | Capability::Secrets
+                | Capability::Ssh
+                | Capability::Kube
+                | Capability::Approval
         )
     }
 }
@@ -384,6 +388,19 @@ pub fn inspect(bytes: &[u8], origin: &str) -> Result<ComponentInfo, PluginError>
         iface == "capstan:plugin/task" || iface == "capstan:plugin/suspendable-task"
     }) {
         return Err(PluginError::NoTaskExport { origin });
+    }
+    // Suspending is the `approval` capability: a plugin that exports
+    // `suspendable-task` must say so.
+    if let Some(e) = exports
+        .iter()
+        .find(|e| e.split('@').next() == Some("capstan:plugin/suspendable-task"))
+        && !manifest.capabilities.contains(&Capability::Approval)
+    {
+        return Err(PluginError::UndeclaredImport {
+            origin,
+            import: e.clone(),
+            capability: Capability::Approval,
+        });
     }
     Ok(ComponentInfo {
         digest: Digest::of(bytes),

@@ -8,6 +8,8 @@
 //! | `GET /v1/runs?limit=N`           | runs, newest first                |
 //! | `GET /v1/runs/{id}`              | a run, its tasks and attempts     |
 //! | `GET /v1/runs/{id}/logs?task=&after=&limit=` | log lines after id `after`, and the run's status read before them |
+//! | `GET /v1/approvals`              | tasks waiting for approval        |
+//! | `POST /v1/runs/{id}/tasks/{task}/approve` (`/reject`), body `{"comment": …}` | decide (the caller must be a listed approver) |
 //!
 //! Every `/v1` call needs `Authorization: Bearer TOKEN` ([`auth`]). Errors
 //! are JSON `{"error": "..."}` with a meaningful status. This is the API the
@@ -22,7 +24,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::scheduler::Scheduler;
@@ -95,6 +97,8 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(show_run))
         .route("/v1/runs/{id}/logs", get(logs))
+        .route("/v1/approvals", get(approvals))
+        .route("/v1/runs/{id}/tasks/{task}/{decision}", post(decide))
         .with_state(state)
 }
 
@@ -218,4 +222,81 @@ async fn logs(
         "terminal": status.is_terminal(),
         "lines": lines,
     })))
+}
+
+async fn approvals(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    let who = caller(&state, &headers).await?;
+    let store = &state.sched.store;
+    let mut out = Vec::new();
+    let mut allowed: std::collections::HashMap<Option<String>, bool> = Default::default();
+    for w in store.open_waits()? {
+        let ns = store
+            .run(&w.run_id)?
+            .spec
+            .kube
+            .as_ref()
+            .map(|k| k.namespace.clone());
+        let ok = match allowed.get(&ns) {
+            Some(ok) => *ok,
+            None => {
+                let ok = state.auth.may_read(&who, ns.as_deref()).await.is_ok();
+                allowed.insert(ns.clone(), ok);
+                ok
+            }
+        };
+        if ok {
+            let decisions = store.decisions(&w.run_id)?;
+            out.push(crate::scheduler::approval::pending_json(&w, &decisions));
+        }
+    }
+    Ok(Json(serde_json::Value::Array(out)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DecideBody {
+    #[serde(default)]
+    comment: String,
+}
+
+async fn decide(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path((id, task, decision)): Path<(String, String, String)>,
+    body: Option<Json<DecideBody>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    use crate::scheduler::approval::{self, DecideError};
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::new(
+                404,
+                format!("no action `{other}` (approve or reject)"),
+            ));
+        }
+    };
+    let who = caller(&state, &headers).await?;
+    let comment = body.map(|b| b.0.comment).unwrap_or_default();
+    if comment.len() > 4096 {
+        return Err(ApiError::bad_request("comment longer than 4096 bytes"));
+    }
+    let store = &state.sched.store;
+    store.run(&id)?;
+    match approval::decide(store, &id, &task, &who.user, &who.groups, approve, &comment) {
+        Ok(d) => {
+            state.sched.wake.send_modify(|v| *v += 1);
+            tracing::info!(run = %id, task = %task, user = %who.user, "{}", d.decision);
+            Ok(Json(serde_json::json!({
+                "run_id": id, "task": task, "user": who.user, "decision": d.decision,
+                "accepted": true, "at": crate::cli::time(d.at),
+            })))
+        }
+        Err(DecideError::Refused(why)) => Err(ApiError::forbidden(why)),
+        Err(DecideError::NotWaiting(why)) => Err(ApiError::new(409, why)),
+        Err(DecideError::Store(e)) => Err(e.into()),
+    }
 }

@@ -244,6 +244,56 @@ impl WasiHttpHooks for HttpHooks {
     }
 }
 
+/// A POST the host makes on a task's behalf (approval notifications),
+/// under the same rules as the task's own requests: the URL's authority must
+/// be in the task's `grants.http` (else a denial naming it), a bound
+/// credential is sent as `Authorization`, every wait is bounded. Returns the
+/// response status.
+pub async fn host_post_json(
+    grants: &[HttpGrant],
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<u16, String> {
+    use http_body_util::{BodyExt as _, Full};
+    let uri: http::Uri = url.parse().map_err(|e| format!("`{url}`: {e}"))?;
+    let authority =
+        Authority::of_request(&uri).ok_or_else(|| format!("`{url}` is not an http(s) URL"))?;
+    let grant = grants
+        .iter()
+        .find(|g| g.authority == authority)
+        .ok_or_else(|| {
+            format!(
+                "denied: http POST {authority} (layer: pipeline; not in this task's grants.http)"
+            )
+        })?;
+    let body = Full::new(bytes::Bytes::from(body.to_string()))
+        .map_err(|never: std::convert::Infallible| match never {});
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::USER_AGENT, "capstan")
+        .body(body)
+        .map_err(|e| e.to_string())?;
+    if let Some(h) = &grant.authorization {
+        req.headers_mut()
+            .insert(http::header::AUTHORIZATION, h.clone());
+    }
+    let t = Duration::from_secs(10);
+    let options = RequestOptions {
+        connect_timeout: Some(t),
+        first_byte_timeout: Some(t),
+        between_bytes_timeout: Some(t),
+    };
+    let (res, io) = wasmtime_wasi_http::default_send_request(req, Some(options))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = res.status().as_u16();
+    drop(res);
+    tokio::spawn(io);
+    Ok(status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! [`Cli`], calls [`Cli::execute`], prints the error chain and maps errors to
 //! exit codes ([`ExitCode`]).
 
+mod approve;
 mod bench;
 mod cluster;
 mod lock;
@@ -149,7 +150,12 @@ pub enum Command {
     Crds,
     /// Run the Kubernetes controller: execute PipelineRuns in this process.
     Controller(cluster::ControllerArgs),
-    /// Serve the HTTP API (runs, logs, metrics) over the local state.
+    /// Approve (or `--reject`) a task waiting for approval.
+    Approve(approve::ApproveArgs),
+    /// Approvals waiting for a decision.
+    #[command(subcommand)]
+    Approvals(approve::ApprovalsCommand),
+    /// Serve the HTTP API (runs, logs, approvals, metrics) over the local state.
     Serve(serve::ServeArgs),
     /// Bearer tokens of the local API server.
     #[command(subcommand)]
@@ -221,6 +227,8 @@ impl Cli {
                     Command::Crds => cluster::crds(&cli),
                     Command::Controller(args) => cluster::controller(&cli, args).await,
                     Command::Serve(args) => serve::serve(&cli, args).await,
+                    Command::Approve(args) => approve::approve(&cli, args).await,
+                    Command::Approvals(cmd) => approve::approvals(&cli, cmd).await,
                     Command::Token(cmd) => serve::token(&cli, cmd),
                 }
             })

@@ -115,6 +115,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                 let attempts = store.attempts(run_id)?;
                 let mut v = serde_json::to_value(run_json(&run, &tasks))?;
                 v["attempts"] = serde_json::to_value(&attempts)?;
+                v["approvals"] = approvals_json(&store, run_id)?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 show_run(&store, run_id, false)?;
@@ -129,6 +130,24 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                             a.status,
                             duration(Some(a.dispatched_at), a.finished_at),
                             a.message.unwrap_or_default()
+                        );
+                    }
+                }
+                let decisions = store.decisions(run_id)?;
+                for w in store.waits_of_run(run_id)? {
+                    println!("approval {}: {} (since {})", w.task, w.phase, time(w.since));
+                    for d in decisions.iter().filter(|d| d.task == w.task) {
+                        let refused = d
+                            .reason
+                            .as_deref()
+                            .map(|r| format!("  REFUSED: {r}"))
+                            .unwrap_or_default();
+                        println!(
+                            "  {}  {} by {}  {}{refused}",
+                            time(d.at),
+                            d.decision,
+                            d.user,
+                            d.comment
                         );
                     }
                 }
@@ -175,6 +194,44 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
             Ok(ExitCode::Ok)
         }
     }
+}
+
+/// A run's approvals: each wait with its phase history and decisions.
+pub fn approvals_json(store: &RunStore, run_id: &str) -> Result<serde_json::Value> {
+    let decisions = store.decisions(run_id)?;
+    let mut out = Vec::new();
+    for w in store.waits_of_run(run_id)? {
+        let history: Vec<serde_json::Value> = w
+            .history
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut h| {
+                if let Some(at) = h["at"].as_i64() {
+                    h["at"] = time(at).into();
+                }
+                h
+            })
+            .collect();
+        let ds: Vec<serde_json::Value> = decisions
+            .iter()
+            .filter(|d| d.task == w.task)
+            .map(|d| {
+                serde_json::json!({
+                    "user": d.user, "groups": d.groups, "decision": d.decision,
+                    "comment": d.comment, "at": time(d.at), "accepted": d.accepted,
+                    "reason": d.reason, "applied": d.applied,
+                })
+            })
+            .collect();
+        out.push(serde_json::json!({
+            "task": w.task, "phase": w.phase, "since": time(w.since),
+            "deadline": time(w.deadline), "approvers": crate::scheduler::approval::approvers(&w.detail),
+            "required": w.detail["required"], "history": history, "decisions": ds,
+        }));
+    }
+    Ok(serde_json::Value::Array(out))
 }
 
 /// `capstan logs --server`: the same, through the API.

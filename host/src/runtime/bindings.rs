@@ -38,3 +38,21 @@ pub use self::capstan::plugin::types::{
 };
 /// Pre-instantiated plugin (the `task` export), for any world.
 pub type TaskPre<T> = CapstanHostPre<T>;
+
+/// Suspendable plugins (world `approval-task`): they export
+/// `suspendable-task` instead of `task`. Types shared with the main
+/// bindings.
+pub mod suspendable {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "approval-task",
+        exports: { default: async },
+        with: {
+            "capstan:plugin/types": super::capstan::plugin::types,
+            "capstan:plugin/log": super::capstan::plugin::log,
+        },
+    });
+    pub use exports::capstan::plugin::suspendable_task::{Outcome, Step, SuspendRequest};
+    /// Pre-instantiated suspendable plugin.
+    pub type SuspendablePre<T> = ApprovalTaskPre<T>;
+}

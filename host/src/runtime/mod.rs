@@ -64,8 +64,44 @@ pub struct Plugin {
     pub info: ComponentInfo,
     /// Where it was loaded from (for messages).
     pub origin: String,
-    pre: bindings::TaskPre<TaskState>,
+    pre: Pre,
 }
+
+enum Pre {
+    /// Exports `task`.
+    Task(bindings::TaskPre<TaskState>),
+    /// Exports `suspendable-task` (world `approval-task`).
+    Suspendable(bindings::suspendable::SuspendablePre<TaskState>),
+}
+
+/// Which export to call.
+#[derive(Debug, Clone)]
+pub enum Call {
+    /// `run` (every plugin).
+    Run,
+    /// `resume` of a suspended task (suspendable plugins).
+    Resume { state: String, outcome: Outcome },
+}
+
+/// What a suspended task is resumed with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// JSON describing the event (an approval decision).
+    Event(String),
+    TimedOut,
+}
+
+/// A task's request to be suspended (it holds no instance while it waits).
+#[derive(Debug, Clone)]
+pub struct Suspend {
+    pub kind: String,
+    pub state: String,
+    pub detail: serde_json::Value,
+    pub timeout: Duration,
+}
+
+/// The kinds of suspension this host understands.
+pub const SUSPEND_KINDS: &[&str] = &["approval"];
 
 impl Plugin {
     pub fn digest(&self) -> &Digest {
@@ -204,6 +240,9 @@ impl FailureKind {
 #[derive(Debug)]
 pub struct AttemptReport {
     pub outcome: Result<Vec<(String, String)>, (FailureKind, String)>,
+    /// Set when a suspendable task asked to wait (then `outcome` is
+    /// `Ok(vec![])`).
+    pub suspend: Option<Suspend>,
     /// When the Store was being created.
     pub started: Instant,
     /// When the guest first called the host, if it did.
@@ -337,11 +376,25 @@ impl Runtime {
             .with_context(|| {
                 format!("{origin}: the component's imports cannot be satisfied by this host")
             })?;
-        let pre = bindings::TaskPre::new(pre)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!("{origin}: the component does not export `capstan:plugin/task` as expected")
-            })?;
+        let suspendable = info
+            .exports
+            .iter()
+            .any(|e| e.split('@').next() == Some("capstan:plugin/suspendable-task"));
+        let pre = if suspendable {
+            Pre::Suspendable(
+                bindings::suspendable::SuspendablePre::new(pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| {
+                        format!("{origin}: the component does not export `capstan:plugin/suspendable-task` as expected")
+                    })?,
+            )
+        } else {
+            Pre::Task(bindings::TaskPre::new(pre)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!("{origin}: the component does not export `capstan:plugin/task` as expected")
+                })?)
+        };
         let plugin = Arc::new(Plugin {
             info,
             origin: origin.to_string(),
@@ -383,23 +436,41 @@ impl Runtime {
     /// Execute one task attempt. Never panics on guest misbehaviour: traps,
     /// limit violations and timeouts come back as a failed [`AttemptReport`].
     pub async fn run(&self, plugin: &Plugin, inv: Invocation) -> AttemptReport {
+        self.call(plugin, inv, Call::Run).await
+    }
+
+    /// Call `run` or `resume`. A suspendable plugin may answer with a
+    /// suspend request ([`AttemptReport::suspend`]); its instance is gone
+    /// when this returns.
+    pub async fn call(&self, plugin: &Plugin, inv: Invocation, call: Call) -> AttemptReport {
         let started = Instant::now();
         let mut entered = None;
-        let outcome = self.run_inner(plugin, inv, &mut entered).await;
+        let outcome = self.run_inner(plugin, inv, call, &mut entered).await;
+        let (outcome, suspend) = match outcome {
+            Ok((r, s)) => (Ok(r), s),
+            Err(e) => (Err(e), None),
+        };
         AttemptReport {
             outcome,
+            suspend,
             started,
             entered,
             finished: Instant::now(),
         }
     }
 
+    /// Whether a plugin exports `suspendable-task`.
+    pub fn is_suspendable(plugin: &Plugin) -> bool {
+        matches!(plugin.pre, Pre::Suspendable(_))
+    }
+
     async fn run_inner(
         &self,
         plugin: &Plugin,
         inv: Invocation,
+        call: Call,
         entered: &mut Option<Instant>,
-    ) -> Result<Vec<(String, String)>, (FailureKind, String)> {
+    ) -> Result<(Vec<(String, String)>, Option<Suspend>), (FailureKind, String)> {
         let param_bytes: usize = inv.params.iter().map(|(k, v)| k.len() + v.byte_len()).sum();
         if param_bytes > inv.limits.param_bytes {
             return Err((
@@ -504,12 +575,35 @@ impl Runtime {
                 .collect(),
         };
 
+        use bindings::suspendable::{Outcome as WitOutcome, Step};
         let call = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance
-                .capstan_plugin_task()
-                .call_run(&mut store, &input)
-                .await
+            match (&plugin.pre, call) {
+                (Pre::Task(pre), Call::Run) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .capstan_plugin_task()
+                        .call_run(&mut store, &input)
+                        .await
+                        .map(|r| r.map(Step::Done))
+                }
+                (Pre::Task(_), Call::Resume { .. }) => Ok(Err(bindings::TaskError::Failed(
+                    "this plugin cannot be resumed (it does not export suspendable-task)".into(),
+                ))),
+                (Pre::Suspendable(pre), call) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let task = instance.capstan_plugin_suspendable_task();
+                    match call {
+                        Call::Run => task.call_run(&mut store, &input).await,
+                        Call::Resume { state, outcome } => {
+                            let outcome = match outcome {
+                                Outcome::Event(e) => WitOutcome::Event(e),
+                                Outcome::TimedOut => WitOutcome::TimedOut,
+                            };
+                            task.call_resume(&mut store, &input, &state, &outcome).await
+                        }
+                    }
+                }
+            }
         };
         let result = match inv.limits.timeout {
             Some(t) => match tokio::time::timeout(t, call).await {
@@ -538,7 +632,10 @@ impl Runtime {
                 ));
             }
             Ok(Err(e)) => return Err(task_error(e)),
-            Ok(Ok(results)) => results,
+            Ok(Ok(Step::Done(results))) => results,
+            Ok(Ok(Step::Suspend(req))) => {
+                return check_suspend(req, inv.limits.result_bytes).map(|s| (Vec::new(), Some(s)));
+            }
         };
         let size: usize = results.iter().map(|r| r.name.len() + r.value.len()).sum();
         if size > inv.limits.result_bytes {
@@ -575,8 +672,44 @@ impl Runtime {
                 "note: log output of this attempt was truncated at the log limit",
             );
         }
-        Ok(out)
+        Ok((out, None))
     }
+}
+
+/// Check a suspend request: a kind this host understands, JSON detail, and
+/// state + detail within the results limit (they are stored with the run).
+fn check_suspend(
+    req: bindings::suspendable::SuspendRequest,
+    limit: usize,
+) -> Result<Suspend, (FailureKind, String)> {
+    let bad = |m: String| Err((FailureKind::Failed, m));
+    if !SUSPEND_KINDS.contains(&req.kind.as_str()) {
+        return bad(format!(
+            "the plugin asked to wait for `{}`; this host knows {SUSPEND_KINDS:?}",
+            req.kind
+        ));
+    }
+    let size = req.state.len() + req.detail.len();
+    if size > limit {
+        return Err((
+            FailureKind::LimitExceeded,
+            format!("suspend state and detail total {size} bytes; the limit is {limit} bytes"),
+        ));
+    }
+    let detail: serde_json::Value = match serde_json::from_str(&req.detail) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        Ok(_) => return bad("the suspend detail is not a JSON object".into()),
+        Err(e) => return bad(format!("the suspend detail is not JSON: {e}")),
+    };
+    if req.timeout_seconds == 0 {
+        return bad("a suspend request needs a timeout (timeout-seconds > 0)".into());
+    }
+    Ok(Suspend {
+        kind: req.kind,
+        state: req.state,
+        detail,
+        timeout: Duration::from_secs(req.timeout_seconds.min(366 * 24 * 3600)),
+    })
 }
 
 /// Compile `bytes` once with a plain engine to check that it is a valid

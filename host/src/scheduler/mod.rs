@@ -4,6 +4,7 @@
 //! crash. Every state transition is written to the [`RunStore`] before the
 //! scheduler acts on it.
 
+pub mod approval;
 mod sink;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +26,9 @@ use crate::caps::workspace::WorkspaceMount;
 use crate::digest::Digest;
 use crate::pipeline::subst::Scope;
 use crate::pipeline::{Diagnostic, Diagnostics, Document, Plan, PlannedTask, WhenOperator};
-use crate::runtime::{AttemptReport, FailureKind, Invocation, Plugin, Runtime, TaskLimits};
+use crate::runtime::{
+    AttemptReport, Call, FailureKind, Invocation, Outcome, Plugin, Runtime, Suspend, TaskLimits,
+};
 use crate::store::{RunSpec, RunStatus, RunStore, TaskStatus, now_us};
 use sink::StoreSink;
 
@@ -115,6 +118,13 @@ pub struct Scheduler {
     /// their requests with a clear denial).
     pub kube_client: Option<kube::Client>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Bumped whenever a decision on a waiting task is recorded in this
+    /// process, so the run applies it at once (other processes' decisions
+    /// are found by polling the store every second).
+    pub wake: tokio::sync::watch::Sender<u64>,
+    /// Where this scheduler's API is reached from outside (for the approve
+    /// and reject links of approval notifications).
+    pub public_url: Option<String>,
     recorder: Recorder,
 }
 
@@ -225,6 +235,8 @@ impl Scheduler {
             lock_mode: crate::resolve::LockMode::default(),
             kube_client: None,
             metrics: Arc::default(),
+            wake: tokio::sync::watch::Sender::new(0),
+            public_url: None,
             runtime,
             recorder: Recorder::new(store.clone()),
             store,
@@ -534,6 +546,17 @@ struct TaskRt {
     failures: u32,
     results: BTreeMap<String, String>,
     retry_at: Option<Instant>,
+    /// A suspended task's deadline (µs since the epoch).
+    wait_deadline: Option<i64>,
+    /// Set while a `resume` call of this (Waiting) task is in flight.
+    resuming: Option<Resuming>,
+}
+
+/// What a `resume` in flight was called with.
+struct Resuming {
+    /// The decisions it delivers (marked applied with its outcome).
+    decisions: Vec<i64>,
+    timed_out: bool,
 }
 
 struct Execution<'a> {
@@ -553,6 +576,12 @@ struct Execution<'a> {
     results: HashMap<String, BTreeMap<String, String>>,
     /// How many tasks wait for a retry (`retry_at` set).
     retrying: usize,
+    /// Bumped when a decision is recorded in this process.
+    wake: tokio::sync::watch::Receiver<u64>,
+    /// Look for decisions in the store at the next turn of the loop.
+    poll_decisions: bool,
+    /// When the store was last asked for decisions.
+    last_decision_poll: Instant,
 }
 
 type AttemptDone = (String, u32, i64, Instant, AttemptReport);
@@ -694,8 +723,19 @@ impl<'a> Execution<'a> {
                     failures,
                     results: t.results,
                     retry_at: None,
+                    wait_deadline: None,
+                    resuming: None,
                 },
             );
+        }
+        for w in sched.store.waits_of_run(run_id)? {
+            if let Some(rt) = state.get_mut(&w.task)
+                && rt.status == TaskStatus::Waiting
+                && w.open
+            {
+                rt.wait_deadline = Some(w.deadline);
+                sched.metrics.waiting(1);
+            }
         }
         let rec = sched.store.run(run_id)?;
         let deadline = prepared.plan.timeout.map(|t| {
@@ -709,6 +749,9 @@ impl<'a> Execution<'a> {
             .map(|(n, s)| (n.clone(), s.results.clone()))
             .collect();
         Ok(Execution {
+            wake: sched.wake.subscribe(),
+            poll_decisions: true,
+            last_decision_poll: Instant::now(),
             retrying: 0,
             results,
             sched,
@@ -900,7 +943,18 @@ impl<'a> Execution<'a> {
                     self.sched.store.abandon_running_attempts(&self.run_id)?;
                     for t in tasks {
                         let st = self.state[&t.spec.name].status;
-                        if st == TaskStatus::Running {
+                        if st == TaskStatus::Waiting {
+                            let phase = if s == RunStatus::Cancelled {
+                                "cancelled"
+                            } else {
+                                "timed-out"
+                            };
+                            self.sched
+                                .store
+                                .close_wait(&self.run_id, &t.spec.name, phase, &[])?;
+                            self.sched.metrics.waiting(-1);
+                        }
+                        if st == TaskStatus::Running || st == TaskStatus::Waiting {
                             self.set_task(&t.spec.name, status, Some(why))?;
                         } else if !st.is_terminal() {
                             let s = if status == TaskStatus::TimedOut {
@@ -968,13 +1022,35 @@ impl<'a> Execution<'a> {
                 }
             }
 
+            // Resume suspended tasks that have a decision or timed out.
+            self.dispatch_resumes(tasks, &mut running)?;
+
             if running.is_empty() {
                 let waiting_retry = self.next_retry(tasks);
                 let pending = tasks
                     .iter()
                     .any(|t| !self.state[&t.spec.name].status.is_terminal());
+                let waits = tasks
+                    .iter()
+                    .any(|t| self.state[&t.spec.name].status == TaskStatus::Waiting);
                 match (pending, waiting_retry) {
                     (false, _) => return Ok(None),
+                    (true, _) if waits => {
+                        // Only waits (and maybe retries): sleep until a
+                        // decision here, a deadline, a retry, the run's
+                        // timeout, or the 1 s poll for other processes'
+                        // decisions and cancels.
+                        let poll = Instant::now() + Duration::from_secs(1);
+                        let mut wake = waiting_retry.map_or(poll, |r| r.min(poll));
+                        wake = self.next_wait_deadline(tasks).map_or(wake, |d| d.min(wake));
+                        wake = self.deadline.map_or(wake, |d| d.min(wake));
+                        tokio::select! {
+                            _ = self.wake.changed() => {}
+                            _ = tokio::time::sleep_until(wake.into()) => {}
+                        }
+                        self.poll_decisions = true;
+                        continue;
+                    }
                     (true, Some(at)) => {
                         tokio::time::sleep_until(at.into()).await;
                         continue;
@@ -993,7 +1069,11 @@ impl<'a> Execution<'a> {
             let tick = Instant::now() + Duration::from_millis(100);
             let wake = next_retry.map_or(tick, |r| r.min(tick));
             let wake = self.deadline.map_or(wake, |d| d.min(wake));
+            let wake = self.next_wait_deadline(tasks).map_or(wake, |d| d.min(wake));
             tokio::select! {
+                _ = self.wake.changed() => {
+                    self.poll_decisions = true;
+                }
                 done = running.join_next() => {
                     if let Some(done) = done {
                         match done {
@@ -1162,6 +1242,19 @@ impl<'a> Execution<'a> {
         t: &PlannedTask,
         running: &mut JoinSet<AttemptDone>,
     ) -> Result<(), String> {
+        self.dispatch_call(t, running, None)
+    }
+
+    /// Start `run` of a new attempt, or (`resume` set) `resume` of the
+    /// current attempt of a Waiting task — which stays Waiting in the store
+    /// until the call's outcome is recorded, so a crash meanwhile loses
+    /// nothing (the decision is delivered again).
+    fn dispatch_call(
+        &mut self,
+        t: &PlannedTask,
+        running: &mut JoinSet<AttemptDone>,
+        resume: Option<(Call, Resuming)>,
+    ) -> Result<(), String> {
         let dispatched = Instant::now();
         let dispatched_at = now_us();
         let name = t.spec.name.clone();
@@ -1172,7 +1265,7 @@ impl<'a> Execution<'a> {
             .cloned()
             .ok_or("plugin not loaded")?;
         let manifest = &plugin.info.manifest;
-        let attempt = self.state[&name].attempts + 1;
+        let attempt = self.state[&name].attempts + u32::from(resume.is_none());
 
         let params = self.with_scope(t, attempt - 1, |scope| {
             Self::resolve_params(t, manifest, scope)
@@ -1208,24 +1301,33 @@ impl<'a> Execution<'a> {
         let ResolvedGrants { http, secrets, ssh } = self.grants_of(&t.spec.grants)?;
 
         let rt = self.state.get_mut(&name).unwrap();
-        rt.attempts = attempt;
-        rt.status = TaskStatus::Running;
-        if rt.retry_at.take().is_some() {
-            self.retrying -= 1;
-        }
-        // The Running record is group-committed (see `Recorder`).
-        self.sched.recorder.push(StartRecord {
-            run_id: self.run_id.clone(),
-            task: name.clone(),
-            attempt,
-            dispatched_at,
-        });
-        self.emit(Event::Task {
-            task: name.clone(),
-            status: TaskStatus::Running,
-            attempt,
-            message: None,
-        });
+        let call = match resume {
+            Some((call, resuming)) => {
+                rt.resuming = Some(resuming);
+                call
+            }
+            None => {
+                rt.attempts = attempt;
+                rt.status = TaskStatus::Running;
+                if rt.retry_at.take().is_some() {
+                    self.retrying -= 1;
+                }
+                // The Running record is group-committed (see `Recorder`).
+                self.sched.recorder.push(StartRecord {
+                    run_id: self.run_id.clone(),
+                    task: name.clone(),
+                    attempt,
+                    dispatched_at,
+                });
+                self.emit(Event::Task {
+                    task: name.clone(),
+                    status: TaskStatus::Running,
+                    attempt,
+                    message: None,
+                });
+                Call::Run
+            }
+        };
 
         let sink = Arc::new(StoreSink {
             store: self.sched.store.clone(),
@@ -1254,10 +1356,205 @@ impl<'a> Execution<'a> {
         };
         let runtime = self.sched.runtime.clone();
         running.spawn(async move {
-            let report = runtime.run(&plugin, inv).await;
+            let report = runtime.call(&plugin, inv, call).await;
             (name, attempt, dispatched_at, dispatched, report)
         });
         Ok(())
+    }
+
+    /// A call returned a suspend request: record the wait (first time) or
+    /// its new state (after a resume), and start the notification.
+    fn suspended(
+        &mut self,
+        t: &PlannedTask,
+        attempt: u32,
+        entered_at: Option<i64>,
+        req: Suspend,
+        resumed: Option<Resuming>,
+    ) -> Result<()> {
+        let name = t.spec.name.as_str();
+        match resumed {
+            Some(r) => {
+                self.sched
+                    .store
+                    .resuspend(&self.run_id, name, &req.state, &r.decisions)?;
+            }
+            None => {
+                self.sched.recorder.flush()?;
+                let deadline = now_us() + req.timeout.as_micros() as i64;
+                self.sched.store.suspend_task(
+                    &self.run_id,
+                    name,
+                    attempt,
+                    &req.kind,
+                    &req.state,
+                    &req.detail,
+                    deadline,
+                    entered_at,
+                )?;
+                let rt = self.state.get_mut(name).unwrap();
+                rt.status = TaskStatus::Waiting;
+                rt.wait_deadline = Some(deadline);
+                self.sched.metrics.waiting(1);
+                self.emit(Event::Task {
+                    task: name.to_string(),
+                    status: TaskStatus::Waiting,
+                    attempt,
+                    message: Some(format!("waiting for {}", req.kind)),
+                });
+                self.notify(t, attempt, &req.detail);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deliver an approval's notification (`detail.notify-url`) in the
+    /// background, through the task's `http` grants: phase `notifying`,
+    /// then `notified`, or `notify-failed` (logged in the task log) after
+    /// four tries. The approval does not wait for it.
+    fn notify(&self, t: &PlannedTask, attempt: u32, detail: &serde_json::Value) {
+        let Some(url) = detail["notify-url"].as_str().filter(|u| !u.is_empty()) else {
+            return;
+        };
+        let store = self.sched.store.clone();
+        let (run_id, task) = (self.run_id.clone(), t.spec.name.clone());
+        let log = {
+            let (store, run_id, task) = (store.clone(), run_id.clone(), task.clone());
+            move |level: LogLevel, msg: &str| {
+                let _ = store.append_log(&run_id, &task, attempt, level, msg);
+            }
+        };
+        let grants = match self.grants_of(&t.spec.grants) {
+            Ok(g) => g.http,
+            Err(e) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("approval notification not sent: {e}"),
+                );
+                return;
+            }
+        };
+        let body = approval::notification(
+            detail,
+            &run_id,
+            &task,
+            &self.prepared.plan.name,
+            self.sched.public_url.as_deref(),
+        );
+        let url = url.to_string();
+        tokio::spawn(async move {
+            let _ = store.set_wait_phase(&run_id, &task, "notifying", Some(&url));
+            let mut last = String::new();
+            for (i, delay) in [0u64, 1, 2, 4].into_iter().enumerate() {
+                tokio::time::sleep(Duration::from_secs(delay)).await;
+                match crate::caps::http::host_post_json(&grants, &url, &body).await {
+                    Ok(status) if (200..300).contains(&status) => {
+                        let _ = store.set_wait_phase(&run_id, &task, "notified", Some(&url));
+                        log(
+                            LogLevel::Info,
+                            &format!("approval notification delivered to {url} ({status})"),
+                        );
+                        return;
+                    }
+                    Ok(status) => last = format!("HTTP {status}"),
+                    Err(e) if e.starts_with("denied:") => {
+                        last = e;
+                        break;
+                    }
+                    Err(e) => last = e,
+                }
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "approval notification to {url}: try {} failed: {last}",
+                        i + 1
+                    ),
+                );
+            }
+            let note = format!("{url}: {last}");
+            let _ = store.set_wait_phase(&run_id, &task, "notify-failed", Some(&note));
+            log(
+                LogLevel::Warn,
+                &format!("approval notification not delivered ({note}); the approval still waits"),
+            );
+        });
+    }
+
+    /// Start `resume` calls for Waiting tasks of `tasks` that are due: an
+    /// accepted decision not yet applied (one per call, oldest first), or a
+    /// passed deadline.
+    fn dispatch_resumes(
+        &mut self,
+        tasks: &[&'a PlannedTask],
+        running: &mut JoinSet<AttemptDone>,
+    ) -> Result<()> {
+        let now = now_us();
+        let waiting = |s: &Self, t: &PlannedTask| {
+            let rt = &s.state[&t.spec.name];
+            rt.status == TaskStatus::Waiting && rt.resuming.is_none()
+        };
+        if !tasks.iter().any(|t| waiting(self, t)) {
+            return Ok(());
+        }
+        let due = self.last_decision_poll.elapsed() >= Duration::from_secs(1);
+        let decisions = if std::mem::take(&mut self.poll_decisions) || due {
+            self.last_decision_poll = Instant::now();
+            self.sched.store.unapplied_decisions(&self.run_id)?
+        } else {
+            Vec::new()
+        };
+        for t in tasks {
+            if !waiting(self, t) {
+                continue;
+            }
+            let name = &t.spec.name;
+            let event = decisions.iter().find(|d| &d.task == name);
+            let timed_out = self.state[name].wait_deadline.is_some_and(|d| d <= now);
+            let (outcome, resuming) = match event {
+                Some(d) => (
+                    Outcome::Event(approval::event_json(d)),
+                    Resuming {
+                        decisions: vec![d.id],
+                        timed_out: false,
+                    },
+                ),
+                None if timed_out => (
+                    Outcome::TimedOut,
+                    Resuming {
+                        decisions: Vec::new(),
+                        timed_out: true,
+                    },
+                ),
+                None => continue,
+            };
+            let Some(w) = self.sched.store.wait(&self.run_id, name)? else {
+                continue;
+            };
+            let call = Call::Resume {
+                state: w.state,
+                outcome,
+            };
+            if let Err(msg) = self.dispatch_call(t, running, Some((call, resuming))) {
+                self.state.get_mut(name).unwrap().resuming = None;
+                tracing::warn!(run = %self.run_id, task = %name, "cannot resume: {msg}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest deadline of a Waiting task of `tasks`.
+    fn next_wait_deadline(&self, tasks: &[&'a PlannedTask]) -> Option<Instant> {
+        let us = tasks
+            .iter()
+            .filter_map(|t| {
+                let rt = &self.state[&t.spec.name];
+                (rt.status == TaskStatus::Waiting && rt.resuming.is_none())
+                    .then_some(rt.wait_deadline)
+                    .flatten()
+            })
+            .min()?;
+        let left = (us - now_us()).max(0) as u64;
+        Some(Instant::now() + Duration::from_micros(left))
     }
 
     fn complete(
@@ -1266,7 +1563,7 @@ impl<'a> Execution<'a> {
         attempt: u32,
         dispatched_at: i64,
         dispatched: Instant,
-        report: AttemptReport,
+        mut report: AttemptReport,
     ) -> Result<()> {
         let entered_at = report
             .entered
@@ -1278,6 +1575,28 @@ impl<'a> Execution<'a> {
             .iter()
             .find(|t| t.spec.name == name)
             .expect("planned task");
+        let resumed = self.state.get_mut(name).unwrap().resuming.take();
+        // The wait is over after this call unless the task suspends (again);
+        // a failure after a wait is never retried (retrying would ask the
+        // approvers again).
+        self.poll_decisions = true;
+        if let Some(req) = report.suspend.take() {
+            return self.suspended(t, attempt, entered_at, req, resumed);
+        }
+        if let Some(r) = &resumed {
+            let phase = if r.timed_out {
+                "timed-out"
+            } else if report.outcome.is_ok() {
+                "approved"
+            } else {
+                "rejected"
+            };
+            self.sched
+                .store
+                .close_wait(&self.run_id, name, phase, &r.decisions)?;
+            self.state.get_mut(name).unwrap().wait_deadline = None;
+            self.sched.metrics.waiting(-1);
+        }
         let (attempt_status, task_status, message, results) = match report.outcome {
             Ok(results) => (
                 TaskStatus::Succeeded,
@@ -1293,7 +1612,7 @@ impl<'a> Execution<'a> {
                 };
                 let failures = self.state[name].failures + 1;
                 self.state.get_mut(name).unwrap().failures = failures;
-                if kind.retryable() && failures <= t.spec.retries {
+                if kind.retryable() && failures <= t.spec.retries && resumed.is_none() {
                     let exp = (failures - 1).min(16);
                     let delay = t
                         .backoff

@@ -7,6 +7,7 @@
 //! keeps committed transactions across a process crash.
 
 mod status;
+mod waits;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 pub use status::{RunStatus, TaskStatus};
+pub use waits::{DecisionRecord, WaitRecord};
 
 use crate::caps::LogLevel;
 
@@ -179,6 +181,35 @@ CREATE TABLE IF NOT EXISTS logs (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run_id, id);
+CREATE TABLE IF NOT EXISTS waits (
+    run_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    phase TEXT NOT NULL,
+    history TEXT NOT NULL DEFAULT '[]',
+    open INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (run_id, task)
+);
+CREATE INDEX IF NOT EXISTS waits_open ON waits (open);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    user TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    accepted INTEGER NOT NULL,
+    reason TEXT,
+    applied INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS decisions_by_run ON decisions (run_id, applied);
 PRAGMA user_version = 1;
 "#;
 

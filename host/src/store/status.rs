@@ -23,6 +23,8 @@ pub enum TaskStatus {
     Running,
     /// Failed an attempt and waits for the next one.
     Retrying,
+    /// Suspended: waits for an event (an approval) with no instance.
+    Waiting,
     Succeeded,
     Failed,
     /// Not run: a `when` was false, or a task it needed did not succeed.
@@ -51,7 +53,7 @@ impl TaskStatus {
     pub fn is_terminal(self) -> bool {
         !matches!(
             self,
-            TaskStatus::Pending | TaskStatus::Running | TaskStatus::Retrying
+            TaskStatus::Pending | TaskStatus::Running | TaskStatus::Retrying | TaskStatus::Waiting
         )
     }
     pub fn as_str(self) -> &'static str {
@@ -59,6 +61,7 @@ impl TaskStatus {
             TaskStatus::Pending => "Pending",
             TaskStatus::Running => "Running",
             TaskStatus::Retrying => "Retrying",
+            TaskStatus::Waiting => "Waiting",
             TaskStatus::Succeeded => "Succeeded",
             TaskStatus::Failed => "Failed",
             TaskStatus::Skipped => "Skipped",
@@ -102,6 +105,7 @@ impl FromStr for TaskStatus {
             "Pending" => TaskStatus::Pending,
             "Running" => TaskStatus::Running,
             "Retrying" => TaskStatus::Retrying,
+            "Waiting" => TaskStatus::Waiting,
             "Succeeded" => TaskStatus::Succeeded,
             "Failed" => TaskStatus::Failed,
             "Skipped" => TaskStatus::Skipped,
