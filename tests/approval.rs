@@ -63,6 +63,7 @@ fn start(e: &Env) -> (Child, PathBuf) {
         .arg("--state-dir")
         .arg(&e.state)
         .args(["run", &e.file, "-o", "json"])
+        .env("CAPSTAN_PUBLIC_URL", "http://capstan.example:7070")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(Stdio::null())
@@ -500,6 +501,15 @@ spec:
     assert_eq!(body["run_id"], run.as_str());
     assert_eq!(body["task"], "gate");
     assert_eq!(body["message"], "release 1.2?");
+    assert_eq!(body["approvers"][0], "alice");
+    assert_eq!(
+        body["approve_url"],
+        format!("http://capstan.example:7070/v1/runs/{run}/tasks/gate/approve")
+    );
+    assert_eq!(
+        body["reject_url"],
+        format!("http://capstan.example:7070/v1/runs/{run}/tasks/gate/reject")
+    );
     assert_eq!(
         body["approve_command"],
         format!("capstan approve {run} --task gate")

@@ -369,6 +369,10 @@ fn bench_reports_every_figure_as_json() {
             "5",
             "--oci-registry",
             &url,
+            "--approvals",
+            "40",
+            "--approve-plugin",
+            components::APPROVE,
             "-o",
             "json",
         ],
@@ -393,6 +397,20 @@ fn bench_reports_every_figure_as_json() {
         assert!(
             v[key].as_f64().is_some_and(|x| x.is_finite() && x > 0.0),
             "{key} in {v}"
+        );
+    }
+    let a = &v["approvals"];
+    assert_eq!(a["waiting_tasks"], 40, "{v}");
+    for key in [
+        "idle_rss_mib",
+        "waiting_rss_mib",
+        "resume_p50_ms",
+        "resume_max_ms",
+        "resume_vs_warm_start",
+    ] {
+        assert!(
+            a[key].as_f64().is_some_and(|x| x.is_finite() && x > 0.0),
+            "approvals.{key} in {v}"
         );
     }
 }

@@ -39,6 +39,33 @@ pub struct BenchArgs {
     /// empty digest cache.
     #[arg(long, value_name = "oci://HOST/PATH")]
     pub oci_registry: Option<String>,
+    /// Also suspend this many approval gates at once (measured first, in a
+    /// fresh scheduler): RSS above idle, and the time from an approval to
+    /// its task finishing.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub approvals: usize,
+    /// The approve plugin for --approvals (default:
+    /// target/guest/wasm32-wasip2/guest/approve.wasm).
+    #[arg(long, value_name = "FILE")]
+    pub approve_plugin: Option<PathBuf>,
+}
+
+/// `--approvals N`: N tasks waiting on approval at once.
+#[derive(Debug, Serialize)]
+pub struct ApprovalBench {
+    pub waiting_tasks: usize,
+    /// Process RSS before the run (scheduler, runtime, plugin loaded).
+    pub idle_rss_mib: f64,
+    /// Process RSS with every task waiting.
+    pub waiting_rss_mib: f64,
+    pub rss_above_idle_mib: f64,
+    /// Time to suspend all of them (each ran `run` once).
+    pub suspend_all_ms: f64,
+    /// From recording an approval to its task's Succeeded event (20 samples).
+    pub resume_p50_ms: f64,
+    pub resume_max_ms: f64,
+    /// A warm task start measured in the same run, for scale.
+    pub resume_vs_warm_start: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,10 +92,17 @@ pub struct BenchReport {
     /// The cold OCI pull over the local registry's cached resolve+load.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oci_cold_pull_vs_local_cached: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<ApprovalBench>,
 }
 
 fn default_plugin() -> Option<PathBuf> {
-    let rel = Path::new("target/guest/wasm32-wasip2/guest/noop.wasm");
+    guest_component("noop")
+}
+
+fn guest_component(name: &str) -> Option<PathBuf> {
+    let rel = PathBuf::from(format!("target/guest/wasm32-wasip2/guest/{name}.wasm"));
+    let rel = rel.as_path();
     let mut candidates = vec![std::env::current_dir().ok()?.join(rel)];
     if let Ok(exe) = std::env::current_exe() {
         // target/<profile>/capstan → <root>/target/guest/...
@@ -140,6 +174,19 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     )?;
     let plugin = std::fs::canonicalize(&plugin).with_context(|| format!("{}", plugin.display()))?;
     let tmp = tempdir()?;
+    let approvals = if args.approvals > 0 {
+        let approve = args
+            .approve_plugin
+            .clone()
+            .or_else(|| guest_component("approve"))
+            .context("no approve component: run scripts/build-components.sh or pass --approve-plugin FILE")?;
+        if cli.output == Output::Text {
+            eprintln!("approvals: suspending {} approval gates…", args.approvals);
+        }
+        Some(approvals_bench(&approve, args.approvals, &tmp).await?)
+    } else {
+        None
+    };
     let state = tmp.join("state");
     let store = Arc::new(RunStore::open(&state)?);
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
@@ -308,6 +355,10 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
         registry_resolve_load_p50_ms: percentile(&resolve_load, 0.5),
         oci_cold_pull_p50_ms: oci_cold_pull,
         oci_cold_pull_vs_local_cached: oci_cold_pull.map(|ms| ms / percentile(&resolve_load, 0.5)),
+        approvals: approvals.map(|mut a| {
+            a.resume_vs_warm_start = a.resume_p50_ms * 1000.0 / percentile(&starts, 0.5);
+            a
+        }),
     };
     let _ = std::fs::remove_dir_all(&tmp);
     if cli.output == Output::Json {
@@ -353,8 +404,133 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
                 "  OCI cold pull        p50 {ms:.2} ms   ({x:.1}× the cached local resolve+load)"
             );
         }
+        if let Some(a) = &r.approvals {
+            println!(
+                "  {} waiting approvals  RSS {:.1} MiB above idle ({:.1} → {:.1} MiB; target ≤ 100 MiB); all suspended in {:.0} ms",
+                a.waiting_tasks,
+                a.rss_above_idle_mib,
+                a.idle_rss_mib,
+                a.waiting_rss_mib,
+                a.suspend_all_ms
+            );
+            println!(
+                "  approve → resumed    p50 {:.2} ms   max {:.2} ms   (target ≤ 10 ms; {:.0}× a warm task start)",
+                a.resume_p50_ms, a.resume_max_ms, a.resume_vs_warm_start
+            );
+        }
     }
     Ok(ExitCode::Ok)
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// `n` parallel approval gates in one run of a fresh scheduler: suspend them
+/// all, read RSS, then approve 20 of them one by one and time each from the
+/// recorded decision to the task's Succeeded event. The run is cancelled
+/// afterwards.
+async fn approvals_bench(plugin: &Path, n: usize, tmp: &Path) -> Result<ApprovalBench> {
+    use crate::scheduler::Event;
+    use crate::store::TaskStatus;
+    let plugin = std::fs::canonicalize(plugin).with_context(|| format!("{}", plugin.display()))?;
+    let state = tmp.join("approvals");
+    let store = Arc::new(RunStore::open(&state)?);
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir: Some(state.join("cache")),
+        ..Default::default()
+    })?);
+    runtime.load_file(&plugin)?;
+    let sched = Arc::new(Scheduler::new(runtime, store.clone(), state.clone())?);
+    let mut yaml = String::from(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: bench-approvals\nspec:\n  tasks:\n",
+    );
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "    - name: g{i}\n      uses: {}\n      params: [{{ name: approvers, value: [bench] }}, {{ name: timeout, value: 1h }}]\n",
+            plugin.display()
+        ));
+    }
+    let file = tmp.join("approvals.yaml");
+    std::fs::write(&file, yaml)?;
+    let idle = rss_mib();
+    let prepared = sched
+        .prepare_file(&file, &[])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = sched.create(
+        &prepared,
+        &RunOptions {
+            parallelism: 64,
+            ..RunOptions::default()
+        },
+    )?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let started = Instant::now();
+    let run = {
+        let (sched, id) = (sched.clone(), id.clone());
+        tokio::spawn(async move { sched.execute(&id, &prepared, Some(tx)).await })
+    };
+    let mut waiting = 0;
+    while waiting < n {
+        match rx.recv().await {
+            Some(Event::Task {
+                status: TaskStatus::Waiting,
+                ..
+            }) => waiting += 1,
+            Some(Event::Task {
+                status: TaskStatus::Failed,
+                message,
+                task,
+                ..
+            }) => bail!("approval gate {task} failed: {message:?}"),
+            Some(_) => {}
+            None => bail!("the approvals run ended early"),
+        }
+    }
+    let suspend_all_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let waiting_rss = rss_mib();
+    let mut samples = Vec::new();
+    for i in 0..20.min(n) {
+        let task = format!("g{i}");
+        let t = Instant::now();
+        crate::scheduler::approval::decide(&store, &id, &task, "bench", &[], true, "")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        sched.wake.send_modify(|v| *v += 1);
+        loop {
+            match rx.recv().await {
+                Some(Event::Task {
+                    task: ref done,
+                    status: TaskStatus::Succeeded,
+                    ..
+                }) if *done == task => break,
+                Some(_) => {}
+                None => bail!("the approvals run ended early"),
+            }
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    sched
+        .cancel
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = run.await;
+    samples.sort_by(f64::total_cmp);
+    Ok(ApprovalBench {
+        waiting_tasks: n,
+        idle_rss_mib: idle,
+        waiting_rss_mib: waiting_rss,
+        rss_above_idle_mib: waiting_rss - idle,
+        suspend_all_ms,
+        resume_p50_ms: percentile(&samples, 0.5),
+        resume_max_ms: samples.last().copied().unwrap_or(f64::NAN),
+        resume_vs_warm_start: f64::NAN,
+    })
 }
 
 /// Publish the bench plugin to an OCI registry, then time resolve + pull

@@ -107,6 +107,12 @@ pub struct Cli {
     pub policy: Option<PathBuf>,
 
     /// Output format.
+    /// Where this scheduler's API is reached from outside (`capstan serve`
+    /// or the controller's Service): approval notifications link to its
+    /// approve/reject endpoints.
+    #[arg(long, global = true, env = "CAPSTAN_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 

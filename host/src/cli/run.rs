@@ -61,6 +61,7 @@ pub(crate) fn scheduler(cli: &Cli, memory_mib: usize) -> Result<Scheduler> {
     s.oci = cli.oci_options();
     s.policy = cli.policy()?;
     s.limits.memory_bytes = memory_mib.max(1) << 20;
+    s.public_url = cli.public_url.clone();
     Ok(s)
 }
 

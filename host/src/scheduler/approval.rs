@@ -176,10 +176,7 @@ pub fn decide(
     comment: &str,
 ) -> Result<DecisionRecord, DecideError> {
     let status = store
-        .tasks(run_id)?
-        .into_iter()
-        .find(|t| t.name == task)
-        .map(|t| t.status)
+        .task_status(run_id, task)?
         .ok_or_else(|| DecideError::NotWaiting(format!("run {run_id} has no task `{task}`")))?;
     let wait = store.wait(run_id, task)?.filter(|w| w.open);
     let wait = match wait {

@@ -230,6 +230,21 @@ impl RunStore {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// One task's status (`None`: no such task).
+    pub fn task_status(&self, run_id: &str, task: &str) -> Result<Option<super::TaskStatus>> {
+        let s: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT status FROM tasks WHERE run_id = ?1 AND name = ?2",
+                params![run_id, task],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        s.map(|s| s.parse().map_err(super::StoreError::Corrupt))
+            .transpose()
+    }
+
     pub fn wait(&self, run_id: &str, task: &str) -> Result<Option<WaitRecord>> {
         self.conn()
             .query_row(
