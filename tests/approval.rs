@@ -518,14 +518,34 @@ spec:
         body["reject_command"],
         format!("capstan approve {run} --task gate --reject")
     );
-    // The dead receiver is being retried; the approvals go through anyway.
-    for t in ["gate", "gate-dead", "gate-ungranted"] {
+    // The dead receiver is being retried; approvals go through meanwhile.
+    for t in ["gate", "gate-ungranted"] {
         assert!(
             approve_as(&e.state, "alice", &[&run, "--task", t])
                 .status
                 .success()
         );
     }
+    // After four tries the failure is recorded; the gate still waits.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let w = RunStore::open(&e.state)
+            .unwrap()
+            .wait(&run, "gate-dead")
+            .unwrap()
+            .unwrap();
+        if w.phase == "notify-failed" {
+            assert!(w.open);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no notify-failed: {w:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        approve_as(&e.state, "alice", &[&run, "--task", "gate-dead"])
+            .status
+            .success()
+    );
     let v = finish(child, &out);
     assert_eq!(v["status"], "Succeeded", "{v:#}");
     let show = json(&capstan(&e.state, &["runs", "show", &run, "-o", "json"]));
@@ -546,7 +566,14 @@ spec:
         phases("gate"),
         ["pending", "notifying", "notified", "approved"]
     );
-    assert_eq!(phases("gate-dead")[..2], ["pending", "notifying"]);
+    assert_eq!(
+        phases("gate-dead"),
+        ["pending", "notifying", "notify-failed", "approved"]
+    );
+    assert_eq!(
+        phases("gate-ungranted"),
+        ["pending", "notifying", "notify-failed", "approved"]
+    );
     let logs = String::from_utf8_lossy(&capstan(&e.state, &["logs", &run]).stdout).to_string();
     assert!(logs.contains("approval notification delivered"), "{logs}");
     assert!(

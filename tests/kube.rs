@@ -628,6 +628,111 @@ fn the_controller_api_serves_logs_to_callers_the_cluster_allows() {
     );
 }
 
+/// Approvals in Kubernetes mode: `capstan approve --server` with a user's
+/// kubeconfig token, which a TokenReview maps to the user and groups; the
+/// approvers list (a group here) decides. A non-approver is refused. The
+/// controller is killed while the approval waits and a new one resumes the
+/// run from its status; the approval made through the new one is applied.
+#[test]
+fn approvals_in_the_cluster_use_the_callers_kubernetes_identity() {
+    let ns = "gates";
+    let (api, state) = setup(ns);
+    publish(state.path(), &[components::APPROVE]);
+    let mut ctl = Controller::start(
+        &api,
+        state.path(),
+        ns,
+        "first",
+        &["--no-leader-election", "--listen", "127.0.0.1:0"],
+    );
+    let url = ctl.api_url();
+    api.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: gated, namespace: {ns}}}\n\
+         spec:\n  pipelineSpec:\n    tasks:\n\
+         \x20     - name: gate\n        uses: approve@0.1\n        params:\n\
+         \x20         - {{name: approvers, value: [releasers]}}\n          - {{name: message, value: \"promote to prod?\"}}\n\
+         \x20     - name: promote\n        uses: echo@0.1\n        runAfter: [gate]\n\
+         \x20       params: [{{name: message, value: \"by $(tasks.gate.results.decided-by)\"}}]\n"
+    ));
+    let logs = || ctl.log();
+    let v = wait_for(&api, ns, "gated", 60, &logs, |v| {
+        v["status"]["tasks"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|t| t["name"] == "gate" && t["status"] == "Waiting")
+        }) || matches!(phase(v), "Failed" | "Invalid")
+    });
+    assert_eq!(phase(&v), "Running", "{v:#}");
+    let run_id = v["status"]["runId"].as_str().unwrap().to_string();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let approve = |url: &str, token: &str| {
+        let kubeconfig = api.kubeconfig_for(token);
+        capstan_tests::cli_env(
+            CLI,
+            elsewhere.path(),
+            &[
+                "approve",
+                &run_id,
+                "--task",
+                "gate",
+                "--server",
+                url,
+                "--comment",
+                "go",
+            ],
+            &[("KUBECONFIG", kubeconfig.as_os_str())],
+        )
+    };
+    let out = approve(&url, "mallory-token");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`mallory` is not an approver"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The controller goes away while the approval waits; another takes over.
+    ctl.kill();
+    let ctl2 = Controller::start(
+        &api,
+        state.path(),
+        ns,
+        "second",
+        &["--no-leader-election", "--listen", "127.0.0.1:0"],
+    );
+    let url2 = ctl2.api_url();
+    let out = approve(&url2, "bob-token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs2 = || ctl2.log();
+    let v = wait_for(&api, ns, "gated", 60, &logs2, |v| {
+        matches!(phase(v), "Succeeded" | "Failed")
+    });
+    assert_eq!(phase(&v), "Succeeded", "{v:#}");
+    assert_eq!(task(&v, "gate")["results"]["decided-by"], "bob");
+    assert_eq!(task(&v, "gate")["attempts"], 1);
+    assert_eq!(task(&v, "promote")["results"]["message"], "by bob");
+    let show = capstan_tests::cli(CLI, state.path(), &["runs", "show", &run_id, "-o", "json"]);
+    let show: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let ds = show["approvals"][0]["decisions"].as_array().unwrap();
+    assert_eq!(ds[0]["user"], "mallory");
+    assert_eq!(ds[0]["accepted"], false);
+    assert_eq!(ds[1]["user"], "bob");
+    assert!(
+        ds[1]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == "releasers")
+    );
+}
+
 #[test]
 fn deploy_applies_with_kubectl_and_the_controller_is_least_privileged() {
     let api = KubeApi::start();

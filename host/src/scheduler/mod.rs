@@ -1400,7 +1400,10 @@ impl<'a> Execution<'a> {
                     task: name.to_string(),
                     status: TaskStatus::Waiting,
                     attempt,
-                    message: Some(format!("waiting for {}", req.kind)),
+                    message: Some(format!(
+                        "waiting for {} (capstan approve {} --task {name})",
+                        req.kind, self.run_id
+                    )),
                 });
                 self.notify(t, attempt, &req.detail);
             }
