@@ -373,6 +373,10 @@ fn bench_reports_every_figure_as_json() {
             "40",
             "--approve-plugin",
             components::APPROVE,
+            "--load-runs",
+            "8",
+            "--load-rounds",
+            "2",
             "-o",
             "json",
         ],
@@ -399,6 +403,11 @@ fn bench_reports_every_figure_as_json() {
             "{key} in {v}"
         );
     }
+    let l = &v["load"];
+    assert_eq!(l["runs"], 8, "{v}");
+    assert_eq!(l["rss_after_round_mib"].as_array().unwrap().len(), 2, "{v}");
+    assert!(l["peak_rss_mib"].as_f64().unwrap() >= l["idle_rss_mib"].as_f64().unwrap());
+    assert!(l["round_ms"][1].as_f64().is_some_and(|x| x > 0.0), "{v}");
     let a = &v["approvals"];
     assert_eq!(a["waiting_tasks"], 40, "{v}");
     for key in [

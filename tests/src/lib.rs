@@ -32,6 +32,7 @@ use capstan::store::{
 pub mod git;
 pub mod kube;
 pub mod oci;
+pub mod soak;
 pub mod sshd;
 
 /// Paths of the components built by `build.rs`.

@@ -44,10 +44,36 @@ pub struct BenchArgs {
     /// its task finishing.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub approvals: usize,
+    /// Load: this many concurrent runs of --load-tasks no-op tasks each,
+    /// --load-rounds times, in a fresh scheduler (measured first): total
+    /// time, peak RSS, and RSS after each round (a leak shows as growth).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub load_runs: usize,
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub load_tasks: usize,
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub load_rounds: usize,
     /// The approve plugin for --approvals (default:
     /// target/guest/wasm32-wasip2/guest/approve.wasm).
     #[arg(long, value_name = "FILE")]
     pub approve_plugin: Option<PathBuf>,
+}
+
+/// `--load-runs N`: concurrent runs, several rounds.
+#[derive(Debug, Serialize)]
+pub struct LoadBench {
+    pub runs: usize,
+    pub tasks_per_run: usize,
+    pub rounds: usize,
+    pub idle_rss_mib: f64,
+    pub peak_rss_mib: f64,
+    /// RSS after each round, all runs finished.
+    pub rss_after_round_mib: Vec<f64>,
+    /// Wall time of each round (all runs, concurrently).
+    pub round_ms: Vec<f64>,
+    /// RSS after the last round over RSS after the first: growth across
+    /// rounds (≈ 1.0: no leak).
+    pub last_over_first_round_rss: f64,
 }
 
 /// `--approvals N`: N tasks waiting on approval at once.
@@ -94,6 +120,8 @@ pub struct BenchReport {
     pub oci_cold_pull_vs_local_cached: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approvals: Option<ApprovalBench>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadBench>,
 }
 
 fn default_plugin() -> Option<PathBuf> {
@@ -174,6 +202,17 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     )?;
     let plugin = std::fs::canonicalize(&plugin).with_context(|| format!("{}", plugin.display()))?;
     let tmp = tempdir()?;
+    let load = if args.load_runs > 0 {
+        if cli.output == Output::Text {
+            eprintln!(
+                "load: {} concurrent runs of {} tasks, {} rounds…",
+                args.load_runs, args.load_tasks, args.load_rounds
+            );
+        }
+        Some(load_bench(&plugin, args, &tmp).await?)
+    } else {
+        None
+    };
     let approvals = if args.approvals > 0 {
         let approve = args
             .approve_plugin
@@ -355,6 +394,7 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
         registry_resolve_load_p50_ms: percentile(&resolve_load, 0.5),
         oci_cold_pull_p50_ms: oci_cold_pull,
         oci_cold_pull_vs_local_cached: oci_cold_pull.map(|ms| ms / percentile(&resolve_load, 0.5)),
+        load,
         approvals: approvals.map(|mut a| {
             a.resume_vs_warm_start = a.resume_p50_ms * 1000.0 / percentile(&starts, 0.5);
             a
@@ -404,6 +444,30 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
                 "  OCI cold pull        p50 {ms:.2} ms   ({x:.1}× the cached local resolve+load)"
             );
         }
+        if let Some(l) = &r.load {
+            println!(
+                "  load                 {} runs × {} tasks concurrently, {} rounds: {:.0} ms per round (median), peak RSS {:.1} MiB (idle {:.1})",
+                l.runs,
+                l.tasks_per_run,
+                l.rounds,
+                {
+                    let mut v = l.round_ms.clone();
+                    v.sort_by(f64::total_cmp);
+                    percentile(&v, 0.5)
+                },
+                l.peak_rss_mib,
+                l.idle_rss_mib
+            );
+            println!(
+                "  load RSS per round   {} MiB (last/first {:.2})",
+                l.rss_after_round_mib
+                    .iter()
+                    .map(|x| format!("{x:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                l.last_over_first_round_rss
+            );
+        }
         if let Some(a) = &r.approvals {
             println!(
                 "  {} waiting approvals  RSS {:.1} MiB above idle ({:.1} → {:.1} MiB; target ≤ 100 MiB); all suspended in {:.0} ms",
@@ -431,6 +495,82 @@ fn rss_mib() -> f64 {
                 .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// `--load-runs`: rounds of concurrent runs in a fresh scheduler, RSS
+/// sampled every 5 ms for the peak.
+async fn load_bench(plugin: &Path, args: &BenchArgs, tmp: &Path) -> Result<LoadBench> {
+    let state = tmp.join("load");
+    let store = Arc::new(RunStore::open(&state)?);
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir: Some(state.join("cache")),
+        ..Default::default()
+    })?);
+    runtime.load_file(plugin)?;
+    let sched = Arc::new(Scheduler::new(runtime, store, state.clone())?);
+    let file = tmp.join("load.yaml");
+    std::fs::write(&file, pipeline_yaml(plugin, args.load_tasks, "dag"))?;
+    let prepared = Arc::new(
+        sched
+            .prepare_file(&file, &[])
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let idle = rss_mib();
+    let peak = Arc::new(std::sync::Mutex::new(idle));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = rss_mib();
+                {
+                    let mut p = peak.lock().unwrap();
+                    *p = p.max(r);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut rss_after = Vec::new();
+    let mut round_ms = Vec::new();
+    for _ in 0..args.load_rounds.max(1) {
+        let t = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..args.load_runs {
+            let id = sched.create(
+                &prepared,
+                &RunOptions {
+                    parallelism: 4,
+                    ..RunOptions::default()
+                },
+            )?;
+            let (sched, prepared) = (sched.clone(), prepared.clone());
+            handles.push(tokio::spawn(async move {
+                sched.execute(&id, &prepared, None).await.map(|s| (id, s))
+            }));
+        }
+        for h in handles {
+            let (id, status) = h.await??;
+            if status != RunStatus::Succeeded {
+                bail!("load run {id} ended {status}");
+            }
+        }
+        round_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        rss_after.push(rss_mib());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = sampler.await;
+    let peak = *peak.lock().unwrap();
+    Ok(LoadBench {
+        runs: args.load_runs,
+        tasks_per_run: args.load_tasks,
+        rounds: rss_after.len(),
+        idle_rss_mib: idle,
+        peak_rss_mib: peak,
+        last_over_first_round_rss: rss_after.last().unwrap() / rss_after[0],
+        rss_after_round_mib: rss_after,
+        round_ms,
+    })
 }
 
 /// `n` parallel approval gates in one run of a fresh scheduler: suspend them
