@@ -279,7 +279,7 @@ pub fn run(cli: &str, sleep: &str, fail: &str, s: &Settings) -> Report {
                     .map(|l| l.message.as_str())
                     .collect();
                 let complete = last.iter().any(|m| m.starts_with("sleeping"))
-                    && last.iter().any(|m| *m == "awake");
+                    && last.contains(&"awake");
                 if !complete {
                     r.problems.push(format!(
                         "run {id}: task {} attempt {} succeeded with incomplete logs: {last:?}",
