@@ -357,6 +357,130 @@ fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
     );
 }
 
+/// Kill -9 soak in Kubernetes mode (short): six PipelineRuns of sleep
+/// chains; the controller is SIGKILLed at random moments at least four
+/// times and started again. Every run ends Succeeded, and no task's plugin
+/// ran after the store recorded its success (marker lines, frozen at each
+/// kill, never grow).
+#[test]
+fn controller_sigkilled_repeatedly_loses_nothing_and_reruns_nothing() {
+    use capstan::store::{RunStore, TaskStatus};
+    use std::collections::BTreeMap;
+    let ns = "soak";
+    let (api, state) = setup(ns);
+    let runs = 6;
+    for i in 0..runs {
+        let ms = 150 + 40 * i;
+        api.apply(&format!(
+            "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: s{i}, namespace: {ns}}}\n\
+             spec:\n  pipelineSpec:\n    workspaces: [{{name: log}}]\n    tasks:\n{}",
+            ["a", "b", "c", "d"]
+                .iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    let after = if k == 0 { String::new() } else { format!(", runAfter: [{}]", ["a", "b", "c"][k - 1]) };
+                    format!(
+                        "      - {{name: {t}, uses: sleep@0.1{after}, params: [{{name: millis, value: \"{ms}\"}}, \
+                         {{name: marker, value: runs.txt}}], workspaces: [{{name: log}}]}}\n"
+                    )
+                })
+                .collect::<String>()
+        ));
+    }
+    let mut rng = fastrand::Rng::with_seed(7);
+    let marks = |run: &str| -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        let p = state
+            .path()
+            .join("workspaces")
+            .join(run)
+            .join("log/runs.txt");
+        for l in std::fs::read_to_string(p).unwrap_or_default().lines() {
+            if let Some((t, _)) = l.split_once(" attempt ") {
+                *m.entry(t.to_string()).or_default() += 1;
+            }
+        }
+        m
+    };
+    let mut frozen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut ctl = Controller::start(
+            &api,
+            state.path(),
+            ns,
+            &format!("life-{kills}"),
+            &["--no-leader-election"],
+        );
+        if kills < 4 {
+            // Kill once this life has made progress (another task
+            // succeeded), at a random moment after that.
+            let succeeded = || {
+                RunStore::open(state.path())
+                    .and_then(|st| {
+                        let mut n = 0;
+                        for r in st.list_runs(100)? {
+                            n += st
+                                .tasks(&r.id)?
+                                .iter()
+                                .filter(|t| t.status == TaskStatus::Succeeded)
+                                .count();
+                        }
+                        Ok(n)
+                    })
+                    .unwrap_or(0)
+            };
+            let before = succeeded();
+            while succeeded() <= before {
+                assert!(Instant::now() < deadline, "no progress:\n{}", ctl.log());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(rng.u64(0..300)));
+            ctl.kill();
+            kills += 1;
+            // Dead scheduler: freeze what the store says succeeded.
+            let store = RunStore::open(state.path()).unwrap();
+            for r in store.list_runs(100).unwrap() {
+                let m = marks(&r.id);
+                for t in store.tasks(&r.id).unwrap() {
+                    if t.status == TaskStatus::Succeeded {
+                        frozen
+                            .entry((r.id.clone(), t.name.clone()))
+                            .or_insert_with(|| m.get(&t.name).copied().unwrap_or(0));
+                    }
+                }
+            }
+            continue;
+        }
+        // The last life runs everything to the end.
+        let all_done = || (0..runs).all(|i| phase(&get(&api, ns, &format!("s{i}"))) == "Succeeded");
+        while !all_done() {
+            assert!(
+                Instant::now() < deadline,
+                "runs did not finish:\n{}",
+                ctl.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        break;
+    }
+    assert!(!frozen.is_empty(), "no task had succeeded at any kill");
+    for ((run, t), n) in &frozen {
+        let now = marks(run).get(t).copied().unwrap_or(0);
+        assert_eq!(
+            now, *n,
+            "run {run}: task {t} ran again after its success was recorded"
+        );
+    }
+    for i in 0..runs {
+        let v = get(&api, ns, &format!("s{i}"));
+        for t in ["a", "b", "c", "d"] {
+            assert_eq!(task(&v, t)["status"], "Succeeded", "{v:#}");
+        }
+    }
+}
+
 #[test]
 fn kube_requests_are_checked_by_the_grant_and_then_by_rbac() {
     let ns = "caps";

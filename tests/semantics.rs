@@ -378,3 +378,37 @@ async fn logs_stdout_stderr_and_progress_are_recorded() {
     assert_eq!(progress.first(), Some(&(0, Some(1000))));
     assert_eq!(progress.last(), Some(&(1000, Some(1000))));
 }
+
+/// Found by the Kubernetes soak: several runs prepared at once in one
+/// process compiled the same plugin concurrently and collided on the
+/// compiled cache's temp file (one load failed with ENOENT, and its run was
+/// marked Invalid). Concurrent loads into one cache directory all succeed.
+#[test]
+fn concurrent_loads_of_one_plugin_share_the_compiled_cache_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let cache = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                let rt = capstan::runtime::Runtime::new(capstan::runtime::RuntimeConfig {
+                    cache_dir: Some(cache),
+                    max_instances: 4,
+                    ..Default::default()
+                })
+                .unwrap();
+                rt.load_file(std::path::Path::new(capstan_tests::components::ECHO))
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}"))
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    let cached: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(
+        cached.len(),
+        1,
+        "one artifact, no temp files left: {cached:?}"
+    );
+}

@@ -60,20 +60,25 @@ impl LockFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(crate::io(path)(e)),
         };
-        let lock: LockFile = toml::from_str(&text).map_err(|e| Error::Lock {
-            path: path.display().to_string(),
+        Self::parse(&text, &path.display().to_string()).map(Some)
+    }
+
+    /// Parse lock file text (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> Result<LockFile> {
+        let lock: LockFile = toml::from_str(text).map_err(|e| Error::Lock {
+            path: origin.to_string(),
             message: e.to_string(),
         })?;
         if lock.version != LOCK_VERSION {
             return Err(Error::Lock {
-                path: path.display().to_string(),
+                path: origin.to_string(),
                 message: format!(
                     "lock version {} is not supported (expected {LOCK_VERSION})",
                     lock.version
                 ),
             });
         }
-        Ok(Some(lock))
+        Ok(lock)
     }
 
     /// Write atomically.

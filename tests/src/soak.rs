@@ -278,8 +278,8 @@ pub fn run(cli: &str, sleep: &str, fail: &str, s: &Settings) -> Report {
                     .filter(|l| l.task == t.name && l.attempt == t.attempts)
                     .map(|l| l.message.as_str())
                     .collect();
-                let complete = last.iter().any(|m| m.starts_with("sleeping"))
-                    && last.contains(&"awake");
+                let complete =
+                    last.iter().any(|m| m.starts_with("sleeping")) && last.contains(&"awake");
                 if !complete {
                     r.problems.push(format!(
                         "run {id}: task {} attempt {} succeeded with incomplete logs: {last:?}",

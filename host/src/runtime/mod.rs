@@ -424,12 +424,23 @@ impl Runtime {
         let component = Component::new(&self.engine, bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{origin}: invalid component"))?;
-        let serialized = component.serialize().map_err(anyhow::Error::from)?;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating cache dir {}", dir.display()))?;
-        let tmp = dir.join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
-        std::fs::write(&tmp, serialized)?;
-        std::fs::rename(&tmp, &path)?;
+        // The cache only saves compile time: failing to write it is logged,
+        // not fatal. Each writer has its own temp file (several threads or
+        // processes may compile the same component at once; the last rename
+        // wins, and every one of them wrote the same bytes).
+        let write = || -> Result<()> {
+            use std::io::Write as _;
+            let serialized = component.serialize().map_err(anyhow::Error::from)?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating cache dir {}", dir.display()))?;
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            tmp.write_all(&serialized)?;
+            tmp.persist(&path)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::warn!("cannot write compiled cache {}: {e:#}", path.display());
+        }
         Ok(component)
     }
 
