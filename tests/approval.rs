@@ -582,3 +582,67 @@ spec:
     );
     assert!(logs.contains("denied: http POST"), "{logs}");
 }
+
+/// The README's example (examples/approval/pipeline.yaml), from the local
+/// registry as scripts/quickstart.sh publishes it: two approvals and the
+/// release task runs.
+#[test]
+fn the_approval_example_runs_with_two_approvals() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for plugin in [
+        capstan_tests::components::WRITE_FILE,
+        capstan_tests::components::APPROVE,
+    ] {
+        let out = capstan(&state, &["plugin", "publish", "--skip-existing", plugin]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ws = dir.path().join("out");
+    std::fs::create_dir_all(&ws).unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/approval/pipeline.yaml"
+    );
+    let out_file = dir.path().join("out.json");
+    let child = Command::new(CLI)
+        .arg("--state-dir")
+        .arg(&state)
+        .args([
+            "run",
+            example,
+            "-w",
+            &format!("out={}", ws.display()),
+            "-o",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_file).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = until_waiting(&state, "gate");
+    for user in ["alice", "release-managers-member"] {
+        let o = if user == "alice" {
+            approve_as(&state, user, &[&run, "--task", "gate", "--comment", "lgtm"])
+        } else {
+            // Not listed (locally there are no groups): refused.
+            approve_as(&state, user, &[&run, "--task", "gate"])
+        };
+        assert_eq!(o.status.code(), Some(if user == "alice" { 0 } else { 4 }));
+    }
+    assert!(
+        approve_as(&state, "bob", &[&run, "--task", "gate"])
+            .status
+            .success()
+    );
+    let v = finish(child, &out_file);
+    assert_eq!(v["status"], "Succeeded", "{v:#}");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("release.txt")).unwrap(),
+        "release 1.2.0 approved by alice,bob"
+    );
+}
