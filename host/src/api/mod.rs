@@ -131,6 +131,21 @@ async fn reader_of(state: &ApiState, headers: &HeaderMap, id: &str) -> ApiResult
     Ok(who)
 }
 
+/// [`Auth::may_read`], asked once per namespace of a listing.
+async fn may_read_cached(
+    state: &ApiState,
+    who: &Identity,
+    cache: &mut std::collections::HashMap<Option<String>, bool>,
+    ns: &Option<String>,
+) -> bool {
+    if let Some(ok) = cache.get(ns) {
+        return *ok;
+    }
+    let ok = state.auth.may_read(who, ns.as_deref()).await.is_ok();
+    cache.insert(ns.clone(), ok);
+    ok
+}
+
 async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
     (
         [(
@@ -160,14 +175,7 @@ async fn list_runs(
     let mut allowed: std::collections::HashMap<Option<String>, bool> = Default::default();
     for r in runs {
         let ns = r.spec.kube.as_ref().map(|k| k.namespace.clone());
-        let ok = match allowed.get(&ns) {
-            Some(ok) => *ok,
-            None => {
-                let ok = state.auth.may_read(&who, ns.as_deref()).await.is_ok();
-                allowed.insert(ns.clone(), ok);
-                ok
-            }
-        };
+        let ok = may_read_cached(&state, &who, &mut allowed, &ns).await;
         if ok {
             out.push(serde_json::json!({
                 "run_id": r.id, "pipeline": r.pipeline, "status": r.status.as_str(),
@@ -239,14 +247,7 @@ async fn approvals(
             .kube
             .as_ref()
             .map(|k| k.namespace.clone());
-        let ok = match allowed.get(&ns) {
-            Some(ok) => *ok,
-            None => {
-                let ok = state.auth.may_read(&who, ns.as_deref()).await.is_ok();
-                allowed.insert(ns.clone(), ok);
-                ok
-            }
-        };
+        let ok = may_read_cached(&state, &who, &mut allowed, &ns).await;
         if ok {
             let decisions = store.decisions(&w.run_id)?;
             out.push(crate::scheduler::approval::pending_json(&w, &decisions));
