@@ -14,8 +14,10 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
 fi
 
 pkgs=()
-for manifest in plugins/*/Cargo.toml benches/*/Cargo.toml tests/components/*/Cargo.toml; do
+for manifest in plugins/*/Cargo.toml benches/*/Cargo.toml tests/components/*/Cargo.toml tests/attacks/*/Cargo.toml; do
     [ -f "$manifest" ] || continue
+    # Only components (cdylibs); shared guest libraries come in as dependencies.
+    grep -q 'crate-type = \["cdylib"\]' "$manifest" || continue
     name=$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n1)
     pkgs+=(-p "$name")
 done

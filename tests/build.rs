@@ -13,6 +13,7 @@ fn main() {
         "plugins",
         "benches",
         "tests/components",
+        "tests/attacks",
         "scripts/build-components.sh",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
@@ -35,7 +36,11 @@ fn main() {
         .collect();
 
     // Every test file and the test library.
-    let tests_src: String = [manifest.to_path_buf(), manifest.join("src")]
+    let tests_src: String = [
+        manifest.to_path_buf(),
+        manifest.join("src"),
+        manifest.join("attacks"),
+    ]
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())
         .flatten()
@@ -53,7 +58,8 @@ fn main() {
             .to_string_lossy()
             .to_uppercase();
         let used = tests_src.contains(&format!("components::{stem}"))
-            || tests_src.contains(&format!("{{{{{}}}}}", stem.to_lowercase()));
+            || tests_src.contains(&format!("{{{{{}}}}}", stem.to_lowercase()))
+            || tests_src.contains(&format!("Attack::new(\"{}\")", stem.to_lowercase()));
         if !used {
             unused.push(stem.clone());
         }

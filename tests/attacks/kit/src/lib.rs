@@ -1,0 +1,107 @@
+//! Shared helpers for the attack components in `tests/attacks/`.
+//!
+//! An attack tries one or more tricks. Each trick's result goes through
+//! [`Tries`]: an `Err` means the sandbox refused it (good), an `Ok` means the
+//! trick worked (an escape). The task's `outcome` result then reads
+//! `denied N/N` followed by one line per trick, or `ESCAPED: …` naming the
+//! tricks that worked, so the test asserts on the whole list and a failure
+//! message says exactly which trick got through.
+
+pub use capstan_plugin_sdk as sdk;
+use sdk::capstan::plugin::types::{ParamValue, TaskError, TaskInput, TaskResult};
+
+/// The attack's `arg` param (a path, address, size …), or "".
+pub fn arg(input: &TaskInput) -> String {
+    param(input, "arg")
+}
+
+/// A string param, or "".
+pub fn param(input: &TaskInput, name: &str) -> String {
+    match input
+        .params
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| &p.value)
+    {
+        Some(ParamValue::String(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+/// A one-result task answer: `outcome` = `s`.
+pub fn outcome(s: impl Into<String>) -> Result<Vec<TaskResult>, TaskError> {
+    Ok(vec![TaskResult {
+        name: "outcome".into(),
+        value: s.into(),
+    }])
+}
+
+/// The tricks an attack tried and what each got.
+#[derive(Default)]
+pub struct Tries {
+    lines: Vec<String>,
+    escaped: Vec<String>,
+}
+
+impl Tries {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A trick that must be refused: `Ok(what)` is an escape, `Err(why)` a denial.
+    pub fn must_fail<T: std::fmt::Debug, E: std::fmt::Display>(
+        &mut self,
+        trick: &str,
+        r: Result<T, E>,
+    ) {
+        match r {
+            Ok(v) => {
+                let got: String = format!("{v:?}").chars().take(120).collect();
+                self.escaped.push(format!("{trick}: got {got}"));
+            }
+            Err(e) => self.lines.push(format!("{trick}: {e}")),
+        }
+    }
+
+    /// A trick judged by the attack itself: `escaped` = it worked.
+    pub fn check(&mut self, trick: &str, escaped: bool, detail: impl std::fmt::Display) {
+        if escaped {
+            self.escaped.push(format!("{trick}: {detail}"));
+        } else {
+            self.lines.push(format!("{trick}: {detail}"));
+        }
+    }
+
+    /// `outcome`: `denied N/N` and one line per trick, or `ESCAPED: …`.
+    pub fn finish(self) -> Result<Vec<TaskResult>, TaskError> {
+        let n = self.lines.len() + self.escaped.len();
+        if self.escaped.is_empty() {
+            outcome(format!("denied {n}/{n}\n{}", self.lines.join("\n")))
+        } else {
+            outcome(format!(
+                "ESCAPED: {} of {n} tricks worked\n{}",
+                self.escaped.len(),
+                self.escaped.join("\n")
+            ))
+        }
+    }
+}
+
+/// Implement the task export with `$run` (a `fn(TaskInput) -> Result<…>`).
+#[macro_export]
+macro_rules! attack {
+    ($run:path) => {
+        struct Attack;
+        impl $crate::sdk::exports::capstan::plugin::task::Guest for Attack {
+            fn run(
+                input: $crate::sdk::capstan::plugin::types::TaskInput,
+            ) -> Result<
+                Vec<$crate::sdk::capstan::plugin::types::TaskResult>,
+                $crate::sdk::capstan::plugin::types::TaskError,
+            > {
+                $run(input)
+            }
+        }
+        $crate::sdk::export!(Attack with_types_in $crate::sdk);
+    };
+}
