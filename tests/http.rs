@@ -3,63 +3,25 @@
 //! the plugin never sees, the platform ceiling at run time, no secret in
 //! any log line.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
 use capstan::caps::secrets::LocalSecrets;
 use capstan::store::TaskStatus;
 use capstan_tests::TestEnv;
+use capstan_tests::httpd::{Reply, Server};
 
-/// A loopback HTTP server that records each request's head and answers
-/// `200 hello` (or 401 without an Authorization header when `need_auth`).
-struct Server {
-    port: u16,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(need_auth: bool) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = requests.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { return };
-                let mut head = String::new();
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line);
-                }
-                let authorized = head.to_ascii_lowercase().contains("\nauthorization:");
-                seen.lock().unwrap().push(head);
-                let (status, body) = if need_auth && !authorized {
-                    ("401 Unauthorized", "who are you")
-                } else {
-                    ("200 OK", "hello")
-                };
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+/// `200 hello`, or 401 without an Authorization header when `need_auth`.
+fn start(need_auth: bool) -> Server {
+    Server::start(move |head| {
+        let authorized = head.to_ascii_lowercase().contains("\nauthorization:");
+        if need_auth && !authorized {
+            Reply {
+                status: "401 Unauthorized",
+                headers: Vec::new(),
+                body: "who are you".into(),
             }
-        });
-        Server { port, requests }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
+        } else {
+            Reply::ok("hello")
+        }
+    })
 }
 
 fn pipeline(url: &str, grants: &str, authorization: &str) -> String {
@@ -82,7 +44,7 @@ spec:
 
 #[tokio::test]
 async fn a_granted_authority_is_reached() {
-    let server = Server::start(false);
+    let server = start(false);
     let env = TestEnv::new();
     let run = env
         .run(
@@ -110,8 +72,8 @@ async fn a_granted_authority_is_reached() {
 
 #[tokio::test]
 async fn an_authority_not_granted_is_denied_before_connecting() {
-    let server = Server::start(false);
-    let other = Server::start(false);
+    let server = start(false);
+    let other = start(false);
     let env = TestEnv::new();
     let run = env
         .run(
@@ -142,7 +104,7 @@ async fn an_authority_not_granted_is_denied_before_connecting() {
 
 #[tokio::test]
 async fn a_bound_secret_is_sent_by_the_host_and_never_logged() {
-    let server = Server::start(true);
+    let server = start(true);
     let env = TestEnv::new();
     let grants = format!(
         "        http:\n          - {{ url: \"{}\", secret: git-token }}",

@@ -30,6 +30,7 @@ use capstan::store::{
 };
 
 pub mod git;
+pub mod httpd;
 pub mod kube;
 pub mod oci;
 pub mod soak;

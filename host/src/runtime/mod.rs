@@ -499,13 +499,17 @@ impl Runtime {
             .filter(|g| g.reveal)
             .map(|g| g.value.clone())
             .collect();
-        let sink: Arc<dyn TaskSink> = if revealed.is_empty() {
-            inv.sink.clone()
-        } else {
-            Arc::new(crate::caps::log::Redacting::new(
-                inv.sink.clone(),
-                &revealed,
-            ))
+        // ... and from its results and error messages, which are stored
+        // with the run and passed on to later tasks.
+        let redactor = (!revealed.is_empty())
+            .then(|| Arc::new(crate::caps::log::Redacting::new(inv.sink.clone(), &revealed)));
+        let redact = |text: String| match &redactor {
+            Some(r) => r.redact(&text),
+            None => text,
+        };
+        let sink: Arc<dyn TaskSink> = match &redactor {
+            Some(r) => r.clone(),
+            None => inv.sink.clone(),
         };
         let budget = Budget::new(inv.limits.log_bytes);
         let stdout = StdioCapture::new(sink.clone(), budget.clone(), LogLevel::Info);
@@ -642,7 +646,10 @@ impl Runtime {
                     format!("the plugin trapped: {}", trap_message(&trap)),
                 ));
             }
-            Ok(Err(e)) => return Err(task_error(e)),
+            Ok(Err(e)) => {
+                let (kind, message) = task_error(e);
+                return Err((kind, redact(message)));
+            }
             Ok(Ok(Step::Done(results))) => results,
             Ok(Ok(Step::Suspend(req))) => {
                 return check_suspend(req, inv.limits.result_bytes).map(|s| (Vec::new(), Some(s)));
@@ -675,7 +682,14 @@ impl Runtime {
                     ),
                 ));
             }
-            out.push((r.name, r.value));
+            let value = redact(r.value.clone());
+            if value != r.value {
+                sink.log(
+                    LogLevel::Warn,
+                    &format!("result `{}` contained a secret value; it is stored redacted", r.name),
+                );
+            }
+            out.push((r.name, value));
         }
         if budget.truncated() {
             inv.sink.log(

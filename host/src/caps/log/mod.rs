@@ -139,20 +139,30 @@ pub struct Redacting {
 
 impl Redacting {
     /// Redact each value (as UTF-8 text, ignoring ones shorter than 4
-    /// bytes, which would mangle ordinary text more than they protect).
+    /// bytes, which would mangle ordinary text more than they protect). A
+    /// multi-line value (a private key) is also redacted line by line, since
+    /// stdout reaches the log a line at a time.
     pub fn new(inner: Arc<dyn TaskSink>, values: &[Arc<Vec<u8>>]) -> Redacting {
-        let mut secrets: Vec<String> = values
-            .iter()
-            .filter_map(|v| std::str::from_utf8(v).ok())
-            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-            .filter(|s| s.len() >= 4)
-            .collect();
+        let mut secrets: Vec<String> = Vec::new();
+        for v in values {
+            let Ok(s) = std::str::from_utf8(v) else {
+                continue;
+            };
+            let whole = s.trim_end_matches(['\r', '\n']);
+            secrets.push(whole.to_string());
+            if whole.contains('\n') {
+                secrets.extend(whole.lines().map(|l| l.trim().to_string()));
+            }
+        }
+        secrets.retain(|s| s.len() >= 4);
         // Longest first, so a secret containing another is removed whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
         Redacting { inner, secrets }
     }
 
-    fn redact(&self, text: &str) -> String {
+    /// `text` with every secret value replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in &self.secrets {
             if out.contains(s.as_str()) {

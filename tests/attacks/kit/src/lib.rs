@@ -57,18 +57,19 @@ impl Tries {
         match r {
             Ok(v) => {
                 let got: String = format!("{v:?}").chars().take(120).collect();
-                self.escaped.push(format!("{trick}: got {got}"));
+                self.escaped.push(one_line(format!("{trick}: got {got}")));
             }
-            Err(e) => self.lines.push(format!("{trick}: {e}")),
+            Err(e) => self.lines.push(one_line(format!("{trick}: {e}"))),
         }
     }
 
     /// A trick judged by the attack itself: `escaped` = it worked.
     pub fn check(&mut self, trick: &str, escaped: bool, detail: impl std::fmt::Display) {
+        let line = one_line(format!("{trick}: {detail}"));
         if escaped {
-            self.escaped.push(format!("{trick}: {detail}"));
+            self.escaped.push(line);
         } else {
-            self.lines.push(format!("{trick}: {detail}"));
+            self.lines.push(line);
         }
     }
 
@@ -85,6 +86,11 @@ impl Tries {
             ))
         }
     }
+}
+
+/// One report line per trick: CR and LF shown escaped.
+fn one_line(s: String) -> String {
+    s.replace('\r', "\\r").replace('\n', "\\n")
 }
 
 /// Implement the task export with `$run` (a `fn(TaskInput) -> Result<…>`).
@@ -104,4 +110,41 @@ macro_rules! attack {
         }
         $crate::sdk::export!(Attack with_types_in $crate::sdk);
     };
+}
+
+/// HTTP straight over `wasi:http`, without the SDK's URL parsing, so the
+/// authority and headers an attack sends are exactly what the host judges.
+pub mod raw {
+    use crate::sdk::wasi::http::outgoing_handler;
+    use crate::sdk::wasi::http::types::{Fields, OutgoingRequest, Scheme};
+
+    /// Send `GET path` to `authority` as given; `Ok(status)` if a response
+    /// came back, `Err` with whichever part the host refused.
+    pub fn get(
+        https: bool,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<u16, String> {
+        let list: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let fields =
+            Fields::from_list(&list).map_err(|e| format!("the host refused the headers: {e:?}"))?;
+        let req = OutgoingRequest::new(fields);
+        req.set_scheme(Some(if https { &Scheme::Https } else { &Scheme::Http }))
+            .map_err(|_| "the host refused the scheme".to_string())?;
+        req.set_authority(Some(authority))
+            .map_err(|_| format!("the host refused the authority `{authority}`"))?;
+        req.set_path_with_query(Some(path))
+            .map_err(|_| format!("the host refused the path `{path}`"))?;
+        let future = outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
+        future.subscribe().block();
+        match future.get() {
+            Some(Ok(Ok(r))) => Ok(r.status()),
+            Some(Ok(Err(e))) => Err(format!("{e:?}")),
+            _ => Err("no response".into()),
+        }
+    }
 }
