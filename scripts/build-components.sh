@@ -31,4 +31,7 @@ cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 export RUSTFLAGS="--remap-path-prefix=$root=/capstan --remap-path-prefix=$cargo_home=/cargo"
 
 cargo build --profile guest --target wasm32-wasip2 --target-dir "$root/target/guest" "${pkgs[@]}" >&2
-ls "$root"/target/guest/wasm32-wasip2/guest/*.wasm
+# The components of this checkout (not stale outputs of removed crates).
+for ((i = 1; i < ${#pkgs[@]}; i += 2)); do
+    echo "$root/target/guest/wasm32-wasip2/guest/${pkgs[i]//-/_}.wasm"
+done

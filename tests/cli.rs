@@ -151,7 +151,7 @@ fn plugin_inspect_shows_manifest_and_wit() {
 
     let out = capstan(
         dir.path(),
-        &["plugin", "inspect", components::UNDECLARED_IMPORT],
+        &["plugin", "inspect", components::MAL_UNDECLARED_IMPORT],
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs capability `ssh`"));

@@ -290,7 +290,7 @@ fn publish_refusals(reg: &Reg) {
 
     for (file, want) in [
         (
-            components::UNDECLARED_IMPORT.to_string(),
+            components::MAL_UNDECLARED_IMPORT.to_string(),
             "does not declare",
         ),
         (

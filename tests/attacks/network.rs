@@ -90,7 +90,11 @@ async fn http_to_a_host_not_granted_is_denied_before_connecting() {
         .await;
     assert_all_denied(&run, 5);
     wire.assert_untouched();
-    assert!(outcome(&run).contains("denied the request"), "{}", outcome(&run));
+    assert!(
+        outcome(&run).contains("denied the request"),
+        "{}",
+        outcome(&run)
+    );
 }
 
 #[tokio::test]
@@ -104,7 +108,11 @@ async fn a_granted_host_on_another_port_or_scheme_is_denied() {
         .run(&env)
         .await;
     assert_all_denied(&run, 5);
-    assert!(outcome(&run).contains("allowed, status 200"), "{}", outcome(&run));
+    assert!(
+        outcome(&run).contains("allowed, status 200"),
+        "{}",
+        outcome(&run)
+    );
     wire.assert_untouched();
     assert_eq!(server.requests().len(), 1, "only the granted request");
 }

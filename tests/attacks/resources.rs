@@ -16,7 +16,12 @@ async fn an_infinite_loop_is_stopped_by_the_timeout() {
         .extra("      timeout: 500ms")
         .run(&env)
         .await;
-    assert_eq!(run.status_of("attack"), TaskStatus::TimedOut, "{}", run.log_text());
+    assert_eq!(
+        run.status_of("attack"),
+        TaskStatus::TimedOut,
+        "{}",
+        run.log_text()
+    );
     assert!(run.message("attack").contains("timed out after 500ms"));
 }
 
@@ -28,7 +33,12 @@ async fn blocking_forever_in_a_host_call_is_stopped_by_the_timeout() {
         .extra("      timeout: 500ms")
         .run(&env)
         .await;
-    assert_eq!(run.status_of("attack"), TaskStatus::TimedOut, "{}", run.log_text());
+    assert_eq!(
+        run.status_of("attack"),
+        TaskStatus::TimedOut,
+        "{}",
+        run.log_text()
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
 
@@ -37,7 +47,11 @@ async fn deep_recursion_traps() {
     let env = TestEnv::new();
     let run = Attack::new("res_deep_recursion").run(&env).await;
     assert_eq!(run.status_of("attack"), TaskStatus::Failed);
-    assert!(run.message("attack").contains("trapped"), "{}", run.message("attack"));
+    assert!(
+        run.message("attack").contains("trapped"),
+        "{}",
+        run.message("attack")
+    );
 }
 
 fn capped_memory() -> TestEnv {
@@ -90,7 +104,11 @@ async fn log_and_stdout_floods_are_capped() {
     for attack in floods {
         let component = attack.component;
         let run = attack.run(&env).await;
-        assert_eq!(run.status_of("attack"), TaskStatus::Succeeded, "{component}");
+        assert_eq!(
+            run.status_of("attack"),
+            TaskStatus::Succeeded,
+            "{component}"
+        );
         let stored: usize = run.task_log("attack").iter().map(|l| l.len() + 1).sum();
         assert!(
             stored <= (256 << 10) + 200,
@@ -144,7 +162,10 @@ async fn a_progress_flood_is_throttled() {
         .iter()
         .filter(|l| l.contains("step-"))
         .count();
-    assert!(progress_lines < 3_000, "{progress_lines} progress lines stored");
+    assert!(
+        progress_lines < 3_000,
+        "{progress_lines} progress lines stored"
+    );
 }
 
 #[tokio::test]

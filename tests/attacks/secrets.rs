@@ -27,7 +27,11 @@ const REVEAL: &str = "      grants: { secrets: [{ name: deploy-token, reveal: tr
 /// record: logs, results, messages, the state directory.
 fn assert_nowhere(env: &TestEnv, run: &RunOutcome, value: &str) {
     let pieces: Vec<&str> = std::iter::once(value.trim_end())
-        .chain(value.lines().filter(|l| l.len() >= 4 && !l.starts_with("-----")))
+        .chain(
+            value
+                .lines()
+                .filter(|l| l.len() >= 4 && !l.starts_with("-----")),
+        )
         .collect();
     for p in &pieces {
         for l in &run.logs {
@@ -67,7 +71,12 @@ async fn a_revealed_secret_is_redacted_from_every_log_path() {
         .extra(REVEAL)
         .run(&env)
         .await;
-    assert_eq!(run.status_of("attack"), TaskStatus::Succeeded, "{}", run.log_text());
+    assert_eq!(
+        run.status_of("attack"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
     let log = run.log_text();
     for marker in [
         "log: ***",
@@ -93,11 +102,17 @@ async fn a_revealed_secret_in_a_result_is_stored_redacted() {
             "    - name: next\n      uses: \"{{echo}}\"\n      params: [{ name: message, value: \"got $(tasks.attack.results.outcome)\" }]\n  finally:",
         );
     let run = env.run(&yaml, &[]).await;
-    assert_eq!(run.status_of("attack"), TaskStatus::Succeeded, "{}", run.log_text());
+    assert_eq!(
+        run.status_of("attack"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
     assert_eq!(run.result("attack", "outcome"), "the secret is ***!");
     assert_eq!(run.result("next", "message"), "got the secret is ***!");
     assert!(
-        run.log_text().contains("result `outcome` contained a secret value"),
+        run.log_text()
+            .contains("result `outcome` contained a secret value"),
         "{}",
         run.log_text()
     );
@@ -116,7 +131,11 @@ async fn a_revealed_secret_in_an_error_message_is_redacted() {
             .run(&env)
             .await;
         assert_eq!(run.status_of("attack"), TaskStatus::Failed);
-        assert!(run.message("attack").contains("***"), "{}", run.message("attack"));
+        assert!(
+            run.message("attack").contains("***"),
+            "{}",
+            run.message("attack")
+        );
         assert_nowhere(&env, &run, value);
     }
 }
@@ -129,7 +148,16 @@ async fn a_multi_line_key_is_redacted_line_by_line() {
         .extra(REVEAL)
         .run(&env)
         .await;
-    assert_eq!(run.status_of("attack"), TaskStatus::Succeeded, "{}", run.log_text());
-    assert!(run.log_text().contains("key line: ***"), "{}", run.log_text());
+    assert_eq!(
+        run.status_of("attack"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    assert!(
+        run.log_text().contains("key line: ***"),
+        "{}",
+        run.log_text()
+    );
     assert_nowhere(&env, &run, KEY);
 }

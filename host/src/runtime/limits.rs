@@ -26,47 +26,70 @@ impl Default for TaskLimits {
     }
 }
 
-/// Memory and table limiter for one store. Growth past the cap traps the
-/// guest and is reported as a limit failure, not a host error.
+/// Memory and table limiter for one store. The caps are for the whole task:
+/// a component with several core instances (each with its own memory and
+/// tables) shares one budget. Growth past the cap traps the guest and is
+/// reported as a limit failure, not a host error.
 pub(crate) struct Limiter {
     pub memory_bytes: usize,
     pub table_elements: usize,
     pub exceeded: Option<String>,
+    /// Bytes of all linear memories / elements of all tables so far.
+    pub memory_used: usize,
+    pub table_used: usize,
+}
+
+impl Limiter {
+    pub fn new(memory_bytes: usize, table_elements: usize) -> Limiter {
+        Limiter {
+            memory_bytes,
+            table_elements,
+            exceeded: None,
+            memory_used: 0,
+            table_used: 0,
+        }
+    }
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
+        let total = self.memory_used.saturating_sub(current) + desired;
+        if total > self.memory_bytes {
             let msg = format!(
                 "memory limit exceeded: the task tried to grow its memory to {} MiB; the limit is {} MiB",
-                desired >> 20,
+                total >> 20,
                 self.memory_bytes >> 20
             );
             self.exceeded = Some(msg.clone());
             wasmtime::bail!(msg);
         }
+        // A growth that then fails elsewhere stays counted: that only makes
+        // the budget stricter.
+        self.memory_used = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.table_elements {
+        let total = self.table_used.saturating_sub(current) + desired;
+        if total > self.table_elements {
             let msg = format!(
-                "table limit exceeded: {desired} elements (limit {})",
+                "table limit exceeded: {total} elements (limit {})",
                 self.table_elements
             );
             self.exceeded = Some(msg.clone());
             wasmtime::bail!(msg);
         }
+        self.table_used = total;
         Ok(true)
     }
 

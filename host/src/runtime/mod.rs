@@ -380,6 +380,7 @@ impl Runtime {
             .exports
             .iter()
             .any(|e| e.split('@').next() == Some("capstan:plugin/suspendable-task"));
+        check_export_types(&self.engine, &component, suspendable, origin)?;
         let pre = if suspendable {
             Pre::Suspendable(
                 bindings::suspendable::SuspendablePre::new(pre)
@@ -501,8 +502,12 @@ impl Runtime {
             .collect();
         // ... and from its results and error messages, which are stored
         // with the run and passed on to later tasks.
-        let redactor = (!revealed.is_empty())
-            .then(|| Arc::new(crate::caps::log::Redacting::new(inv.sink.clone(), &revealed)));
+        let redactor = (!revealed.is_empty()).then(|| {
+            Arc::new(crate::caps::log::Redacting::new(
+                inv.sink.clone(),
+                &revealed,
+            ))
+        });
         let redact = |text: String| match &redactor {
             Some(r) => r.redact(&text),
             None => text,
@@ -524,11 +529,10 @@ impl Runtime {
         let state = TaskState {
             wasi: builder.build(),
             table: ResourceTable::new(),
-            limiter: Limiter {
-                memory_bytes: inv.limits.memory_bytes.min(self.config.max_memory_bytes),
-                table_elements: 100_000,
-                exceeded: None,
-            },
+            limiter: Limiter::new(
+                inv.limits.memory_bytes.min(self.config.max_memory_bytes),
+                100_000,
+            ),
             log: LogState::new(sink.clone(), budget.clone()),
             http: WasiHttpCtx::new(),
             http_hooks: HttpHooks {
@@ -686,7 +690,10 @@ impl Runtime {
             if value != r.value {
                 sink.log(
                     LogLevel::Warn,
-                    &format!("result `{}` contained a secret value; it is stored redacted", r.name),
+                    &format!(
+                        "result `{}` contained a secret value; it is stored redacted",
+                        r.name
+                    ),
                 );
             }
             out.push((r.name, value));
@@ -699,6 +706,60 @@ impl Runtime {
         }
         Ok((out, None))
     }
+}
+
+/// Check at load time that the exported functions have the types of this
+/// host's contract (wasmtime would otherwise only notice at the first call):
+/// a plugin built against another `capstan:plugin` is refused by name.
+fn check_export_types(
+    engine: &Engine,
+    component: &Component,
+    suspendable: bool,
+    origin: &str,
+) -> Result<()> {
+    use bindings::suspendable::{Outcome, Step};
+    use wasmtime::component::types::ComponentItem;
+    let ty = component.component_type();
+    let cx = ty.instance_type();
+    let iface = if suspendable {
+        "capstan:plugin/suspendable-task@0.1.0"
+    } else {
+        "capstan:plugin/task@0.1.0"
+    };
+    // A missing export is reported by the bindings' own lookup.
+    let Some(ComponentItem::ComponentInstance(inst)) = ty.get_export(engine, iface).map(|e| e.ty)
+    else {
+        return Ok(());
+    };
+    let func = |name: &str| match inst.get_export(engine, name).map(|e| e.ty) {
+        Some(ComponentItem::ComponentFunc(f)) => Ok(f),
+        _ => Err(anyhow::anyhow!(
+            "{origin}: the component's `{iface}` has no function `{name}`"
+        )),
+    };
+    let wrong = |name: &str, e: wasmtime::Error| {
+        anyhow::anyhow!(
+            "{origin}: the component's `{iface}` function `{name}` has the wrong type ({e}); \
+             rebuild the plugin against this host's wit/ (capstan:plugin@0.1.0)"
+        )
+    };
+    if suspendable {
+        func("run")?
+            .typecheck::<(bindings::TaskInput,), (Result<Step, bindings::TaskError>,)>(&cx)
+            .map_err(|e| wrong("run", e))?;
+        func("resume")?
+            .typecheck::<(bindings::TaskInput, String, Outcome), (Result<Step, bindings::TaskError>,)>(
+                &cx,
+            )
+            .map_err(|e| wrong("resume", e))?;
+    } else {
+        func("run")?
+            .typecheck::<(bindings::TaskInput,), (Result<Vec<bindings::TaskResult>, bindings::TaskError>,)>(
+                &cx,
+            )
+            .map_err(|e| wrong("run", e))?;
+    }
+    Ok(())
 }
 
 /// Check a suspend request: a kind this host understands, JSON detail, and

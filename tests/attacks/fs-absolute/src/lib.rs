@@ -1,7 +1,7 @@
 //! Attack: open host files by absolute path (system files, /proc, /dev, and
 //! the file the test names in `arg`), and write outside the workspace.
-use attack_kit::{Tries, arg};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{Tries, arg};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
@@ -19,8 +19,14 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     ] {
         t.must_fail(&format!("read {p}"), std::fs::read(p).map(|b| b.len()));
     }
-    t.must_fail("write /tmp/capstan-pwned", std::fs::write("/tmp/capstan-pwned", b"x"));
-    t.must_fail("create dir /tmp/capstan-pwned-dir", std::fs::create_dir("/tmp/capstan-pwned-dir"));
+    t.must_fail(
+        "write /tmp/capstan-pwned",
+        std::fs::write("/tmp/capstan-pwned", b"x"),
+    );
+    t.must_fail(
+        "create dir /tmp/capstan-pwned-dir",
+        std::fs::create_dir("/tmp/capstan-pwned-dir"),
+    );
     t.must_fail(
         &format!("append {target}"),
         std::fs::OpenOptions::new().append(true).open(&target),

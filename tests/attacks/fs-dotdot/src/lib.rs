@@ -1,7 +1,7 @@
 //! Attack: `..` paths from the workspace to a file next to it on the host
 //! (`arg` is its name, the test puts it beside the workspace directory).
-use attack_kit::{Tries, arg};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{Tries, arg};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();

@@ -2,18 +2,24 @@
 //! paths, absolute paths, a planted symlink (`abs` → an outside file;
 //! `root` → `/`), and a read-only workspace. `arg` is the outside file's
 //! name (beside the workspace).
-use attack_kit::{Tries, arg};
-use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use attack_kit::sdk::capstan::plugin::files;
+use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{Tries, arg};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
     let name = arg(&input);
     let e = |e: TaskError| format!("{e:?}");
-    t.must_fail("scan /workspace/ws/..", files::scan("/workspace/ws/..").map_err(e));
+    t.must_fail(
+        "scan /workspace/ws/..",
+        files::scan("/workspace/ws/..").map_err(e),
+    );
     t.must_fail("scan /", files::scan("/").map_err(e));
     t.must_fail("scan /etc", files::scan("/etc").map_err(e));
-    t.must_fail("scan ws/root (symlink to /)", files::scan("/workspace/ws/root").map_err(e));
+    t.must_fail(
+        "scan ws/root (symlink to /)",
+        files::scan("/workspace/ws/root").map_err(e),
+    );
     match files::scan("/workspace/ws") {
         Ok(list) => {
             let names: Vec<String> = list.into_iter().map(|f| f.path).collect();
@@ -33,14 +39,19 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     ] {
         t.must_fail(
             &format!("pack {dir} [{path}]"),
-            files::pack(dir, &[path.clone()]).map(|b| b.len()).map_err(e),
+            files::pack(dir, &[path.clone()])
+                .map(|b| b.len())
+                .map_err(e),
         );
     }
     t.must_fail(
         "is-executable ../outside",
         files::is_executable(&format!("/workspace/ws/../{name}")).map_err(e),
     );
-    t.must_fail("is-executable /etc/passwd", files::is_executable("/etc/passwd").map_err(e));
+    t.must_fail(
+        "is-executable /etc/passwd",
+        files::is_executable("/etc/passwd").map_err(e),
+    );
     t.must_fail(
         "set-executable on the planted symlink",
         files::set_executable("/workspace/ws/abs", true).map_err(e),

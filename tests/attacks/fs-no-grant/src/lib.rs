@@ -5,11 +5,23 @@ use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 
 fn run(_input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
-    for p in ["/workspace/ws/f", "/workspace/ws/secret.txt", "workspace/ws/secret.txt", "ws/secret.txt", "secret.txt"] {
+    for p in [
+        "/workspace/ws/f",
+        "/workspace/ws/secret.txt",
+        "workspace/ws/secret.txt",
+        "ws/secret.txt",
+        "secret.txt",
+    ] {
         t.must_fail(&format!("read {p}"), std::fs::read_to_string(p));
     }
-    t.must_fail("list /workspace", std::fs::read_dir("/workspace").map(|_| ()));
-    t.must_fail("write /workspace/ws/x", std::fs::write("/workspace/ws/x", b"pwned"));
+    t.must_fail(
+        "list /workspace",
+        std::fs::read_dir("/workspace").map(|_| ()),
+    );
+    t.must_fail(
+        "write /workspace/ws/x",
+        std::fs::write("/workspace/ws/x", b"pwned"),
+    );
     t.finish()
 }
 

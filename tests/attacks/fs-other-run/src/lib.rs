@@ -1,8 +1,8 @@
 //! Attack: read another run's workspace. `arg` is `ABS|REL`: the other
 //! workspace's host path, and the path from this workspace to it (what a
 //! guesser would try). It holds `secret.txt`.
-use attack_kit::{Tries, arg};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{Tries, arg};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
@@ -15,10 +15,7 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     ] {
         t.must_fail(&format!("read {p}"), std::fs::read_to_string(&p));
     }
-    t.must_fail(
-        &format!("list {abs}"),
-        std::fs::read_dir(abs).map(|_| ()),
-    );
+    t.must_fail(&format!("list {abs}"), std::fs::read_dir(abs).map(|_| ()));
     t.must_fail(
         "write into it",
         std::fs::write(format!("/workspace/ws/{rel}/dropped"), b"pwned"),

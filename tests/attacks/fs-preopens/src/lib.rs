@@ -19,8 +19,17 @@ fn run(_input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
             Err(e) => t.check(&format!("list {d}"), false, e),
         }
     }
-    for d in ["/etc", "/usr", "/home", "/tmp", "/var/run/secrets/kubernetes.io"] {
-        t.must_fail(&format!("stat {d}"), std::fs::metadata(d).map(|m| m.is_dir()));
+    for d in [
+        "/etc",
+        "/usr",
+        "/home",
+        "/tmp",
+        "/var/run/secrets/kubernetes.io",
+    ] {
+        t.must_fail(
+            &format!("stat {d}"),
+            std::fs::metadata(d).map(|m| m.is_dir()),
+        );
     }
     t.finish()
 }

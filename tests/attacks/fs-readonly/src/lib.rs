@@ -2,8 +2,8 @@
 //! `dir/`): create, overwrite, append, truncate, mkdir, remove, rename,
 //! symlink, hard link, set-executable.
 use attack_kit::Tries;
-use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use attack_kit::sdk::capstan::plugin::files;
+use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 
 fn run(_input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
@@ -12,11 +12,16 @@ fn run(_input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     t.must_fail("overwrite", std::fs::write(format!("{ro}/file"), b"pwned"));
     t.must_fail(
         "append",
-        std::fs::OpenOptions::new().append(true).open(format!("{ro}/file")),
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(format!("{ro}/file")),
     );
     t.must_fail(
         "truncate",
-        std::fs::OpenOptions::new().write(true).truncate(true).open(format!("{ro}/file")),
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(format!("{ro}/file")),
     );
     t.must_fail(
         "set_len via read handle",
@@ -25,7 +30,10 @@ fn run(_input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     t.must_fail("mkdir", std::fs::create_dir(format!("{ro}/newdir")));
     t.must_fail("remove file", std::fs::remove_file(format!("{ro}/file")));
     t.must_fail("remove dir", std::fs::remove_dir_all(format!("{ro}/dir")));
-    t.must_fail("rename", std::fs::rename(format!("{ro}/file"), format!("{ro}/moved")));
+    t.must_fail(
+        "rename",
+        std::fs::rename(format!("{ro}/file"), format!("{ro}/moved")),
+    );
     t.must_fail(
         "rename into rw",
         std::fs::rename(format!("{ro}/file"), "/workspace/ws/stolen"),
@@ -33,7 +41,10 @@ fn run(_input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     #[allow(deprecated)]
     let link = std::fs::soft_link("file", format!("{ro}/link"));
     t.must_fail("symlink", link);
-    t.must_fail("hard link", std::fs::hard_link(format!("{ro}/file"), format!("{ro}/h")));
+    t.must_fail(
+        "hard link",
+        std::fs::hard_link(format!("{ro}/file"), format!("{ro}/h")),
+    );
     t.must_fail(
         "set mtime",
         std::fs::File::open(format!("{ro}/file"))

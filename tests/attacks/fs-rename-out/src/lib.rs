@@ -1,8 +1,8 @@
 //! Attack: rename a workspace file out of the workspace (`..`, absolute,
 //! into the read-only workspace); `arg` names the destination beside the
 //! workspace that must never appear.
-use attack_kit::{Tries, arg};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{Tries, arg};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
@@ -14,7 +14,10 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
         "/workspace/ro/moved".to_string(),
         format!("/workspace/ws/sub/../../{name}"),
     ] {
-        t.must_fail(&format!("rename to {to}"), std::fs::rename("/workspace/ws/f", &to));
+        t.must_fail(
+            &format!("rename to {to}"),
+            std::fs::rename("/workspace/ws/f", &to),
+        );
     }
     t.must_fail(
         "copy out",

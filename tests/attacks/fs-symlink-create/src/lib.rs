@@ -1,8 +1,8 @@
 //! Attack: make symlinks out of the workspace (absolute, relative, to the
 //! parent directory) and read or write through them. Making a relative link
 //! may succeed (it is only text); following it out must not.
-use attack_kit::{Tries, arg};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{Tries, arg};
 
 /// symlink(2): `std::fs::soft_link` is its stable spelling on WASI
 /// (`std::os::wasi::fs::symlink_path` is unstable).
@@ -23,9 +23,15 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     for (link, target) in &links {
         let made = symlink_path(target, format!("/workspace/ws/{link}"));
         let read = std::fs::read_to_string(format!("/workspace/ws/{link}"));
-        t.must_fail(&format!("read via {link} -> {target} (made: {})", made.is_ok()), read);
+        t.must_fail(
+            &format!("read via {link} -> {target} (made: {})", made.is_ok()),
+            read,
+        );
     }
-    t.must_fail("write via mk-rel", std::fs::write("/workspace/ws/mk-rel", b"pwned"));
+    t.must_fail(
+        "write via mk-rel",
+        std::fs::write("/workspace/ws/mk-rel", b"pwned"),
+    );
     t.must_fail(
         "read via mk-up",
         std::fs::read_to_string(format!("/workspace/ws/mk-up/{name}")),

@@ -1,7 +1,7 @@
 //! Attack: name lookups through wasi:sockets/ip-name-lookup, including one
 //! that would carry data out in the name.
-use attack_kit::{Tries, arg};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{Tries, arg};
 use std::net::ToSocketAddrs;
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {

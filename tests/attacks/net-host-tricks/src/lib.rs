@@ -3,9 +3,9 @@
 //! on, a Host header that names the granted server while the request goes
 //! elsewhere, and names that would resolve to the granted address (DNS
 //! rebinding style: the grant must match the name, not an address).
-use attack_kit::{Tries, arg};
-use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use attack_kit::raw;
+use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{Tries, arg};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
@@ -25,26 +25,44 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
         format!("localhost:{p}:{q}"),
         format!("127.0.0.1:{q} localhost:{p}"),
     ] {
-        t.must_fail(&format!("GET http://{authority}/"), raw::get(false, &authority, "/", &[]));
+        t.must_fail(
+            &format!("GET http://{authority}/"),
+            raw::get(false, &authority, "/", &[]),
+        );
     }
     let host_header = format!("localhost:{p}");
     t.must_fail(
         "Host header naming the granted server, request to Q",
-        raw::get(false, &format!("127.0.0.1:{q}"), "/", &[("host", host_header.as_str())]),
+        raw::get(
+            false,
+            &format!("127.0.0.1:{q}"),
+            "/",
+            &[("host", host_header.as_str())],
+        ),
     );
     t.must_fail(
         "Host header on a granted request",
-        raw::get(false, &format!("localhost:{p}"), "/host-header", &[("host", "evil.example")]),
+        raw::get(
+            false,
+            &format!("localhost:{p}"),
+            "/host-header",
+            &[("host", "evil.example")],
+        ),
     );
     t.must_fail(
         "path that is really an absolute URL",
         // Contained if refused, or if it went to the granted server after
         // all (which answers 200; the test's tripwire on Q sees nothing).
-        raw::get(false, &format!("localhost:{p}"), &format!("http://127.0.0.1:{q}/"), &[])
-            .and_then(|s| match s {
-                200 => Err("went to the granted server".to_string()),
-                s => Ok(s),
-            }),
+        raw::get(
+            false,
+            &format!("localhost:{p}"),
+            &format!("http://127.0.0.1:{q}/"),
+            &[],
+        )
+        .and_then(|s| match s {
+            200 => Err("went to the granted server".to_string()),
+            s => Ok(s),
+        }),
     );
     t.finish()
 }

@@ -1,9 +1,9 @@
 //! Attack: the grant names `localhost:P` (`arg` = P). Reach the same
 //! server by address literals and alternative spellings of the address:
 //! a grant is for a name, not for whatever it resolves to.
-use attack_kit::{Tries, arg};
-use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use attack_kit::raw;
+use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{Tries, arg};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
@@ -20,7 +20,10 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
         "localhost.localdomain",
     ] {
         let authority = format!("{host}:{p}");
-        t.must_fail(&format!("GET http://{authority}/"), raw::get(false, &authority, "/", &[]));
+        t.must_fail(
+            &format!("GET http://{authority}/"),
+            raw::get(false, &authority, "/", &[]),
+        );
     }
     t.finish()
 }

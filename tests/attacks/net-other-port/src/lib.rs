@@ -1,9 +1,9 @@
 //! Attack: the task may reach `http://127.0.0.1:P`; try the same host on
 //! another port (`arg` = `P|Q`, Q is a live listener), the default port,
 //! and https on the granted port.
-use attack_kit::{Tries, arg};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use attack_kit::sdk::http;
+use attack_kit::{Tries, arg};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
@@ -15,7 +15,10 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
         format!("https://127.0.0.1:{p}/"),
         format!("http://127.0.0.1:{p}0/"),
     ] {
-        t.must_fail(&format!("GET {u}"), http::send("GET", &u, &[], None).map(|r| r.status));
+        t.must_fail(
+            &format!("GET {u}"),
+            http::send("GET", &u, &[], None).map(|r| r.status),
+        );
     }
     // The granted one works (the grant is real, just narrow).
     let ok = http::send("GET", &format!("http://127.0.0.1:{p}/"), &[], None);

@@ -1,8 +1,8 @@
 //! Attack: raw TCP through wasi:sockets, which std networking uses: connect
 //! to a loopback listener (`arg`), the cloud metadata address, IPv6
 //! loopback, and open a listening socket.
-use attack_kit::{Tries, arg};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{Tries, arg};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
@@ -23,8 +23,14 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
             .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)));
         t.must_fail(&format!("connect {addr}"), r.map(|_| ()));
     }
-    t.must_fail("listen 0.0.0.0:0", TcpListener::bind("0.0.0.0:0").map(|_| ()));
-    t.must_fail("listen 127.0.0.1:0", TcpListener::bind("127.0.0.1:0").map(|_| ()));
+    t.must_fail(
+        "listen 0.0.0.0:0",
+        TcpListener::bind("0.0.0.0:0").map(|_| ()),
+    );
+    t.must_fail(
+        "listen 127.0.0.1:0",
+        TcpListener::bind("127.0.0.1:0").map(|_| ()),
+    );
     t.finish()
 }
 

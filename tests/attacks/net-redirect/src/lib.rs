@@ -1,9 +1,9 @@
 //! Attack: the granted server (`arg` = its URL) answers 302 to a host
 //! that is not granted. wasi:http must not follow it by itself, and
 //! following it by hand must be refused.
-use attack_kit::{Tries, arg};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use attack_kit::sdk::http;
+use attack_kit::{Tries, arg};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
@@ -19,7 +19,11 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
             );
             loc
         }
-        Err(e) => return Err(TaskError::Failed(format!("the granted request failed: {e}"))),
+        Err(e) => {
+            return Err(TaskError::Failed(format!(
+                "the granted request failed: {e}"
+            )));
+        }
     };
     t.must_fail(
         &format!("follow to {location}"),

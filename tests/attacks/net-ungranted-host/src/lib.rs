@@ -1,8 +1,8 @@
 //! Attack: HTTP to a host that is not granted at all: the test's listener
 //! (`arg` = its URL), the cloud metadata service, the cluster's API server.
-use attack_kit::{Tries, arg};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use attack_kit::sdk::http;
+use attack_kit::{Tries, arg};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
@@ -13,7 +13,10 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
         "https://kubernetes.default.svc/api".to_string(),
         "http://localhost/".to_string(),
     ] {
-        t.must_fail(&format!("GET {u}"), http::send("GET", &u, &[], None).map(|r| r.status));
+        t.must_fail(
+            &format!("GET {u}"),
+            http::send("GET", &u, &[], None).map(|r| r.status),
+        );
     }
     t.must_fail(
         "POST with a body",

@@ -5,7 +5,11 @@ use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 #[inline(never)]
 fn recurse(n: u64, buf: [u8; 256]) -> u64 {
     let b = std::hint::black_box(buf);
-    if n == 0 { b[0] as u64 } else { recurse(n + 1, b) + b[1] as u64 }
+    if n == 0 {
+        b[0] as u64
+    } else {
+        recurse(n + 1, b) + b[1] as u64
+    }
 }
 
 fn run(_input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {

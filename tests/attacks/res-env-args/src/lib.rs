@@ -8,7 +8,11 @@ fn run(_input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     t.check("environment", !vars.is_empty(), format!("{vars:?}"));
     let args: Vec<String> = std::env::args().collect();
     t.check("arguments", !args.is_empty(), format!("{args:?}"));
-    t.check("cwd", false, format!("{:?}", std::env::current_dir().map_err(|e| e.to_string())));
+    t.check(
+        "cwd",
+        false,
+        format!("{:?}", std::env::current_dir().map_err(|e| e.to_string())),
+    );
     t.finish()
 }
 

@@ -4,7 +4,10 @@ use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mib = arg(&input).parse::<usize>().unwrap_or(64);
-    Ok(vec![TaskResult { name: "outcome".into(), value: "z".repeat(mib << 20) }])
+    Ok(vec![TaskResult {
+        name: "outcome".into(),
+        value: "z".repeat(mib << 20),
+    }])
 }
 
 attack_kit::attack!(run);

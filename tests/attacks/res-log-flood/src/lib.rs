@@ -1,7 +1,7 @@
 //! Attack: `arg` MiB of log lines through the log interface.
-use attack_kit::{arg, outcome};
 use attack_kit::sdk::capstan::plugin::log::{Level, log};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{arg, outcome};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mib = arg(&input).parse::<usize>().unwrap_or(64);

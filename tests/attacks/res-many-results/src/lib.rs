@@ -7,7 +7,11 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let same = param(&input, "arg") == "same";
     Ok((0..200_000)
         .map(|i| TaskResult {
-            name: if same { "outcome".into() } else { format!("r{i}") },
+            name: if same {
+                "outcome".into()
+            } else {
+                format!("r{i}")
+            },
             value: "v".into(),
         })
         .collect())

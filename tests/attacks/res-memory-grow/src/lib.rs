@@ -8,7 +8,10 @@ fn run(_input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     for _ in 0..64 {
         // 1024 pages = 64 MiB.
         if core::arch::wasm32::memory_grow(0, 1024) == usize::MAX {
-            return outcome(format!("denied: memory.grow refused after {} MiB", grown * 64));
+            return outcome(format!(
+                "denied: memory.grow refused after {} MiB",
+                grown * 64
+            ));
         }
         grown += 1;
     }

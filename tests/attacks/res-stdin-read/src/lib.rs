@@ -1,8 +1,8 @@
 //! Attack: read stdin to the end: it must be empty (the host's stdin is
 //! not the task's), and must not block.
 use attack_kit::outcome;
-use std::io::Read;
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use std::io::Read;
 
 fn run(_input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut buf = Vec::new();

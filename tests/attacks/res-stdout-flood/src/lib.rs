@@ -1,8 +1,8 @@
 //! Attack: `arg` MiB on stdout in lines, then as much again on stderr as
 //! one line with no newline (the host must not buffer it without bound).
+use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use attack_kit::{arg, outcome};
 use std::io::Write;
-use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mib = arg(&input).parse::<usize>().unwrap_or(64);

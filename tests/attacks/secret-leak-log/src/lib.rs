@@ -2,10 +2,10 @@
 //! interface, stdout, stderr, a progress step name, a line written in
 //! pieces, and a line with no newline at the end of the task. The host must
 //! store none of it unredacted (the test reads the store).
-use attack_kit::{arg, outcome};
 use attack_kit::sdk::capstan::plugin::log::{Level, log, progress};
 use attack_kit::sdk::capstan::plugin::secrets;
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{arg, outcome};
 use std::io::Write;
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {

@@ -1,10 +1,10 @@
 //! Attack: the granted secret `arg` is a multi-line private key. Print it
 //! whole (stdout splits it into lines), line by line through the log
 //! interface, and each line on its own.
-use attack_kit::{arg, outcome};
 use attack_kit::sdk::capstan::plugin::log::{Level, log};
 use attack_kit::sdk::capstan::plugin::secrets;
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{arg, outcome};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let s = secrets::open(&arg(&input))?;

@@ -1,8 +1,8 @@
 //! Attack: reveal the granted secret `arg` and return it in a result,
 //! which the host stores and hands to later tasks as a param.
-use attack_kit::{arg, outcome};
 use attack_kit::sdk::capstan::plugin::secrets;
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{arg, outcome};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let s = secrets::open(&arg(&input))?;

@@ -1,9 +1,9 @@
 //! Attack: open secrets the task was not granted (by name, by path-like and
 //! empty names, by case variants), and reveal `arg`, which is granted
 //! without `reveal`.
-use attack_kit::{Tries, arg};
-use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use attack_kit::sdk::capstan::plugin::secrets;
+use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
+use attack_kit::{Tries, arg};
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut t = Tries::new();
@@ -25,8 +25,15 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
         );
     }
     match secrets::open(&granted) {
-        Ok(s) => t.must_fail("reveal without the reveal grant", secrets::reveal(&s).map(|v| v.len()).map_err(e)),
-        Err(err) => return Err(TaskError::Failed(format!("the granted secret did not open: {err:?}"))),
+        Ok(s) => t.must_fail(
+            "reveal without the reveal grant",
+            secrets::reveal(&s).map(|v| v.len()).map_err(e),
+        ),
+        Err(err) => {
+            return Err(TaskError::Failed(format!(
+                "the granted secret did not open: {err:?}"
+            )));
+        }
     }
     t.finish()
 }
