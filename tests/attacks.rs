@@ -21,6 +21,8 @@ mod network;
 mod resources;
 #[path = "attacks/secrets.rs"]
 mod secrets;
+#[path = "attacks/ssh.rs"]
+mod ssh;
 
 use std::path::{Path, PathBuf};
 

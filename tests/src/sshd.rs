@@ -125,6 +125,17 @@ impl Sshd {
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // sshd logs this probe's connection a little later;
+                    // wait for it, so tests counting connections start
+                    // from a settled log.
+                    let logged = Instant::now() + Duration::from_secs(5);
+                    while Instant::now() < logged
+                        && !std::fs::read_to_string(d.join("sshd.log"))
+                            .unwrap_or_default()
+                            .contains("Connection from")
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                     let parts: Vec<&str> = host_pub.split_whitespace().collect();
                     return Sshd {
                         child,

@@ -241,19 +241,22 @@ async fn run(
     let send = async {
         match stdin {
             Stdin::None => return Ok(()),
-            Stdin::Bytes(data) => write.data(data).await.map_err(lost)?,
+            Stdin::Bytes(data) => write.data(data).await.map_err(|e| (false, lost(e)))?,
             Stdin::Stream(mut chunks) => loop {
                 match chunks.recv().await {
                     Some(chunk) if chunk.is_empty() => break,
-                    Some(chunk) => write.data_bytes(chunk).await.map_err(lost)?,
+                    Some(chunk) => write
+                        .data_bytes(chunk)
+                        .await
+                        .map_err(|e| (false, lost(e)))?,
                     None => {
                         let _ = write.close().await;
-                        return Err(failed("the input stream ended early"));
+                        return Err((true, failed("the input stream ended early")));
                     }
                 }
             },
         }
-        write.eof().await.map_err(lost)
+        write.eof().await.map_err(|e| (false, lost(e)))
     };
     let receive = async {
         let mut out = LineLog {
@@ -299,13 +302,21 @@ async fn run(
     let mut sent = None;
     let (code, stdout, stderr) = loop {
         tokio::select! {
-            r = &mut send, if sent.is_none() => sent = Some(r),
+            r = &mut send, if sent.is_none() => {
+                // Our input failed (not the connection): the channel is
+                // closed without EOF, and the command's end is not waited
+                // for (a command reading stdin would wait forever).
+                if let Err((true, e)) = r {
+                    return Err(e);
+                }
+                sent = Some(r);
+            }
             r = &mut receive => break r,
         }
     };
     // The command may finish without reading all its input (that is its
     // business); a failure to send while it still ran is ours to report.
-    if let Some(Err(e)) = sent
+    if let Some(Err((_, e))) = sent
         && code.is_none()
     {
         return Err(e);
