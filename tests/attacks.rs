@@ -13,6 +13,8 @@
 
 #[path = "attacks/filesystem.rs"]
 mod filesystem;
+#[path = "attacks/kube.rs"]
+mod kube;
 #[path = "attacks/malformed.rs"]
 mod malformed;
 #[path = "attacks/network.rs"]

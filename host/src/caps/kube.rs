@@ -201,9 +201,12 @@ impl KubeState {
                 .map(|n| format!("/{n}"))
                 .unwrap_or_default()
         );
+        // The fields are the plugin's: control characters are shown
+        // escaped, so a denial cannot forge further log lines.
+        let target = super::log::one_line(&target);
         self.sink.log(
             LogLevel::Warn,
-            &format!("denied: kube {target} (layer: pipeline; {why})"),
+            &super::log::one_line(&format!("denied: kube {target} (layer: pipeline; {why})")),
         );
         TaskError::Denied(Denial {
             capability: "kube".into(),

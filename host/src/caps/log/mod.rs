@@ -131,6 +131,21 @@ impl LogState {
     }
 }
 
+/// `s` with control characters (CR, LF, ESC …) shown escaped: for host
+/// log lines that quote what a plugin sent, so it cannot forge lines or
+/// terminal escapes in them.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A sink that replaces secret values in every line with `***`.
 pub struct Redacting {
     inner: Arc<dyn TaskSink>,

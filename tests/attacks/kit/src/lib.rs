@@ -148,3 +148,33 @@ pub mod raw {
         }
     }
 }
+
+/// Kubernetes requests for the kube attacks.
+pub mod kube {
+    use crate::sdk::capstan::plugin::kube::{Request, send};
+
+    /// A request in namespace `ns` (`""`: none given).
+    pub fn req(verb: &str, resource: &str, ns: &str, name: Option<&str>) -> Request {
+        Request {
+            verb: verb.into(),
+            group: String::new(),
+            version: "v1".into(),
+            resource: resource.into(),
+            subresource: None,
+            namespace: (!ns.is_empty()).then(|| ns.to_string()),
+            name: name.map(str::to_string),
+            body: None,
+            content_type: None,
+        }
+    }
+
+    /// Send it: `Ok(status)` if the API server answered 2xx (the attack
+    /// worked), `Err` with the host's denial or the server's refusal.
+    pub fn try_send(r: Request) -> Result<u16, String> {
+        match send(&r) {
+            Ok(resp) if (200..300).contains(&resp.status) => Ok(resp.status),
+            Ok(resp) => Err(format!("API server said {}", resp.status)),
+            Err(e) => Err(format!("{e:?}")),
+        }
+    }
+}
