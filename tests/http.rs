@@ -3,6 +3,8 @@
 //! the plugin never sees, the platform ceiling at run time, no secret in
 //! any log line.
 
+use std::sync::Arc;
+
 use capstan::caps::secrets::LocalSecrets;
 use capstan::store::TaskStatus;
 use capstan_tests::TestEnv;

@@ -39,7 +39,7 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     ] {
         t.must_fail(
             &format!("pack {dir} [{path}]"),
-            files::pack(dir, &[path.clone()])
+            files::pack(dir, std::slice::from_ref(&path))
                 .map(|b| b.len())
                 .map_err(e),
         );

@@ -3,11 +3,23 @@
 use attack_kit::outcome;
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 
+#[cfg(target_arch = "wasm32")]
+fn grow(pages: usize) -> usize {
+    core::arch::wasm32::memory_grow(0, pages)
+}
+
+/// Native builds (`cargo test --workspace` compiles every crate for the
+/// host too) have no linear memory to grow.
+#[cfg(not(target_arch = "wasm32"))]
+fn grow(_pages: usize) -> usize {
+    usize::MAX
+}
+
 fn run(_input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut grown = 0usize;
     for _ in 0..64 {
         // 1024 pages = 64 MiB.
-        if core::arch::wasm32::memory_grow(0, 1024) == usize::MAX {
+        if grow(1024) == usize::MAX {
             return outcome(format!(
                 "denied: memory.grow refused after {} MiB",
                 grown * 64

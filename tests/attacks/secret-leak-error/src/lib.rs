@@ -7,7 +7,7 @@ use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let s = secrets::open(&arg(&input))?;
     let v = String::from_utf8_lossy(&secrets::reveal(&s)?).into_owned();
-    if v.len() % 2 == 0 {
+    if v.len().is_multiple_of(2) {
         Err(TaskError::Failed(format!("could not log in with {v}")))
     } else {
         Err(TaskError::InvalidParams(format!("bad token {v}")))
