@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run cargo-fuzz targets for a fixed time each, two at a time (one per core),
-# and print each run's executions, coverage and outcome.
+# Run cargo-fuzz targets for a fixed time each, FUZZ_JOBS at a time (default
+# 2, one per core), and print each run's executions, coverage and outcome.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 1800 s, all six targets
 #
@@ -34,9 +34,10 @@ run_one() {
 }
 
 failed=0
-for ((i = 0; i < ${#targets[@]}; i += 2)); do
+jobs="${FUZZ_JOBS:-2}"
+for ((i = 0; i < ${#targets[@]}; i += jobs)); do
     pids=()
-    for t in "${targets[@]:i:2}"; do
+    for t in "${targets[@]:i:jobs}"; do
         echo "fuzz: $t for ${secs}s" >&2
         run_one "$t" &
         pids+=("$!")

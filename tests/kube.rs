@@ -361,8 +361,9 @@ fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
 /// controller is SIGKILLed at random moments and started again. Every run
 /// ends Succeeded, and no task's plugin ran after the store recorded its
 /// success (marker lines, frozen at each kill, never grow). Short in CI (6
-/// runs, 4 kills); the long version sets `CAPSTAN_KUBE_SOAK_RUNS` and
-/// `CAPSTAN_KUBE_SOAK_KILLS` (docs/RELIABILITY.md).
+/// runs, 4 kills); the long version sets `CAPSTAN_KUBE_SOAK_RUNS`,
+/// `CAPSTAN_KUBE_SOAK_KILLS` and `CAPSTAN_KUBE_SOAK_MAX_DELAY_MS`
+/// (docs/RELIABILITY.md).
 #[test]
 fn controller_sigkilled_repeatedly_loses_nothing_and_reruns_nothing() {
     use capstan::store::{RunStore, TaskStatus};
@@ -374,7 +375,9 @@ fn controller_sigkilled_repeatedly_loses_nothing_and_reruns_nothing() {
             .unwrap_or(default)
     };
     let runs = knob("CAPSTAN_KUBE_SOAK_RUNS", 6);
-    let kill_target = knob("CAPSTAN_KUBE_SOAK_KILLS", 4);
+    let mut kill_target = knob("CAPSTAN_KUBE_SOAK_KILLS", 4);
+    // How long after a life's first new success the kill may come.
+    let max_delay = knob("CAPSTAN_KUBE_SOAK_MAX_DELAY_MS", 300).max(1);
     let ns = "soak";
     let (api, state) = setup(ns);
     for i in 0..runs {
@@ -412,6 +415,7 @@ fn controller_sigkilled_repeatedly_loses_nothing_and_reruns_nothing() {
     };
     let mut frozen: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut kills = 0;
+    let started = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(120 + 10 * kill_target + 5 * runs);
     loop {
         let mut ctl = Controller::start(
@@ -440,13 +444,27 @@ fn controller_sigkilled_repeatedly_loses_nothing_and_reruns_nothing() {
                     .unwrap_or(0)
             };
             let before = succeeded();
+            let total = (runs * 4) as usize;
+            if before >= total {
+                // Everything finished before the kills ran out (a long
+                // version with too little work): go to the last life.
+                eprintln!("kube soak: all tasks done after {kills} kills");
+                ctl.kill();
+                kill_target = kills;
+                continue;
+            }
             while succeeded() <= before {
                 assert!(Instant::now() < deadline, "no progress:\n{}", ctl.log());
                 std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(rng.u64(0..300)));
+            std::thread::sleep(Duration::from_millis(rng.u64(0..max_delay)));
             ctl.kill();
             kills += 1;
+            eprintln!(
+                "kube soak: kill {kills} at {:.1} s, {} task successes so far",
+                started.elapsed().as_secs_f64(),
+                succeeded()
+            );
             // Dead scheduler: freeze what the store says succeeded.
             let store = RunStore::open(state.path()).unwrap();
             for r in store.list_runs(100).unwrap() {
