@@ -14,7 +14,12 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
 fi
 
 pkgs=()
-for manifest in plugins/*/Cargo.toml benches/*/Cargo.toml tests/components/*/Cargo.toml tests/attacks/*/Cargo.toml; do
+# `build-components.sh plugins` builds the plugins only (the quick start).
+manifests=(plugins/*/Cargo.toml)
+if [ "${1:-}" != plugins ]; then
+    manifests+=(benches/*/Cargo.toml tests/components/*/Cargo.toml tests/attacks/*/Cargo.toml)
+fi
+for manifest in "${manifests[@]}"; do
     [ -f "$manifest" ] || continue
     # Only components (cdylibs); shared guest libraries come in as dependencies.
     grep -q 'crate-type = \["cdylib"\]' "$manifest" || continue

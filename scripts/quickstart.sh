@@ -8,7 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 echo "==> building the plugins for wasm32-wasip2" >&2
-scripts/build-components.sh >/dev/null
+scripts/build-components.sh plugins >/dev/null
 echo "==> building capstan" >&2
 cargo build -p capstan >&2
 echo "==> publishing the project's plugins to the local registry" >&2
