@@ -46,6 +46,11 @@ async fn hosts_ports_and_users_outside_the_grant_are_denied_before_connecting() 
         .await;
     assert_all_denied(&run, 12);
     assert_eq!(connections(&sshd), before, "sshd saw a connection");
+    // The host's denial lines quote the plugin's host names with control
+    // characters escaped (`127.0.0.1\n` cannot start a forged line).
+    for l in &run.logs {
+        assert!(!l.message.contains('\n'), "{:?}", l.message);
+    }
     assert!(!std::path::Path::new("/tmp/capstan-pwned").exists());
 }
 

@@ -21,10 +21,9 @@ pub struct FilesState {
 }
 
 fn deny(sink: &dyn TaskSink, path: &str, why: &str) -> TaskError {
-    sink.log(
-        LogLevel::Warn,
-        &format!("denied: files set-executable {path} ({why})"),
-    );
+    // The path is the plugin's: shown with control characters escaped.
+    let path = super::log::one_line(path);
+    sink.log(LogLevel::Warn, &format!("denied: files {path} ({why})"));
     TaskError::Denied(Denial {
         capability: "files".into(),
         target: format!("{path}: {why}"),
@@ -48,7 +47,11 @@ impl FilesState {
 
     /// A directory inside a workspace, opened (confined) as a `Dir`.
     pub(crate) fn open_dir(&mut self, path: &str) -> Result<cap_std::fs::Dir, TaskError> {
-        let (root, rel) = self.resolve_in(path.trim_end_matches('/'), false, true)?;
+        let trimmed = match path.trim_end_matches('/') {
+            "" => path,
+            t => t,
+        };
+        let (root, rel) = self.resolve_in(trimmed, false, true)?;
         if rel.is_empty() || rel == "." {
             return root
                 .try_clone()

@@ -390,9 +390,9 @@ impl Host for SshView<'_> {
         else {
             self.state.sink.log(
                 LogLevel::Warn,
-                &format!(
+                &super::log::one_line(&format!(
                     "denied: ssh {host}:{port} (layer: pipeline; not in this task's grants.ssh)"
-                ),
+                )),
             );
             return Err(denied(format!("{host}:{port}")));
         };
@@ -401,9 +401,9 @@ impl Host for SshView<'_> {
         {
             self.state.sink.log(
                 LogLevel::Warn,
-                &format!(
+                &super::log::one_line(&format!(
                     "denied: ssh {target} (layer: pipeline; the grant allows user `{only}` only)"
-                ),
+                )),
             );
             return Err(denied(target));
         }
