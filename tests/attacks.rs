@@ -146,10 +146,15 @@ pub fn outcome(run: &RunOutcome) -> &str {
 
 /// Every trick the attack tried was refused (and it tried at least `min`).
 pub fn assert_all_denied(run: &RunOutcome, min: usize) {
-    let o = outcome(run);
+    assert_task_denied(run, "attack", min);
+}
+
+/// [`assert_all_denied`] for the attack run as task `task`.
+pub fn assert_task_denied(run: &RunOutcome, task: &str, min: usize) {
+    let o = run.result(task, "outcome");
     eprintln!("{o}");
     assert_eq!(
-        run.status_of("attack"),
+        run.status_of(task),
         TaskStatus::Succeeded,
         "{}",
         run.log_text()
