@@ -11,20 +11,28 @@
 //! The attack count is reported in the README (`ls tests/attacks`, less the
 //! shared `kit`).
 
+#[path = "attacks/api.rs"]
+mod api;
 #[path = "attacks/filesystem.rs"]
 mod filesystem;
+#[path = "attacks/identity.rs"]
+mod identity;
 #[path = "attacks/kube.rs"]
 mod kube;
 #[path = "attacks/malformed.rs"]
 mod malformed;
 #[path = "attacks/network.rs"]
 mod network;
+#[path = "attacks/repository.rs"]
+mod repository;
 #[path = "attacks/resources.rs"]
 mod resources;
 #[path = "attacks/secrets.rs"]
 mod secrets;
 #[path = "attacks/ssh.rs"]
 mod ssh;
+#[path = "attacks/terminal.rs"]
+mod terminal;
 
 use std::path::{Path, PathBuf};
 

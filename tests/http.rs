@@ -191,7 +191,9 @@ async fn grants_are_validated_and_the_policy_ceiling_applies() {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        "[[ceiling]]\nname = \"http-*\"\ncapabilities = []\n",
+        // A component file: only `[paths]` applies (its declared name
+        // earns it nothing).
+        "[[ceiling]]\nname = \"*\"\ncapabilities = [\"http\"]\n[paths]\nallow = true\ncapabilities = []\n",
     )
     .unwrap();
     env.sched.policy = Arc::new(capstan::policy::PolicyFile::load(&policy).unwrap());

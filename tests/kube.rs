@@ -71,6 +71,27 @@ impl Drop for Controller {
     }
 }
 
+/// `GET path` on `url` (`http://host:port`): the whole response.
+fn http_get(url: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Whether the controller process holds `capstan.db` open.
+fn opened_store(c: &Controller) -> bool {
+    let fds = format!("/proc/{}/fd", c.child.id());
+    std::fs::read_dir(fds).unwrap().flatten().any(|e| {
+        std::fs::read_link(e.path())
+            .is_ok_and(|t| t.file_name().is_some_and(|n| n == "capstan.db"))
+    })
+}
+
 /// A cluster with the CRDs installed and a namespace, plus a state dir
 /// whose local registry holds the test components.
 fn setup(ns: &str) -> (KubeApi, tempfile::TempDir) {
@@ -306,7 +327,7 @@ fn the_namespace_quota_queues_runs_first_come_first_served() {
 fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
     let ns = "ha";
     let (api, state) = setup(ns);
-    let lease = ["--lease-duration", "4s"];
+    let lease = ["--lease-duration", "4s", "--listen", "127.0.0.1:0"];
     let mut a = Controller::start(&api, state.path(), ns, "replica-a", &lease);
     // Let replica-a take the lease first.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -315,6 +336,20 @@ fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let b = Controller::start(&api, state.path(), ns, "replica-b", &lease);
+    // The standby is alive but not ready, serves no API, and has not
+    // opened the run store (SQLite on a shared volume is the leader's).
+    let b_url = b.api_url();
+    assert!(http_get(&b_url, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(&b_url, "/readyz").starts_with("HTTP/1.1 503"));
+    let standby = http_get(&b_url, "/v1/runs");
+    assert!(
+        standby.starts_with("HTTP/1.1 503") && standby.contains("standby"),
+        "{standby}"
+    );
+    assert!(!opened_store(&b), "the standby opened capstan.db");
+    assert!(opened_store(&a), "the leader has the store open");
+    assert!(http_get(&a.api_url(), "/readyz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(&a.api_url(), "/v1/runs").starts_with("HTTP/1.1 401"));
     api.apply(&format!(
         "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: long, namespace: {ns}}}\n\
          spec:\n  pipelineSpec:\n    workspaces: [{{name: log}}]\n    tasks:\n      \
@@ -337,6 +372,10 @@ fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
     });
     assert_eq!(phase(&v), "Succeeded", "{v:#}\n{}", logs());
     assert!(b.log().contains("became the leader"), "{}", b.log());
+    // The new leader opened the store and serves the API.
+    assert!(opened_store(&b));
+    assert!(http_get(&b_url, "/readyz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(&b_url, "/v1/runs").starts_with("HTTP/1.1 401"));
     assert!(b.log().contains("resuming"), "{}", b.log());
     // `first` ran once; `second` was interrupted and ran again; `third` once.
     assert_eq!(task(&v, "first")["attempts"], 1, "{v:#}");

@@ -399,7 +399,7 @@ fn policy_journey(reg: &Reg) {
     fails(
         &out,
         2,
-        "denied by layer `policy`: plugin `echo` 0.1.0 is denied by the platform policy: CVE-2026-1",
+        "denied by layer `policy`: plugin `echo` 0.1.0 is denied by the platform policy: CVE-2026-1 (rule `ec*`)",
     );
     assert!(
         stderr(&out).contains("pipeline.yaml:6:"),

@@ -22,6 +22,8 @@ pub mod caps;
 pub mod cli;
 pub mod cluster;
 pub use capstan_registry::digest;
+pub mod escape;
+pub mod identity;
 pub mod manifest;
 pub mod metrics;
 pub mod params;

@@ -1,6 +1,7 @@
 //! The platform policy file: which plugins may run at all (allow/deny by
-//! name pattern and version range) and the most each may be granted
-//! (capability ceilings) — the third layer of the grant model.
+//! name pattern and version range), the most each may be granted
+//! (capability ceilings), whose signatures are trusted, and what component
+//! files may do — the third layer of the grant model.
 //!
 //! ```toml
 //! # If any [[allow]] rule exists, a plugin must match one.
@@ -20,17 +21,39 @@
 //! [[ceiling]]
 //! name = "*"
 //! capabilities = []           # everything else: no capabilities
+//!
+//! [paths]                     # `uses: ./x.wasm` / `file://…` (default: refused)
+//! allow = true
+//! capabilities = ["http"]     # their ceiling (default: none)
 //! ```
 //!
-//! A plugin no `[[ceiling]]` matches has no platform ceiling (the manifest
-//! and the pipeline's grants still apply).
+//! **Names are identities, not claims.** Rules match where a plugin was
+//! resolved from ([`PluginIdentity`]), never the name inside the component:
+//! - a plugin from the configured registry is matched by its registry name
+//!   and version (which must equal the component's embedded ones, or the
+//!   resolver refuses it);
+//! - a plugin from another registry (`uses: oci://host/repo/name:1.0.0`) is
+//!   matched by `oci://host/repo/name` for `[[allow]]`, `[[ceiling]]` and
+//!   trusted keys, so a rule for `git-clone` never lends its privileges to
+//!   a copy hosted elsewhere; `[[deny]]` rules match any name it goes by
+//!   (that, the bare repository name and the declared name);
+//! - a component file has no name a registry vouches for: only `[[deny]]`
+//!   rules (by its declared name) and the `[paths]` section apply. With a
+//!   policy file in force, component files are refused unless
+//!   `[paths] allow = true`, and then get only the capabilities
+//!   `[paths] capabilities` lists. (Without a policy file — the local
+//!   default — files run with the manifest and pipeline layers only.)
+//!
+//! A registry plugin no `[[ceiling]]` matches has no platform ceiling (the
+//! manifest and the pipeline's grants still apply).
 
 use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::caps::grant::Policy;
-use crate::manifest::{Capability, Manifest};
+use crate::identity::{PluginIdentity, PluginSource};
+use crate::manifest::Capability;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +66,21 @@ pub struct PolicyFile {
     pub ceiling: Vec<Ceiling>,
     #[serde(default)]
     pub trust: Trust,
+    #[serde(default)]
+    pub paths: Paths,
+}
+
+/// Component files (`uses: ./x.wasm`, `file://…`) under this policy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paths {
+    /// Whether a pipeline may name a component file at all (default: no;
+    /// only registry references run).
+    #[serde(default)]
+    pub allow: bool,
+    /// The most a component file may be granted (default: nothing).
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
 }
 
 /// Signature trust: which public keys are trusted for which plugins.
@@ -111,8 +149,18 @@ pub(crate) fn glob(pattern: &str, name: &str) -> bool {
 }
 
 impl Rule {
-    fn matches(&self, m: &Manifest) -> bool {
-        glob(&self.name, &m.name) && self.versions.as_ref().is_none_or(|r| r.matches(&m.version))
+    fn version_ok(&self, v: &semver::Version) -> bool {
+        self.versions.as_ref().is_none_or(|r| r.matches(v))
+    }
+
+    /// Allow rules confer a privilege: the identity's policy name only.
+    fn allows(&self, id: &PluginIdentity) -> bool {
+        id.policy_name().is_some_and(|n| glob(&self.name, &n)) && self.version_ok(id.version())
+    }
+
+    /// Deny rules match any name the plugin goes by.
+    fn denies(&self, id: &PluginIdentity) -> bool {
+        id.all_names().iter().any(|n| glob(&self.name, n)) && self.version_ok(id.version())
     }
 }
 
@@ -142,22 +190,29 @@ impl PolicyFile {
 }
 
 impl Policy for PolicyFile {
-    fn admit(&self, plugin: &Manifest) -> Result<(), String> {
-        if let Some(rule) = self.deny.iter().find(|r| r.matches(plugin)) {
+    fn admit(&self, plugin: &PluginIdentity) -> Result<(), String> {
+        if let Some(rule) = self.deny.iter().find(|r| r.denies(plugin)) {
             return Err(format!(
-                "plugin `{}` {} is denied by the platform policy{}",
-                plugin.name,
-                plugin.version,
+                "plugin {plugin} is denied by the platform policy{} (rule `{}`)",
                 rule.reason
                     .as_deref()
                     .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                rule.name,
             ));
         }
-        if !self.allow.is_empty() && !self.allow.iter().any(|r| r.matches(plugin)) {
+        if plugin.is_file() {
+            if !self.paths.allow {
+                return Err(format!(
+                    "{plugin}: the platform policy runs registry plugins only \
+                     (publish it, or set `[paths] allow = true` in the policy)"
+                ));
+            }
+            return Ok(());
+        }
+        if !self.allow.is_empty() && !self.allow.iter().any(|r| r.allows(plugin)) {
             return Err(format!(
-                "plugin `{}` {} is not on the platform policy's allow list",
-                plugin.name, plugin.version
+                "plugin {plugin} is not on the platform policy's allow list"
             ));
         }
         Ok(())
@@ -165,15 +220,25 @@ impl Policy for PolicyFile {
 
     fn signer(
         &self,
-        name: &str,
+        source: &PluginSource,
         digest: &crate::digest::Digest,
         signatures: &[capstan_registry::sign::Signature],
     ) -> Result<Option<String>, String> {
+        let name = match source {
+            PluginSource::Registry { name, .. } => Some(name.clone()),
+            PluginSource::Oci { location, name, .. } => Some(format!("oci://{location}/{name}")),
+            PluginSource::File { .. } => None,
+        };
+        let shown = match (source, &name) {
+            (PluginSource::File { path }, _) => path.display().to_string(),
+            (_, Some(n)) => n.clone(),
+            (_, None) => String::new(),
+        };
         let trusted: Vec<capstan_registry::sign::PublicKey> = self
             .trust
             .key
             .iter()
-            .filter(|k| glob(&k.plugins, name))
+            .filter(|k| name.as_deref().is_some_and(|n| glob(&k.plugins, n)))
             .filter_map(|k| capstan_registry::sign::PublicKey::parse(&k.public_key).ok())
             .collect();
         if let Some(k) = trusted
@@ -193,18 +258,28 @@ impl Policy for PolicyFile {
             }
         };
         Err(format!(
-            "plugin `{name}` {digest} is not signed by a key trusted for it (trusted for `{name}`: {}; signed by: {}); \
+            "plugin `{shown}` {digest} is not signed by a key trusted for it (trusted for `{shown}`: {}; signed by: {}); \
              sign it with `capstan plugin sign` or trust its key in the policy",
             ids(trusted.iter().map(|k| k.id()).collect()),
             ids(signatures.iter().map(|s| s.key_id.clone()).collect()),
         ))
     }
 
-    fn ceiling(&self, plugin: &Manifest, cap: Capability) -> Result<(), String> {
-        match self.ceiling.iter().find(|c| glob(&c.name, &plugin.name)) {
+    fn ceiling(&self, plugin: &PluginIdentity, cap: Capability) -> Result<(), String> {
+        let Some(name) = plugin.policy_name() else {
+            return if self.paths.capabilities.contains(&cap) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the platform policy's ceiling for component files (`[paths] capabilities`) \
+                     does not include `{cap}`"
+                ))
+            };
+        };
+        match self.ceiling.iter().find(|c| glob(&c.name, &name)) {
             Some(c) if !c.capabilities.contains(&cap) => Err(format!(
-                "the platform policy's ceiling for `{}` (rule `{}`) does not include `{cap}`",
-                plugin.name, c.name
+                "the platform policy's ceiling for `{name}` (rule `{}`) does not include `{cap}`",
+                c.name
             )),
             _ => Ok(()),
         }
@@ -215,8 +290,36 @@ impl Policy for PolicyFile {
 mod tests {
     use super::*;
 
-    fn m(name: &str, version: &str) -> Manifest {
-        Manifest::parse(&format!("name = \"{name}\"\nversion = \"{version}\"\n")).unwrap()
+    fn m(name: &str, version: &str) -> PluginIdentity {
+        let version: semver::Version = version.parse().unwrap();
+        PluginIdentity {
+            source: PluginSource::Registry {
+                name: name.into(),
+                version: version.clone(),
+            },
+            digest: crate::digest::Digest::of(name.as_bytes()),
+            declared: (name.into(), version),
+        }
+    }
+
+    fn oci(location: &str, name: &str, declared: &str) -> PluginIdentity {
+        PluginIdentity {
+            source: PluginSource::Oci {
+                location: location.into(),
+                name: name.into(),
+                version: semver::Version::new(1, 0, 0),
+            },
+            ..m(declared, "1.0.0")
+        }
+    }
+
+    fn file(declared: &str) -> PluginIdentity {
+        PluginIdentity {
+            source: PluginSource::File {
+                path: "/tmp/x.wasm".into(),
+            },
+            ..m(declared, "1.0.0")
+        }
     }
 
     #[test]
@@ -255,7 +358,7 @@ capabilities = []
         assert!(
             p.admit(&m("word-count", "0.1.0"))
                 .unwrap_err()
-                .contains("denied by the platform policy: buggy")
+                .contains("denied by the platform policy: buggy (rule `word-count`)")
         );
         assert!(p.admit(&m("word-count", "0.2.0")).is_ok());
         assert!(
@@ -279,5 +382,34 @@ capabilities = []
         assert!(
             toml::from_str::<PolicyFile>("[[allow]]\nname = \"x\"\nversion = \"1\"\n").is_err()
         );
+        // Another registry's copy of `git-clone` gets none of its privileges;
+        // a deny rule catches any name it goes by.
+        let copy = oci("evil.example/x", "git-clone", "git-clone");
+        assert!(p.admit(&copy).unwrap_err().contains("allow list"));
+        assert!(p.ceiling(&copy, Capability::Http).unwrap_err().contains("rule `*`"));
+        let d: PolicyFile = toml::from_str("[[deny]]\nname = \"hs-*\"\n").unwrap();
+        assert!(d.admit(&oci("r.example", "hs-evil", "hs-evil")).is_err());
+        assert!(d.admit(&file("hs-evil")).is_err());
+        assert!(d.admit(&m("git-clone", "1.0.0")).is_ok());
+    }
+
+    #[test]
+    fn component_files_are_refused_unless_the_policy_allows_them() {
+        let p: PolicyFile = toml::from_str("[[ceiling]]\nname = \"*\"\ncapabilities = [\"http\"]\n").unwrap();
+        // Even declaring a trusted name does not help a file.
+        let f = file("git-clone");
+        assert!(p.admit(&f).unwrap_err().contains("registry plugins only"));
+        assert!(p.ceiling(&f, Capability::Http).is_err());
+        let p: PolicyFile = toml::from_str(
+            "[paths]\nallow = true\ncapabilities = [\"http\"]\n",
+        )
+        .unwrap();
+        assert!(p.admit(&f).is_ok());
+        assert!(p.ceiling(&f, Capability::Http).is_ok());
+        assert!(p.ceiling(&f, Capability::Secrets).unwrap_err().contains("[paths]"));
+        // Trusted keys match identities too: a file is never "signed".
+        let src = PluginSource::File { path: "/tmp/x.wasm".into() };
+        let strict: PolicyFile = toml::from_str("[trust]\nrequire-signature = true\n").unwrap();
+        assert!(strict.signer(&src, &f.digest, &[]).is_err());
     }
 }

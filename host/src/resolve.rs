@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use capstan_registry::{Entry, LockFile, OciOptions, OciRegistry, Reference, Registry};
 
 use crate::digest::Digest;
+use crate::identity::{PluginIdentity, PluginSource, check_embedded};
 
 /// How the lock file is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,6 +51,15 @@ pub struct Resolved {
     pub signer: Option<String>,
     /// The registry it came from (for the lock file).
     pub registry: Option<String>,
+    /// Who it is for policy and trust: where it was resolved from.
+    pub identity: PluginIdentity,
+}
+
+/// The manifest embedded in `bytes` (the loader checks the rest).
+fn embedded(bytes: &[u8], origin: &str) -> Result<crate::manifest::Manifest, String> {
+    crate::manifest::inspect(bytes, origin)
+        .map(|i| i.manifest)
+        .map_err(|e| e.to_string())
 }
 
 pub struct Resolver<'a> {
@@ -80,6 +90,7 @@ impl Resolver<'_> {
         let reference = self.reference(uses)?;
         let owned;
         let mut registry = self.registry;
+        let mut oci_location = None;
         let (name, entry) = match &reference {
             Reference::File(path) => {
                 let bytes = std::fs::read(path)
@@ -95,12 +106,19 @@ impl Resolver<'_> {
                 }
                 // A file has no registry signatures: refused if the policy
                 // requires one.
-                let signer =
-                    self.policy
-                        .signer(&path.display().to_string(), &Digest::of(&bytes), &[])?;
+                let source = PluginSource::File { path: path.clone() };
+                let digest = Digest::of(&bytes);
+                let signer = self.policy.signer(&source, &digest, &[])?;
+                let origin = path.display().to_string();
+                let m = embedded(&bytes, &origin)?;
                 return Ok(Resolved {
+                    identity: PluginIdentity {
+                        source,
+                        digest,
+                        declared: (m.name, m.version),
+                    },
                     bytes,
-                    origin: path.display().to_string(),
+                    origin,
                     entry: None,
                     signer,
                     registry: None,
@@ -109,6 +127,8 @@ impl Resolver<'_> {
             Reference::Oci(url) => {
                 let (location, name, version) =
                     capstan_registry::oci::split_reference(url).map_err(|e| e.to_string())?;
+                // `host[:port]/prefix` (the identity adds the scheme).
+                oci_location = Some(location.to_string().trim_start_matches("oci://").to_string());
                 owned = Registry::Oci(Box::new(
                     OciRegistry::open_location(location, self.oci).map_err(|e| e.to_string())?,
                 ));
@@ -170,12 +190,33 @@ impl Resolver<'_> {
                 (name.clone(), entry.map_err(|e| e.to_string())?)
             }
         };
+        let source = match oci_location {
+            Some(location) => PluginSource::Oci {
+                location,
+                name: name.clone(),
+                version: entry.version.clone(),
+            },
+            None => PluginSource::Registry {
+                name: name.clone(),
+                version: entry.version.clone(),
+            },
+        };
         let signatures = registry.signatures(&entry).map_err(|e| e.to_string())?;
-        let signer = self.policy.signer(&name, &entry.digest, &signatures)?;
+        let signer = self.policy.signer(&source, &entry.digest, &signatures)?;
         let bytes = registry.fetch(&entry).map_err(|e| e.to_string())?;
+        let origin = format!("{name} {} ({})", entry.version, entry.digest);
+        // The registry's name and tag are the identity; a component that
+        // claims to be something else is refused, not believed.
+        let m = embedded(&bytes, &origin)?;
+        check_embedded(&m, &name, &entry.version, &entry.manifest, &format!("`{uses}`"))?;
         Ok(Resolved {
+            identity: PluginIdentity {
+                source,
+                digest: entry.digest.clone(),
+                declared: (m.name, m.version),
+            },
             bytes,
-            origin: format!("{name} {} ({})", entry.version, entry.digest),
+            origin,
             entry: Some(entry),
             signer,
             registry: Some(registry.location()),

@@ -2,6 +2,7 @@
 //! hard links, read-only workspaces, other runs' workspaces, the state
 //! directory, the host-side `files` interface.
 
+use capstan::store::TaskStatus;
 use capstan_tests::TestEnv;
 
 use super::{Attack, HostBox, OUTSIDE, assert_all_denied, outcome};
@@ -214,4 +215,87 @@ spec:
     assert!(ws.join("f").exists(), "{}", run.log_text());
     assert_eq!(run.result("after", "message"), "still healthy");
     assert_all_denied(&run, 6);
+}
+
+/// A task with no grants plants links in its workspace; later tasks bind
+/// that workspace with a `subPath` through them. The host refuses the
+/// binding (naming the task and the path) instead of opening what the link
+/// points to: the state directory with its secret store, `/`, or a chain of
+/// links that are each lexically inside. A `readOnly` binding creates
+/// nothing outside either.
+#[tokio::test]
+async fn a_sub_path_through_a_planted_link_is_refused() {
+    let env = TestEnv::new();
+    let state = env.sched.state_dir.clone();
+    capstan::caps::secrets::LocalSecrets::new(&state.join("secrets"))
+        .set("deploy-token", b"STATE-SECRET-VALUE")
+        .unwrap();
+    let readers: String = [
+        ("via-state", "to-state", false),
+        ("via-state-ro-new", "to-state/made-by-host", true),
+        ("via-root", "to-root/tmp", false),
+        ("via-chain", "chain", false),
+        ("via-inside-link", "inside", false),
+    ]
+    .iter()
+    .map(|(name, sub, ro)| {
+        format!(
+            r#"
+    - name: {name}
+      runAfter: [plant]
+      uses: "{{{{fs_subpath_link}}}}"
+      params: [{{ name: arg, value: read }}]
+      workspaces: [{{ name: ws, workspace: ws, subPath: "{sub}", readOnly: {ro} }}]
+"#
+        )
+    })
+    .collect();
+    let run = env
+        .run(
+            &format!(
+                r#"
+apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: {{ name: subpath }}
+spec:
+  workspaces: [{{ name: ws }}]
+  tasks:
+    - name: plant
+      uses: "{{{{fs_subpath_link}}}}"
+      params: [{{ name: arg, value: plant }}]
+      workspaces: [{{ name: ws, workspace: ws }}]
+{readers}
+  finally:
+    - name: after
+      uses: "{{{{echo}}}}"
+      params: [{{ name: message, value: still healthy }}]
+"#
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(run.status_of("after"), TaskStatus::Succeeded);
+    let planted = run.result("plant", "outcome");
+    assert!(planted.contains("to-state: true") && planted.contains("chain: true"), "{planted}");
+    for (task, at) in [
+        ("via-state", "to-state"),
+        ("via-state-ro-new", "to-state"),
+        ("via-root", "to-root"),
+        ("via-chain", "chain"),
+        ("via-inside-link", "inside"),
+    ] {
+        assert_eq!(run.status_of(task), TaskStatus::Failed, "{task}: {}", run.log_text());
+        let m = run.message(task);
+        assert!(
+            m.contains(&format!("task `{task}`"))
+                && m.contains(&format!("`{at}` is a symbolic link")),
+            "{task}: {m}"
+        );
+        // It never ran: no outcome, no log line of its own.
+        assert!(run.task(task).results.get("outcome").is_none(), "{task} ran");
+    }
+    // Nothing was created or written outside the workspace.
+    assert!(!state.join("made-by-host").exists());
+    assert!(!state.join("pwned-by-subpath").exists());
+    assert!(!std::path::Path::new("/tmp/pwned-by-subpath").exists());
 }

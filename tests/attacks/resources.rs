@@ -207,3 +207,23 @@ async fn the_host_environment_is_not_visible() {
     let run = Attack::new("res_env_args").run(&env).await;
     assert_all_denied(&run, 3);
 }
+
+/// A task holding every descriptor it can get is stopped at its handle cap
+/// (default 1,024), far below the process limit, so other tasks keep
+/// their file I/O; the next task runs normally.
+#[tokio::test]
+async fn holding_open_files_is_capped_per_task() {
+    let env = TestEnv::new();
+    let run = Attack::new("res_many_files").arg("2000").run(&env).await;
+    match run.status_of("attack") {
+        TaskStatus::Succeeded => assert_all_denied(&run, 1),
+        _ => {
+            let m = run.message("attack");
+            assert!(
+                m.contains("more than 1024 handles"),
+                "{m}\n{}",
+                run.log_text()
+            );
+        }
+    }
+}

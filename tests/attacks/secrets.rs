@@ -161,3 +161,102 @@ async fn a_multi_line_key_is_redacted_line_by_line() {
     );
     assert_nowhere(&env, &run, KEY);
 }
+
+/// The side doors: a line or step name cut inside the secret, a secret that
+/// is not UTF-8 written raw, a result *named* after the secret.
+#[tokio::test]
+async fn secrets_do_not_leak_through_cuts_raw_bytes_or_result_names() {
+    const BINARY: &[u8] = b"\xff\xfebinary-secret-part\x80tail-part";
+    let env = env_with("deploy-token", VALUE);
+    LocalSecrets::new(&env.sched.state_dir.join("secrets"))
+        .set("bin-token", BINARY)
+        .unwrap();
+    let run = Attack::new("secret_leak_paths")
+        .arg("deploy-token,bin-token")
+        .extra("      grants: { secrets: [{ name: deploy-token, reveal: true }, { name: bin-token, reveal: true }] }")
+        .run(&env)
+        .await;
+    // The undeclared result fails the task; its name is redacted in the
+    // message like everything else.
+    assert_eq!(run.status_of("attack"), TaskStatus::Failed);
+    let m = run.message("attack");
+    assert!(m.contains("the plugin returned result `***`"), "{m}");
+    let log = run.log_text();
+    assert!(log.contains("raw: "), "{log}");
+    // Not even the part before a cut, or the text inside the binary value.
+    for piece in [&VALUE[..8], "binary-secret-part", "tail-part"] {
+        assert!(!log.contains(piece), "{piece:?} leaked:\n{}", &log[log.len().saturating_sub(2000)..]);
+        assert!(!m.contains(piece));
+        assert_not_in_state(&env.sched.state_dir, piece);
+    }
+    assert_nowhere(&env, &run, VALUE);
+}
+
+/// A secret that another task of the run was granted reaches a suspend
+/// request (via a shared workspace): kind, state, approval message,
+/// approvers, any field of the detail, and the error after the timeout.
+/// None of it is stored, listed or notified unredacted.
+#[tokio::test]
+async fn secrets_do_not_leak_through_suspend_requests() {
+    for mode in ["kind", "detail"] {
+        let env = env_with("deploy-token", VALUE);
+        let ws = env.path("shared-ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::write(ws.join("leak.txt"), VALUE).unwrap();
+        let yaml = format!(
+            r#"
+apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: {{ name: suspend-leak }}
+spec:
+  workspaces: [{{ name: ws }}]
+  tasks:
+    - name: holder
+      uses: "{{{{secret_leak_result}}}}"
+      params: [{{ name: arg, value: deploy-token }}]
+{REVEAL}
+    - name: attack
+      runAfter: [holder]
+      uses: "{{{{secret_leak_suspend}}}}"
+      params: [{{ name: arg, value: {mode} }}]
+      workspaces: [{{ name: ws, workspace: ws }}]
+"#
+        );
+        let mut opts = capstan::scheduler::RunOptions::default();
+        opts.workspaces.insert("ws".into(), ws.clone());
+        let run = env.run_with(&yaml, &[], opts).await;
+        assert_eq!(run.status_of("attack"), TaskStatus::Failed, "{mode}: {}", run.log_text());
+        assert!(run.message("attack").contains("***"), "{mode}: {}", run.message("attack"));
+        // What `approvals list` and `/v1/approvals` show, and `runs show`.
+        let store = &env.sched.store;
+        for w in store.waits_of_run(&run.id).unwrap() {
+            let shown = capstan::scheduler::approval::pending_json(&w, &[]).to_string();
+            assert!(!shown.contains(VALUE), "{mode}: listed: {shown}");
+            assert!(!format!("{w:?}").contains(VALUE), "{mode}: stored: {w:?}");
+        }
+        assert_nowhere(&env, &run, VALUE);
+    }
+}
+
+/// Secrets too short to redact are refused when set and when read.
+#[tokio::test]
+async fn too_short_secrets_are_refused() {
+    let env = TestEnv::new();
+    let state = env.sched.state_dir.clone();
+    let out = capstan_tests::cli(
+        env!("CARGO_BIN_EXE_capstan-cli"),
+        &state,
+        &["secret", "set", "pin", "--from-file", "/dev/null"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 4 bytes"));
+    // One set before this rule (or written by hand) fails its task.
+    LocalSecrets::new(&state.join("secrets")).set("pin", b"123").unwrap();
+    let run = Attack::new("secret_leak_result")
+        .arg("pin")
+        .extra("      grants: { secrets: [{ name: pin, reveal: true }] }")
+        .run(&env)
+        .await;
+    assert_eq!(run.status_of("attack"), TaskStatus::Failed);
+    assert!(run.message("attack").contains("secret `pin` is 3 bytes"), "{}", run.message("attack"));
+}

@@ -4,6 +4,7 @@
 //! | method, path                     | what                              |
 //! |----------------------------------|-----------------------------------|
 //! | `GET /healthz`                   | liveness (no auth)                |
+//! | `GET /readyz`                    | ready: serves `/v1` (a controller standby: 503) |
 //! | `GET /metrics`                   | Prometheus metrics (no auth)      |
 //! | `GET /v1/runs?limit=N`           | runs, newest first                |
 //! | `GET /v1/runs/{id}`              | a run, its tasks and attempts     |
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod listener;
 
 use std::sync::Arc;
 
@@ -93,6 +95,7 @@ type ApiResult<T> = Result<T, ApiError>;
 pub fn router(state: Arc<ApiState>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(show_run))
@@ -102,12 +105,62 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .with_state(state)
 }
 
-/// Serve until the future is dropped or the listener fails.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState>) -> anyhow::Result<()> {
+/// Serve until the future is dropped, under `limits` (see [`listener`]).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    limits: listener::ConnLimits,
+) -> anyhow::Result<()> {
+    serve_router(listener, router(state), limits).await
+}
+
+/// Serve any router of this API under `limits`.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: listener::ConnLimits,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!("API listening on http://{addr}");
-    axum::serve(listener, router(state)).await?;
-    Ok(())
+    listener::serve_limited(listener, app, limits).await
+}
+
+/// Where the leader's router goes once this replica holds the lease.
+pub type LeaderSlot = Arc<std::sync::OnceLock<axum::Router>>;
+
+/// The API of a controller replica that may be a standby: `/healthz` always
+/// answers (liveness); `/readyz` and every other path answer 503 until
+/// `leader` holds the full router, which only the leader builds (only the
+/// leader opens the run store, which SQLite must not share across hosts).
+pub fn until_leader(leader: LeaderSlot) -> axum::Router {
+    async fn ready(State(leader): State<LeaderSlot>) -> Response {
+        match leader.get() {
+            Some(_) => "ok\n".into_response(),
+            None => (StatusCode::SERVICE_UNAVAILABLE, "standby\n").into_response(),
+        }
+    }
+    async fn delegate(State(leader): State<LeaderSlot>, req: axum::extract::Request) -> Response {
+        use tower::ServiceExt as _;
+        match leader.get() {
+            Some(app) => match app.clone().oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            },
+            None => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                Json(serde_json::json!({
+                    "error": "this replica is a standby; the leader serves the API (retry, or go through the Service)"
+                })),
+            )
+                .into_response(),
+        }
+    }
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .fallback(delegate)
+        .with_state(leader)
 }
 
 /// The caller, from the `Authorization: Bearer` header.

@@ -16,8 +16,9 @@ use crate::runtime::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskE
 pub struct FilesState {
     pub mounts: Vec<WorkspaceMount>,
     pub sink: Arc<dyn TaskSink>,
-    /// Workspace directories opened so far (by name).
-    pub dirs: std::collections::HashMap<String, cap_std::fs::Dir>,
+    /// Most bytes `pack` builds in host memory (the task's memory limit:
+    /// the guest could not hold more anyway).
+    pub max_pack_bytes: usize,
 }
 
 fn deny(sink: &dyn TaskSink, path: &str, why: &str) -> TaskError {
@@ -62,7 +63,7 @@ impl FilesState {
     }
 
     fn resolve_in<'p>(
-        &mut self,
+        &self,
         path: &'p str,
         write: bool,
         dir_ok: bool,
@@ -80,13 +81,7 @@ impl FilesState {
         if rel.is_empty() && !dir_ok {
             return Err(TaskError::InvalidParams(format!("{path}: not a file")));
         }
-        if !self.dirs.contains_key(name) {
-            let dir =
-                cap_std::fs::Dir::open_ambient_dir(&mount.host_path, cap_std::ambient_authority())
-                    .map_err(|e| TaskError::Failed(format!("{path}: {e}")))?;
-            self.dirs.insert(name.to_string(), dir);
-        }
-        Ok((&self.dirs[name], rel))
+        Ok((&*mount.dir, rel))
     }
 }
 
@@ -156,6 +151,29 @@ impl<R: std::io::Read> std::io::Read for Exact<R> {
     }
 }
 
+const CAPPED: &str = "archive size limit reached";
+
+/// A buffer that refuses to grow past `limit` (host memory per call is
+/// bounded, whatever the files hold — a sparse file reads as gigabytes).
+struct Capped {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.limit {
+            return Err(std::io::Error::other(CAPPED));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Host for FilesState {
     fn scan(&mut self, dir: String) -> Result<Vec<FileInfo>, TaskError> {
         let root = self.open_dir(&dir)?;
@@ -191,7 +209,16 @@ impl Host for FilesState {
 
     fn pack(&mut self, dir: String, paths: Vec<String>) -> Result<Vec<u8>, TaskError> {
         let root = self.open_dir(&dir)?;
-        write_tar(&root, &paths, Vec::new())
+        let limit = self.max_pack_bytes;
+        write_tar(&root, &paths, Capped { buf: Vec::new(), limit })
+            .map(|c| c.buf)
+            .map_err(|e| match e {
+                TaskError::Failed(m) if m.contains(CAPPED) => TaskError::Failed(format!(
+                    "files.pack: the archive is over {limit} bytes (the task's memory limit); \
+                     pack fewer files, or use ssh exec-files, which streams"
+                )),
+                e => e,
+            })
     }
 
     fn is_executable(&mut self, path: String) -> Result<bool, TaskError> {
@@ -255,17 +282,19 @@ mod tests {
             mounts: vec![
                 WorkspaceMount {
                     name: "out".into(),
-                    host_path: ws.clone(),
+                    dir: Arc::new(super::super::workspace::open_beneath(&ws, None, false).unwrap()),
+                    shown: ws.clone(),
                     read_only: false,
                 },
                 WorkspaceMount {
                     name: "src".into(),
-                    host_path: ro.clone(),
+                    dir: Arc::new(super::super::workspace::open_beneath(&ro, None, false).unwrap()),
+                    shown: ro.clone(),
                     read_only: true,
                 },
             ],
             sink: Arc::new(Quiet),
-            dirs: Default::default(),
+            max_pack_bytes: 1 << 20,
         };
         f.set_executable("/workspace/out/run.sh".into(), true)
             .unwrap();

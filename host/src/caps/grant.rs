@@ -9,6 +9,7 @@
 //! capability's host code; this module checks, before anything runs, that
 //! each granted capability is allowed at all.
 
+use crate::identity::{PluginIdentity, PluginSource};
 use crate::manifest::{Capability, Manifest};
 use crate::pipeline::Grants;
 
@@ -31,22 +32,24 @@ impl Layer {
 }
 
 /// The platform policy (the third layer): which plugins may run at all, and
-/// the most each may be granted.
+/// the most each may be granted. Every decision takes the plugin's
+/// [`PluginIdentity`] — where it was resolved from — never the name its
+/// component declares.
 pub trait Policy: Send + Sync {
     /// `Err(reason)` if `plugin` may not run at all.
-    fn admit(&self, _plugin: &Manifest) -> Result<(), String> {
+    fn admit(&self, _plugin: &PluginIdentity) -> Result<(), String> {
         Ok(())
     }
 
     /// `Err(reason)` if `plugin` may not be granted `cap` at all.
-    fn ceiling(&self, plugin: &Manifest, cap: Capability) -> Result<(), String>;
+    fn ceiling(&self, plugin: &PluginIdentity, cap: Capability) -> Result<(), String>;
 
-    /// Which trusted key signed the component `name` with `digest`, given
-    /// its stored signatures. `Err` if the policy requires a trusted
+    /// Which trusted key signed the component from `source` with `digest`,
+    /// given its stored signatures. `Err` if the policy requires a trusted
     /// signature and there is none. Default: no trust requirement.
     fn signer(
         &self,
-        _name: &str,
+        _source: &PluginSource,
         _digest: &crate::digest::Digest,
         _signatures: &[capstan_registry::sign::Signature],
     ) -> Result<Option<String>, String> {
@@ -61,7 +64,7 @@ pub trait Policy: Send + Sync {
 pub struct NoCeilings;
 
 impl Policy for NoCeilings {
-    fn ceiling(&self, _plugin: &Manifest, _cap: Capability) -> Result<(), String> {
+    fn ceiling(&self, _plugin: &PluginIdentity, _cap: Capability) -> Result<(), String> {
         Ok(())
     }
 }
@@ -75,9 +78,12 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// Check a task's grants against its plugin's manifest, the policy, and what
-/// this build implements. Returns every refusal.
-pub fn check(manifest: &Manifest, grants: &Grants, policy: &dyn Policy) -> Vec<Refusal> {
+/// The policy's ceiling for one plugin (see [`Policy::ceiling`]).
+pub type CeilingOf<'a> = &'a dyn Fn(Capability) -> Result<(), String>;
+
+/// Check a task's grants against its plugin's manifest, the policy's
+/// ceiling for it, and what this build implements. Returns every refusal.
+pub fn check(manifest: &Manifest, grants: &Grants, ceiling: CeilingOf) -> Vec<Refusal> {
     let mut out = Vec::new();
     for (cap, field) in grants.granted() {
         let refusal = if !manifest.capabilities.contains(&cap) {
@@ -88,7 +94,7 @@ pub fn check(manifest: &Manifest, grants: &Grants, policy: &dyn Policy) -> Vec<R
                     manifest.name
                 ),
             ))
-        } else if let Err(reason) = policy.ceiling(manifest, cap) {
+        } else if let Err(reason) = ceiling(cap) {
             Some((
                 Some(Layer::Policy),
                 format!("denied by layer `policy`: {reason}"),
@@ -117,15 +123,16 @@ pub fn check(manifest: &Manifest, grants: &Grants, policy: &dyn Policy) -> Vec<R
 mod tests {
     use super::*;
 
-    struct NoSsh;
-    impl Policy for NoSsh {
-        fn ceiling(&self, plugin: &Manifest, cap: Capability) -> Result<(), String> {
-            if cap == Capability::Ssh {
-                Err(format!("`{}` may not use ssh here", plugin.name))
-            } else {
-                Ok(())
-            }
+    fn no_ssh(cap: Capability) -> Result<(), String> {
+        if cap == Capability::Ssh {
+            Err("`p` may not use ssh here".into())
+        } else {
+            Ok(())
         }
+    }
+
+    fn any(_: Capability) -> Result<(), String> {
+        Ok(())
     }
 
     fn manifest(caps: &str) -> Manifest {
@@ -141,7 +148,7 @@ mod tests {
             "ssh: [{host: a, secret: k, hostKey: \"SHA256:abcdefghijklmnopqrstuvwxyz\"}]\nhttp: [\"https://x\"]",
         )
         .unwrap();
-        let r = check(&manifest("\"ssh\""), &grants, &NoSsh);
+        let r = check(&manifest("\"ssh\""), &grants, &no_ssh);
         assert_eq!(r.len(), 2);
         let http = r.iter().find(|r| r.field == "http").unwrap();
         assert_eq!(http.layer, Some(Layer::Manifest));
@@ -149,18 +156,18 @@ mod tests {
         assert_eq!(ssh.layer, Some(Layer::Policy));
         assert!(ssh.message.contains("may not use ssh"));
         // Declared and allowed by policy: granted.
-        let r = check(&manifest("\"ssh\""), &grants, &NoCeilings);
+        let r = check(&manifest("\"ssh\""), &grants, &any);
         assert!(!r.iter().any(|r| r.field == "ssh"));
         // kube: granted when declared, refused by the manifest layer when not.
         let kube: Grants =
             serde_yaml::from_str("kube: [{verbs: [get], resources: [pods]}]").unwrap();
-        assert!(check(&manifest("\"kube\""), &kube, &NoCeilings).is_empty());
-        let r = check(&manifest(""), &kube, &NoCeilings);
+        assert!(check(&manifest("\"kube\""), &kube, &any).is_empty());
+        let r = check(&manifest(""), &kube, &any);
         assert!(
             r.iter()
                 .any(|r| r.field == "kube" && r.layer == Some(Layer::Manifest))
         );
         // Nothing granted: nothing to refuse.
-        assert!(check(&manifest(""), &Grants::default(), &NoSsh).is_empty());
+        assert!(check(&manifest(""), &Grants::default(), &no_ssh).is_empty());
     }
 }

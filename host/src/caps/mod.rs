@@ -18,6 +18,7 @@ pub mod http;
 pub mod kube;
 pub mod log;
 pub mod network;
+pub mod redact;
 pub mod secrets;
 pub mod ssh;
 pub mod workspace;

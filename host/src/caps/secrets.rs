@@ -128,15 +128,19 @@ pub enum SecretSource {
 
 impl SecretSource {
     /// The value of a granted secret, or an error naming it.
+    /// Values too short to redact are refused here, whatever their source
+    /// ([`super::redact::check_length`]).
     pub fn require(&self, name: &str) -> Result<Vec<u8>, String> {
-        match self {
-            SecretSource::Local(s) => s.require(name).map_err(|e| format!("{e:#}")),
+        let v = match self {
+            SecretSource::Local(s) => s.require(name).map_err(|e| format!("{e:#}"))?,
             SecretSource::Cluster(m) => match m.get(name) {
-                Some(Ok(v)) => Ok(v.as_ref().clone()),
-                Some(Err(e)) => Err(e.clone()),
-                None => Err(format!("secret `{name}` was not read for this run")),
+                Some(Ok(v)) => v.as_ref().clone(),
+                Some(Err(e)) => return Err(e.clone()),
+                None => return Err(format!("secret `{name}` was not read for this run")),
             },
-        }
+        };
+        super::redact::check_length(name, &v)?;
+        Ok(v)
     }
 
     /// Read `names` from Secrets in `namespace`, as `impersonate` (the run's

@@ -151,6 +151,9 @@ pub struct SshState {
     pub grants: Vec<SshGrant>,
     pub sink: Arc<dyn TaskSink>,
     pub connect_timeout: Duration,
+    /// Most bytes `get` collects in host memory (the task's memory limit:
+    /// the guest could not hold more anyway).
+    pub max_collect_bytes: usize,
 }
 
 /// The view the generated traits are implemented on.
@@ -226,13 +229,14 @@ enum Stdin<'a> {
 
 /// Run `command` on a new channel, feeding `stdin` while reading its output
 /// (so neither side can stall the other), streaming output to the log
-/// (unless `collect`), and return (exit code, stdout, stderr tail).
+/// (unless `collect` — then stdout is returned, refused past that many
+/// bytes), and return (exit code, stdout, stderr tail).
 async fn run(
     session: &Session,
     sink: &dyn TaskSink,
     command: &str,
     stdin: Stdin<'_>,
-    collect: bool,
+    collect: Option<usize>,
 ) -> Result<(i32, Vec<u8>, Vec<u8>), TaskError> {
     let lost = |e: russh::Error| failed(format!("ssh {}: {e}", session.label));
     let channel = session.handle.channel_open_session().await.map_err(lost)?;
@@ -272,7 +276,11 @@ async fn run(
         while let Some(msg) = read.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
-                    if collect {
+                    if let Some(limit) = collect {
+                        if stdout.len() + data.len() > limit {
+                            // Host memory per call is bounded: stop here.
+                            return (None, stdout, stderr, Some(limit));
+                        }
                         stdout.extend_from_slice(&data);
                     } else {
                         out.feed(sink, &data);
@@ -296,11 +304,11 @@ async fn run(
         }
         out.flush(sink);
         err.flush(sink);
-        (code, stdout, stderr)
+        (code, stdout, stderr, None)
     };
     tokio::pin!(send, receive);
     let mut sent = None;
-    let (code, stdout, stderr) = loop {
+    let (code, stdout, stderr, over) = loop {
         tokio::select! {
             r = &mut send, if sent.is_none() => {
                 // Our input failed (not the connection): the channel is
@@ -314,6 +322,13 @@ async fn run(
             r = &mut receive => break r,
         }
     };
+    if let Some(limit) = over {
+        return Err(failed(format!(
+            "ssh {}: the output is over {limit} bytes (the task's memory limit); \
+             read it in parts or bring files back with exec-files",
+            session.label
+        )));
+    }
     // The command may finish without reading all its input (that is its
     // business); a failure to send while it still ran is ours to report.
     if let Some(Err((_, e))) = sent
@@ -501,7 +516,7 @@ impl SshView<'_> {
             full.push_str(&format!("export {k}={}; ", quote(v)));
         }
         full.push_str(&command);
-        let (code, out, err) = run(session, &*self.state.sink, &full, input, false).await?;
+        let (code, out, err) = run(session, &*self.state.sink, &full, input, None).await?;
         Ok(ExecResult {
             exit_code: code,
             stdout_tail: String::from_utf8_lossy(&out).into_owned(),
@@ -575,7 +590,7 @@ impl HostSession for SshView<'_> {
             &*self.state.sink,
             &cmd,
             Stdin::Bytes(&contents),
-            true,
+            Some(self.state.max_collect_bytes),
         )
         .await?;
         if code != 0 {
@@ -595,7 +610,8 @@ impl HostSession for SshView<'_> {
     ) -> Result<Vec<u8>, TaskError> {
         let session = self.table.get(&s).map_err(failed)?;
         let cmd = format!("cat {}", quote(&remote_path));
-        let (code, out, err) = run(session, &*self.state.sink, &cmd, Stdin::None, true).await?;
+        let (code, out, err) = run(session, &*self.state.sink, &cmd, Stdin::None, Some(self.state.max_collect_bytes))
+                .await?;
         if code != 0 {
             return Err(failed(format!(
                 "ssh {}: reading {remote_path}: {}",

@@ -1,5 +1,6 @@
 //! `capstan approve` and `capstan approvals list`.
 
+use crate::escape::for_terminal;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 
@@ -63,7 +64,7 @@ pub async fn approve(cli: &Cli, args: &ApproveArgs) -> Result<ExitCode> {
         } else {
             println!(
                 "{} {}ed task {} of run {}",
-                v["user"].as_str().unwrap_or(""),
+                for_terminal(v["user"].as_str().unwrap_or("")),
                 verb.trim_end_matches('e'),
                 args.task,
                 args.run_id
@@ -103,11 +104,11 @@ pub async fn approve(cli: &Cli, args: &ApproveArgs) -> Result<ExitCode> {
             Ok(ExitCode::Ok)
         }
         Err(DecideError::Refused(why)) => {
-            eprintln!("error: refused: {why}");
+            eprintln!("error: refused: {}", for_terminal(&why.to_string()));
             Ok(ExitCode::Denied)
         }
         Err(DecideError::NotWaiting(why)) => {
-            eprintln!("error: {why}");
+            eprintln!("error: {}", for_terminal(&why.to_string()));
             Ok(ExitCode::Invalid)
         }
         Err(DecideError::Store(e)) => Err(e.into()),
@@ -151,15 +152,15 @@ pub async fn approvals(cli: &Cli, cmd: &ApprovalsCommand) -> Result<ExitCode> {
             .unwrap_or_default();
         println!(
             "{:40}  {:16}  {:8}  {:24}  {:24}  {}",
-            a["run_id"].as_str().unwrap_or(""),
-            a["task"].as_str().unwrap_or(""),
+            for_terminal(a["run_id"].as_str().unwrap_or("")),
+            for_terminal(a["task"].as_str().unwrap_or("")),
             format!("{approvals}/{}", a["required"]),
-            a["since"].as_str().unwrap_or(""),
-            a["deadline"].as_str().unwrap_or(""),
-            approvers.join(",")
+            for_terminal(a["since"].as_str().unwrap_or("")),
+            for_terminal(a["deadline"].as_str().unwrap_or("")),
+            for_terminal(&approvers.join(","))
         );
         if let Some(m) = a["message"].as_str().filter(|m| !m.is_empty()) {
-            println!("    {m}");
+            println!("    {}", for_terminal(m));
         }
     }
     Ok(ExitCode::Ok)

@@ -60,6 +60,9 @@ pub struct ControllerArgs {
     /// authenticate with their Kubernetes bearer token (TokenReview).
     #[arg(long, env = "CAPSTAN_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
+
+    #[command(flatten)]
+    pub limits: crate::api::listener::ListenArgs,
 }
 
 /// Print the CRDs (for `kubectl apply -f -`).
@@ -79,19 +82,17 @@ pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
-    let mut sched = super::run::scheduler(cli, args.memory_limit)?;
-    sched.kube_client = Some(client.clone());
-    let sched = Arc::new(sched);
+    // The API listens from the start (liveness), but serves `/v1` only once
+    // this replica leads: only the leader opens the run store.
+    let leader: crate::api::LeaderSlot = Default::default();
     if let Some(addr) = &args.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
-        let state = Arc::new(crate::api::ApiState {
-            sched: sched.clone(),
-            auth: crate::api::Auth::kube(client.clone()),
-        });
+        let app = crate::api::until_leader(leader.clone());
+        let limits = args.limits.limits();
         tokio::spawn(async move {
-            if let Err(e) = crate::api::serve(listener, state).await {
+            if let Err(e) = crate::api::serve_router(listener, app, limits).await {
                 tracing::error!("API server: {e:#}");
             }
         });
@@ -104,7 +105,17 @@ pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
     };
     let work = {
         let client = client.clone();
-        move || controller::run(client, sched, settings)
+        move || async move {
+            let mut sched = super::run::scheduler(cli, args.memory_limit)?;
+            sched.kube_client = Some(client.clone());
+            let sched = Arc::new(sched);
+            let state = Arc::new(crate::api::ApiState {
+                sched: sched.clone(),
+                auth: crate::api::Auth::kube(client.clone()),
+            });
+            let _ = leader.set(crate::api::router(state));
+            controller::run(client, sched, settings).await
+        }
     };
     if args.no_leader_election {
         work().await?;

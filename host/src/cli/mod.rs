@@ -42,9 +42,11 @@ pub fn main() -> i32 {
     let code = match cli.execute() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors may quote plugin or server text: escaped for the terminal.
+            let text = crate::escape::lines_for_terminal;
+            eprintln!("error: {}", text(&e.to_string()));
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", text(&cause.to_string()));
             }
             let invalid = matches!(
                 e.downcast_ref::<crate::store::StoreError>(),

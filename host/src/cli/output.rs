@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use crate::escape::for_terminal;
 use crate::store::{RunRecord, RunStatus, RunStore, TaskRecord};
 
 /// Process exit codes.
@@ -106,12 +107,12 @@ pub fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
     println!(
         "run {}  pipeline {}  {}  ({})",
         run.id,
-        run.pipeline,
+        for_terminal(&run.pipeline),
         run.status,
         duration(run.started_at, run.finished_at)
     );
     if let Some(m) = &run.message {
-        println!("  {m}");
+        println!("  {}", for_terminal(m));
     }
     let label = |t: &TaskRecord| {
         if t.finally {
@@ -137,7 +138,7 @@ pub fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
             t.status.as_str(),
             t.attempts,
             duration(t.started_at, t.finished_at),
-            t.message.as_deref().unwrap_or("")
+            for_terminal(t.message.as_deref().unwrap_or(""))
         );
     }
     let task_results: Vec<_> = tasks
@@ -151,19 +152,20 @@ pub fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
     if !task_results.is_empty() {
         println!("task results:");
         for (k, v) in task_results {
-            println!("  {k} = {}", one_line(v));
+            println!("  {} = {}", for_terminal(&k), one_line(v));
         }
     }
     if !run.results.is_empty() {
         println!("pipeline results:");
         for (k, v) in &run.results {
-            println!("  {k} = {}", one_line(v));
+            println!("  {} = {}", for_terminal(k), one_line(v));
         }
     }
 }
 
+/// A result value on one line, escaped for the terminal, cut at 200 bytes.
 fn one_line(v: &str) -> String {
-    let v = v.replace('\n', "\\n");
+    let v = for_terminal(v).into_owned();
     if v.len() > 200 {
         format!("{}…", &v[..v.floor_char_boundary(200)])
     } else {

@@ -277,15 +277,16 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
                     .rev()
                     .find(|e| !e.yanked)
                     .map(|e| e.version.to_string());
-                let description = versions
-                    .last()
-                    .and_then(|e| {
-                        e.manifest
-                            .get("description")
-                            .and_then(|d| d.as_str())
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_default();
+                // What the component itself says, not the stored copy.
+                let description = match versions.last().map(|e| embedded_manifest(&registry, e)) {
+                    Some(Ok(m)) => m
+                        .get("description")
+                        .and_then(|d| d.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    Some(Err(why)) => format!("(refused: {why})"),
+                    None => String::new(),
+                };
                 rows.push((name, latest, versions.len(), description));
             }
             if json {
@@ -306,12 +307,40 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
             Ok(ExitCode::Ok)
         }
         PluginCommand::Versions { name } => {
-            let versions = cli.registry()?.versions(name)?;
+            let registry = cli.registry()?;
+            let mut versions = registry.versions(name)?;
+            // Show each component's embedded manifest; a version whose
+            // component disagrees with its listing is flagged (and would be
+            // refused at resolve).
+            let mut refused = Vec::new();
+            for e in &mut versions {
+                match embedded_manifest(&registry, e) {
+                    Ok(m) => {
+                        e.manifest = m;
+                        refused.push(None);
+                    }
+                    Err(why) => refused.push(Some(why)),
+                }
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&versions)?);
+                let v: Vec<serde_json::Value> = versions
+                    .iter()
+                    .zip(&refused)
+                    .map(|(e, r)| {
+                        let mut v = serde_json::to_value(e).unwrap_or_default();
+                        if let Some(r) = r {
+                            v["refused"] = serde_json::Value::String(r.clone());
+                        }
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                for e in versions {
+                for (e, r) in versions.into_iter().zip(refused) {
                     let mut flags = String::new();
+                    if let Some(r) = r {
+                        flags.push_str(&format!("  REFUSED: {}", super::output::for_terminal(&r)));
+                    }
                     if e.yanked {
                         flags.push_str("  yanked");
                     }
@@ -435,4 +464,18 @@ fn print_info(info: &ComponentInfo, json: bool) -> Result<()> {
         println!("  {e}");
     }
     Ok(())
+}
+
+/// The manifest embedded in a registry entry's component (fetched and
+/// verified by digest), checked against the listing: `Err(why)` when the
+/// component claims another identity or the stored manifest disagrees.
+fn embedded_manifest(
+    registry: &capstan_registry::Registry,
+    e: &capstan_registry::Entry,
+) -> Result<serde_json::Value, String> {
+    let what = format!("{} {}", e.name, e.version);
+    let bytes = registry.fetch(e).map_err(|err| err.to_string())?;
+    let info = crate::manifest::inspect(&bytes, &what).map_err(|err| err.to_string())?;
+    crate::identity::check_embedded(&info.manifest, &e.name, &e.version, &e.manifest, &what)?;
+    serde_json::to_value(&info.manifest).map_err(|err| err.to_string())
 }

@@ -1,6 +1,7 @@
 //! Live progress of a run on stderr: a status line per task with progress
 //! bars on a terminal; plain timestamped lines otherwise.
 
+use crate::escape::for_terminal;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -72,7 +73,9 @@ async fn plain(run_id: String, mut rx: UnboundedReceiver<Event>, verbose: u8) {
                 attempt,
                 message,
             } => {
-                let msg = message.map(|m| format!(": {m}")).unwrap_or_default();
+                let msg = message
+                    .map(|m| format!(": {}", for_terminal(&m)))
+                    .unwrap_or_default();
                 eprintln!("{} task {task} (attempt {attempt}): {status}{msg}", stamp());
             }
             Event::Log {
@@ -81,7 +84,7 @@ async fn plain(run_id: String, mut rx: UnboundedReceiver<Event>, verbose: u8) {
                 message,
             } => {
                 if level >= LogLevel::Info || verbose > 0 {
-                    eprintln!("{} {task} | {message}", stamp());
+                    eprintln!("{} {task} | {}", stamp(), for_terminal(&message));
                 }
             }
             Event::Progress {
@@ -96,6 +99,7 @@ async fn plain(run_id: String, mut rx: UnboundedReceiver<Event>, verbose: u8) {
                     let key = (task.clone(), step.clone());
                     if last_pct.get(&key) != Some(&pct) {
                         last_pct.insert(key, pct);
+                        let step = for_terminal(&step);
                         eprintln!("{} {task} | {step}: {current}/{t} ({pct}%)", stamp());
                     }
                 }
@@ -137,7 +141,9 @@ async fn interactive(run_id: String, names: Vec<String>, mut rx: UnboundedReceiv
                 message,
             } => {
                 let Some(pb) = bars.get(&task) else { continue };
-                let extra = message.map(|m| format!(" — {m}")).unwrap_or_default();
+                let extra = message
+                    .map(|m| format!(" — {}", for_terminal(&m)))
+                    .unwrap_or_default();
                 match status {
                     TaskStatus::Running => {
                         pb.set_style(spinning.clone());
@@ -161,7 +167,7 @@ async fn interactive(run_id: String, names: Vec<String>, mut rx: UnboundedReceiv
                 message,
             } => {
                 if level >= LogLevel::Warn {
-                    let _ = multi.println(format!("  {task} | {message}"));
+                    let _ = multi.println(format!("  {task} | {}", for_terminal(&message)));
                 }
             }
             Event::Progress {
@@ -171,6 +177,7 @@ async fn interactive(run_id: String, names: Vec<String>, mut rx: UnboundedReceiv
                 total,
             } => {
                 let Some(pb) = bars.get(&task) else { continue };
+                let step = for_terminal(&step).into_owned();
                 match total {
                     Some(t) => {
                         pb.set_style(bar.clone());

@@ -177,6 +177,13 @@ fn copy_version(source: &Registry, target: &Registry, e: &Entry) -> Result<(&'st
             e.digest
         ),
         None => {
+            // A mirror never carries a component that claims another
+            // identity than its listing (or a divergent stored manifest).
+            let bytes = source.fetch(e)?;
+            let what = format!("{} {} from {}", e.name, e.version, source.location());
+            let info = crate::manifest::inspect(&bytes, &what)?;
+            crate::identity::check_embedded(&info.manifest, &e.name, &e.version, &e.manifest, &what)
+                .map_err(|m| anyhow::anyhow!(m))?;
             let copied = match (source, target) {
                 // OCI to OCI: the same manifest bytes, so the same
                 // manifest digest (and signature tag) on both sides.
@@ -185,16 +192,12 @@ fn copy_version(source: &Registry, target: &Registry, e: &Entry) -> Result<(&'st
                     target.get(&e.name, &e.version)?
                 }
                 _ => {
-                    let bytes = source.fetch(e)?;
-                    let info = crate::manifest::inspect(
-                        &bytes,
-                        &format!("{} {} from {}", e.name, e.version, source.location()),
-                    )?;
                     let world = capstan_registry::ComponentWorld {
                         imports: info.imports,
                         exports: info.exports,
                     };
-                    target.publish(&e.name, &e.version, &bytes, e.manifest.clone(), &world)?
+                    let manifest = serde_json::to_value(&info.manifest)?;
+                    target.publish(&e.name, &e.version, &bytes, manifest, &world)?
                 }
             };
             ("copied", copied)

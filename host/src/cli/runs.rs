@@ -1,5 +1,6 @@
 //! `capstan runs ...` and `capstan logs`.
 
+use crate::escape::for_terminal;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -98,7 +99,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                     println!(
                         "{:40}  {:20}  {:9}  {:24}  {}",
                         r.id,
-                        r.pipeline,
+                        for_terminal(&r.pipeline),
                         r.status.as_str(),
                         time(r.created_at),
                         duration(r.started_at, r.finished_at)
@@ -129,25 +130,30 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                             a.attempt,
                             a.status,
                             duration(Some(a.dispatched_at), a.finished_at),
-                            a.message.unwrap_or_default()
+                            for_terminal(&a.message.unwrap_or_default())
                         );
                     }
                 }
                 let decisions = store.decisions(run_id)?;
                 for w in store.waits_of_run(run_id)? {
-                    println!("approval {}: {} (since {})", w.task, w.phase, time(w.since));
+                    println!(
+                        "approval {}: {} (since {})",
+                        w.task,
+                        for_terminal(&w.phase),
+                        time(w.since)
+                    );
                     for d in decisions.iter().filter(|d| d.task == w.task) {
                         let refused = d
                             .reason
                             .as_deref()
-                            .map(|r| format!("  REFUSED: {r}"))
+                            .map(|r| format!("  REFUSED: {}", for_terminal(r)))
                             .unwrap_or_default();
                         println!(
                             "  {}  {} by {}  {}{refused}",
                             time(d.at),
                             d.decision,
-                            d.user,
-                            d.comment
+                            for_terminal(&d.user),
+                            for_terminal(&d.comment)
                         );
                     }
                 }
@@ -310,7 +316,7 @@ fn print_line(cli: &Cli, l: &crate::store::LogLine) -> Result<()> {
             l.task,
             l.attempt,
             l.level.as_str(),
-            l.message
+            for_terminal(&l.message)
         );
     }
     Ok(())

@@ -50,6 +50,10 @@ pub fn secret(cli: &Cli, cmd: &SecretCommand) -> Result<ExitCode> {
                 .strip_suffix(b"\n")
                 .map(|v| v.strip_suffix(b"\r").unwrap_or(v))
                 .unwrap_or(&value);
+            if let Err(e) = crate::caps::redact::check_length(name, value) {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::Invalid);
+            }
             store.set(name, value)?;
             eprintln!("secret `{name}` set ({} bytes)", value.len());
             Ok(ExitCode::Ok)

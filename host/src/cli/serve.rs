@@ -19,6 +19,9 @@ pub struct ServeArgs {
     /// Memory limit per task, MiB (for runs this server resumes).
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub memory_limit: usize,
+
+    #[command(flatten)]
+    pub limits: crate::api::listener::ListenArgs,
 }
 
 /// `capstan token ...`: bearer tokens of the local API (`capstan serve`).
@@ -50,7 +53,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         TokenFile::path(&cli.state_dir()).display()
     );
     tokio::select! {
-        r = crate::api::serve(listener, state) => r?,
+        r = crate::api::serve(listener, state, args.limits.limits()) => r?,
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(ExitCode::Ok)

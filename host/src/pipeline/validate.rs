@@ -41,13 +41,13 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Validate `doc`. `manifest_of` gives the manifest of a task's plugin (by
 /// `uses`), or an error already reported by the caller (None). `overrides`
-/// are `-p name=value` values from the command line; `policy` is the
-/// platform's capability ceilings.
+/// are `-p name=value` values from the command line; `ceiling_of` is the
+/// platform policy's capability ceiling for a task's plugin (by `uses`).
 pub fn validate(
     doc: &Document,
     manifest_of: &dyn Fn(&str) -> Option<Manifest>,
     overrides: &[(String, String)],
-    policy: &dyn crate::caps::grant::Policy,
+    ceiling_of: &dyn Fn(&str, crate::manifest::Capability) -> Result<(), String>,
 ) -> Result<Plan, Diagnostics> {
     let mut d: Vec<Diagnostic> = Vec::new();
     let spec = &doc.spec;
@@ -422,7 +422,8 @@ pub fn validate(
 
         // Grants: manifest ∩ pipeline ∩ policy.
         if let Some(m) = &manifest {
-            for r in crate::caps::grant::check(m, &t.grants, policy) {
+            let ceiling = |cap| ceiling_of(&t.uses, cap);
+            for r in crate::caps::grant::check(m, &t.grants, &ceiling) {
                 d.push(doc.diag(&format!("{at}.grants.{}", r.field), r.message));
             }
         }

@@ -12,6 +12,10 @@ pub struct TaskLimits {
     pub log_bytes: usize,
     pub result_bytes: usize,
     pub param_bytes: usize,
+    /// Most handles (open files and directories, streams, pollables, HTTP
+    /// requests …) a task holds at once: its share of the process's
+    /// descriptors, so one task cannot exhaust them for the others.
+    pub handles: usize,
 }
 
 impl Default for TaskLimits {
@@ -22,6 +26,7 @@ impl Default for TaskLimits {
             log_bytes: 4 << 20,
             result_bytes: 1 << 20,
             param_bytes: 1 << 20,
+            handles: 1024,
         }
     }
 }

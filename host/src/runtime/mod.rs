@@ -31,6 +31,7 @@ use crate::caps::http::{HttpGrant, HttpHooks, HttpTimeouts};
 use crate::caps::log::{Budget, LogState, StdioCapture};
 use crate::caps::network;
 use crate::caps::secrets::{SecretGrant, SecretsState, SecretsView};
+use crate::caps::redact::Redactor;
 use crate::caps::workspace::WorkspaceMount;
 use crate::caps::{LogLevel, TaskSink};
 use crate::digest::Digest;
@@ -205,6 +206,8 @@ pub struct Invocation {
     pub kube: Vec<crate::caps::kube::KubeGrant>,
     /// The API the kube capability talks to (and as whom).
     pub kube_target: Option<crate::caps::kube::KubeTarget>,
+    /// Redacts the run's secret values from everything the task writes.
+    pub redactor: Arc<Redactor>,
 }
 
 /// Why an attempt did not succeed.
@@ -457,10 +460,16 @@ impl Runtime {
     pub async fn call(&self, plugin: &Plugin, inv: Invocation, call: Call) -> AttemptReport {
         let started = Instant::now();
         let mut entered = None;
+        let redactor = inv.redactor.clone();
+        let sink = inv.sink.clone();
         let outcome = self.run_inner(plugin, inv, call, &mut entered).await;
+        // The one choke point for everything else a task hands back.
         let (outcome, suspend) = match outcome {
-            Ok((r, s)) => (Ok(r), s),
-            Err(e) => (Err(e), None),
+            Ok((r, s)) => (
+                Ok(redact_results(&redactor, &*sink, r)),
+                s.map(|s| redact_suspend(&redactor, s)),
+            ),
+            Err((kind, message)) => (Err((kind, redactor.string(message))), None),
         };
         AttemptReport {
             outcome,
@@ -493,30 +502,17 @@ impl Runtime {
                 ),
             ));
         }
-        // Values a task may read are redacted from everything it logs.
-        let revealed: Vec<Arc<Vec<u8>>> = inv
-            .secrets
-            .iter()
-            .filter(|g| g.reveal)
-            .map(|g| g.value.clone())
-            .collect();
-        // ... and from its results and error messages, which are stored
-        // with the run and passed on to later tasks.
-        let redactor = (!revealed.is_empty()).then(|| {
+        // Secret values are redacted from everything the task writes (see
+        // `caps::redact`): its output here, the rest of its report in `call`.
+        let sink: Arc<dyn TaskSink> = if inv.redactor.is_empty() {
+            inv.sink.clone()
+        } else {
             Arc::new(crate::caps::log::Redacting::new(
                 inv.sink.clone(),
-                &revealed,
+                inv.redactor.clone(),
             ))
-        });
-        let redact = |text: String| match &redactor {
-            Some(r) => r.redact(&text),
-            None => text,
         };
-        let sink: Arc<dyn TaskSink> = match &redactor {
-            Some(r) => r.clone(),
-            None => inv.sink.clone(),
-        };
-        let budget = Budget::new(inv.limits.log_bytes);
+        let budget = Budget::new(inv.limits.log_bytes, inv.redactor.clone());
         let stdout = StdioCapture::new(sink.clone(), budget.clone(), LogLevel::Info);
         let stderr = StdioCapture::new(sink.clone(), budget.clone(), LogLevel::Warn);
         let mut builder = WasiCtxBuilder::new();
@@ -526,9 +522,14 @@ impl Runtime {
             ws.preopen(&mut builder)
                 .map_err(|e| (FailureKind::Setup, format!("{e:#}")))?;
         }
+        let memory_cap = inv.limits.memory_bytes.min(self.config.max_memory_bytes);
         let state = TaskState {
             wasi: builder.build(),
-            table: ResourceTable::new(),
+            table: {
+                let mut t = ResourceTable::new();
+                t.set_max_capacity(inv.limits.handles);
+                t
+            },
             limiter: Limiter::new(
                 inv.limits.memory_bytes.min(self.config.max_memory_bytes),
                 100_000,
@@ -551,12 +552,13 @@ impl Runtime {
             files: crate::caps::files::FilesState {
                 mounts: inv.workspaces.clone(),
                 sink: sink.clone(),
-                dirs: Default::default(),
+                max_pack_bytes: memory_cap,
             },
             ssh: crate::caps::ssh::SshState {
                 grants: inv.ssh,
                 sink: sink.clone(),
                 connect_timeout: Duration::from_secs(30),
+                max_collect_bytes: memory_cap,
             },
             kube: crate::caps::kube::KubeState {
                 grants: inv.kube,
@@ -645,15 +647,26 @@ impl Runtime {
                 if let Some(msg) = store.data_mut().limiter.exceeded.take() {
                     return Err((FailureKind::LimitExceeded, msg));
                 }
+                if trap.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<wasmtime::component::ResourceTableError>(),
+                        Some(wasmtime::component::ResourceTableError::Full)
+                    )
+                }) {
+                    return Err((
+                        FailureKind::LimitExceeded,
+                        format!(
+                            "the task held more than {} handles (open files, directories, streams) at once",
+                            inv.limits.handles
+                        ),
+                    ));
+                }
                 return Err((
                     FailureKind::Trapped,
                     format!("the plugin trapped: {}", trap_message(&trap)),
                 ));
             }
-            Ok(Err(e)) => {
-                let (kind, message) = task_error(e);
-                return Err((kind, redact(message)));
-            }
+            Ok(Err(e)) => return Err(task_error(e)),
             Ok(Ok(Step::Done(results))) => results,
             Ok(Ok(Step::Suspend(req))) => {
                 return check_suspend(req, inv.limits.result_bytes).map(|s| (Vec::new(), Some(s)));
@@ -686,17 +699,7 @@ impl Runtime {
                     ),
                 ));
             }
-            let value = redact(r.value.clone());
-            if value != r.value {
-                sink.log(
-                    LogLevel::Warn,
-                    &format!(
-                        "result `{}` contained a secret value; it is stored redacted",
-                        r.name
-                    ),
-                );
-            }
-            out.push((r.name, value));
+            out.push((r.name, r.value));
         }
         if budget.truncated() {
             inv.sink.log(
@@ -706,6 +709,44 @@ impl Runtime {
         }
         Ok((out, None))
     }
+}
+
+/// Results with secret values (in names or values) redacted; a warning says
+/// which result held one.
+fn redact_results(
+    redactor: &Redactor,
+    sink: &dyn TaskSink,
+    results: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    if redactor.is_empty() {
+        return results;
+    }
+    results
+        .into_iter()
+        .map(|(name, value)| {
+            let (n, v) = (redactor.string(name.clone()), redactor.string(value.clone()));
+            if n != name || v != value {
+                sink.log(
+                    LogLevel::Warn,
+                    &format!("result `{n}` contained a secret value; it is stored redacted"),
+                );
+            }
+            (n, v)
+        })
+        .collect()
+}
+
+/// A suspend request with secret values redacted from its kind, state and
+/// every string of its detail (approval message, approvers, notify URL …):
+/// all of it is stored with the run and shown to people.
+fn redact_suspend(redactor: &Redactor, mut s: Suspend) -> Suspend {
+    if redactor.is_empty() {
+        return s;
+    }
+    s.kind = redactor.string(s.kind);
+    s.state = redactor.string(s.state);
+    redactor.json(&mut s.detail);
+    s
 }
 
 /// Check at load time that the exported functions have the types of this

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::caps::LogLevel;
 use crate::caps::http::{Authority, HttpGrant};
+use crate::caps::redact::Redactor;
 use crate::caps::secrets::{LocalSecrets, SecretGrant, SecretSource};
 use crate::caps::ssh::SshGrant;
 use crate::caps::workspace::WorkspaceMount;
@@ -266,6 +267,7 @@ impl Scheduler {
         expect_digests: Option<&BTreeMap<String, String>>,
     ) -> Result<Prepared, PrepareError> {
         let mut plugins = HashMap::new();
+        let mut identities = HashMap::new();
         let mut diags: Vec<Diagnostic> = Vec::new();
         let mut warnings = Vec::new();
         let lock_file = crate::resolve::lock_path(&doc.base_dir);
@@ -305,21 +307,28 @@ impl Scheduler {
                     t.uses, resolved.origin
                 ));
             }
+            if let Err(why) = self.policy.admit(&resolved.identity) {
+                diags.push(doc.diag(
+                    &format!("{at}.uses"),
+                    format!("denied by layer `policy`: {why}"),
+                ));
+                continue;
+            }
             match self.runtime.load_bytes(&resolved.bytes, &resolved.origin) {
                 Ok(p) => {
-                    if let Err(why) = self.policy.admit(&p.info.manifest) {
-                        diags.push(doc.diag(
-                            &format!("{at}.uses"),
-                            format!("denied by layer `policy`: {why}"),
-                        ));
-                    }
                     plugins.insert(t.uses.clone(), p);
+                    identities.insert(t.uses.clone(), resolved.identity);
                 }
                 Err(e) => diags.push(doc.diag(&format!("{at}.uses"), format!("{e:#}"))),
             }
         }
         let manifest_of = |uses: &str| plugins.get(uses).map(|p| p.info.manifest.clone());
-        let plan = match crate::pipeline::validate(&doc, &manifest_of, overrides, &*self.policy) {
+        // Ceilings key off where each plugin came from, not its manifest.
+        let ceiling_of = |uses: &str, cap| match identities.get(uses) {
+            Some(id) => self.policy.ceiling(id, cap),
+            None => Err(format!("`{uses}` was not resolved")),
+        };
+        let plan = match crate::pipeline::validate(&doc, &manifest_of, overrides, &ceiling_of) {
             Ok(plan) if diags.is_empty() => plan,
             Ok(_) => return Err(Diagnostics(diags).into()),
             Err(Diagnostics(more)) => {
@@ -582,6 +591,9 @@ struct Execution<'a> {
     poll_decisions: bool,
     /// When the store was last asked for decisions.
     last_decision_poll: Instant,
+    /// Redacts every secret the run's tasks are granted (built at the
+    /// first dispatch, and again after the secrets are re-read).
+    redactor: Option<Arc<Redactor>>,
 }
 
 type AttemptDone = (String, u32, i64, Instant, AttemptReport);
@@ -644,18 +656,8 @@ impl<'a> Execution<'a> {
         let Some(target) = self.kube.as_ref().and(self.kube_target()) else {
             return;
         };
-        let mut names = Vec::new();
-        for t in &self.prepared.plan.tasks {
-            let g = &t.spec.grants;
-            names.extend(
-                g.http
-                    .iter()
-                    .filter_map(|h| h.secret())
-                    .map(|(n, _)| n.to_string()),
-            );
-            names.extend(g.secrets.iter().map(|s| s.name().to_string()));
-            names.extend(g.ssh.iter().map(|s| s.secret.clone()));
-        }
+        let names = self.granted_secret_names();
+        self.redactor = None;
         self.secrets = SecretSource::cluster(
             &target.client,
             &target.namespace,
@@ -764,7 +766,43 @@ impl<'a> Execution<'a> {
             state,
             events,
             deadline,
+            redactor: None,
         })
+    }
+
+    /// The names of every secret any task of the run is granted.
+    fn granted_secret_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for t in &self.prepared.plan.tasks {
+            let g = &t.spec.grants;
+            names.extend(
+                g.http
+                    .iter()
+                    .filter_map(|h| h.secret())
+                    .map(|(n, _)| n.to_string()),
+            );
+            names.extend(g.secrets.iter().map(|s| s.name().to_string()));
+            names.extend(g.ssh.iter().map(|s| s.secret.clone()));
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The run's redactor: every granted secret value that can be read
+    /// (one that cannot fails its task at dispatch anyway).
+    fn redactor(&mut self) -> Arc<Redactor> {
+        if let Some(r) = &self.redactor {
+            return r.clone();
+        }
+        let values: Vec<Vec<u8>> = self
+            .granted_secret_names()
+            .iter()
+            .filter_map(|n| self.secrets.require(n).ok())
+            .collect();
+        let r = Redactor::shared(values.iter().map(Vec::as_slice));
+        self.redactor = Some(r.clone());
+        r
     }
 
     fn emit(&self, e: Event) {
@@ -1276,12 +1314,14 @@ impl<'a> Execution<'a> {
                 .workspaces
                 .get(b.pipeline_workspace())
                 .ok_or_else(|| format!("workspace `{}` is not bound", b.pipeline_workspace()))?;
-            let mut dir = PathBuf::from(root);
-            if let Some(sub) = &b.sub_path {
-                dir.push(sub);
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
-            }
+            let dir = crate::caps::workspace::open_beneath(
+                Path::new(root),
+                b.sub_path.as_deref(),
+                true,
+            )
+            .map_err(|e| format!("task `{name}`: workspace `{}`: {e}", b.name))?;
+            let mut shown = PathBuf::from(root);
+            shown.extend(b.sub_path.as_deref());
             let decl_ro = self
                 .prepared
                 .plan
@@ -1292,7 +1332,8 @@ impl<'a> Execution<'a> {
                 b.read_only || decl_ro || manifest.workspace(&b.name).is_some_and(|w| w.read_only);
             workspaces.push(WorkspaceMount {
                 name: b.name.clone(),
-                host_path: dir,
+                dir: Arc::new(dir),
+                shown,
                 read_only,
             });
         }
@@ -1353,6 +1394,7 @@ impl<'a> Execution<'a> {
             } else {
                 self.kube_target()
             },
+            redactor: self.redactor(),
         };
         let runtime = self.sched.runtime.clone();
         running.spawn(async move {

@@ -98,25 +98,61 @@ pub fn peel(pack: &dyn Objects, id: &ObjectId) -> Result<ObjectId, String> {
     Err("tag chain too long".into())
 }
 
-/// Is `target`, a symlink at `link` (both relative to the root), inside
-/// the root once resolved?
-fn link_stays_inside(link: &Path, target: &str) -> bool {
+/// Links may be chained, and a link may name another link as a directory
+/// on its way (`esc -> l/../..` where `l` is itself a link), so a lexical
+/// check of each target alone is not enough: this resolves `target`, the
+/// target of the link at `link` (both relative to the root), the way the
+/// kernel would in the tree being written, expanding every other link of
+/// that tree met on the way. Err when a step leaves the root (or the chain
+/// loops).
+fn link_stays_inside(
+    links: &std::collections::HashMap<PathBuf, String>,
+    link: &Path,
+    target: &str,
+) -> Result<(), String> {
+    use std::collections::VecDeque;
+    let outside = || {
+        format!(
+            "refusing the checkout: symlink {} points to `{target}`, which resolves outside the repository",
+            link.display()
+        )
+    };
+    let mut at: Vec<&std::ffi::OsStr> = link
+        .parent()
+        .map(|p| p.iter().collect())
+        .unwrap_or_default();
+    let mut todo: VecDeque<Component> = VecDeque::new();
     if target.starts_with('/') {
-        return false;
+        return Err(outside());
     }
-    let mut depth: i64 = link.components().count() as i64 - 1;
-    for c in Path::new(target).components() {
+    todo.extend(Path::new(target).components());
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
         match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
             Component::CurDir => {}
-            _ => return false,
-        }
-        if depth < 0 {
-            return false;
+            Component::ParentDir => {
+                if at.pop().is_none() {
+                    return Err(outside());
+                }
+            }
+            Component::Normal(n) => {
+                at.push(n);
+                let here: PathBuf = at.iter().collect();
+                if let Some(next) = links.get(&here) {
+                    hops += 1;
+                    if hops > 40 || next.starts_with('/') {
+                        return Err(outside());
+                    }
+                    at.pop();
+                    for c in Path::new(next.as_str()).components().rev() {
+                        todo.push_front(c);
+                    }
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return Err(outside()),
         }
     }
-    true
+    Ok(())
 }
 
 fn safe_name(name: &[u8]) -> Result<&str, String> {
@@ -141,6 +177,7 @@ pub fn checkout(
     report: &mut dyn crate::clone::Report,
 ) -> Result<Checkout, String> {
     let mut out = Checkout::default();
+    let mut links = std::collections::HashMap::new();
     let mut stack: Vec<(ObjectId, PathBuf)> = vec![(*tree, PathBuf::new())];
     while let Some((tid, rel)) = stack.pop() {
         let (kind, data) = pack.find(&tid)?;
@@ -177,16 +214,10 @@ pub fn checkout(
                 }
                 EntryKind::Link => {
                     let (_, target) = pack.find(&id)?;
-                    let target = std::str::from_utf8(&target)
+                    let target = String::from_utf8(target.to_vec())
                         .map_err(|_| format!("symlink {} is not UTF-8", path_rel.display()))?;
-                    if !link_stays_inside(&path_rel, target) {
-                        return Err(format!(
-                            "refusing the checkout: symlink {} points to `{target}`, outside the repository",
-                            path_rel.display()
-                        ));
-                    }
-                    symlink(target, &path)?;
-                    out.symlinks += 1;
+                    // Written last, once every link of the tree is known.
+                    links.insert(path_rel, target);
                 }
                 EntryKind::Commit => {
                     std::fs::create_dir_all(&path)
@@ -195,6 +226,17 @@ pub fn checkout(
                 }
             }
         }
+    }
+    // Judge every link by where it really resolves in this tree, then
+    // write them all (nothing was written through a link before this).
+    let mut sorted: Vec<_> = links.iter().collect();
+    sorted.sort();
+    for (rel, target) in &sorted {
+        link_stays_inside(&links, rel, target)?;
+    }
+    for (rel, target) in sorted {
+        symlink(target, &root.join(rel))?;
+        out.symlinks += 1;
     }
     Ok(out)
 }
@@ -358,11 +400,39 @@ mod tests {
 
     #[test]
     fn symlinks_may_not_leave_the_root() {
-        assert!(link_stays_inside(Path::new("a/link"), "../b"));
-        assert!(link_stays_inside(Path::new("link"), "dir/file"));
-        assert!(!link_stays_inside(Path::new("link"), "../outside"));
-        assert!(!link_stays_inside(Path::new("a/link"), "../../x"));
-        assert!(!link_stays_inside(Path::new("link"), "/etc/passwd"));
+        let none = std::collections::HashMap::new();
+        let ok = |link: &str, t: &str| link_stays_inside(&none, Path::new(link), t).is_ok();
+        assert!(ok("a/link", "../b"));
+        assert!(ok("link", "dir/file"));
+        assert!(!ok("link", "../outside"));
+        assert!(!ok("a/link", "../../x"));
+        assert!(!ok("link", "/etc/passwd"));
+    }
+
+    #[test]
+    fn chained_links_are_resolved_through_the_tree() {
+        // Each target is lexically inside; together they climb out:
+        // n/a/b/l -> .. (= n/a), esc -> n/a/b/l/../../.. which is really
+        // n/a/../../.. = one above the root.
+        let links: std::collections::HashMap<PathBuf, String> = [
+            ("n/a/b/l", ".."),
+            ("esc", "n/a/b/l/../../.."),
+            ("fine", "n/a/b/l/x"),
+            ("loop1", "loop2"),
+            ("loop2", "loop1/x"),
+            ("abs-in-chain", "n/abs/x"),
+            ("n/abs", "/etc"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (PathBuf::from(a), b.to_string()))
+        .collect();
+        let check = |l: &str| link_stays_inside(&links, Path::new(l), &links[Path::new(l)]);
+        assert!(check("n/a/b/l").is_ok());
+        assert!(check("fine").is_ok());
+        for bad in ["esc", "loop1", "abs-in-chain", "n/abs"] {
+            let e = check(bad).unwrap_err();
+            assert!(e.contains("resolves outside"), "{bad}: {e}");
+        }
     }
 
     #[test]

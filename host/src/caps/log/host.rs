@@ -41,6 +41,8 @@ impl Host for TaskState {
         {
             return;
         }
+        // Redacted before it is cut, so no prefix of a secret survives.
+        let step = self.log.budget.redactor.string(step);
         let step = if step.len() > 128 {
             step[..step.floor_char_boundary(128)].to_string()
         } else {

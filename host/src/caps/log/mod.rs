@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use stdio::StdioCapture;
 
+use super::redact::Redactor;
+
 /// Severity of a task log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,20 +71,24 @@ pub(crate) struct LogState {
 pub(crate) struct Budget {
     remaining: AtomicUsize,
     truncated: AtomicBool,
+    /// Applied before a line is cut, so a secret across the cut is caught.
+    pub redactor: Arc<Redactor>,
 }
 
 impl Budget {
-    pub fn new(bytes: usize) -> Arc<Budget> {
+    pub fn new(bytes: usize, redactor: Arc<Redactor>) -> Arc<Budget> {
         Arc::new(Budget {
             remaining: AtomicUsize::new(bytes),
             truncated: AtomicBool::new(false),
+            redactor,
         })
     }
 
-    /// Emit `message` to `sink` if the budget allows; when it runs out, write
-    /// one notice and drop everything after.
+    /// Emit `message`, redacted, to `sink` if the budget allows; when it
+    /// runs out, write one notice and drop everything after.
     pub fn emit(&self, sink: &dyn TaskSink, level: LogLevel, message: &str) {
-        let mut message = message;
+        let redacted = self.redactor.text(message);
+        let mut message: &str = &redacted;
         let cut;
         if message.len() > MAX_LINE_BYTES {
             let mut end = MAX_LINE_BYTES;
@@ -131,69 +137,34 @@ impl LogState {
     }
 }
 
-/// `s` with control characters (CR, LF, ESC …) shown escaped: for host
-/// log lines that quote what a plugin sent, so it cannot forge lines or
-/// terminal escapes in them.
+/// `s` with control and bidi characters shown escaped
+/// ([`crate::escape::for_terminal`]): for host log lines that quote what a
+/// plugin sent, so it cannot forge lines or terminal escapes in them.
 pub fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::escape::for_terminal(s).into_owned()
 }
 
-/// A sink that replaces secret values in every line with `***`.
+/// A sink that redacts secret values from every line and progress step
+/// (for host lines that quote plugin text; the task's own output is
+/// redacted by the [`Budget`] before it is cut to length).
 pub struct Redacting {
     inner: Arc<dyn TaskSink>,
-    secrets: Vec<String>,
+    redactor: Arc<Redactor>,
 }
 
 impl Redacting {
-    /// Redact each value (as UTF-8 text, ignoring ones shorter than 4
-    /// bytes, which would mangle ordinary text more than they protect). A
-    /// multi-line value (a private key) is also redacted line by line, since
-    /// stdout reaches the log a line at a time.
-    pub fn new(inner: Arc<dyn TaskSink>, values: &[Arc<Vec<u8>>]) -> Redacting {
-        let mut secrets: Vec<String> = Vec::new();
-        for v in values {
-            let Ok(s) = std::str::from_utf8(v) else {
-                continue;
-            };
-            let whole = s.trim_end_matches(['\r', '\n']);
-            secrets.push(whole.to_string());
-            if whole.contains('\n') {
-                secrets.extend(whole.lines().map(|l| l.trim().to_string()));
-            }
-        }
-        secrets.retain(|s| s.len() >= 4);
-        // Longest first, so a secret containing another is removed whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Redacting { inner, secrets }
-    }
-
-    /// `text` with every secret value replaced by `***`.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "***");
-            }
-        }
-        out
+    pub fn new(inner: Arc<dyn TaskSink>, redactor: Arc<Redactor>) -> Redacting {
+        Redacting { inner, redactor }
     }
 }
 
 impl TaskSink for Redacting {
     fn log(&self, level: LogLevel, message: &str) {
-        self.inner.log(level, &self.redact(message));
+        self.inner.log(level, &self.redactor.text(message));
     }
 
     fn progress(&self, step: &str, current: u64, total: Option<u64>) {
-        self.inner.progress(&self.redact(step), current, total);
+        self.inner
+            .progress(&self.redactor.text(step), current, total);
     }
 }

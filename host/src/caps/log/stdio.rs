@@ -47,7 +47,10 @@ impl StdioCapture {
 
 impl Inner {
     fn emit(&self, line: &[u8]) {
-        let text = String::from_utf8_lossy(line);
+        // Secrets are matched on the raw bytes first (a value that is not
+        // UTF-8 would not survive the lossy conversion intact).
+        let line = self.budget.redactor.bytes(line);
+        let text = String::from_utf8_lossy(&line);
         self.budget
             .emit(&*self.sink, self.level, text.trim_end_matches('\r'));
     }
@@ -60,8 +63,19 @@ impl Inner {
             self.emit(&line[..line.len() - 1]);
         }
         if partial.len() > super::MAX_LINE_BYTES {
-            let line = std::mem::take(&mut *partial);
-            self.emit(&line);
+            // A line without end: emit it in pieces, redacted whole first,
+            // keeping back a tail that may hold the start of a secret.
+            let redactor = &self.budget.redactor;
+            let line = redactor.bytes(&partial).into_owned();
+            let mut cut = line.len().saturating_sub(redactor.holdback());
+            while cut > 0 && cut < line.len() && line[cut] & 0xC0 == 0x80 {
+                cut -= 1; // not inside a UTF-8 character
+            }
+            if cut == 0 {
+                cut = line.len(); // a secret longer than a line: cannot hold back
+            }
+            *partial = line[cut..].to_vec();
+            self.emit(&line[..cut]);
         }
     }
 }
