@@ -77,7 +77,11 @@ fn http_get(url: &str, path: &str) -> String {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -87,8 +91,7 @@ fn http_get(url: &str, path: &str) -> String {
 fn opened_store(c: &Controller) -> bool {
     let fds = format!("/proc/{}/fd", c.child.id());
     std::fs::read_dir(fds).unwrap().flatten().any(|e| {
-        std::fs::read_link(e.path())
-            .is_ok_and(|t| t.file_name().is_some_and(|n| n == "capstan.db"))
+        std::fs::read_link(e.path()).is_ok_and(|t| t.file_name().is_some_and(|n| n == "capstan.db"))
     })
 }
 

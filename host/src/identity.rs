@@ -174,12 +174,27 @@ mod tests {
         let good = serde_json::to_value(m("git-clone", "1.0.0")).unwrap();
         assert!(check_embedded(&m("git-clone", "1.0.0"), "git-clone", &v, &good, "x").is_ok());
         assert!(
-            check_embedded(&m("git-clone", "1.0.0"), "git-clone", &v, &serde_json::Value::Null, "x")
-                .is_ok()
+            check_embedded(
+                &m("git-clone", "1.0.0"),
+                "git-clone",
+                &v,
+                &serde_json::Value::Null,
+                "x"
+            )
+            .is_ok()
         );
-        let e = check_embedded(&m("git-clone", "1.0.0"), "hs-evil", &v, &good, "oci://r/hs-evil:1.0.0")
-            .unwrap_err();
-        assert!(e.contains("declares itself `git-clone`") && e.contains("hs-evil"), "{e}");
+        let e = check_embedded(
+            &m("git-clone", "1.0.0"),
+            "hs-evil",
+            &v,
+            &good,
+            "oci://r/hs-evil:1.0.0",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("declares itself `git-clone`") && e.contains("hs-evil"),
+            "{e}"
+        );
         assert!(check_embedded(&m("git-clone", "1.0.1"), "git-clone", &v, &good, "x").is_err());
         let mut lying = good.clone();
         lying["capabilities"] = serde_json::json!([]);

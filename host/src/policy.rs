@@ -386,7 +386,11 @@ capabilities = []
         // a deny rule catches any name it goes by.
         let copy = oci("evil.example/x", "git-clone", "git-clone");
         assert!(p.admit(&copy).unwrap_err().contains("allow list"));
-        assert!(p.ceiling(&copy, Capability::Http).unwrap_err().contains("rule `*`"));
+        assert!(
+            p.ceiling(&copy, Capability::Http)
+                .unwrap_err()
+                .contains("rule `*`")
+        );
         let d: PolicyFile = toml::from_str("[[deny]]\nname = \"hs-*\"\n").unwrap();
         assert!(d.admit(&oci("r.example", "hs-evil", "hs-evil")).is_err());
         assert!(d.admit(&file("hs-evil")).is_err());
@@ -395,20 +399,25 @@ capabilities = []
 
     #[test]
     fn component_files_are_refused_unless_the_policy_allows_them() {
-        let p: PolicyFile = toml::from_str("[[ceiling]]\nname = \"*\"\ncapabilities = [\"http\"]\n").unwrap();
+        let p: PolicyFile =
+            toml::from_str("[[ceiling]]\nname = \"*\"\ncapabilities = [\"http\"]\n").unwrap();
         // Even declaring a trusted name does not help a file.
         let f = file("git-clone");
         assert!(p.admit(&f).unwrap_err().contains("registry plugins only"));
         assert!(p.ceiling(&f, Capability::Http).is_err());
-        let p: PolicyFile = toml::from_str(
-            "[paths]\nallow = true\ncapabilities = [\"http\"]\n",
-        )
-        .unwrap();
+        let p: PolicyFile =
+            toml::from_str("[paths]\nallow = true\ncapabilities = [\"http\"]\n").unwrap();
         assert!(p.admit(&f).is_ok());
         assert!(p.ceiling(&f, Capability::Http).is_ok());
-        assert!(p.ceiling(&f, Capability::Secrets).unwrap_err().contains("[paths]"));
+        assert!(
+            p.ceiling(&f, Capability::Secrets)
+                .unwrap_err()
+                .contains("[paths]")
+        );
         // Trusted keys match identities too: a file is never "signed".
-        let src = PluginSource::File { path: "/tmp/x.wasm".into() };
+        let src = PluginSource::File {
+            path: "/tmp/x.wasm".into(),
+        };
         let strict: PolicyFile = toml::from_str("[trust]\nrequire-signature = true\n").unwrap();
         assert!(strict.signer(&src, &f.digest, &[]).is_err());
     }

@@ -128,7 +128,12 @@ impl Resolver<'_> {
                 let (location, name, version) =
                     capstan_registry::oci::split_reference(url).map_err(|e| e.to_string())?;
                 // `host[:port]/prefix` (the identity adds the scheme).
-                oci_location = Some(location.to_string().trim_start_matches("oci://").to_string());
+                oci_location = Some(
+                    location
+                        .to_string()
+                        .trim_start_matches("oci://")
+                        .to_string(),
+                );
                 owned = Registry::Oci(Box::new(
                     OciRegistry::open_location(location, self.oci).map_err(|e| e.to_string())?,
                 ));
@@ -208,7 +213,13 @@ impl Resolver<'_> {
         // The registry's name and tag are the identity; a component that
         // claims to be something else is refused, not believed.
         let m = embedded(&bytes, &origin)?;
-        check_embedded(&m, &name, &entry.version, &entry.manifest, &format!("`{uses}`"))?;
+        check_embedded(
+            &m,
+            &name,
+            &entry.version,
+            &entry.manifest,
+            &format!("`{uses}`"),
+        )?;
         Ok(Resolved {
             identity: PluginIdentity {
                 source,

@@ -70,7 +70,10 @@ fn request(addr: &str, raw: &[u8]) -> Result<String, String> {
 }
 
 fn healthz(addr: &str) -> Result<String, String> {
-    request(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    request(
+        addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
 }
 
 /// Health answers within `within` (retrying on a fresh connection).
@@ -107,7 +110,8 @@ fn a_connection_flood_does_not_take_the_api_down() {
     assert_healthy(&addr, Duration::from_secs(15));
     // A half-sent connection is closed by the server, not kept forever.
     let slow = &mut flood[0];
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut buf = Vec::new();
     let closed = match slow.read_to_end(&mut buf) {
         Ok(_) => true,
@@ -118,7 +122,10 @@ fn a_connection_flood_does_not_take_the_api_down() {
     drop(flood);
     let start = Instant::now();
     loop {
-        let r = request(&addr, b"GET /v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let r = request(
+            &addr,
+            b"GET /v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
         if matches!(&r, Ok(t) if t.starts_with("HTTP/1.1 401")) {
             break;
         }
@@ -146,8 +153,14 @@ fn an_oversized_body_is_refused_unread() {
     let r = request(&addr, raw.as_bytes()).unwrap_or_default();
     assert!(r.starts_with("HTTP/1.1 413"), "{}", &r[..r.len().min(300)]);
     // A head over the limit is refused too.
-    let huge = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "y".repeat(200_000));
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "y".repeat(200_000)
+    );
     let r = request(&addr, huge.as_bytes());
-    assert!(!matches!(&r, Ok(t) if t.starts_with("HTTP/1.1 200")), "{r:?}");
+    assert!(
+        !matches!(&r, Ok(t) if t.starts_with("HTTP/1.1 200")),
+        "{r:?}"
+    );
     assert_healthy(&addr, Duration::from_secs(10));
 }

@@ -58,7 +58,10 @@ fn impostor_bytes() -> Vec<u8> {
 
 fn manifest_of(bytes: &[u8]) -> serde_json::Value {
     let info = capstan::manifest::inspect(bytes, "impostor").unwrap();
-    assert_eq!(info.manifest.name, "git-clone", "the impostor claims git-clone");
+    assert_eq!(
+        info.manifest.name, "git-clone",
+        "the impostor claims git-clone"
+    );
     serde_json::to_value(&info.manifest).unwrap()
 }
 
@@ -83,7 +86,9 @@ async fn a_component_file_gets_nothing_by_claiming_a_trusted_name() {
         "ceiling for component files (`[paths] capabilities`) does not include `secrets`",
     );
     // A deny rule catches the name it declares, too.
-    let env = env_with_policy("[paths]\nallow = true\ncapabilities = [\"secrets\"]\n[[deny]]\nname = \"git-*\"\n");
+    let env = env_with_policy(
+        "[paths]\nallow = true\ncapabilities = [\"secrets\"]\n[[deny]]\nname = \"git-*\"\n",
+    );
     refused(&env, "{{id_impostor}}", "denied by the platform policy");
 }
 
@@ -106,7 +111,11 @@ async fn an_oci_repository_cannot_lend_its_component_another_name() {
     evil.publish("hs-evil", &v, &bytes, manifest_of(&bytes), &world)
         .unwrap();
     let uses = format!("{}/hs-evil:1.0.0", server.url("team"));
-    refused(&env, &uses, "declares itself `git-clone` 1.0.0 but is listed as `hs-evil` 1.0.0");
+    refused(
+        &env,
+        &uses,
+        "declares itself `git-clone` 1.0.0 but is listed as `hs-evil` 1.0.0",
+    );
     // Under its claimed name in a registry that is not the configured one,
     // it gets none of `git-clone`'s privileges (the `*` ceiling applies).
     evil.publish("git-clone", &v, &bytes, manifest_of(&bytes), &world)
@@ -123,7 +132,16 @@ async fn the_configured_registry_is_checked_against_the_component() {
     // Listed as `hs-evil`: refused (not believed to be git-clone).
     env.sched
         .registry
-        .publish("hs-evil", &v, &bytes, manifest_of(&bytes), &ComponentWorld { imports: vec![], exports: vec![] })
+        .publish(
+            "hs-evil",
+            &v,
+            &bytes,
+            manifest_of(&bytes),
+            &ComponentWorld {
+                imports: vec![],
+                exports: vec![],
+            },
+        )
         .unwrap();
     refused(&env, "hs-evil@1", "declares itself `git-clone`");
     // Listed under its own name but with a stored manifest that hides its
@@ -132,15 +150,31 @@ async fn the_configured_registry_is_checked_against_the_component() {
     lying["capabilities"] = serde_json::json!([]);
     env.sched
         .registry
-        .publish("git-clone", &v, &bytes, lying, &ComponentWorld { imports: vec![], exports: vec![] })
+        .publish(
+            "git-clone",
+            &v,
+            &bytes,
+            lying,
+            &ComponentWorld {
+                imports: vec![],
+                exports: vec![],
+            },
+        )
         .unwrap();
     refused(&env, "git-clone@1", "the manifest stored with it");
     let out = capstan_tests::cli_env(
         env!("CARGO_BIN_EXE_capstan-cli"),
         &env.sched.state_dir,
         &["plugin", "versions", "git-clone"],
-        &[("CAPSTAN_REGISTRY", std::ffi::OsStr::new(&env.sched.registry.location()))],
+        &[(
+            "CAPSTAN_REGISTRY",
+            std::ffi::OsStr::new(&env.sched.registry.location()),
+        )],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("REFUSED"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("REFUSED"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -48,7 +48,12 @@ spec:
             &[],
         )
         .await;
-    assert_eq!(run.status_of("clone"), TaskStatus::Failed, "{}", run.log_text());
+    assert_eq!(
+        run.status_of("clone"),
+        TaskStatus::Failed,
+        "{}",
+        run.log_text()
+    );
     let m = run.message("clone");
     assert!(
         m.contains("symlink esc points to `n/a/b/l/../../..`, which resolves outside"),

@@ -185,7 +185,11 @@ async fn secrets_do_not_leak_through_cuts_raw_bytes_or_result_names() {
     assert!(log.contains("raw: "), "{log}");
     // Not even the part before a cut, or the text inside the binary value.
     for piece in [&VALUE[..8], "binary-secret-part", "tail-part"] {
-        assert!(!log.contains(piece), "{piece:?} leaked:\n{}", &log[log.len().saturating_sub(2000)..]);
+        assert!(
+            !log.contains(piece),
+            "{piece:?} leaked:\n{}",
+            &log[log.len().saturating_sub(2000)..]
+        );
         assert!(!m.contains(piece));
         assert_not_in_state(&env.sched.state_dir, piece);
     }
@@ -225,8 +229,17 @@ spec:
         let mut opts = capstan::scheduler::RunOptions::default();
         opts.workspaces.insert("ws".into(), ws.clone());
         let run = env.run_with(&yaml, &[], opts).await;
-        assert_eq!(run.status_of("attack"), TaskStatus::Failed, "{mode}: {}", run.log_text());
-        assert!(run.message("attack").contains("***"), "{mode}: {}", run.message("attack"));
+        assert_eq!(
+            run.status_of("attack"),
+            TaskStatus::Failed,
+            "{mode}: {}",
+            run.log_text()
+        );
+        assert!(
+            run.message("attack").contains("***"),
+            "{mode}: {}",
+            run.message("attack")
+        );
         // What `approvals list` and `/v1/approvals` show, and `runs show`.
         let store = &env.sched.store;
         for w in store.waits_of_run(&run.id).unwrap() {
@@ -251,12 +264,18 @@ async fn too_short_secrets_are_refused() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 4 bytes"));
     // One set before this rule (or written by hand) fails its task.
-    LocalSecrets::new(&state.join("secrets")).set("pin", b"123").unwrap();
+    LocalSecrets::new(&state.join("secrets"))
+        .set("pin", b"123")
+        .unwrap();
     let run = Attack::new("secret_leak_result")
         .arg("pin")
         .extra("      grants: { secrets: [{ name: pin, reveal: true }] }")
         .run(&env)
         .await;
     assert_eq!(run.status_of("attack"), TaskStatus::Failed);
-    assert!(run.message("attack").contains("secret `pin` is 3 bytes"), "{}", run.message("attack"));
+    assert!(
+        run.message("attack").contains("secret `pin` is 3 bytes"),
+        "{}",
+        run.message("attack")
+    );
 }

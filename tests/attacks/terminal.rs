@@ -35,7 +35,10 @@ fn assert_inert(what: &str, out: &Output) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(all.contains("\\u{1b}]52;"), "{what}: escaped form missing:\n{all}");
+    assert!(
+        all.contains("\\u{1b}]52;"),
+        "{what}: escaped form missing:\n{all}"
+    );
 }
 
 #[test]
@@ -59,11 +62,17 @@ fn plugin_text_reaches_terminals_escaped_and_json_exact() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let id = v["run_id"].as_str().unwrap().to_string();
         let exact = if arg == "ok" {
-            v["tasks"][0]["results"]["outcome"].as_str().unwrap().to_string()
+            v["tasks"][0]["results"]["outcome"]
+                .as_str()
+                .unwrap()
+                .to_string()
         } else {
             v["tasks"][0]["message"].as_str().unwrap().to_string()
         };
-        assert!(exact.contains(EVIL), "JSON keeps the exact value: {exact:?}");
+        assert!(
+            exact.contains(EVIL),
+            "JSON keeps the exact value: {exact:?}"
+        );
         assert_inert("runs show", &capstan(&state, &["runs", "show", &id]));
         assert_inert("logs", &capstan(&state, &["logs", &id]));
         let out = capstan(&state, &["logs", &id, "-o", "json"]);

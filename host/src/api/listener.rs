@@ -93,24 +93,24 @@ pub async fn serve_limited(
     limits: ConnLimits,
 ) -> anyhow::Result<()> {
     let max = limits.max_body_bytes;
-    let app = app
-        .layer(axum::extract::DefaultBodyLimit::max(max))
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
-                // A declared length over the limit is refused before any of
-                // the body is read (chunked bodies are cut while read).
-                let declared = req
-                    .headers()
-                    .get(axum::http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                if declared.is_some_and(|n| n > max as u64) {
-                    let msg = format!("{{\"error\":\"request body over {max} bytes\"}}\n");
-                    return (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response();
-                }
-                next.run(req).await
-            },
-        ));
+    let app =
+        app.layer(axum::extract::DefaultBodyLimit::max(max))
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                    // A declared length over the limit is refused before any of
+                    // the body is read (chunked bodies are cut while read).
+                    let declared = req
+                        .headers()
+                        .get(axum::http::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if declared.is_some_and(|n| n > max as u64) {
+                        let msg = format!("{{\"error\":\"request body over {max} bytes\"}}\n");
+                        return (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response();
+                    }
+                    next.run(req).await
+                },
+            ));
     let probe = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { (StatusCode::SERVICE_UNAVAILABLE, "server busy; try again\n") });

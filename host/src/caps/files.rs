@@ -210,15 +210,22 @@ impl Host for FilesState {
     fn pack(&mut self, dir: String, paths: Vec<String>) -> Result<Vec<u8>, TaskError> {
         let root = self.open_dir(&dir)?;
         let limit = self.max_pack_bytes;
-        write_tar(&root, &paths, Capped { buf: Vec::new(), limit })
-            .map(|c| c.buf)
-            .map_err(|e| match e {
-                TaskError::Failed(m) if m.contains(CAPPED) => TaskError::Failed(format!(
-                    "files.pack: the archive is over {limit} bytes (the task's memory limit); \
+        write_tar(
+            &root,
+            &paths,
+            Capped {
+                buf: Vec::new(),
+                limit,
+            },
+        )
+        .map(|c| c.buf)
+        .map_err(|e| match e {
+            TaskError::Failed(m) if m.contains(CAPPED) => TaskError::Failed(format!(
+                "files.pack: the archive is over {limit} bytes (the task's memory limit); \
                      pack fewer files, or use ssh exec-files, which streams"
-                )),
-                e => e,
-            })
+            )),
+            e => e,
+        })
     }
 
     fn is_executable(&mut self, path: String) -> Result<bool, TaskError> {

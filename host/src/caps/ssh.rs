@@ -610,8 +610,14 @@ impl HostSession for SshView<'_> {
     ) -> Result<Vec<u8>, TaskError> {
         let session = self.table.get(&s).map_err(failed)?;
         let cmd = format!("cat {}", quote(&remote_path));
-        let (code, out, err) = run(session, &*self.state.sink, &cmd, Stdin::None, Some(self.state.max_collect_bytes))
-                .await?;
+        let (code, out, err) = run(
+            session,
+            &*self.state.sink,
+            &cmd,
+            Stdin::None,
+            Some(self.state.max_collect_bytes),
+        )
+        .await?;
         if code != 0 {
             return Err(failed(format!(
                 "ssh {}: reading {remote_path}: {}",

@@ -39,7 +39,9 @@ pub enum BeneathError {
     Link { sub: String, at: String },
     #[error("subPath `{sub}`: `{at}` is not a directory")]
     NotDir { sub: String, at: String },
-    #[error("subPath `{sub}` must be a relative path of plain names (no `..`, `.`, or leading `/`)")]
+    #[error(
+        "subPath `{sub}` must be a relative path of plain names (no `..`, `.`, or leading `/`)"
+    )]
     BadPath { sub: String },
     #[error("subPath `{sub}`: `{at}`: {source}")]
     Io {
@@ -64,9 +66,9 @@ pub fn open_beneath(
 ) -> Result<cap_std::fs::Dir, BeneathError> {
     let mut dir = cap_primitives::fs::open_ambient_dir(root, cap_primitives::ambient_authority())
         .map_err(|source| BeneathError::Root {
-            root: root.to_path_buf(),
-            source,
-        })?;
+        root: root.to_path_buf(),
+        source,
+    })?;
     let Some(sub) = sub.filter(|s| !s.is_empty()) else {
         return Ok(cap_std::fs::Dir::from_std_file(dir));
     };

@@ -182,8 +182,14 @@ fn copy_version(source: &Registry, target: &Registry, e: &Entry) -> Result<(&'st
             let bytes = source.fetch(e)?;
             let what = format!("{} {} from {}", e.name, e.version, source.location());
             let info = crate::manifest::inspect(&bytes, &what)?;
-            crate::identity::check_embedded(&info.manifest, &e.name, &e.version, &e.manifest, &what)
-                .map_err(|m| anyhow::anyhow!(m))?;
+            crate::identity::check_embedded(
+                &info.manifest,
+                &e.name,
+                &e.version,
+                &e.manifest,
+                &what,
+            )
+            .map_err(|m| anyhow::anyhow!(m))?;
             let copied = match (source, target) {
                 // OCI to OCI: the same manifest bytes, so the same
                 // manifest digest (and signature tag) on both sides.

@@ -30,8 +30,8 @@ pub use self::limits::TaskLimits;
 use crate::caps::http::{HttpGrant, HttpHooks, HttpTimeouts};
 use crate::caps::log::{Budget, LogState, StdioCapture};
 use crate::caps::network;
-use crate::caps::secrets::{SecretGrant, SecretsState, SecretsView};
 use crate::caps::redact::Redactor;
+use crate::caps::secrets::{SecretGrant, SecretsState, SecretsView};
 use crate::caps::workspace::WorkspaceMount;
 use crate::caps::{LogLevel, TaskSink};
 use crate::digest::Digest;
@@ -724,7 +724,10 @@ fn redact_results(
     results
         .into_iter()
         .map(|(name, value)| {
-            let (n, v) = (redactor.string(name.clone()), redactor.string(value.clone()));
+            let (n, v) = (
+                redactor.string(name.clone()),
+                redactor.string(value.clone()),
+            );
             if n != name || v != value {
                 sink.log(
                     LogLevel::Warn,

@@ -1314,12 +1314,9 @@ impl<'a> Execution<'a> {
                 .workspaces
                 .get(b.pipeline_workspace())
                 .ok_or_else(|| format!("workspace `{}` is not bound", b.pipeline_workspace()))?;
-            let dir = crate::caps::workspace::open_beneath(
-                Path::new(root),
-                b.sub_path.as_deref(),
-                true,
-            )
-            .map_err(|e| format!("task `{name}`: workspace `{}`: {e}", b.name))?;
+            let dir =
+                crate::caps::workspace::open_beneath(Path::new(root), b.sub_path.as_deref(), true)
+                    .map_err(|e| format!("task `{name}`: workspace `{}`: {e}", b.name))?;
             let mut shown = PathBuf::from(root);
             shown.extend(b.sub_path.as_deref());
             let decl_ro = self

@@ -16,7 +16,8 @@ fn symlink(target: &str, link: &str) -> std::io::Result<()> {
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     if arg(&input) == "plant" {
-        std::fs::create_dir_all("/workspace/ws/n/a/b").map_err(|e| TaskError::Failed(e.to_string()))?;
+        std::fs::create_dir_all("/workspace/ws/n/a/b")
+            .map_err(|e| TaskError::Failed(e.to_string()))?;
         let mut made = Vec::new();
         for (link, target) in [
             ("to-state", "../../.."),
@@ -31,13 +32,22 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     }
     // Only reached if the host mounted a linked subPath.
     let mut t = Tries::new();
-    t.must_fail("list the mount", std::fs::read_dir("/workspace/ws").map(|d| d.count()));
+    t.must_fail(
+        "list the mount",
+        std::fs::read_dir("/workspace/ws").map(|d| d.count()),
+    );
     t.must_fail(
         "read secrets/deploy-token",
         std::fs::read_to_string("/workspace/ws/secrets/deploy-token"),
     );
-    t.must_fail("read etc/passwd", std::fs::read_to_string("/workspace/ws/etc/passwd"));
-    t.must_fail("write pwned", std::fs::write("/workspace/ws/pwned-by-subpath", b"pwned"));
+    t.must_fail(
+        "read etc/passwd",
+        std::fs::read_to_string("/workspace/ws/etc/passwd"),
+    );
+    t.must_fail(
+        "write pwned",
+        std::fs::write("/workspace/ws/pwned-by-subpath", b"pwned"),
+    );
     t.finish()
 }
 

@@ -7,15 +7,15 @@
 //!   text part survived a redactor that skipped non-UTF-8 values);
 //! - a result *named* after the secret: the host's error about an
 //!   undeclared result quoted the name.
+use attack_kit::arg;
 use attack_kit::sdk::capstan::plugin::log::{Level, log, progress};
 use attack_kit::sdk::capstan::plugin::secrets;
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
-use attack_kit::arg;
 use std::io::Write;
 
 fn reveal(name: &str) -> Result<Vec<u8>, TaskError> {
     let s = secrets::open(name)?;
-    Ok(secrets::reveal(&s)?)
+    secrets::reveal(&s)
 }
 
 fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
@@ -34,7 +34,10 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
         let _ = std::io::stdout().write_all(&line);
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().write_all(&line);
-        log(Level::Info, &format!("lossy: {}", String::from_utf8_lossy(&bin)));
+        log(
+            Level::Info,
+            &format!("lossy: {}", String::from_utf8_lossy(&bin)),
+        );
     }
     Ok(vec![TaskResult {
         name: text,

@@ -7,13 +7,18 @@
 //! `resume` then fails with the secret in its error message.
 wit_bindgen::generate!({ path: "../../../wit", world: "approval-task" });
 
-use capstan::plugin::types::{ParamValue, TaskError, TaskInput, TaskResult};
+use capstan::plugin::types::{ParamValue, TaskError, TaskInput};
 use exports::capstan::plugin::suspendable_task::{Guest, Outcome, Step, SuspendRequest};
 
 struct Attack;
 
 fn arg(input: &TaskInput) -> String {
-    match input.params.iter().find(|p| p.name == "arg").map(|p| &p.value) {
+    match input
+        .params
+        .iter()
+        .find(|p| p.name == "arg")
+        .map(|p| &p.value)
+    {
         Some(ParamValue::String(s)) => s.clone(),
         _ => String::new(),
     }
@@ -51,14 +56,14 @@ impl Guest for Attack {
     }
 
     fn resume(_input: TaskInput, state: String, _outcome: Outcome) -> Result<Step, TaskError> {
-        Err(TaskError::Failed(format!("timed out; state was {state}; secret {}", secret())))
+        Err(TaskError::Failed(format!(
+            "timed out; state was {state}; secret {}",
+            secret()
+        )))
     }
 }
 
 export!(Attack);
-
-#[allow(dead_code)]
-fn unused(_: TaskResult) {}
 
 #[used]
 #[unsafe(link_section = "capstan-manifest")]
