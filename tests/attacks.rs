@@ -13,6 +13,8 @@
 
 #[path = "attacks/api.rs"]
 mod api;
+#[path = "attacks/disk.rs"]
+mod disk;
 #[path = "attacks/filesystem.rs"]
 mod filesystem;
 #[path = "attacks/identity.rs"]

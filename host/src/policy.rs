@@ -25,6 +25,9 @@
 //! [paths]                     # `uses: ./x.wasm` / `file://…` (default: refused)
 //! allow = true
 //! capabilities = ["http"]     # their ceiling (default: none)
+//!
+//! [limits]
+//! workspace-budget = "20Gi"   # the most spec.workspaceBudget may be
 //! ```
 //!
 //! **Names are identities, not claims.** Rules match where a plugin was
@@ -68,6 +71,18 @@ pub struct PolicyFile {
     pub trust: Trust,
     #[serde(default)]
     pub paths: Paths,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Ceilings on what a pipeline may ask for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// The most `spec.workspaceBudget` may be (`10Gi`); also the default
+    /// budget when it is lower than Capstan's own default.
+    #[serde(default)]
+    pub workspace_budget: Option<String>,
 }
 
 /// Component files (`uses: ./x.wasm`, `file://…`) under this policy.
@@ -181,6 +196,10 @@ impl PolicyFile {
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let policy: PolicyFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        if let Some(b) = &policy.limits.workspace_budget {
+            crate::pipeline::size::parse(b)
+                .map_err(|e| err(format!("limits.workspace-budget: {e}")))?;
+        }
         for k in &policy.trust.key {
             capstan_registry::sign::PublicKey::parse(&k.public_key)
                 .map_err(|e| err(format!("trust.key: {e}")))?;
@@ -263,6 +282,13 @@ impl Policy for PolicyFile {
             ids(trusted.iter().map(|k| k.id()).collect()),
             ids(signatures.iter().map(|s| s.key_id.clone()).collect()),
         ))
+    }
+
+    fn workspace_budget(&self) -> Option<u64> {
+        self.limits
+            .workspace_budget
+            .as_deref()
+            .and_then(|b| crate::pipeline::size::parse(b).ok())
     }
 
     fn ceiling(&self, plugin: &PluginIdentity, cap: Capability) -> Result<(), String> {

@@ -44,6 +44,12 @@ pub trait Policy: Send + Sync {
     /// `Err(reason)` if `plugin` may not be granted `cap` at all.
     fn ceiling(&self, plugin: &PluginIdentity, cap: Capability) -> Result<(), String>;
 
+    /// The most disk a run's workspaces may be given
+    /// (`spec.workspaceBudget`); None: no ceiling.
+    fn workspace_budget(&self) -> Option<u64> {
+        None
+    }
+
     /// Which trusted key signed the component from `source` with `digest`,
     /// given its stored signatures. `Err` if the policy requires a trusted
     /// signature and there is none. Default: no trust requirement.

@@ -158,6 +158,43 @@ impl Redactor {
     }
 }
 
+impl Redactor {
+    /// Task results with secret values (in names or values) redacted; a
+    /// warning on `sink` says which result held one.
+    pub fn results(
+        &self,
+        sink: &dyn super::TaskSink,
+        results: Vec<(String, String)>,
+    ) -> Vec<(String, String)> {
+        if self.is_empty() {
+            return results;
+        }
+        results
+            .into_iter()
+            .map(|(name, value)| {
+                let (n, v) = (self.string(name.clone()), self.string(value.clone()));
+                if n != name || v != value {
+                    sink.log(
+                        super::LogLevel::Warn,
+                        &format!("result `{n}` contained a secret value; it is stored redacted"),
+                    );
+                }
+                (n, v)
+            })
+            .collect()
+    }
+
+    /// A suspend request's kind, state and every string of its detail.
+    pub fn suspend(&self, kind: &mut String, state: &mut String, detail: &mut serde_json::Value) {
+        if self.is_empty() {
+            return;
+        }
+        *kind = self.string(std::mem::take(kind));
+        *state = self.string(std::mem::take(state));
+        self.json(detail);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@
 
 pub mod duration;
 pub mod model;
+pub mod size;
 pub mod source;
 pub mod subst;
 mod validate;

@@ -50,6 +50,11 @@ pub struct PipelineSpec {
     /// Pipeline results, from task results: `value: $(tasks.t.results.r)`.
     #[serde(default)]
     pub results: Vec<PipelineResult>,
+    /// Most disk the run's own workspaces (under the state directory) may
+    /// use, as a Kubernetes quantity (`2Gi`). Default 10Gi, at most the
+    /// platform policy's ceiling, and never more than the disk can spare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_budget: Option<String>,
 }
 
 /// A pipeline param declaration: the same shape as a plugin manifest's

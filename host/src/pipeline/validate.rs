@@ -22,6 +22,8 @@ pub struct Plan {
     pub workspaces: Vec<WorkspaceDecl>,
     pub results: Vec<PipelineResult>,
     pub timeout: Option<Duration>,
+    /// `spec.workspaceBudget`, bytes (None: the default).
+    pub workspace_budget: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -537,6 +539,21 @@ pub fn validate(
         None => None,
     };
 
+    let workspace_budget = match &spec.workspace_budget {
+        Some(s) => match super::size::parse(s) {
+            Ok(0) => {
+                d.push(doc.diag("workspaceBudget", "must be more than 0"));
+                None
+            }
+            Ok(b) => Some(b),
+            Err(e) => {
+                d.push(doc.diag("workspaceBudget", e));
+                None
+            }
+        },
+        None => None,
+    };
+
     if !d.is_empty() {
         return Err(Diagnostics(d));
     }
@@ -547,6 +564,7 @@ pub fn validate(
         workspaces: spec.workspaces.clone(),
         results: spec.results.clone(),
         timeout,
+        workspace_budget,
     })
 }
 

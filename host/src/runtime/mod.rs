@@ -208,6 +208,9 @@ pub struct Invocation {
     pub kube_target: Option<crate::caps::kube::KubeTarget>,
     /// Redacts the run's secret values from everything the task writes.
     pub redactor: Arc<Redactor>,
+    /// Carries a message when the attempt must stop now (the run went over
+    /// its workspace disk budget); it then fails as over a limit.
+    pub abort: Option<tokio::sync::watch::Receiver<Option<String>>>,
 }
 
 /// Why an attempt did not succeed.
@@ -466,8 +469,13 @@ impl Runtime {
         // The one choke point for everything else a task hands back.
         let (outcome, suspend) = match outcome {
             Ok((r, s)) => (
-                Ok(redact_results(&redactor, &*sink, r)),
-                s.map(|s| redact_suspend(&redactor, s)),
+                Ok(redactor.results(&*sink, r)),
+                s.map(|mut s| {
+                    // Stored with the run and shown to people (approval
+                    // listings, notifications, refusal reasons).
+                    redactor.suspend(&mut s.kind, &mut s.state, &mut s.detail);
+                    s
+                }),
             ),
             Err((kind, message)) => (Err((kind, redactor.string(message))), None),
         };
@@ -626,6 +634,30 @@ impl Runtime {
                 }
             }
         };
+        // Stopped from outside (the run's disk budget): the instance is
+        // dropped at its next yield, like on a timeout.
+        let mut abort = inv.abort.clone();
+        let aborted = async move {
+            match abort.as_mut() {
+                Some(rx) => {
+                    let got = rx
+                        .wait_for(Option::is_some)
+                        .await
+                        .map(|m| m.clone().unwrap_or_default());
+                    match got {
+                        Ok(m) => m,
+                        Err(_) => std::future::pending().await,
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let call = async {
+            tokio::select! {
+                r = call => Ok(r),
+                m = aborted => Err(m),
+            }
+        };
         let result = match inv.limits.timeout {
             Some(t) => match tokio::time::timeout(t, call).await {
                 Ok(r) => r,
@@ -638,6 +670,13 @@ impl Runtime {
                 }
             },
             None => call.await,
+        };
+        let result = match result {
+            Ok(r) => r,
+            Err(message) => {
+                *entered = store.data().log.entered;
+                return Err((FailureKind::LimitExceeded, message));
+            }
         };
         stdout.flush_partial();
         stderr.flush_partial();
@@ -709,47 +748,6 @@ impl Runtime {
         }
         Ok((out, None))
     }
-}
-
-/// Results with secret values (in names or values) redacted; a warning says
-/// which result held one.
-fn redact_results(
-    redactor: &Redactor,
-    sink: &dyn TaskSink,
-    results: Vec<(String, String)>,
-) -> Vec<(String, String)> {
-    if redactor.is_empty() {
-        return results;
-    }
-    results
-        .into_iter()
-        .map(|(name, value)| {
-            let (n, v) = (
-                redactor.string(name.clone()),
-                redactor.string(value.clone()),
-            );
-            if n != name || v != value {
-                sink.log(
-                    LogLevel::Warn,
-                    &format!("result `{n}` contained a secret value; it is stored redacted"),
-                );
-            }
-            (n, v)
-        })
-        .collect()
-}
-
-/// A suspend request with secret values redacted from its kind, state and
-/// every string of its detail (approval message, approvers, notify URL …):
-/// all of it is stored with the run and shown to people.
-fn redact_suspend(redactor: &Redactor, mut s: Suspend) -> Suspend {
-    if redactor.is_empty() {
-        return s;
-    }
-    s.kind = redactor.string(s.kind);
-    s.state = redactor.string(s.state);
-    redactor.json(&mut s.detail);
-    s
 }
 
 /// Check at load time that the exported functions have the types of this

@@ -5,6 +5,7 @@
 //! scheduler acts on it.
 
 pub mod approval;
+pub mod disk;
 mod sink;
 
 use std::collections::{BTreeMap, HashMap};
@@ -329,6 +330,22 @@ impl Scheduler {
             None => Err(format!("`{uses}` was not resolved")),
         };
         let plan = match crate::pipeline::validate(&doc, &manifest_of, overrides, &ceiling_of) {
+            Ok(plan)
+                if let (Some(b), Some(max)) =
+                    (plan.workspace_budget, self.policy.workspace_budget())
+                    && b > max =>
+            {
+                use crate::pipeline::size::show;
+                diags.push(doc.diag(
+                    "workspaceBudget",
+                    format!(
+                        "{} is over the platform policy's ceiling of {} (limits.workspace-budget)",
+                        show(b),
+                        show(max)
+                    ),
+                ));
+                return Err(Diagnostics(diags).into());
+            }
             Ok(plan) if diags.is_empty() => plan,
             Ok(_) => return Err(Diagnostics(diags).into()),
             Err(Diagnostics(more)) => {
@@ -594,6 +611,8 @@ struct Execution<'a> {
     /// Redacts every secret the run's tasks are granted (built at the
     /// first dispatch, and again after the secrets are re-read).
     redactor: Option<Arc<Redactor>>,
+    /// The run's workspace disk budget, watched while it executes.
+    disk: disk::DiskWatch,
 }
 
 type AttemptDone = (String, u32, i64, Instant, AttemptReport);
@@ -767,7 +786,24 @@ impl<'a> Execution<'a> {
             events,
             deadline,
             redactor: None,
+            disk: Self::watch_disk(sched, run_id, prepared),
         })
+    }
+
+    /// Start watching the run's own workspaces (`STATE/workspaces/RUN`)
+    /// against its budget (see [`disk`]).
+    fn watch_disk(sched: &Scheduler, run_id: &str, prepared: &Prepared) -> disk::DiskWatch {
+        if prepared.plan.workspaces.is_empty() {
+            return disk::DiskWatch::none();
+        }
+        let root = sched.state_dir.join("workspaces").join(run_id);
+        let free = disk::free_space(&sched.state_dir);
+        let (budget, why) = disk::effective_budget(
+            prepared.plan.workspace_budget,
+            sched.policy.workspace_budget(),
+            free,
+        );
+        disk::DiskWatch::start(root, budget, why)
     }
 
     /// The names of every secret any task of the run is granted.
@@ -1296,6 +1332,13 @@ impl<'a> Execution<'a> {
         let dispatched = Instant::now();
         let dispatched_at = now_us();
         let name = t.spec.name.clone();
+        // Over the disk budget, tasks that would write the run's
+        // workspaces do not start (the others, e.g. `finally` notifiers, do).
+        if !t.spec.workspaces.is_empty()
+            && let Some(over) = self.disk.exceeded()
+        {
+            return Err(over);
+        }
         let plugin = self
             .prepared
             .plugins
@@ -1392,6 +1435,7 @@ impl<'a> Execution<'a> {
                 self.kube_target()
             },
             redactor: self.redactor(),
+            abort: (!t.spec.workspaces.is_empty()).then(|| self.disk.over.clone()),
         };
         let runtime = self.sched.runtime.clone();
         running.spawn(async move {
