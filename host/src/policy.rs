@@ -292,23 +292,45 @@ impl Policy for PolicyFile {
     }
 
     fn ceiling(&self, plugin: &PluginIdentity, cap: Capability) -> Result<(), String> {
-        let Some(name) = plugin.policy_name() else {
-            return if self.paths.capabilities.contains(&cap) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the platform policy's ceiling for component files (`[paths] capabilities`) \
-                     does not include `{cap}`"
-                ))
-            };
-        };
-        match self.ceiling.iter().find(|c| glob(&c.name, &name)) {
-            Some(c) if !c.capabilities.contains(&cap) => Err(format!(
+        let first = |name: &str| self.ceiling.iter().find(|c| glob(&c.name, name));
+        let refuse = |name: &str, c: &Ceiling| {
+            Err(format!(
                 "the platform policy's ceiling for `{name}` (rule `{}`) does not include `{cap}`",
                 c.name
-            )),
-            _ => Ok(()),
+            ))
+        };
+        match plugin.policy_name() {
+            // Its own identity's rule decides (and lends privileges).
+            Some(name) => {
+                if let Some(c) = first(&name) {
+                    return if c.capabilities.contains(&cap) {
+                        Ok(())
+                    } else {
+                        refuse(&name, c)
+                    };
+                }
+            }
+            None => {
+                if !self.paths.capabilities.contains(&cap) {
+                    return Err(format!(
+                        "the platform policy's ceiling for component files (`[paths] capabilities`) \
+                         does not include `{cap}`"
+                    ));
+                }
+            }
         }
+        // No rule for its identity: rules matching any other name it goes
+        // by (the bare repository name, the declared name) only restrict —
+        // a copy of `hs-evil` hosted elsewhere stays as limited as
+        // `hs-evil`, and a copy of `git-clone` gains nothing from it.
+        for name in plugin.all_names() {
+            if let Some(c) = first(&name)
+                && !c.capabilities.contains(&cap)
+            {
+                return refuse(&name, c);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -416,6 +438,19 @@ capabilities = []
             p.ceiling(&copy, Capability::Http)
                 .unwrap_err()
                 .contains("rule `*`")
+        );
+        // A restrictive rule for a name still restricts a copy hosted
+        // elsewhere, or a file declaring that name.
+        let r: PolicyFile =
+            toml::from_str("[paths]\nallow = true\ncapabilities = [\"http\"]\n[[ceiling]]\nname = \"hs-*\"\ncapabilities = []\n").unwrap();
+        assert!(
+            r.ceiling(&oci("evil.example", "hs-evil", "hs-evil"), Capability::Http)
+                .is_err()
+        );
+        assert!(r.ceiling(&file("hs-evil"), Capability::Http).is_err());
+        assert!(
+            r.ceiling(&oci("evil.example", "other", "other"), Capability::Http)
+                .is_ok()
         );
         let d: PolicyFile = toml::from_str("[[deny]]\nname = \"hs-*\"\n").unwrap();
         assert!(d.admit(&oci("r.example", "hs-evil", "hs-evil")).is_err());

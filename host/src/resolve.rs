@@ -195,6 +195,11 @@ impl Resolver<'_> {
                 (name.clone(), entry.map_err(|e| e.to_string())?)
             }
         };
+        // `oci://` spelling of the configured registry: the same identity
+        // as `name@version` (its rules apply, no other spelling escapes them).
+        let configured = self.registry.location();
+        let oci_location =
+            oci_location.filter(|l| configured.trim_start_matches("oci://") != l.as_str());
         let source = match oci_location {
             Some(location) => PluginSource::Oci {
                 location,

@@ -134,6 +134,45 @@ fn a_connection_flood_does_not_take_the_api_down() {
     }
 }
 
+/// Clients that pipeline requests and never read the answers: the server's
+/// writes stall, and the write timeout frees the slots.
+#[test]
+fn clients_that_never_read_do_not_hold_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = serve(&dir.path().join("state"));
+    assert_healthy(&addr, Duration::from_secs(10));
+    let many: Vec<u8> = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20_000);
+    let mut stalled = Vec::new();
+    for _ in 0..60 {
+        let Ok(mut s) = TcpStream::connect(&addr) else {
+            continue;
+        };
+        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = s.write_all(&many);
+        stalled.push(s);
+    }
+    // While they are all still open and unread, health answers (reserve),
+    // and the API itself comes back once the stalled writes time out
+    // (the reserve answers 503 to anything but /healthz).
+    assert_healthy(&addr, Duration::from_secs(30));
+    let start = Instant::now();
+    loop {
+        let r = request(
+            &addr,
+            b"GET /v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        if matches!(&r, Ok(t) if t.starts_with("HTTP/1.1 401")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "API still held: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(stalled);
+}
+
 #[test]
 fn an_oversized_body_is_refused_unread() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,7 +23,7 @@ fn with_budget(attack: &Attack, budget: &str) -> String {
 
 /// Allocated bytes under `dir`.
 fn du(dir: &Path) -> u64 {
-    capstan::scheduler::disk::usage(dir).unwrap_or(0)
+    capstan::scheduler::disk::usage(dir).map_or(0, |u| u.bytes)
 }
 
 #[tokio::test]

@@ -10,6 +10,10 @@
 //! - **Header-read timeout** (hyper's, with a tokio timer): a connection
 //!   that has not sent a complete request head in time — a slow-loris, or
 //!   an idle keep-alive connection — is closed.
+//! - **Stalled peers**: every read and write of a connection must make
+//!   progress within [`ConnLimits::io_timeout`] (a client that pipelines
+//!   requests and never reads the answers would otherwise hold its slot
+//!   forever); reserve slots serve one request and close.
 //! - **Body limit**: request bodies over [`ConnLimits::max_body_bytes`] get
 //!   413 before they are read; header size and count are bounded too.
 //! - Accept errors (EMFILE when the process is out of descriptors) back off
@@ -28,8 +32,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// Limits of the API listener. Defaults: 512 connections (+16 for health
-/// checks), 10 s to send a request head (2 s on a reserve slot), 64 KiB
-/// bodies, 64 headers in 64 KiB.
+/// checks), 10 s to send a request head (2 s on a reserve slot), 30 s for
+/// any one read or write, 64 KiB bodies, 64 headers in 64 KiB.
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
     pub max_connections: usize,
@@ -37,6 +41,8 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     pub reserve_header_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Longest a single read or write may wait for the peer.
+    pub io_timeout: Duration,
 }
 
 impl Default for ConnLimits {
@@ -47,6 +53,7 @@ impl Default for ConnLimits {
             header_read_timeout: Duration::from_secs(10),
             reserve_header_timeout: Duration::from_secs(2),
             max_body_bytes: 64 * 1024,
+            io_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -61,7 +68,8 @@ pub struct ListenArgs {
     pub max_connections: usize,
 
     /// Time a client has to send a complete request head (also how long an
-    /// idle keep-alive connection is kept), e.g. 10s.
+    /// idle keep-alive connection is kept), e.g. 10s; any single read or
+    /// write may stall three times as long.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
 }
@@ -72,15 +80,17 @@ impl ListenArgs {
             max_connections: self.max_connections.max(1),
             header_read_timeout: self.header_timeout,
             reserve_header_timeout: self.header_timeout.min(Duration::from_secs(2)),
+            io_timeout: self.header_timeout * 3,
             ..ConnLimits::default()
         }
     }
 }
 
-fn builder(header_timeout: Duration) -> http1::Builder {
+fn builder(header_timeout: Duration, keep_alive: bool) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        .keep_alive(keep_alive)
         .max_buf_size(64 * 1024)
         .max_headers(64);
     b
@@ -114,8 +124,8 @@ pub async fn serve_limited(
     let probe = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { (StatusCode::SERVICE_UNAVAILABLE, "server busy; try again\n") });
-    let main = Arc::new(builder(limits.header_read_timeout));
-    let reserve = Arc::new(builder(limits.reserve_header_timeout));
+    let main = Arc::new(builder(limits.header_read_timeout, true));
+    let reserve = Arc::new(builder(limits.reserve_header_timeout, false));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let spare = Arc::new(Semaphore::new(limits.health_reserve));
     loop {
@@ -127,10 +137,15 @@ pub async fn serve_limited(
                 continue;
             }
         };
-        let (permit, svc, conn) = match slots.clone().try_acquire_owned() {
-            Ok(p) => (p, app.clone(), main.clone()),
+        let (permit, svc, conn, io_timeout) = match slots.clone().try_acquire_owned() {
+            Ok(p) => (p, app.clone(), main.clone(), limits.io_timeout),
             Err(_) => match spare.clone().try_acquire_owned() {
-                Ok(p) => (p, probe.clone(), reserve.clone()),
+                Ok(p) => (
+                    p,
+                    probe.clone(),
+                    reserve.clone(),
+                    limits.reserve_header_timeout,
+                ),
                 Err(_) => {
                     tracing::debug!(%peer, "API: connection limit reached; closed");
                     continue; // dropping `tcp` closes it
@@ -138,10 +153,14 @@ pub async fn serve_limited(
             },
         };
         let _ = tcp.set_nodelay(true);
+        let mut io = tokio_io_timeout::TimeoutStream::new(tcp);
+        io.set_read_timeout(Some(io_timeout));
+        io.set_write_timeout(Some(io_timeout));
         tokio::spawn(async move {
             let _permit = permit;
             let svc = TowerToHyperService::new(svc);
-            if let Err(e) = conn.serve_connection(TokioIo::new(tcp), svc).await {
+            let io = TokioIo::new(Box::pin(io));
+            if let Err(e) = conn.serve_connection(io, svc).await {
                 tracing::debug!(%peer, "API connection: {e}");
             }
         });

@@ -151,6 +151,53 @@ impl<R: std::io::Read> std::io::Read for Exact<R> {
     }
 }
 
+/// Deepest directory level `scan` descends.
+const MAX_SCAN_DEPTH: usize = 128;
+
+/// Regular files under `dir` into `out`, depth first: one open directory
+/// per level (a wide tree cannot make the host hold thousands of
+/// descriptors), at most `max` files and [`MAX_SCAN_DEPTH`] levels.
+fn scan_into(
+    dir: &cap_std::fs::Dir,
+    prefix: &str,
+    depth: usize,
+    max: usize,
+    out: &mut Vec<FileInfo>,
+) -> std::io::Result<()> {
+    if depth > MAX_SCAN_DEPTH {
+        return Err(std::io::Error::other(format!(
+            "directories nested deeper than {MAX_SCAN_DEPTH} levels"
+        )));
+    }
+    for e in dir.entries()? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            scan_into(&e.open_dir()?, &path, depth + 1, max, out)?;
+        } else if ft.is_file() {
+            if out.len() >= max {
+                return Err(std::io::Error::other(format!(
+                    "more than {max} files (the task's memory limit); scan a sub-directory"
+                )));
+            }
+            let meta = e.metadata()?;
+            out.push(FileInfo {
+                path,
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+                executable: meta.permissions().mode() & 0o111 != 0,
+            });
+        }
+    }
+    Ok(())
+}
+
 const CAPPED: &str = "archive size limit reached";
 
 /// A buffer that refuses to grow past `limit` (host memory per call is
@@ -177,33 +224,11 @@ impl std::io::Write for Capped {
 impl Host for FilesState {
     fn scan(&mut self, dir: String) -> Result<Vec<FileInfo>, TaskError> {
         let root = self.open_dir(&dir)?;
-        let failed = |e: std::io::Error| TaskError::Failed(format!("scanning {dir}: {e}"));
         let mut out = Vec::new();
-        let mut stack: Vec<(Option<cap_std::fs::Dir>, String)> = vec![(None, String::new())];
-        while let Some((d, prefix)) = stack.pop() {
-            let d = d.as_ref().unwrap_or(&root);
-            for e in d.entries().map_err(failed)? {
-                let e = e.map_err(failed)?;
-                let name = e.file_name().to_string_lossy().into_owned();
-                let path = if prefix.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                let ft = e.file_type().map_err(failed)?;
-                if ft.is_dir() {
-                    stack.push((Some(e.open_dir().map_err(failed)?), path));
-                } else if ft.is_file() {
-                    let meta = e.metadata().map_err(failed)?;
-                    out.push(FileInfo {
-                        path,
-                        size: meta.len(),
-                        mtime_ns: mtime_ns(&meta),
-                        executable: meta.permissions().mode() & 0o111 != 0,
-                    });
-                }
-            }
-        }
+        // Host memory is bounded like `pack`'s (about 64 bytes an entry).
+        let max = (self.max_pack_bytes / 64).max(1);
+        scan_into(&root, "", 0, max, &mut out)
+            .map_err(|e| TaskError::Failed(format!("scanning {dir}: {e}")))?;
         Ok(out)
     }
 

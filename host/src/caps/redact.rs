@@ -35,15 +35,23 @@ pub const MIN_SECRET_BYTES: usize = 4;
 pub const MASK: &str = "***";
 
 /// Refuse a secret value too short to be redacted reliably.
+/// (Measured as redaction sees it: without trailing CR/LF.)
 pub fn check_length(name: &str, value: &[u8]) -> Result<(), String> {
-    if value.len() < MIN_SECRET_BYTES {
+    let len = trim_line_end(value).len();
+    if len < MIN_SECRET_BYTES {
         return Err(format!(
-            "secret `{name}` is {} bytes; Capstan refuses secrets shorter than {MIN_SECRET_BYTES} bytes, \
-             which cannot be redacted from logs reliably",
-            value.len()
+            "secret `{name}` is {len} bytes (without trailing newlines); Capstan refuses secrets shorter \
+             than {MIN_SECRET_BYTES} bytes, which cannot be redacted from logs reliably"
         ));
     }
     Ok(())
+}
+
+fn trim_line_end(mut v: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\r' | b'\n'] = v {
+        v = rest;
+    }
+    v
 }
 
 /// Replaces secret values with [`MASK`].
@@ -58,10 +66,7 @@ impl Redactor {
     pub fn new<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Redactor {
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         for v in values {
-            let mut whole = v;
-            while let [rest @ .., b'\r' | b'\n'] = whole {
-                whole = rest;
-            }
+            let whole = trim_line_end(v);
             patterns.push(whole.to_vec());
             if whole.contains(&b'\n') {
                 for line in whole.split(|&b| b == b'\n') {
@@ -90,9 +95,31 @@ impl Redactor {
     }
 
     /// How many trailing bytes of a stream cut mid-line may hold the start
-    /// of a secret (kept back until more arrives).
+    /// of a secret (kept back until more arrives). Multi-line values never
+    /// match within one line, so only single-line patterns count.
     pub fn holdback(&self) -> usize {
-        self.patterns.first().map_or(0, |p| p.len() - 1)
+        self.patterns
+            .iter()
+            .find(|p| !p.contains(&b'\n'))
+            .map_or(0, |p| p.len() - 1)
+    }
+
+    /// A line that grew past `max` bytes without ending: the part to emit
+    /// now (redacted), leaving in `buf` a tail that may hold the start of a
+    /// secret (never splitting a UTF-8 character).
+    pub fn take_long_line(&self, buf: &mut Vec<u8>) -> Vec<u8> {
+        let line = self.bytes(buf).into_owned();
+        let mut cut = line.len().saturating_sub(self.holdback());
+        while cut > 0 && cut < line.len() && line[cut] & 0xC0 == 0x80 {
+            cut -= 1;
+        }
+        if cut == 0 {
+            cut = line.len(); // a secret longer than a line: cannot hold back
+        }
+        *buf = line[cut..].to_vec();
+        let mut line = line;
+        line.truncate(cut);
+        line
     }
 
     /// `bytes` with every secret replaced.
@@ -145,6 +172,13 @@ impl Redactor {
         use serde_json::Value;
         match v {
             Value::String(s) => *s = self.string(std::mem::take(s)),
+            // A numeric secret (a PIN, an account id) written as a number.
+            Value::Number(n) => {
+                let text = n.to_string();
+                if let Cow::Owned(r) = self.text(&text) {
+                    *v = Value::String(r);
+                }
+            }
             Value::Array(a) => a.iter_mut().for_each(|v| self.json(v)),
             Value::Object(o) => {
                 let entries = std::mem::take(o);
@@ -213,15 +247,31 @@ mod tests {
         // Short values are not matched (they are refused at `secret set`).
         assert_eq!(r.text("ab cd"), "ab cd");
         assert!(check_length("x", b"abc").is_err() && check_length("x", b"abcd").is_ok());
-        assert_eq!(r.holdback(), key.len() - 2);
+        assert!(check_length("x", b"abc\n").is_err());
+        // The longest single-line pattern (the binary value's lossy form).
+        assert_eq!(r.holdback(), String::from_utf8_lossy(&binary).len() - 1);
         // Borrowed when nothing matched.
         assert!(matches!(r.text("nothing"), Cow::Borrowed(_)));
     }
 
     #[test]
-    fn json_strings_and_keys_are_redacted() {
+    fn a_long_line_keeps_back_what_may_start_a_secret() {
         let r = Redactor::new([&b"s3cret-token"[..]]);
+        let mut buf = b"xxxxxxxxxxxxxxxxxxxxs3cret-t".to_vec();
+        let first = r.take_long_line(&mut buf);
+        assert_eq!(first, b"xxxxxxxxxxxxxxxxx");
+        buf.extend_from_slice(b"oken and more");
+        assert_eq!(
+            r.text(std::str::from_utf8(&buf).unwrap()),
+            "xxx*** and more"
+        );
+    }
+
+    #[test]
+    fn json_strings_and_keys_are_redacted() {
+        let r = Redactor::new([&b"s3cret-token"[..], b"12345678"]);
         let mut v = serde_json::json!({
+            "id": 12345678,
             "message": "deploy with s3cret-token?",
             "approvers": ["alice", "s3cret-token"],
             "s3cret-token": 1,
@@ -231,6 +281,7 @@ mod tests {
         let text = v.to_string();
         assert!(!text.contains("s3cret"), "{text}");
         assert_eq!(v["n"], 2);
+        assert_eq!(v["id"], "***");
         assert_eq!(v["approvers"][0], "alice");
     }
 }

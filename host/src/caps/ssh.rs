@@ -154,6 +154,9 @@ pub struct SshState {
     /// Most bytes `get` collects in host memory (the task's memory limit:
     /// the guest could not hold more anyway).
     pub max_collect_bytes: usize,
+    /// The task's log budget (with its redactor): remote output is task
+    /// output like stdout.
+    pub(crate) budget: Arc<super::log::Budget>,
 }
 
 /// The view the generated traits are implemented on.
@@ -197,22 +200,25 @@ struct LineLog {
 }
 
 impl LineLog {
-    fn feed(&mut self, sink: &dyn TaskSink, data: &[u8]) {
+    fn feed(&mut self, sink: &dyn TaskSink, budget: &super::log::Budget, data: &[u8]) {
         self.buf.extend_from_slice(data);
         while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.buf.drain(..=i).collect();
-            sink.log(self.level, String::from_utf8_lossy(&line).trim_end());
+            let line = budget.redactor.bytes(&line);
+            budget.emit(sink, self.level, String::from_utf8_lossy(&line).trim_end());
         }
         if self.buf.len() > 16 * 1024 {
-            let line: Vec<u8> = std::mem::take(&mut self.buf);
-            sink.log(self.level, &String::from_utf8_lossy(&line));
+            // Redacted whole, keeping back what may start a secret.
+            let line = budget.redactor.take_long_line(&mut self.buf);
+            budget.emit(sink, self.level, &String::from_utf8_lossy(&line));
         }
     }
 
-    fn flush(&mut self, sink: &dyn TaskSink) {
+    fn flush(&mut self, sink: &dyn TaskSink, budget: &super::log::Budget) {
         if !self.buf.is_empty() {
             let line = std::mem::take(&mut self.buf);
-            sink.log(self.level, String::from_utf8_lossy(&line).trim_end());
+            let line = budget.redactor.bytes(&line);
+            budget.emit(sink, self.level, String::from_utf8_lossy(&line).trim_end());
         }
     }
 }
@@ -233,7 +239,7 @@ enum Stdin<'a> {
 /// bytes), and return (exit code, stdout, stderr tail).
 async fn run(
     session: &Session,
-    sink: &dyn TaskSink,
+    (sink, budget): (&dyn TaskSink, &super::log::Budget),
     command: &str,
     stdin: Stdin<'_>,
     collect: Option<usize>,
@@ -283,12 +289,12 @@ async fn run(
                         }
                         stdout.extend_from_slice(&data);
                     } else {
-                        out.feed(sink, &data);
+                        out.feed(sink, budget, &data);
                         push_tail(&mut stdout, &data);
                     }
                 }
                 ChannelMsg::ExtendedData { data, .. } => {
-                    err.feed(sink, &data);
+                    err.feed(sink, budget, &data);
                     push_tail(&mut stderr, &data);
                 }
                 ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
@@ -302,8 +308,8 @@ async fn run(
                 _ => {}
             }
         }
-        out.flush(sink);
-        err.flush(sink);
+        out.flush(sink, budget);
+        err.flush(sink, budget);
         (code, stdout, stderr, None)
     };
     tokio::pin!(send, receive);
@@ -516,7 +522,14 @@ impl SshView<'_> {
             full.push_str(&format!("export {k}={}; ", quote(v)));
         }
         full.push_str(&command);
-        let (code, out, err) = run(session, &*self.state.sink, &full, input, None).await?;
+        let (code, out, err) = run(
+            session,
+            (&*self.state.sink, &self.state.budget),
+            &full,
+            input,
+            None,
+        )
+        .await?;
         Ok(ExecResult {
             exit_code: code,
             stdout_tail: String::from_utf8_lossy(&out).into_owned(),
@@ -587,7 +600,7 @@ impl HostSession for SshView<'_> {
         );
         let (code, _, err) = run(
             session,
-            &*self.state.sink,
+            (&*self.state.sink, &self.state.budget),
             &cmd,
             Stdin::Bytes(&contents),
             Some(self.state.max_collect_bytes),
@@ -612,7 +625,7 @@ impl HostSession for SshView<'_> {
         let cmd = format!("cat {}", quote(&remote_path));
         let (code, out, err) = run(
             session,
-            &*self.state.sink,
+            (&*self.state.sink, &self.state.budget),
             &cmd,
             Stdin::None,
             Some(self.state.max_collect_bytes),

@@ -23,7 +23,10 @@ pub fn lock(cli: &Cli, args: &LockArgs) -> Result<ExitCode> {
     let doc = match Document::load(&args.file) {
         Ok(d) => d,
         Err(d) => {
-            eprintln!("error: {d}");
+            eprintln!(
+                "error: {}",
+                crate::escape::lines_for_terminal(&d.to_string())
+            );
             return Ok(ExitCode::Invalid);
         }
     };

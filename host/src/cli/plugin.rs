@@ -1,6 +1,7 @@
 //! `capstan plugin ...`: create and build plugin crates; inspect components;
 //! publish, list, resolve, yank, deprecate, sign and pull them in a registry.
 
+use crate::escape::for_terminal;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -299,8 +300,9 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
                 println!("{:24} {:12} {:8} DESCRIPTION", "NAME", "LATEST", "VERSIONS");
                 for (n, l, c, d) in rows {
                     println!(
-                        "{n:24} {:12} {c:8} {d}",
-                        l.unwrap_or_else(|| "(all yanked)".into())
+                        "{n:24} {:12} {c:8} {}",
+                        l.unwrap_or_else(|| "(all yanked)".into()),
+                        for_terminal(&d)
                     );
                 }
             }
@@ -339,13 +341,13 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
                 for (e, r) in versions.into_iter().zip(refused) {
                     let mut flags = String::new();
                     if let Some(r) = r {
-                        flags.push_str(&format!("  REFUSED: {}", super::output::for_terminal(&r)));
+                        flags.push_str(&format!("  REFUSED: {}", for_terminal(&r)));
                     }
                     if e.yanked {
                         flags.push_str("  yanked");
                     }
                     if let Some(d) = &e.deprecated {
-                        flags.push_str(&format!("  deprecated: {d}"));
+                        flags.push_str(&format!("  deprecated: {}", for_terminal(d)));
                     }
                     println!(
                         "{} {}  {}  {}{flags}",
@@ -371,7 +373,12 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
             let e = cli
                 .registry()?
                 .set_deprecated(&name, &version, Some(message.clone()))?;
-            println!("{} {}: deprecated: {message}", e.name, e.version);
+            println!(
+                "{} {}: deprecated: {}",
+                e.name,
+                e.version,
+                for_terminal(message)
+            );
             Ok(ExitCode::Ok)
         }
         PluginCommand::Pull { reference, out } => {
@@ -420,9 +427,10 @@ fn print_info(info: &ComponentInfo, json: bool) -> Result<()> {
         return Ok(());
     }
     let m = &info.manifest;
-    println!("{} {}  ({})", m.name, m.version, m.world);
+    // Manifest text is the plugin author's: escaped for the terminal.
+    println!("{} {}  ({})", m.name, m.version, for_terminal(&m.world));
     if !m.description.is_empty() {
-        println!("  {}", m.description);
+        println!("  {}", for_terminal(&m.description));
     }
     println!("digest: {}  ({} bytes)", info.digest, info.size);
     println!(
@@ -443,17 +451,23 @@ fn print_info(info: &ComponentInfo, json: bool) -> Result<()> {
             Some(d) => format!(" = {}", serde_json::to_string(d)?),
             None => " (required)".to_string(),
         };
-        println!("  {}: {}{def}  {}", p.name, p.ty, p.description);
+        let def = for_terminal(&def);
+        println!(
+            "  {}: {}{def}  {}",
+            p.name,
+            p.ty,
+            for_terminal(&p.description)
+        );
     }
     println!("results:");
     for r in &m.results {
-        println!("  {}  {}", r.name, r.description);
+        println!("  {}  {}", r.name, for_terminal(&r.description));
     }
     println!("workspaces:");
     for w in &m.workspaces {
         let ro = if w.read_only { " (read-only)" } else { "" };
         let opt = if w.optional { " (optional)" } else { "" };
-        println!("  {}{ro}{opt}  {}", w.name, w.description);
+        println!("  {}{ro}{opt}  {}", w.name, for_terminal(&w.description));
     }
     println!("imports:");
     for i in &info.imports {

@@ -100,13 +100,16 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                     serde_json::json!({ "error": "invalid", "problems": d.0 })
                 );
             }
-            eprintln!("error: {d}");
+            eprintln!(
+                "error: {}",
+                crate::escape::lines_for_terminal(&d.to_string())
+            );
             return Ok(ExitCode::Invalid);
         }
         Err(PrepareError::Other(e)) => return Err(e),
     };
     for w in &prepared.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", crate::escape::lines_for_terminal(w));
     }
     if !args.dry_run {
         sched.kube_client = kube_client_for(&prepared).await?;
@@ -139,7 +142,10 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         Ok(id) => id,
         Err(e) => match e.downcast::<PrepareError>() {
             Ok(PrepareError::Invalid(d)) => {
-                eprintln!("error: {d}");
+                eprintln!(
+                    "error: {}",
+                    crate::escape::lines_for_terminal(&d.to_string())
+                );
                 return Ok(ExitCode::Invalid);
             }
             Ok(PrepareError::Other(e)) => return Err(e),

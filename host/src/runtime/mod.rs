@@ -567,6 +567,7 @@ impl Runtime {
                 sink: sink.clone(),
                 connect_timeout: Duration::from_secs(30),
                 max_collect_bytes: memory_cap,
+                budget: budget.clone(),
             },
             kube: crate::caps::kube::KubeState {
                 grants: inv.kube,

@@ -65,30 +65,91 @@ pub fn free_space(path: &Path) -> Option<u64> {
     Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
-/// Allocated bytes under `root` (files, directories, links themselves),
-/// walked with handles opened without following links.
-pub fn usage(root: &Path) -> io::Result<u64> {
-    use cap_primitives::fs::{FollowSymlinks, MetadataExt as _};
+/// Deepest directory level walked; deeper is reported as over budget.
+pub const MAX_DEPTH: usize = 128;
+
+/// What a walk found: allocated bytes and entries.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+/// Allocated bytes and entries under `root` (files, directories, links
+/// themselves), depth first with handles opened without following links:
+/// at most one open directory per level, so a wide tree cannot make the
+/// walk hold thousands of descriptors. Err when deeper than [`MAX_DEPTH`].
+pub fn usage(root: &Path) -> io::Result<Usage> {
     let top = cap_primitives::fs::open_ambient_dir(root, cap_primitives::ambient_authority())?;
-    let mut total = 0u64;
-    let mut stack = vec![top];
-    while let Some(dir) = stack.pop() {
-        for entry in cap_primitives::fs::read_base_dir(&dir)? {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name();
-            let Ok(meta) = cap_primitives::fs::stat(&dir, Path::new(&name), FollowSymlinks::No)
-            else {
-                continue; // removed meanwhile
-            };
-            total = total.saturating_add(meta.blocks().saturating_mul(512));
-            if meta.is_dir()
-                && let Ok(sub) = cap_primitives::fs::open_dir_nofollow(&dir, Path::new(&name))
-            {
-                stack.push(sub);
-            }
+    let mut total = Usage::default();
+    walk(&top, 0, &mut total)?;
+    Ok(total)
+}
+
+fn walk(dir: &std::fs::File, depth: usize, total: &mut Usage) -> io::Result<()> {
+    use cap_primitives::fs::{FollowSymlinks, MetadataExt as _};
+    if depth > MAX_DEPTH {
+        return Err(io::Error::other(format!(
+            "directories nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    for entry in cap_primitives::fs::read_base_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Ok(meta) = cap_primitives::fs::stat(dir, Path::new(&name), FollowSymlinks::No) else {
+            continue; // removed meanwhile
+        };
+        total.bytes = total
+            .bytes
+            .saturating_add(meta.blocks().saturating_mul(512));
+        total.entries += 1;
+        if meta.is_dir()
+            && let Ok(sub) = cap_primitives::fs::open_dir_nofollow(dir, Path::new(&name))
+        {
+            walk(&sub, depth + 1, total)?;
         }
     }
-    Ok(total)
+    Ok(())
+}
+
+/// Free bytes and inodes for unprivileged writers.
+fn free_now(path: &Path) -> Option<(u64, u64)> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    Some((s.f_bavail.saturating_mul(s.f_frsize), s.f_favail))
+}
+
+/// The budget check of one sample: Err(message) when over.
+fn check(root: &Path, state: &Path, budget: u64, reserve: u64, why: &str) -> Result<(), String> {
+    match usage(root) {
+        Ok(u) if u.bytes > budget => {
+            return Err(format!(
+                "the run's workspaces hold {}, over the workspace budget of {} ({why})",
+                show(u.bytes),
+                show(budget)
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("the run's workspaces cannot be measured: {e}")),
+    }
+    // Whatever the walk cannot see (a file unlinked while still open,
+    // other runs on the same disk, inodes): the disk itself must keep the
+    // store's reserve.
+    if let Some((bytes, inodes)) = free_now(state) {
+        if bytes < reserve / 2 {
+            return Err(format!(
+                "the disk of the state directory is nearly full ({} free; the run store keeps {})",
+                show(bytes),
+                show(reserve / 2)
+            ));
+        }
+        if inodes < 1024 {
+            return Err(format!(
+                "the disk of the state directory is out of inodes ({inodes} free)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The running watch of one run: `over` carries the failure message once
@@ -101,25 +162,23 @@ pub struct DiskWatch {
 impl DiskWatch {
     /// Start sampling `root` against `budget` (`why` says where the budget
     /// comes from, for the message).
-    pub fn start(root: PathBuf, budget: u64, why: String) -> DiskWatch {
+    pub fn start(root: PathBuf, state: PathBuf, budget: u64, why: String) -> DiskWatch {
         let (tx, over) = watch::channel(None);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let reserve = free_space(&state).map_or(256 << 20, |f| (f / 4).min(256 << 20));
         let spawned = std::thread::Builder::new()
             .name("capstan-disk-watch".into())
             .spawn(move || {
                 while !stopped.load(Ordering::Relaxed) {
-                    if let Ok(used) = usage(&root)
-                        && used > budget
-                    {
-                        let _ = tx.send(Some(format!(
-                            "the run's workspaces hold {}, over the workspace budget of {} ({why})",
-                            show(used),
-                            show(budget)
-                        )));
+                    let started = std::time::Instant::now();
+                    if let Err(message) = check(&root, &state, budget, reserve, &why) {
+                        let _ = tx.send(Some(message));
                         return;
                     }
-                    std::thread::sleep(SAMPLE_EVERY);
+                    // A big tree is walked less often: at most a fifth of
+                    // the time goes to walking.
+                    std::thread::sleep(SAMPLE_EVERY.max(started.elapsed() * 4));
                 }
             });
         if let Err(e) = spawned {
@@ -184,6 +243,14 @@ mod tests {
         let f = std::fs::File::create(ws.join("sparse")).unwrap();
         f.set_len(1 << 30).unwrap();
         let used = usage(&ws).unwrap();
-        assert!(used >= 1 << 20 && used < 2 << 20, "{used}");
+        assert!(used.bytes >= 1 << 20 && used.bytes < 2 << 20, "{used:?}");
+        assert_eq!(used.entries, 6); // a, b, data, root, up, sparse
+        // Too deep: refused, not walked forever.
+        let mut deep = ws.join("d");
+        for _ in 0..=MAX_DEPTH + 1 {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        assert!(usage(&ws).is_err());
     }
 }

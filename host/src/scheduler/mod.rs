@@ -803,7 +803,7 @@ impl<'a> Execution<'a> {
             sched.policy.workspace_budget(),
             free,
         );
-        disk::DiskWatch::start(root, budget, why)
+        disk::DiskWatch::start(root, sched.state_dir.clone(), budget, why)
     }
 
     /// The names of every secret any task of the run is granted.

@@ -104,9 +104,12 @@ pub fn peel(pack: &dyn Objects, id: &ObjectId) -> Result<ObjectId, String> {
 /// target of the link at `link` (both relative to the root), the way the
 /// kernel would in the tree being written, expanding every other link of
 /// that tree met on the way. Err when a step leaves the root (or the chain
-/// loops).
+/// loops). A path the tree does not hold is looked up with `on_disk` (true:
+/// a symlink already in the target directory, which is refused: the
+/// checkout may go into a directory that is not empty).
 fn link_stays_inside(
     links: &std::collections::HashMap<PathBuf, String>,
+    on_disk: &dyn Fn(&Path) -> bool,
     link: &Path,
     target: &str,
 ) -> Result<(), String> {
@@ -138,6 +141,14 @@ fn link_stays_inside(
             Component::Normal(n) => {
                 at.push(n);
                 let here: PathBuf = at.iter().collect();
+                if !links.contains_key(&here) && on_disk(&here) {
+                    return Err(format!(
+                        "refusing the checkout: symlink {} points through `{}`, a symlink already in \
+                         the target directory (clone into an empty directory)",
+                        link.display(),
+                        here.display()
+                    ));
+                }
                 if let Some(next) = links.get(&here) {
                     hops += 1;
                     if hops > 40 || next.starts_with('/') {
@@ -231,8 +242,11 @@ pub fn checkout(
     // write them all (nothing was written through a link before this).
     let mut sorted: Vec<_> = links.iter().collect();
     sorted.sort();
+    let on_disk = |p: &Path| {
+        std::fs::symlink_metadata(root.join(p)).is_ok_and(|m| m.file_type().is_symlink())
+    };
     for (rel, target) in &sorted {
-        link_stays_inside(&links, rel, target)?;
+        link_stays_inside(&links, &on_disk, rel, target)?;
     }
     for (rel, target) in sorted {
         symlink(target, &root.join(rel))?;
@@ -401,7 +415,8 @@ mod tests {
     #[test]
     fn symlinks_may_not_leave_the_root() {
         let none = std::collections::HashMap::new();
-        let ok = |link: &str, t: &str| link_stays_inside(&none, Path::new(link), t).is_ok();
+        let ok =
+            |link: &str, t: &str| link_stays_inside(&none, &|_| false, Path::new(link), t).is_ok();
         assert!(ok("a/link", "../b"));
         assert!(ok("link", "dir/file"));
         assert!(!ok("link", "../outside"));
@@ -426,13 +441,21 @@ mod tests {
         .into_iter()
         .map(|(a, b)| (PathBuf::from(a), b.to_string()))
         .collect();
-        let check = |l: &str| link_stays_inside(&links, Path::new(l), &links[Path::new(l)]);
+        let check =
+            |l: &str| link_stays_inside(&links, &|_| false, Path::new(l), &links[Path::new(l)]);
         assert!(check("n/a/b/l").is_ok());
         assert!(check("fine").is_ok());
         for bad in ["esc", "loop1", "abs-in-chain", "n/abs"] {
             let e = check(bad).unwrap_err();
             assert!(e.contains("resolves outside"), "{bad}: {e}");
         }
+        // A link already on disk (not in the tree) is not walked through.
+        let on_disk = |p: &Path| p == Path::new("old");
+        let e = link_stays_inside(&links, &on_disk, Path::new("x"), "old/..").unwrap_err();
+        assert!(
+            e.contains("a symlink already in the target directory"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -65,17 +65,8 @@ impl Inner {
         if partial.len() > super::MAX_LINE_BYTES {
             // A line without end: emit it in pieces, redacted whole first,
             // keeping back a tail that may hold the start of a secret.
-            let redactor = &self.budget.redactor;
-            let line = redactor.bytes(&partial).into_owned();
-            let mut cut = line.len().saturating_sub(redactor.holdback());
-            while cut > 0 && cut < line.len() && line[cut] & 0xC0 == 0x80 {
-                cut -= 1; // not inside a UTF-8 character
-            }
-            if cut == 0 {
-                cut = line.len(); // a secret longer than a line: cannot hold back
-            }
-            *partial = line[cut..].to_vec();
-            self.emit(&line[..cut]);
+            let line = self.budget.redactor.take_long_line(&mut partial);
+            self.emit(&line);
         }
     }
 }
