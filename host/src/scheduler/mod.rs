@@ -613,6 +613,17 @@ struct Execution<'a> {
     redactor: Option<Arc<Redactor>>,
     /// The run's workspace disk budget, watched while it executes.
     disk: disk::DiskWatch,
+    /// How many tasks are Waiting (so a turn need not scan for them).
+    waiting: usize,
+}
+
+/// Keep `count` (tasks in Waiting) right across a status change.
+fn track_waiting(count: &mut usize, was: TaskStatus, now: TaskStatus) {
+    match (was == TaskStatus::Waiting, now == TaskStatus::Waiting) {
+        (true, false) => *count -= 1,
+        (false, true) => *count += 1,
+        _ => {}
+    }
 }
 
 type AttemptDone = (String, u32, i64, Instant, AttemptReport);
@@ -787,7 +798,18 @@ impl<'a> Execution<'a> {
             deadline,
             redactor: None,
             disk: Self::watch_disk(sched, run_id, prepared),
-        })
+            waiting: 0,
+        }
+        .with_waiting_counted())
+    }
+
+    fn with_waiting_counted(mut self) -> Self {
+        self.waiting = self
+            .state
+            .values()
+            .filter(|rt| rt.status == TaskStatus::Waiting)
+            .count();
+        self
     }
 
     /// Start watching the run's own workspaces (`STATE/workspaces/RUN`)
@@ -860,6 +882,7 @@ impl<'a> Execution<'a> {
             .store
             .set_task_status(&self.run_id, name, status, message)?;
         let rt = self.state.get_mut(name).expect("task state");
+        track_waiting(&mut self.waiting, rt.status, status);
         rt.status = status;
         let attempt = rt.attempts;
         self.emit(Event::Task {
@@ -993,6 +1016,7 @@ impl<'a> Execution<'a> {
         let mut running: JoinSet<AttemptDone> = JoinSet::new();
         let mut stop: Option<RunStatus> = None;
         let mut last_cancel_check = Instant::now();
+        let mut open = 0;
         loop {
             // Stop conditions.
             if stop.is_none() {
@@ -1044,9 +1068,13 @@ impl<'a> Execution<'a> {
                 }
             }
 
-            // Dispatch what is ready.
+            // Dispatch what is ready. Tasks before `open` have all ended:
+            // a turn does not look at them again.
+            while open < tasks.len() && self.state[&tasks[open].spec.name].status.is_terminal() {
+                open += 1;
+            }
             let now = Instant::now();
-            for t in tasks {
+            for t in &tasks[open..] {
                 if running.len() >= self.parallelism {
                     break;
                 }
@@ -1101,12 +1129,10 @@ impl<'a> Execution<'a> {
 
             if running.is_empty() {
                 let waiting_retry = self.next_retry(tasks);
-                let pending = tasks
+                let pending = tasks[open..]
                     .iter()
                     .any(|t| !self.state[&t.spec.name].status.is_terminal());
-                let waits = tasks
-                    .iter()
-                    .any(|t| self.state[&t.spec.name].status == TaskStatus::Waiting);
+                let waits = self.waiting > 0;
                 match (pending, waiting_retry) {
                     (false, _) => return Ok(None),
                     (true, _) if waits => {
@@ -1476,6 +1502,7 @@ impl<'a> Execution<'a> {
                     entered_at,
                 )?;
                 let rt = self.state.get_mut(name).unwrap();
+                track_waiting(&mut self.waiting, rt.status, TaskStatus::Waiting);
                 rt.status = TaskStatus::Waiting;
                 rt.wait_deadline = Some(deadline);
                 self.sched.metrics.waiting(1);
@@ -1579,7 +1606,7 @@ impl<'a> Execution<'a> {
             let rt = &s.state[&t.spec.name];
             rt.status == TaskStatus::Waiting && rt.resuming.is_none()
         };
-        if !tasks.iter().any(|t| waiting(self, t)) {
+        if self.waiting == 0 || !tasks.iter().any(|t| waiting(self, t)) {
             return Ok(());
         }
         let due = self.last_decision_poll.elapsed() >= Duration::from_secs(1);
@@ -1630,6 +1657,9 @@ impl<'a> Execution<'a> {
 
     /// The earliest deadline of a Waiting task of `tasks`.
     fn next_wait_deadline(&self, tasks: &[&'a PlannedTask]) -> Option<Instant> {
+        if self.waiting == 0 {
+            return None;
+        }
         let us = tasks
             .iter()
             .filter_map(|t| {
@@ -1740,6 +1770,7 @@ impl<'a> Execution<'a> {
             self.results.insert(name.to_string(), results.clone());
         }
         let rt = self.state.get_mut(name).unwrap();
+        track_waiting(&mut self.waiting, rt.status, task_status);
         rt.status = task_status;
         rt.results = results;
         self.emit(Event::Task {
