@@ -267,6 +267,28 @@ fn resume_after_sigkill_does_not_rerun_succeeded_tasks() {
     let out = capstan(&state, &["logs", &run_id, "--follow"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("capstan runs resume"));
+    // `runs list` and `runs show` say it is orphaned and how to continue.
+    let out = capstan(&state, &["runs", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Orphaned"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("capstan runs resume"));
+    let out = capstan(&state, &["runs", "show", &run_id]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("capstan runs resume {run_id}")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        json(&capstan(&state, &["runs", "show", &run_id, "-o", "json"]))["orphaned"],
+        true
+    );
+    // A task the run does not have is an error naming the ones it has.
+    let out = capstan(&state, &["logs", &run_id, "--task", "typo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no task `typo`; its tasks: a, b, c"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Resume from another directory: paths must not depend on the cwd.
     let out = Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
@@ -284,6 +306,10 @@ fn resume_after_sigkill_does_not_rerun_succeeded_tasks() {
     );
     let v = json(&out);
     assert_eq!(v["status"], "Succeeded");
+    assert_eq!(
+        json(&capstan(&state, &["runs", "show", &run_id, "-o", "json"]))["orphaned"],
+        false
+    );
 
     let markers = std::fs::read_to_string(ws.join("runs.txt")).unwrap();
     let lines: Vec<&str> = markers.lines().collect();

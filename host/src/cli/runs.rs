@@ -73,6 +73,12 @@ impl RemoteArgs {
     }
 }
 
+/// A run the store says is Running but no process executes (its executor
+/// was killed): `runs resume` continues it.
+fn orphaned(cli: &Cli, r: &crate::store::RunRecord) -> bool {
+    r.status == RunStatus::Running && !crate::scheduler::run_is_active(&cli.state_dir(), &r.id)
+}
+
 pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
     let json = cli.output == Output::Json;
     match cmd {
@@ -85,6 +91,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                     .map(|r| {
                         serde_json::json!({
                             "run_id": r.id, "pipeline": r.pipeline, "status": r.status.as_str(),
+                            "orphaned": orphaned(cli, r),
                             "created": time(r.created_at), "start": r.started_at.map(time), "end": r.finished_at.map(time),
                         })
                     })
@@ -95,14 +102,27 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                     "{:40}  {:20}  {:9}  {:24}  DURATION",
                     "RUN", "PIPELINE", "STATUS", "CREATED"
                 );
+                let mut any_orphan = false;
                 for r in runs {
+                    let status = if orphaned(cli, &r) {
+                        any_orphan = true;
+                        "Orphaned".to_string()
+                    } else {
+                        r.status.as_str().to_string()
+                    };
                     println!(
                         "{:40}  {:20}  {:9}  {:24}  {}",
                         r.id,
                         for_terminal(&r.pipeline),
-                        r.status.as_str(),
+                        status,
                         time(r.created_at),
                         duration(r.started_at, r.finished_at)
+                    );
+                }
+                if any_orphan {
+                    eprintln!(
+                        "Orphaned: the store says Running but no process is executing the run \
+                         (its scheduler was killed); continue it with `capstan runs resume RUN`"
                     );
                 }
             }
@@ -115,11 +135,18 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                 let tasks = store.tasks(run_id)?;
                 let attempts = store.attempts(run_id)?;
                 let mut v = serde_json::to_value(run_json(&run, &tasks))?;
+                v["orphaned"] = serde_json::Value::Bool(orphaned(cli, &run));
                 v["attempts"] = serde_json::to_value(&attempts)?;
                 v["approvals"] = approvals_json(&store, run_id)?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                show_run(&store, run_id, false)?;
+                let run = show_run(&store, run_id, false)?;
+                if orphaned(cli, &run) {
+                    println!(
+                        "  orphaned: no process is executing this run (its scheduler was killed); \
+                         continue it with `capstan runs resume {run_id}`"
+                    );
+                }
                 let attempts = store.attempts(run_id)?;
                 if !attempts.is_empty() {
                     println!("attempts:");
@@ -240,12 +267,39 @@ pub fn approvals_json(store: &RunStore, run_id: &str) -> Result<serde_json::Valu
     Ok(serde_json::Value::Array(out))
 }
 
+/// `--task` naming no task of the run: an error listing the run's tasks.
+fn unknown_task(run_id: &str, task: &str, names: &[String]) -> Option<ExitCode> {
+    if names.iter().any(|n| n == task) {
+        return None;
+    }
+    eprintln!(
+        "error: run {run_id} has no task `{}`; its tasks: {}",
+        for_terminal(task),
+        names.join(", ")
+    );
+    Some(ExitCode::Invalid)
+}
+
 /// `capstan logs --server`: the same, through the API.
 async fn remote_logs(
     cli: &Cli,
     args: &LogsArgs,
     api: &crate::api::client::ApiClient,
 ) -> Result<ExitCode> {
+    if let Some(task) = &args.task {
+        let run = api.get(&format!("/v1/runs/{}", args.run_id)).await?;
+        let names: Vec<String> = run["tasks"]
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .filter_map(|t| t["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(code) = unknown_task(&args.run_id, task, &names) {
+            return Ok(code);
+        }
+    }
     let mut after = 0;
     loop {
         let mut path = format!("/v1/runs/{}/logs?after={after}", args.run_id);
@@ -274,6 +328,16 @@ pub async fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
     }
     let store = RunStore::open(&cli.state_dir())?;
     store.run(&args.run_id)?;
+    if let Some(task) = &args.task {
+        let names: Vec<String> = store
+            .tasks(&args.run_id)?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        if let Some(code) = unknown_task(&args.run_id, task, &names) {
+            return Ok(code);
+        }
+    }
     let mut after = 0;
     loop {
         // The status is read before the lines: the executor writes a terminal
