@@ -618,3 +618,41 @@ fn serve_streams_logs_to_token_holders() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// Output into a pipe that is already closed (`capstan … | head` once
+/// `head` has gone): the program ends quietly, killed by SIGPIPE like any
+/// Unix tool, instead of panicking in `println!`.
+#[test]
+fn a_closed_stdout_ends_the_program_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for args in [
+        vec!["plugin", "inspect", components::ECHO],
+        vec!["runs", "list"],
+        vec!["plugin", "keygen", "k"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
+            .current_dir(dir.path())
+            .arg("--state-dir")
+            .arg(&state)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before any output
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}

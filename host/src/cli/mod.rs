@@ -22,10 +22,25 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub use output::{ExitCode, run_json, time};
 
+/// Let a closed stdout end the program quietly, as it does for other Unix
+/// tools (`capstan runs list | head -1`), instead of panicking in
+/// `println!`. Rust ignores SIGPIPE by default; sockets are unaffected
+/// either way (std writes them with `MSG_NOSIGNAL`), and Capstan writes no
+/// pipes of its own.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: called first in `main`, before any thread exists; it only
+    // resets one signal's disposition to the default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The whole `capstan` program: parse arguments, set up tracing, run,
 /// print the error chain, and return the exit code (0 ok, 1 a run did not
 /// succeed, 2 invalid input, 3 other errors).
 pub fn main() -> i32 {
+    default_sigpipe();
     let cli = Cli::parse();
     let filter = match cli.verbose {
         0 => "warn",
