@@ -656,3 +656,38 @@ fn a_closed_stdout_ends_the_program_quietly() {
         );
     }
 }
+
+/// Malformed input is exit code 2 with a message that says what is
+/// expected, not an internal error (3).
+#[test]
+fn bad_references_and_missing_inputs_are_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(dir.path().join("empty-dir")).unwrap();
+    let empty = dir.path().join("empty-dir").display().to_string();
+    let missing = dir.path().join("missing.wasm").display().to_string();
+    for (args, want) in [
+        (
+            vec!["plugin", "yank", "hello"],
+            "needs a name and an exact version, e.g. hello@1.1.0",
+        ),
+        (
+            vec!["plugin", "sign", "hello@1", "--sign-key", "k"],
+            "e.g. hello@1.1.0",
+        ),
+        (
+            vec!["plugin", "deprecate", "hello@x", "-m", "old"],
+            "exact version",
+        ),
+        (
+            vec!["plugin", "inspect", &missing],
+            "give a component file (.wasm) or a registry reference",
+        ),
+        (vec!["plugin", "publish", &empty], "has no Cargo.toml"),
+    ] {
+        let out = capstan(&state, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub use output::{ExitCode, run_json, time};
+pub use output::{ExitCode, Invalid, run_json, time};
 
 /// Let a closed stdout end the program quietly, as it does for other Unix
 /// tools (`capstan runs list | head -1`), instead of panicking in
@@ -67,6 +67,7 @@ pub fn main() -> i32 {
                 e.downcast_ref::<crate::store::StoreError>(),
                 Some(crate::store::StoreError::NoSuchRun(_))
             ) || e.downcast_ref::<crate::manifest::PluginError>().is_some()
+                || e.downcast_ref::<Invalid>().is_some()
                 || e.downcast_ref::<crate::policy::PolicyError>().is_some()
                 || e.downcast_ref::<capstan_registry::Error>()
                     .is_some_and(|r| {

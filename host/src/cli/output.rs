@@ -5,6 +5,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use crate::escape::for_terminal;
+
+/// Input the command cannot use (a malformed reference, a missing file):
+/// exit code 2, with a message that says what is expected.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
 use crate::store::{RunRecord, RunStatus, RunStore, TaskRecord};
 
 /// Process exit codes.

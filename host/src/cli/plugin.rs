@@ -86,11 +86,14 @@ pub enum PluginCommand {
 }
 
 fn exact(reference: &str) -> Result<(String, semver::Version)> {
-    let (name, version) = reference
-        .split_once('@')
-        .with_context(|| format!("`{reference}`: expected name@version (e.g. git-clone@1.2.3)"))?;
-    let version = semver::Version::parse(version)
-        .with_context(|| format!("`{reference}`: not an exact version"))?;
+    let bad = || {
+        let name = reference.split('@').next().unwrap_or(reference);
+        super::Invalid(format!(
+            "`{reference}`: needs a name and an exact version, e.g. {name}@1.1.0"
+        ))
+    };
+    let (name, version) = reference.split_once('@').ok_or_else(bad)?;
+    let version = semver::Version::parse(version).map_err(|_| bad())?;
     Ok((name.to_string(), version))
 }
 
@@ -106,7 +109,12 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
                     (resolved.bytes, resolved.origin)
                 }
                 _ => (
-                    std::fs::read(plugin).with_context(|| format!("reading {plugin}"))?,
+                    std::fs::read(plugin).map_err(|e| {
+                        super::Invalid(format!(
+                            "cannot read `{plugin}` ({e}): give a component file (.wasm) or a \
+                             registry reference (name@range, name@sha256:…, oci://…)"
+                        ))
+                    })?,
                     plugin.clone(),
                 ),
             };

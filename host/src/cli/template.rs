@@ -255,10 +255,12 @@ pub fn create(dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
 pub fn build(dir: &Path) -> Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
-        bail!(
-            "{} has no Cargo.toml: not a plugin crate (create one with `capstan plugin new NAME`)",
+        return Err(super::Invalid(format!(
+            "{} has no Cargo.toml: not a plugin crate (give a .wasm file, or a directory made by \
+             `capstan plugin new NAME`)",
             dir.display()
-        );
+        ))
+        .into());
     }
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
