@@ -691,3 +691,42 @@ fn bad_references_and_missing_inputs_are_invalid_input() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// `CAPSTAN_REGISTRY=` (set but empty) means unset, not "the current
+/// directory"; a mistyped `--registry` directory is an error for reading,
+/// not silently created and empty.
+#[test]
+fn registry_locations_are_not_invented() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
+        .current_dir(&cwd)
+        .env("CAPSTAN_REGISTRY", "")
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["plugin", "list"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "the cwd became a registry"
+    );
+    let typo = dir.path().join("regsitry");
+    let out = capstan(
+        &state,
+        &["--registry", typo.to_str().unwrap(), "plugin", "list"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a Capstan registry"));
+    assert!(!typo.exists());
+}

@@ -780,8 +780,8 @@ fn platform_team_mirrors_with_signatures() {
     // Everything, OCI to OCI: the yank travels too; running again is a no-op.
     let second = OciServer::start();
     let second_url = second.url("mirror");
-    for _ in 0..2 {
-        ok(&capstan(
+    for round in 0..2 {
+        let out = capstan(
             &state,
             &[
                 "registry",
@@ -790,9 +790,44 @@ fn platform_team_mirrors_with_signatures() {
                 &upstream_url,
                 "--to",
                 &second_url,
+                "-o",
+                "json",
             ],
-        ));
+        );
+        let report: Value = serde_json::from_str(&ok(&out)).unwrap();
+        let actions: Vec<&str> = report
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["action"].as_str().unwrap())
+            .collect();
+        let want = if round == 0 { "copied" } else { "unchanged" };
+        assert!(
+            actions.iter().all(|a| *a == want),
+            "round {round}: {report}"
+        );
     }
+    // A source that is not a registry is an error, not "mirrored 0".
+    let nowhere = dir.path().join("no-such-registry").display().to_string();
+    fails(
+        &capstan(
+            &state,
+            &[
+                "registry",
+                "mirror",
+                "--from",
+                &nowhere,
+                "--to",
+                &second_url,
+            ],
+        ),
+        2,
+        "is not a Capstan registry",
+    );
+    assert!(
+        !dir.path().join("no-such-registry").exists(),
+        "created by reading it"
+    );
     let versions: Value = serde_json::from_str(&ok(&capstan(
         &state,
         &[

@@ -83,6 +83,11 @@ pub enum Error {
     Oci { registry: String, message: String },
     #[error("{0}")]
     Unsupported(String),
+    #[error(
+        "{0} is not a Capstan registry (no plugins/ directory); check the path, or publish to it \
+         to create one"
+    )]
+    NotARegistry(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -63,6 +63,15 @@ impl LocalRegistry {
         })
     }
 
+    /// Open an existing registry for reading: a directory that is not one
+    /// (a mistyped path) is an error, not silently created and empty.
+    pub fn open_existing(root: &Path) -> Result<LocalRegistry> {
+        if !root.join("plugins").is_dir() {
+            return Err(Error::NotARegistry(root.display().to_string()));
+        }
+        Self::open(root)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

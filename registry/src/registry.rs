@@ -24,6 +24,17 @@ impl Registry {
         }
     }
 
+    /// [`Registry::open`], but a directory must already be a registry.
+    pub fn open_existing(location: &str, oci: &OciOptions) -> Result<Registry> {
+        if location.starts_with("oci://") {
+            Self::open(location, oci)
+        } else {
+            Ok(Registry::Local(LocalRegistry::open_existing(Path::new(
+                location,
+            ))?))
+        }
+    }
+
     /// Where it is, as the lock file records it.
     pub fn location(&self) -> String {
         match self {

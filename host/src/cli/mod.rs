@@ -197,22 +197,40 @@ impl Cli {
     }
 
     /// The plugin registry (`--registry`).
+    /// The registry to read from. An explicit `--registry` /
+    /// `CAPSTAN_REGISTRY` directory must already be a registry (a typo is
+    /// an error); the default one in the state directory is created.
     pub fn registry(&self) -> anyhow::Result<capstan_registry::Registry> {
-        self.open_registry(self.registry.as_deref())
+        self.open_registry(self.registry_location(), false)
+    }
+
+    /// The registry to publish to (created if it is a new directory).
+    pub fn registry_for_write(&self) -> anyhow::Result<capstan_registry::Registry> {
+        self.open_registry(self.registry_location(), true)
+    }
+
+    /// `--registry`, with an empty `CAPSTAN_REGISTRY=` meaning unset.
+    fn registry_location(&self) -> Option<&str> {
+        self.registry.as_deref().filter(|s| !s.trim().is_empty())
     }
 
     /// A registry by location (a directory or oci://…); `None` is the
-    /// default directory.
+    /// default directory (always created). An explicit directory is
+    /// created only when `create` (publishing), else it must exist.
     pub fn open_registry(
         &self,
         location: Option<&str>,
+        create: bool,
     ) -> anyhow::Result<capstan_registry::Registry> {
-        let default = self.state_dir().join("registry");
-        let location = location.unwrap_or_else(|| default.to_str().unwrap_or("registry"));
-        Ok(capstan_registry::Registry::open(
-            location,
-            &self.oci_options(),
-        )?)
+        let oci = self.oci_options();
+        Ok(match location {
+            None => {
+                let default = self.state_dir().join("registry");
+                capstan_registry::Registry::open(default.to_str().unwrap_or("registry"), &oci)?
+            }
+            Some(l) if create => capstan_registry::Registry::open(l, &oci)?,
+            Some(l) => capstan_registry::Registry::open_existing(l, &oci)?,
+        })
     }
 
     /// How OCI registries are reached (timeout, digest cache).

@@ -224,7 +224,7 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::Invalid);
             }
             let m = &info.manifest;
-            let registry = cli.registry()?;
+            let registry = cli.registry_for_write()?;
             let world = capstan_registry::ComponentWorld {
                 imports: info.imports.clone(),
                 exports: info.exports.clone(),

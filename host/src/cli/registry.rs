@@ -86,8 +86,8 @@ fn mirror(cli: &Cli, from: &str, to: &str, filters: &[String]) -> Result<ExitCod
         .iter()
         .map(|f| Filter::parse(f))
         .collect::<Result<Vec<_>>>()?;
-    let source = cli.open_registry(Some(from))?;
-    let target = cli.open_registry(Some(to))?;
+    let source = cli.open_registry(Some(from), false)?;
+    let target = cli.open_registry(Some(to), true)?;
     let json = cli.output == Output::Json;
     let mut report = Vec::new();
     for name in source.list()? {
@@ -211,6 +211,7 @@ fn copy_version(source: &Registry, target: &Registry, e: &Entry) -> Result<(&'st
     };
     // Signatures: only valid ones travel (a mirror never launders a bad one).
     let mut signatures = 0;
+    let mut changed = false;
     let present = target.signatures(&copied)?;
     for sig in source.signatures(e)? {
         let valid = PublicKey::parse(&sig.public_key)
@@ -222,14 +223,22 @@ fn copy_version(source: &Registry, target: &Registry, e: &Entry) -> Result<(&'st
         }
         if !present.iter().any(|p| p == &sig) {
             target.add_signature(&copied, sig)?;
+            changed = true;
         }
         signatures += 1;
     }
     if copied.yanked != e.yanked {
         copied = target.set_yanked(&e.name, &e.version, e.yanked)?;
+        changed = true;
     }
     if copied.deprecated != e.deprecated {
         target.set_deprecated(&e.name, &e.version, e.deprecated.clone())?;
+        changed = true;
     }
+    // Held already: `updated` only if something about it changed.
+    let action = match action {
+        "updated" if !changed => "unchanged",
+        a => a,
+    };
     Ok((action, signatures))
 }
