@@ -61,7 +61,22 @@ spec:
     assert_eq!(v["tasks"][0]["attempts"], 1);
     assert_eq!(v["tasks"][0]["results"]["message"], "from-cli");
     assert!(v["tasks"][0]["start"].as_str().unwrap().ends_with('Z'));
+    // Which plugin version and digest ran.
+    assert_eq!(v["plugins"][0]["name"], "echo", "{v}");
+    assert_eq!(v["plugins"][0]["version"], "0.1.0");
+    assert!(
+        v["plugins"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     let run_id = v["run_id"].as_str().unwrap().to_string();
+    let shown = capstan(&state, &["runs", "show", &run_id]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("echo 0.1.0  sha256:"),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
 
     let failing = write(
         dir.path(),

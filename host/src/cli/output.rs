@@ -80,7 +80,34 @@ pub struct RunJson<'a> {
     pub start: Option<String>,
     pub end: Option<String>,
     pub results: &'a BTreeMap<String, String>,
+    /// What each `uses:` ran: the component's name, version and digest.
+    pub plugins: Vec<PluginJson<'a>>,
     pub tasks: Vec<TaskJson<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct PluginJson<'a> {
+    pub uses: &'a str,
+    pub name: Option<&'a str>,
+    pub version: Option<&'a str>,
+    pub digest: &'a str,
+}
+
+/// The plugins a run loaded, by `uses`.
+pub fn plugins_json(run: &RunRecord) -> Vec<PluginJson<'_>> {
+    run.spec
+        .plugins
+        .iter()
+        .map(|(uses, digest)| {
+            let nv = run.spec.plugin_versions.get(uses);
+            PluginJson {
+                uses,
+                name: nv.map(|(n, _)| n.as_str()),
+                version: nv.map(|(_, v)| v.as_str()),
+                digest,
+            }
+        })
+        .collect()
 }
 
 pub fn run_json<'a>(run: &'a RunRecord, tasks: &'a [TaskRecord]) -> RunJson<'a> {
@@ -92,6 +119,7 @@ pub fn run_json<'a>(run: &'a RunRecord, tasks: &'a [TaskRecord]) -> RunJson<'a> 
         start: run.started_at.map(time),
         end: run.finished_at.map(time),
         results: &run.results,
+        plugins: plugins_json(run),
         tasks: tasks
             .iter()
             .map(|t| TaskJson {
@@ -146,6 +174,17 @@ pub fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
             duration(t.started_at, t.finished_at),
             for_terminal(t.message.as_deref().unwrap_or(""))
         );
+    }
+    let plugins = plugins_json(run);
+    if !plugins.is_empty() {
+        println!("plugins:");
+        for p in plugins {
+            let nv = match (p.name, p.version) {
+                (Some(n), Some(v)) => format!("{n} {v}  "),
+                _ => String::new(),
+            };
+            println!("  {}  {nv}{}", for_terminal(p.uses), p.digest);
+        }
     }
     let task_results: Vec<_> = tasks
         .iter()

@@ -423,6 +423,14 @@ impl Scheduler {
                 .iter()
                 .map(|(u, p)| (u.clone(), p.digest().to_string()))
                 .collect(),
+            plugin_versions: prepared
+                .plugins
+                .iter()
+                .map(|(u, p)| {
+                    let m = &p.info.manifest;
+                    (u.clone(), (m.name.clone(), m.version.to_string()))
+                })
+                .collect(),
             parallelism: opts.parallelism.max(1),
             kube: opts.kube.clone(),
         };

@@ -65,6 +65,10 @@ pub struct RunSpec {
     pub workspaces: BTreeMap<String, String>,
     /// `uses` → digest of the component loaded when the run was created.
     pub plugins: BTreeMap<String, String>,
+    /// `uses` → the name and version that component declares (runs
+    /// recorded before this field have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugin_versions: BTreeMap<String, (String, String)>,
     pub parallelism: usize,
     /// Where the kube capability acts, and as whom (Kubernetes mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
