@@ -209,6 +209,19 @@ fn author_journey(reg: &Reg) {
         d011,
         "yanked, but locked"
     );
+    assert!(
+        stderr(&out).contains("echo 0.1.1") && stderr(&out).contains("which has been yanked"),
+        "a yanked locked version runs with a warning: {}",
+        stderr(&out)
+    );
+    // Re-locking passes over the yanked version, and says so.
+    let out = reg.run(&state, &["lock", &file]);
+    ok(&out);
+    assert!(
+        stderr(&out).contains("skipped yanked 0.1.1"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::remove_file(dir.path().join("capstan.lock")).unwrap();
     let (_, v) = run_json(reg, &state, &file, &[]);
     assert_eq!(

@@ -58,6 +58,26 @@ pub fn lock(cli: &Cli, args: &LockArgs) -> Result<ExitCode> {
         match resolver.resolve(&t.uses, None) {
             Ok(r) => {
                 let e = r.entry.expect("registry reference");
+                // Resolution never picks a yanked version: say which newer
+                // matching ones were passed over.
+                if let Ok(Reference::Range { name, req }) = resolver.reference(&t.uses) {
+                    let skipped: Vec<String> = registry
+                        .versions(&name)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|v| v.yanked && req.matches(&v.version) && v.version > e.version)
+                        .map(|v| v.version.to_string())
+                        .collect();
+                    if !skipped.is_empty() {
+                        eprintln!(
+                            "note: `{}` locked to {} {}; skipped yanked {}",
+                            t.uses,
+                            e.name,
+                            e.version,
+                            skipped.join(", ")
+                        );
+                    }
+                }
                 lock.plugins.push(Locked {
                     reference: t.uses.clone(),
                     name: e.name,

@@ -302,6 +302,13 @@ impl Scheduler {
                     continue;
                 }
             };
+            if let Some(e) = resolved.entry.as_ref().filter(|e| e.yanked) {
+                warnings.push(format!(
+                    "`{}` runs {} {} ({}), which has been yanked (pinned by capstan.lock or the run); \
+                     run `capstan lock` to move to a version that is not",
+                    t.uses, e.name, e.version, e.digest
+                ));
+            }
             if let Some(msg) = resolved.entry.as_ref().and_then(|e| e.deprecated.as_ref()) {
                 warnings.push(format!(
                     "`{}` resolved to {}, which is deprecated: {msg}",
