@@ -412,3 +412,58 @@ fn concurrent_loads_of_one_plugin_share_the_compiled_cache_safely() {
         "one artifact, no temp files left: {cached:?}"
     );
 }
+
+/// Durations as Tekton writes them: Go syntax with fractions, and `0` as
+/// "no timeout" for a task and for the run.
+#[tokio::test]
+async fn go_durations_and_a_zero_timeout() {
+    let env = TestEnv::new();
+    let run = env
+        .run(
+            r#"
+apiVersion: capstan.dev/v1alpha1
+kind: PipelineRun
+metadata: { name: durations }
+spec:
+  timeout: "0"
+  pipelineSpec:
+    tasks:
+      - name: unbounded
+        uses: "{{sleep}}"
+        timeout: "0"
+        params: [{ name: millis, value: "150" }]
+      - name: fractional
+        uses: "{{sleep}}"
+        timeout: 1h0m0.5s
+        retryBackoff: 0.25s
+        params: [{ name: millis, value: "10" }]
+      - name: tight
+        uses: "{{sleep}}"
+        timeout: 0.05s
+        params: [{ name: millis, value: "2000" }]
+"#,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        run.status_of("unbounded"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(run.status_of("fractional"), TaskStatus::Succeeded);
+    assert_eq!(run.status_of("tight"), TaskStatus::TimedOut);
+    assert!(
+        run.message("tight").contains("timed out after 50ms"),
+        "{}",
+        run.message("tight")
+    );
+    let bad = env
+        .prepare(
+            "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata: { name: b }\nspec:\n  tasks:\n    - { name: a, uses: \"{{sleep}}\", timeout: 1.5, params: [{ name: millis, value: \"1\" }] }\n",
+            &[],
+        )
+        .err()
+        .expect("a number without a unit");
+    assert!(bad.contains("missing unit"), "{bad}");
+}

@@ -462,8 +462,8 @@ pub fn validate(
         }
 
         let timeout = match &t.timeout {
-            Some(s) => match duration::parse(s) {
-                Ok(t) => Some(t),
+            Some(s) => match duration::parse_timeout(s) {
+                Ok(t) => t,
                 Err(e) => {
                     d.push(doc.diag(&format!("{at}.timeout"), e));
                     None
@@ -529,8 +529,8 @@ pub fn validate(
     }
 
     let timeout = match doc.run.as_ref().and_then(|(r, _)| r.timeout.as_ref()) {
-        Some(s) => match duration::parse(s) {
-            Ok(t) => Some(t),
+        Some(s) => match duration::parse_timeout(s) {
+            Ok(t) => t,
             Err(e) => {
                 d.push(doc.run_diag("timeout", e));
                 None
