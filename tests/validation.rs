@@ -192,3 +192,64 @@ fn nothing_is_recorded_for_an_invalid_pipeline() {
     let store = RunStore::open(&env.sched.state_dir).unwrap();
     assert!(store.list_runs(10).unwrap().is_empty());
 }
+
+/// PipelineRun bindings as Tekton treats them: an extra param is ignored
+/// with a warning (triggers pass a fixed set), a workspace the pipeline
+/// does not declare is an error, and a wrong-typed value is one problem,
+/// not also "no value was given".
+#[test]
+fn pipeline_run_params_and_workspaces() {
+    let env = TestEnv::new();
+    let run = |params: &str, workspaces: &str| {
+        format!(
+            r#"apiVersion: capstan.dev/v1alpha1
+kind: PipelineRun
+metadata: {{ name: r }}
+spec:
+  params: [{params}]
+  workspaces: [{workspaces}]
+  pipelineSpec:
+    params: [{{ name: list, type: array }}]
+    workspaces: [{{ name: src }}]
+    tasks:
+      - {{ name: a, uses: "{{{{echo}}}}", params: [{{ name: message, value: x }}] }}
+"#
+        )
+    };
+    let ok = env
+        .prepare(
+            &run(
+                "{ name: list, value: [a] }, { name: git-revision, value: abc }",
+                "{ name: src, emptyDir: {} }",
+            ),
+            &[],
+        )
+        .unwrap();
+    assert!(
+        ok.warnings
+            .iter()
+            .any(|w| w.contains("`git-revision` is not declared by the pipeline; ignored")),
+        "{:?}",
+        ok.warnings
+    );
+    let p = problems(
+        &env,
+        &run(
+            "{ name: list, value: not-a-list }",
+            "{ name: srcc, emptyDir: {} }",
+        ),
+        &[],
+    );
+    assert!(
+        p.contains("declares no workspace `srcc` (it declares: src)"),
+        "{p}"
+    );
+    assert!(
+        p.contains("param `list` is array but the value is string"),
+        "{p}"
+    );
+    assert!(
+        !p.contains("no value was given"),
+        "a false second problem:\n{p}"
+    );
+}

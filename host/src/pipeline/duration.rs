@@ -13,7 +13,9 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         || format!("`{s}` is not a duration (Go syntax, e.g. `500ms`, `1.5s`, `5m`, `1h30m`, `0`)");
     let mut rest = s.strip_prefix('+').unwrap_or(s);
     if rest.starts_with('-') {
-        return Err(format!("`{s}`: a negative duration is not allowed"));
+        return Err(format!(
+            "`{s}` is not a duration here: negative durations are not allowed"
+        ));
     }
     if rest == "0" {
         return Ok(Duration::ZERO);
@@ -46,8 +48,16 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            "" => return Err(format!("`{s}`: missing unit (ns, us, ms, s, m, h)")),
-            u => return Err(format!("`{s}`: unknown unit `{u}` (ns, us, ms, s, m, h)")),
+            "" => {
+                return Err(format!(
+                    "`{s}` is not a duration: missing unit (ns, us, ms, s, m, h)"
+                ));
+            }
+            u => {
+                return Err(format!(
+                    "`{s}` is not a duration: unknown unit `{u}` (ns, us, ms, s, m, h)"
+                ));
+            }
         };
         let whole: u128 = if int.is_empty() {
             0

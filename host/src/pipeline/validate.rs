@@ -24,6 +24,8 @@ pub struct Plan {
     pub timeout: Option<Duration>,
     /// `spec.workspaceBudget`, bytes (None: the default).
     pub workspace_budget: Option<u64>,
+    /// What is accepted but worth saying (extra PipelineRun params).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,12 +89,18 @@ pub fn validate(
             }
         }
     }
+    let mut warnings = Vec::new();
+    // Params given a value (even a wrong one: no second "no value" error).
+    let mut given: BTreeSet<String> = BTreeSet::new();
     if let Some((run, _)) = &doc.run {
         for (i, p) in run.params.iter().enumerate() {
+            given.insert(p.name.clone());
             match decls.get(&p.name) {
-                None => d.push(doc.run_diag(
-                    &format!("params[{i}].name"),
-                    format!("the pipeline has no param `{}`", p.name),
+                // As Tekton: a PipelineRun may pass params the pipeline
+                // does not declare (triggers pass a fixed set); ignored.
+                None => warnings.push(format!(
+                    "PipelineRun param `{}` is not declared by the pipeline; ignored",
+                    p.name
                 )),
                 Some(ty) if *ty != p.value.ty() => d.push(doc.run_diag(
                     &format!("params[{i}].value"),
@@ -109,6 +117,7 @@ pub fn validate(
         }
     }
     for (name, raw) in overrides {
+        given.insert(name.clone());
         match decls.get(name) {
             None => d.push(cli_diag(format!(
                 "-p {name}: the pipeline has no param `{name}` (it has: {})",
@@ -123,7 +132,7 @@ pub fn validate(
         }
     }
     for (i, p) in spec.params.iter().enumerate() {
-        if !params.contains_key(&p.name) {
+        if !params.contains_key(&p.name) && !given.contains(&p.name) {
             d.push(doc.diag(
                 &format!("params[{i}]"),
                 format!(
@@ -142,6 +151,20 @@ pub fn validate(
                 &format!("workspaces[{i}].name"),
                 format!("workspace `{}` is declared twice", w.name),
             ));
+        }
+    }
+    if let Some((run, _)) = &doc.run {
+        for (i, w) in run.workspaces.iter().enumerate() {
+            if !ws_names.contains(w.name.as_str()) {
+                d.push(doc.run_diag(
+                    &format!("workspaces[{i}].name"),
+                    format!(
+                        "the pipeline declares no workspace `{}` (it declares: {})",
+                        w.name,
+                        ws_names.iter().copied().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
         }
     }
 
@@ -565,6 +588,7 @@ pub fn validate(
         results: spec.results.clone(),
         timeout,
         workspace_budget,
+        warnings,
     })
 }
 

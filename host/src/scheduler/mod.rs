@@ -360,6 +360,7 @@ impl Scheduler {
                 return Err(Diagnostics(diags).into());
             }
         };
+        warnings.extend(plan.warnings.iter().cloned());
         Ok(Prepared {
             warnings,
             doc,
