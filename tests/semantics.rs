@@ -467,3 +467,31 @@ spec:
         .expect("a number without a unit");
     assert!(bad.contains("missing unit"), "{bad}");
 }
+
+/// Tekton's context variables, as Tekton spells them.
+#[tokio::test]
+async fn tekton_context_variables() {
+    let env = TestEnv::new();
+    let run = env
+        .run(
+            r#"
+apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: { name: ctx }
+spec:
+  tasks:
+    - name: t
+      uses: "{{echo}}"
+      retries: 2
+      params:
+        - name: message
+          value: "$(context.pipelineRun.name)|$(context.pipelineRun.namespace)|$(context.pipelineRun.uid)|$(context.pipelineTask.retries)|$(context.task.retry-count)"
+"#,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        run.result("t", "message"),
+        format!("{0}|default|{0}|2|0", run.id)
+    );
+}

@@ -5,7 +5,10 @@
 //! `$(params.p.key)`, `$(tasks.t.results.r)`, `$(tasks.t.status)`,
 //! `$(tasks.status)`, `$(context.run.id)`, `$(context.run.name)`,
 //! `$(context.pipeline.name)`, `$(context.task.name)`,
-//! `$(context.task.retry-count)`.
+//! `$(context.task.retry-count)`, and Tekton's `$(context.pipelineRun.name)`
+//! (the run id), `$(context.pipelineRun.namespace)` (the run's namespace in
+//! Kubernetes mode, `default` locally), `$(context.pipelineRun.uid)` (the
+//! run id) and `$(context.pipelineTask.retries)` (the task's `retries`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -31,12 +34,17 @@ pub enum Ref {
     Context(String),
 }
 
-pub const CONTEXT_KEYS: [&str; 5] = [
+pub const CONTEXT_KEYS: [&str; 9] = [
     "run.id",
     "run.name",
     "pipeline.name",
     "task.name",
     "task.retry-count",
+    // Tekton's spellings.
+    "pipelineRun.name",
+    "pipelineRun.namespace",
+    "pipelineRun.uid",
+    "pipelineTask.retries",
 ];
 
 /// Every `$(...)` in `s`, with its byte range. Errors name the bad reference.

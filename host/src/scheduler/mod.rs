@@ -1285,13 +1285,21 @@ impl<'a> Execution<'a> {
         Readiness::Go
     }
 
-    fn context(&self, task: &str, attempts: u32) -> BTreeMap<&'static str, String> {
+    fn context(&self, t: &PlannedTask, attempts: u32) -> BTreeMap<&'static str, String> {
+        let namespace = self
+            .kube
+            .as_ref()
+            .map_or("default", |k| k.namespace.as_str());
         BTreeMap::from([
             ("run.id", self.run_id.clone()),
             ("run.name", self.run_id.clone()),
             ("pipeline.name", self.prepared.plan.name.clone()),
-            ("task.name", task.to_string()),
+            ("task.name", t.spec.name.clone()),
             ("task.retry-count", attempts.to_string()),
+            ("pipelineRun.name", self.run_id.clone()),
+            ("pipelineRun.namespace", namespace.to_string()),
+            ("pipelineRun.uid", self.run_id.clone()),
+            ("pipelineTask.retries", t.spec.retries.to_string()),
         ])
     }
 
@@ -1316,7 +1324,7 @@ impl<'a> Execution<'a> {
             scope.statuses = Some(&statuses);
             scope.tasks_status = Some(&agg);
         }
-        scope.context = self.context(&t.spec.name, retry_count);
+        scope.context = self.context(t, retry_count);
         f(&scope)
     }
 
