@@ -6,7 +6,7 @@
 //! the webhook (delivered to a local receiver; a receiver that is down does
 //! not block the approval).
 
-use std::io::{BufRead as _, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -142,25 +142,7 @@ spec:
 
 /// Start `capstan serve` on a free port; (child, URL).
 fn serve(state: &Path) -> (Child, String) {
-    let mut child = Command::new(CLI)
-        .arg("--state-dir")
-        .arg(state)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .split("API on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in: {first}"))
-        .to_string();
-    (child, url)
+    capstan_tests::serve(CLI, state, &[])
 }
 
 fn token(state: &Path, user: &str, groups: &[&str]) -> String {

@@ -547,7 +547,6 @@ fn quickstart_example_runs_from_the_local_registry() {
 /// unknown token gets 401, and no token at all a clear error.
 #[test]
 fn serve_streams_logs_to_token_holders() {
-    use std::io::BufRead as _;
     let Chain {
         dir: _dir,
         state,
@@ -559,24 +558,7 @@ fn serve_streams_logs_to_token_holders() {
         &["token", "add", "alice", "--group", "release", "-o", "json"],
     );
     let token = json(&out)["token"].as_str().unwrap().to_string();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(server.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .split("API on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in: {first}"))
-        .to_string();
+    let (mut server, url) = capstan_tests::serve(env!("CARGO_BIN_EXE_capstan-cli"), &state, &[]);
     let (mut child, run_id) = start_until_b_runs(&state, &file, &ws);
     let out = capstan(
         &state,

@@ -38,6 +38,17 @@ pub enum PluginSource {
     File { path: PathBuf },
 }
 
+impl PluginSource {
+    /// See [`PluginIdentity::policy_name`].
+    pub fn policy_name(&self) -> Option<String> {
+        match self {
+            PluginSource::Registry { name, .. } => Some(name.clone()),
+            PluginSource::Oci { location, name, .. } => Some(format!("oci://{location}/{name}")),
+            PluginSource::File { .. } => None,
+        }
+    }
+}
+
 /// A plugin's identity for policy and trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginIdentity {
@@ -54,11 +65,7 @@ impl PluginIdentity {
     /// plugin name in the configured registry, `oci://location/name` for
     /// any other registry, and nothing for a file.
     pub fn policy_name(&self) -> Option<String> {
-        match &self.source {
-            PluginSource::Registry { name, .. } => Some(name.clone()),
-            PluginSource::Oci { location, name, .. } => Some(format!("oci://{location}/{name}")),
-            PluginSource::File { .. } => None,
-        }
+        self.source.policy_name()
     }
 
     /// Every name it goes by, for deny rules (a denial matches any of

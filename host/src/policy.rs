@@ -243,11 +243,7 @@ impl Policy for PolicyFile {
         digest: &crate::digest::Digest,
         signatures: &[capstan_registry::sign::Signature],
     ) -> Result<Option<String>, String> {
-        let name = match source {
-            PluginSource::Registry { name, .. } => Some(name.clone()),
-            PluginSource::Oci { location, name, .. } => Some(format!("oci://{location}/{name}")),
-            PluginSource::File { .. } => None,
-        };
+        let name = source.policy_name();
         let shown = match (source, &name) {
             (PluginSource::File { path }, _) => path.display().to_string(),
             (_, Some(n)) => n.clone(),

@@ -4,10 +4,10 @@
 //! what it cannot serve, keep answering `/healthz`, and never read a body
 //! past its limit.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const CLI: &str = env!("CARGO_BIN_EXE_capstan-cli");
@@ -23,33 +23,12 @@ impl Drop for Server {
 
 /// `capstan serve` with small limits; (server, host:port).
 fn serve(state: &Path) -> (Server, String) {
-    let mut child = Command::new(CLI)
-        .arg("--state-dir")
-        .arg(state)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--max-connections",
-            "32",
-            "--header-timeout",
-            "2s",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .split("API on http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in: {first}"))
-        .to_string();
-    (Server(child), addr)
+    let (child, url) = capstan_tests::serve(
+        CLI,
+        state,
+        &["--max-connections", "32", "--header-timeout", "2s"],
+    );
+    (Server(child), url.trim_start_matches("http://").to_string())
 }
 
 /// One request on a fresh connection; the whole response, or why not.
@@ -88,6 +67,23 @@ fn assert_healthy(addr: &str, within: Duration) {
     }
 }
 
+/// The API itself (a main slot, not the health reserve, which answers 503
+/// to `/v1`) answers within `within`: 401 without a token.
+fn assert_api_answers(addr: &str, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let r = request(
+            addr,
+            b"GET /v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        if matches!(&r, Ok(t) if t.starts_with("HTTP/1.1 401")) {
+            return;
+        }
+        assert!(start.elapsed() < within, "API still held: {r:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_connection_flood_does_not_take_the_api_down() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,18 +116,7 @@ fn a_connection_flood_does_not_take_the_api_down() {
     assert!(closed, "the slow connection was not closed");
     // Ordinary API calls work again (401: no token) once the flood is gone.
     drop(flood);
-    let start = Instant::now();
-    loop {
-        let r = request(
-            &addr,
-            b"GET /v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        );
-        if matches!(&r, Ok(t) if t.starts_with("HTTP/1.1 401")) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(15), "{r:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_api_answers(&addr, Duration::from_secs(15));
 }
 
 /// Clients that pipeline requests and never read the answers: the server's
@@ -155,21 +140,7 @@ fn clients_that_never_read_do_not_hold_the_server() {
     // and the API itself comes back once the stalled writes time out
     // (the reserve answers 503 to anything but /healthz).
     assert_healthy(&addr, Duration::from_secs(30));
-    let start = Instant::now();
-    loop {
-        let r = request(
-            &addr,
-            b"GET /v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        );
-        if matches!(&r, Ok(t) if t.starts_with("HTTP/1.1 401")) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "API still held: {r:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    assert_api_answers(&addr, Duration::from_secs(40));
     drop(stalled);
 }
 

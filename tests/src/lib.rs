@@ -243,6 +243,33 @@ pub fn cli_env(
         .expect("running capstan")
 }
 
+/// Start `bin serve --listen 127.0.0.1:0 EXTRA...` on `state`; returns the
+/// child (the caller kills it) and the API's URL (`http://127.0.0.1:PORT`),
+/// read from the first line the server prints.
+pub fn serve(bin: &str, state: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(bin)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting capstan serve");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .split("API on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in: {first}"))
+        .to_string();
+    (child, url)
+}
+
 /// Panic if `needle` appears in any file under the state directory `state`,
 /// except the secret store (`STATE/secrets`), which is where it belongs.
 pub fn assert_not_in_state(state: &Path, needle: &str) {

@@ -45,7 +45,7 @@ pub fn effective_budget(
         (budget, why) = (c, "the platform policy's limits.workspace-budget".into());
     }
     if let Some(free) = free {
-        let spare = free - (free / 4).min(256 << 20);
+        let spare = free - store_reserve(free);
         if spare < budget {
             (budget, why) = (
                 spare,
@@ -59,10 +59,14 @@ pub fn effective_budget(
     (budget, why)
 }
 
+/// What the run store keeps of `free` bytes: a quarter, up to 256 MiB.
+pub fn store_reserve(free: u64) -> u64 {
+    (free / 4).min(256 << 20)
+}
+
 /// Free bytes for unprivileged writers on the file system of `path`.
 pub fn free_space(path: &Path) -> Option<u64> {
-    let s = rustix::fs::statvfs(path).ok()?;
-    Some(s.f_bavail.saturating_mul(s.f_frsize))
+    free_now(path).map(|(bytes, _)| bytes)
 }
 
 /// Deepest directory level walked; deeper is reported as over budget.
@@ -161,12 +165,18 @@ pub struct DiskWatch {
 
 impl DiskWatch {
     /// Start sampling `root` against `budget` (`why` says where the budget
-    /// comes from, for the message).
-    pub fn start(root: PathBuf, state: PathBuf, budget: u64, why: String) -> DiskWatch {
+    /// comes from, for the message), and the disk of `state` against
+    /// `reserve` ([`store_reserve`]).
+    pub fn start(
+        root: PathBuf,
+        state: PathBuf,
+        budget: u64,
+        reserve: u64,
+        why: String,
+    ) -> DiskWatch {
         let (tx, over) = watch::channel(None);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
-        let reserve = free_space(&state).map_or(256 << 20, |f| (f / 4).min(256 << 20));
         let spawned = std::thread::Builder::new()
             .name("capstan-disk-watch".into())
             .spawn(move || {

@@ -841,7 +841,8 @@ impl<'a> Execution<'a> {
             sched.policy.workspace_budget(),
             free,
         );
-        disk::DiskWatch::start(root, sched.state_dir.clone(), budget, why)
+        let reserve = free.map_or(256 << 20, disk::store_reserve);
+        disk::DiskWatch::start(root, sched.state_dir.clone(), budget, reserve, why)
     }
 
     /// The names of every secret any task of the run is granted.
