@@ -1,0 +1,114 @@
+//! Recording an attempt's outcome.
+
+use super::*;
+
+impl<'a> Execution<'a> {
+    pub(super) fn complete(
+        &mut self,
+        name: &str,
+        attempt: u32,
+        dispatched_at: i64,
+        dispatched: Instant,
+        mut report: AttemptReport,
+    ) -> Result<()> {
+        let entered_at = report
+            .entered
+            .map(|e| dispatched_at + e.saturating_duration_since(dispatched).as_micros() as i64);
+        let t = self
+            .prepared
+            .plan
+            .tasks
+            .iter()
+            .find(|t| t.spec.name == name)
+            .expect("planned task");
+        let resumed = self.state.get_mut(name).unwrap().resuming.take();
+        // The wait is over after this call unless the task suspends (again);
+        // a failure after a wait is never retried (retrying would ask the
+        // approvers again).
+        self.poll_decisions = true;
+        if let Some(req) = report.suspend.take() {
+            return self.suspended(t, attempt, entered_at, req, resumed);
+        }
+        if let Some(r) = &resumed {
+            let phase = if r.timed_out {
+                "timed-out"
+            } else if report.outcome.is_ok() {
+                "approved"
+            } else {
+                "rejected"
+            };
+            self.sched
+                .store
+                .close_wait(&self.run_id, name, phase, &r.decisions)?;
+            self.state.get_mut(name).unwrap().wait_deadline = None;
+            self.sched.metrics.waiting(-1);
+        }
+        let (attempt_status, task_status, message, results) = match report.outcome {
+            Ok(results) => (
+                TaskStatus::Succeeded,
+                TaskStatus::Succeeded,
+                None,
+                results.into_iter().collect(),
+            ),
+            Err((kind, msg)) => {
+                let attempt_status = if kind == FailureKind::TimedOut {
+                    TaskStatus::TimedOut
+                } else {
+                    TaskStatus::Failed
+                };
+                let failures = self.state[name].failures + 1;
+                self.state.get_mut(name).unwrap().failures = failures;
+                if kind.retryable() && failures <= t.spec.retries && resumed.is_none() {
+                    let exp = (failures - 1).min(16);
+                    let delay = t
+                        .backoff
+                        .saturating_mul(1 << exp)
+                        .min(Duration::from_secs(300));
+                    self.state.get_mut(name).unwrap().retry_at = Some(Instant::now() + delay);
+                    self.retrying += 1;
+                    let msg = format!(
+                        "{msg} (retry {failures} of {} in {})",
+                        t.spec.retries,
+                        crate::runtime::humantime(delay)
+                    );
+                    (
+                        attempt_status,
+                        TaskStatus::Retrying,
+                        Some(msg),
+                        BTreeMap::new(),
+                    )
+                } else {
+                    (attempt_status, attempt_status, Some(msg), BTreeMap::new())
+                }
+            }
+        };
+        self.sched
+            .metrics
+            .attempt_finished(attempt_status, dispatched.elapsed().as_secs_f64());
+        self.sched.recorder.flush()?;
+        self.sched.store.finish_attempt(
+            &self.run_id,
+            name,
+            attempt,
+            attempt_status,
+            task_status,
+            entered_at,
+            message.as_deref(),
+            &results,
+        )?;
+        if task_status == TaskStatus::Succeeded {
+            self.results.insert(name.to_string(), results.clone());
+        }
+        let rt = self.state.get_mut(name).unwrap();
+        track_waiting(&mut self.waiting, rt.status, task_status);
+        rt.status = task_status;
+        rt.results = results;
+        self.emit(Event::Task {
+            task: name.to_string(),
+            status: task_status,
+            attempt,
+            message,
+        });
+        Ok(())
+    }
+}
