@@ -5,8 +5,11 @@
 use std::time::Duration;
 
 use capstan::scheduler::RunOptions;
-use capstan::store::{RunStatus, TaskStatus};
+use capstan::store::{RunStatus, SkipReason, StopMode, TaskStatus};
 use capstan_tests::TestEnv;
+
+#[path = "semantics/tekton.rs"]
+mod tekton;
 
 const HEADER: &str =
     "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata: { name: sem }\nspec:\n";
@@ -279,27 +282,47 @@ async fn task_and_run_timeouts() {
     assert_eq!(run.task("slow").attempts, 2, "a timeout is retried");
     assert_eq!(run.status, RunStatus::Failed);
 
-    let yaml = r#"apiVersion: capstan.dev/v1alpha1
+    // `timeout` (= `timeouts.pipeline`) bounds the whole run, finally
+    // included, as in Tekton; `timeouts.tasks` lets finally run.
+    let run_with = |timeouts: &str| {
+        format!(
+            r#"apiVersion: capstan.dev/v1alpha1
 kind: PipelineRun
-metadata: { name: bounded }
+metadata: {{ name: bounded }}
 spec:
-  timeout: 300ms
+  {timeouts}
   pipelineSpec:
     tasks:
-      - { name: slow, uses: "{{sleep}}", params: [{ name: millis, value: "10000" }] }
-      - { name: later, uses: "{{echo}}", runAfter: [slow], params: [{ name: message, value: x }] }
+      - {{ name: slow, uses: "{{{{sleep}}}}", params: [{{ name: millis, value: "10000" }}] }}
+      - {{ name: later, uses: "{{{{echo}}}}", runAfter: [slow], params: [{{ name: message, value: x }}] }}
     finally:
-      - { name: cleanup, uses: "{{echo}}", params: [{ name: message, value: "$(tasks.status)" }] }
-"#;
-    let run = env.run(yaml, &[]).await;
+      - {{ name: cleanup, uses: "{{{{echo}}}}", params: [{{ name: message, value: "$(tasks.status)" }}] }}
+"#
+        )
+    };
+    let run = env.run(&run_with("timeout: 300ms"), &[]).await;
     assert_eq!(run.status, RunStatus::TimedOut);
     assert_eq!(run.status_of("slow"), TaskStatus::TimedOut);
     assert_eq!(run.status_of("later"), TaskStatus::Skipped);
+    assert_eq!(run.status_of("cleanup"), TaskStatus::Skipped);
+    assert_eq!(
+        run.task("cleanup").skip_reason,
+        Some(SkipReason::PipelineTimedOut)
+    );
+
+    let run = env.run(&run_with("timeouts: { tasks: 300ms }"), &[]).await;
+    assert_eq!(run.status, RunStatus::TimedOut);
+    assert_eq!(run.status_of("slow"), TaskStatus::TimedOut);
+    assert_eq!(
+        run.task("later").skip_reason,
+        Some(SkipReason::TasksTimedOut)
+    );
     assert_eq!(
         run.status_of("cleanup"),
         TaskStatus::Succeeded,
-        "finally runs after a run timeout"
+        "finally runs after timeouts.tasks"
     );
+    assert_eq!(run.result("cleanup", "message"), "Failed");
 }
 
 #[tokio::test]
@@ -329,7 +352,7 @@ async fn cancel_stops_running_tasks() {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        store.request_cancel(&id2).unwrap();
+        store.request_stop(&id2, StopMode::Cancel).unwrap();
     });
     let status = tokio::time::timeout(
         Duration::from_secs(10),

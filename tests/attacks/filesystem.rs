@@ -243,6 +243,7 @@ async fn a_sub_path_through_a_planted_link_is_refused() {
             r#"
     - name: {name}
       runAfter: [plant]
+      onError: continue
       uses: "{{{{fs_subpath_link}}}}"
       params: [{{ name: arg, value: read }}]
       workspaces: [{{ name: ws, workspace: ws, subPath: "{sub}", readOnly: {ro} }}]

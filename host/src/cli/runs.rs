@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 
 use super::output::{ExitCode, duration, run_json, show_run, time};
 use super::{Cli, Output};
-use crate::scheduler::PrepareError;
-use crate::store::{RunStatus, RunStore};
+use crate::scheduler::{PrepareError, StopOutcome};
+use crate::store::{RunStatus, RunStore, StopMode};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
@@ -28,8 +28,26 @@ pub enum RunsCommand {
         #[arg(long, default_value_t = 256, value_name = "MIB")]
         memory_limit: usize,
     },
-    /// Cancel a run (stops its running tasks if a process is executing it).
-    Cancel { run_id: String },
+    /// Cancel a run: stop its running tasks now. Its `finally` tasks do
+    /// not run unless --run-finally (Tekton's `Cancelled` and
+    /// `CancelledRunFinally`).
+    #[command(after_help = "Examples:\n  capstan runs cancel build-x2k4mzq7ab\n  \
+        capstan runs cancel build-x2k4mzq7ab --run-finally")]
+    Cancel {
+        /// The run's id (as `capstan runs list` shows it).
+        run_id: String,
+        /// Stop the running tasks, then run the `finally` tasks.
+        #[arg(long)]
+        run_finally: bool,
+    },
+    /// Stop a run gracefully: start no new task, let running ones finish
+    /// (with their retries), then run the `finally` tasks (Tekton's
+    /// `StoppedRunFinally`).
+    #[command(after_help = "Example:\n  capstan runs stop build-x2k4mzq7ab")]
+    Stop {
+        /// The run's id (as `capstan runs list` shows it).
+        run_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -209,21 +227,63 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
             sched.kube_client = super::run::kube_client_for(&prepared).await?;
             super::run::execute(cli, &sched, run_id, &prepared).await
         }
-        RunsCommand::Cancel { run_id } => {
-            let sched = super::run::scheduler(cli, 16)?;
-            let status = sched.cancel_run(run_id)?;
+        RunsCommand::Cancel {
+            run_id,
+            run_finally,
+        } => {
+            let mode = if *run_finally {
+                StopMode::CancelRunFinally
+            } else {
+                StopMode::Cancel
+            };
+            stop(cli, run_id, mode, json).await
+        }
+        RunsCommand::Stop { run_id } => stop(cli, run_id, StopMode::Stop, json).await,
+    }
+}
+
+/// `runs cancel` and `runs stop`: ask, and if no process executes the run
+/// and its `finally` tasks must run, execute it here.
+async fn stop(cli: &Cli, run_id: &str, mode: StopMode, json: bool) -> Result<ExitCode> {
+    let mut sched = super::run::scheduler(cli, 256)?;
+    let what = match mode {
+        StopMode::Stop => "stop",
+        _ => "cancellation",
+    };
+    match sched.stop_run(run_id, mode)? {
+        StopOutcome::Ended(status) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "run_id": run_id, "status": status.as_str() })
-                );
-            } else if status.is_terminal() {
+                show_run(&sched.store, run_id, true)?;
+            } else {
                 println!("run {run_id}: {status}");
+            }
+            Ok(ExitCode::Ok)
+        }
+        StopOutcome::Requested => {
+            if json {
+                show_run(&sched.store, run_id, true)?;
             } else {
                 println!(
-                    "run {run_id}: cancellation requested; the executing process stops its tasks"
+                    "run {run_id}: {what} requested ({}); the executing process carries it out",
+                    mode.as_str()
                 );
             }
+            Ok(ExitCode::Ok)
+        }
+        StopOutcome::NeedsExecution => {
+            if !json {
+                eprintln!("run {run_id}: no process executes it; running its finally tasks here");
+            }
+            let prepared = match sched.reload(run_id) {
+                Ok(p) => p,
+                Err(PrepareError::Invalid(d)) => {
+                    eprintln!("error: cannot execute {run_id}: {d}");
+                    return Ok(ExitCode::Invalid);
+                }
+                Err(PrepareError::Other(e)) => return Err(e),
+            };
+            sched.kube_client = super::run::kube_client_for(&prepared).await?;
+            super::run::execute(cli, &sched, run_id, &prepared).await?;
             Ok(ExitCode::Ok)
         }
     }

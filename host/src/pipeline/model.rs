@@ -110,6 +110,28 @@ pub struct PipelineTask {
     /// Capability grants for this task (the second grant layer).
     #[serde(default, skip_serializing_if = "Grants::is_empty")]
     pub grants: Grants,
+    /// What a failure of this task does to the run (Tekton's `onError`):
+    /// `stopAndFail` (the default) or `continue`.
+    #[serde(default, skip_serializing_if = "OnError::is_default")]
+    pub on_error: OnError,
+}
+
+/// A task's `onError`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnError {
+    /// The run stops taking new tasks and fails.
+    #[default]
+    StopAndFail,
+    /// The failure is recorded; the run goes on as if the task had ended
+    /// (tasks using its results are skipped: they are missing).
+    Continue,
+}
+
+impl OnError {
+    pub fn is_default(&self) -> bool {
+        *self == OnError::StopAndFail
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -320,9 +342,29 @@ pub struct PipelineRunSpec {
     pub params: Vec<Param>,
     #[serde(default)]
     pub workspaces: Vec<RunWorkspace>,
-    /// Whole-run timeout (Go duration). Default: none.
+    /// Whole-run timeout (Go duration), `finally` included; the same as
+    /// `timeouts.pipeline`. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Tekton's `timeouts: {pipeline, tasks, finally}` (Go durations; "0"
+    /// is none). Not together with `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<TimeoutsSpec>,
+}
+
+/// `spec.timeouts` of a PipelineRun.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TimeoutsSpec {
+    /// The whole run, `finally` included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    /// The main tasks; `finally` runs when it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<String>,
+    /// The `finally` tasks, from when they start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finally: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

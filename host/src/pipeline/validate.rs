@@ -21,11 +21,22 @@ pub struct Plan {
     pub params: BTreeMap<String, ParamValue>,
     pub workspaces: Vec<WorkspaceDecl>,
     pub results: Vec<PipelineResult>,
-    pub timeout: Option<Duration>,
+    pub timeouts: Timeouts,
     /// `spec.workspaceBudget`, bytes (None: the default).
     pub workspace_budget: Option<u64>,
     /// What is accepted but worth saying (extra PipelineRun params).
     pub warnings: Vec<String>,
+}
+
+/// The run's timeouts (None: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The whole run, `finally` included.
+    pub pipeline: Option<Duration>,
+    /// The main tasks, from the run's start.
+    pub tasks: Option<Duration>,
+    /// The `finally` tasks, from when they start.
+    pub finally: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -551,16 +562,7 @@ pub fn validate(
         ));
     }
 
-    let timeout = match doc.run.as_ref().and_then(|(r, _)| r.timeout.as_ref()) {
-        Some(s) => match duration::parse_timeout(s) {
-            Ok(t) => t,
-            Err(e) => {
-                d.push(doc.run_diag("timeout", e));
-                None
-            }
-        },
-        None => None,
-    };
+    let timeouts = run_timeouts(doc, &mut d);
 
     let workspace_budget = match &spec.workspace_budget {
         Some(s) => match super::size::parse(s) {
@@ -586,10 +588,77 @@ pub fn validate(
         params,
         workspaces: spec.workspaces.clone(),
         results: spec.results.clone(),
-        timeout,
+        timeouts,
         workspace_budget,
         warnings,
     })
+}
+
+/// `timeout` or `timeouts: {pipeline, tasks, finally}`, checked as Tekton
+/// does: not both; `tasks` and `finally` within `pipeline` (together too);
+/// "0" is no limit, and a zero `tasks`/`finally` needs a zero `pipeline`.
+fn run_timeouts(doc: &Document, d: &mut Vec<Diagnostic>) -> Timeouts {
+    let Some((run, _)) = &doc.run else {
+        return Timeouts::default();
+    };
+    let mut errors = Vec::new();
+    let mut parse = |s: &Option<String>, field: &str| -> (bool, Option<Duration>) {
+        match s {
+            None => (false, None),
+            Some(s) => match duration::parse_timeout(s) {
+                Ok(t) => (true, t),
+                Err(e) => {
+                    errors.push(doc.run_diag(field, e));
+                    (false, None)
+                }
+            },
+        }
+    };
+    let (_, single) = parse(&run.timeout, "timeout");
+    let Some(ts) = &run.timeouts else {
+        d.extend(errors);
+        return Timeouts {
+            pipeline: single,
+            ..Timeouts::default()
+        };
+    };
+    if run.timeout.is_some() {
+        d.push(doc.run_diag("timeouts", "set `timeout` or `timeouts`, not both"));
+    }
+    let (_, pipeline) = parse(&ts.pipeline, "timeouts.pipeline");
+    let (t_set, tasks) = parse(&ts.tasks, "timeouts.tasks");
+    let (f_set, finally) = parse(&ts.finally, "timeouts.finally");
+    d.extend(errors);
+    if let Some(p) = pipeline {
+        for (set, v, field) in [(t_set, tasks, "tasks"), (f_set, finally, "finally")] {
+            match v {
+                Some(v) if v > p => d.push(doc.run_diag(
+                    &format!("timeouts.{field}"),
+                    format!(
+                        "is longer than timeouts.pipeline ({})",
+                        ts.pipeline.as_deref().unwrap_or_default()
+                    ),
+                )),
+                None if set => d.push(doc.run_diag(
+                    &format!("timeouts.{field}"),
+                    "\"0\" (no limit) needs timeouts.pipeline \"0\" too",
+                )),
+                _ => {}
+            }
+        }
+        if let (Some(t), Some(f)) = (tasks, finally)
+            && t + f > p
+        {
+            d.push(doc.run_diag("timeouts", "tasks + finally is longer than pipeline"));
+        }
+    }
+    // As Tekton: with two of the three set, the third is what is left.
+    let tasks = tasks.or_else(|| Some(pipeline? - finally?));
+    Timeouts {
+        pipeline,
+        tasks,
+        finally,
+    }
 }
 
 fn cli_diag(message: String) -> Diagnostic {

@@ -5,6 +5,7 @@
 //! scheduler acts on it.
 
 pub mod approval;
+pub mod decide;
 pub mod disk;
 mod execution;
 mod prepare;
@@ -24,7 +25,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::caps::LogLevel;
 use crate::pipeline::{Diagnostics, Document, Plan};
 use crate::runtime::{Plugin, Runtime, TaskLimits};
-use crate::store::{RunStatus, RunStore, TaskStatus};
+use crate::store::{RunStatus, RunStore, StopMode, TaskStatus};
 
 /// What the scheduler reports while a run executes.
 #[derive(Debug, Clone)]
@@ -184,37 +185,53 @@ impl Scheduler {
         lock_run(&self.state_dir, run_id)
     }
 
-    /// Cancel a run: if a process is executing it, it stops its tasks;
-    /// otherwise the run is marked Cancelled here.
-    pub fn cancel_run(&self, run_id: &str) -> Result<RunStatus> {
+    /// Cancel a run (stop every task now; `finally` does not run).
+    pub fn cancel_run(&self, run_id: &str) -> Result<StopOutcome> {
+        self.stop_run(run_id, StopMode::Cancel)
+    }
+
+    /// Ask a run to stop (`mode`). The process executing it carries it out
+    /// within 100 ms. If none is, a cancel is carried out here; a stop that
+    /// runs `finally` needs the run executed (`runs resume` does it).
+    pub fn stop_run(&self, run_id: &str, mode: StopMode) -> Result<StopOutcome> {
         let rec = self.store.run(run_id)?;
         if rec.status.is_terminal() {
-            return Ok(rec.status);
+            return Ok(StopOutcome::Ended(rec.status));
         }
-        self.store.request_cancel(run_id)?;
-        match self.lock_run(run_id) {
-            Ok(_lock) => {
-                for t in self.store.tasks(run_id)? {
-                    if !t.status.is_terminal() {
-                        self.store.set_task_status(
-                            run_id,
-                            &t.name,
-                            TaskStatus::Cancelled,
-                            Some("run cancelled"),
-                        )?;
-                    }
-                }
-                self.store.abandon_running_attempts(run_id)?;
-                self.store.set_run_status(
+        self.store.request_stop(run_id, mode)?;
+        let Ok(_lock) = self.lock_run(run_id) else {
+            return Ok(StopOutcome::Requested);
+        };
+        if mode != StopMode::Cancel {
+            return Ok(StopOutcome::NeedsExecution);
+        }
+        for t in self.store.tasks(run_id)? {
+            if !t.status.is_terminal() {
+                self.store.set_task_status(
                     run_id,
-                    RunStatus::Cancelled,
-                    Some("cancelled by user"),
+                    &t.name,
+                    TaskStatus::Cancelled,
+                    Some("run cancelled"),
                 )?;
-                Ok(RunStatus::Cancelled)
             }
-            Err(_) => Ok(RunStatus::Running),
         }
+        self.store.abandon_running_attempts(run_id)?;
+        self.store
+            .set_run_status(run_id, RunStatus::Cancelled, Some("cancelled by user"))?;
+        Ok(StopOutcome::Ended(RunStatus::Cancelled))
     }
+}
+
+/// What asking a run to stop did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// The run has ended (already, or now) with this status.
+    Ended(RunStatus),
+    /// The process executing the run will carry it out.
+    Requested,
+    /// Recorded; no process executes the run, and its `finally` tasks must
+    /// run: execute it (`capstan runs resume`).
+    NeedsExecution,
 }
 
 use execution::Execution;

@@ -6,6 +6,7 @@
 //! `capstan runs resume` can continue it. `synchronous=NORMAL` in WAL mode
 //! keeps committed transactions across a process crash.
 
+mod schema;
 mod status;
 mod waits;
 
@@ -17,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-pub use status::{RunStatus, TaskStatus};
+pub use status::{RunStatus, SkipReason, StopMode, TaskStatus};
 pub use waits::{DecisionRecord, WaitRecord};
 
 use crate::caps::LogLevel;
@@ -96,7 +97,8 @@ pub struct RunRecord {
     pub results: BTreeMap<String, String>,
     #[serde(skip)]
     pub spec: RunSpec,
-    pub cancel_requested: bool,
+    /// A cancel or stop asked and not yet carried out.
+    pub stop_requested: Option<StopMode>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -109,6 +111,8 @@ pub struct TaskRecord {
     pub finished_at: Option<i64>,
     pub message: Option<String>,
     pub results: BTreeMap<String, String>,
+    /// Why it was skipped (Tekton's skipping reason), when Skipped.
+    pub skip_reason: Option<SkipReason>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -139,84 +143,6 @@ pub struct RunStore {
     path: PathBuf,
 }
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    pipeline TEXT NOT NULL,
-    status TEXT NOT NULL,
-    message TEXT,
-    created_at INTEGER NOT NULL,
-    started_at INTEGER,
-    finished_at INTEGER,
-    results TEXT NOT NULL DEFAULT '{}',
-    spec TEXT NOT NULL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    name TEXT NOT NULL,
-    finally INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    started_at INTEGER,
-    finished_at INTEGER,
-    message TEXT,
-    results TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (run_id, name)
-);
-CREATE TABLE IF NOT EXISTS attempts (
-    run_id TEXT NOT NULL,
-    task TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    dispatched_at INTEGER NOT NULL,
-    entered_at INTEGER,
-    finished_at INTEGER,
-    message TEXT,
-    PRIMARY KEY (run_id, task, attempt)
-);
-CREATE TABLE IF NOT EXISTS logs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    task TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    ts INTEGER NOT NULL,
-    level TEXT NOT NULL,
-    message TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run_id, id);
-CREATE TABLE IF NOT EXISTS waits (
-    run_id TEXT NOT NULL,
-    task TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    since INTEGER NOT NULL,
-    deadline INTEGER NOT NULL,
-    phase TEXT NOT NULL,
-    history TEXT NOT NULL DEFAULT '[]',
-    open INTEGER NOT NULL DEFAULT 1,
-    PRIMARY KEY (run_id, task)
-);
-CREATE INDEX IF NOT EXISTS waits_open ON waits (open);
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    task TEXT NOT NULL,
-    user TEXT NOT NULL,
-    groups TEXT NOT NULL,
-    decision TEXT NOT NULL,
-    comment TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    accepted INTEGER NOT NULL,
-    reason TEXT,
-    applied INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS decisions_by_run ON decisions (run_id, applied);
-PRAGMA user_version = 1;
-"#;
-
 impl RunStore {
     /// Open (creating if needed) the store in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<RunStore> {
@@ -236,7 +162,7 @@ impl RunStore {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        schema::migrate(&conn).map_err(err)?;
         Ok(RunStore {
             conn: Mutex::new(conn),
             path,
@@ -306,12 +232,18 @@ impl RunStore {
         Ok(())
     }
 
-    pub fn request_cancel(&self, id: &str) -> Result<()> {
+    /// Ask the run to stop (`mode`). A cancel overrides an earlier stop;
+    /// a stop never weakens an earlier cancel.
+    pub fn request_stop(&self, id: &str, mode: StopMode) -> Result<()> {
         let n = self
             .conn()
             .execute(
-                "UPDATE runs SET cancel_requested = 1 WHERE id = ?1",
-                params![id],
+                "UPDATE runs SET cancel_requested = CASE \
+                   WHEN cancel_requested = 0 THEN ?2 \
+                   WHEN ?2 = 1 THEN 1 \
+                   WHEN ?2 = 2 AND cancel_requested = 3 THEN 2 \
+                   ELSE cancel_requested END WHERE id = ?1",
+                params![id, mode.code()],
             )
             .map_err(|e| self.err(e))?;
         if n == 0 {
@@ -320,16 +252,16 @@ impl RunStore {
         Ok(())
     }
 
-    pub fn cancel_requested(&self, id: &str) -> Result<bool> {
+    pub fn stop_requested(&self, id: &str) -> Result<Option<StopMode>> {
         self.conn()
             .query_row(
                 "SELECT cancel_requested FROM runs WHERE id = ?1",
                 params![id],
-                |r| r.get::<_, bool>(0),
+                |r| r.get::<_, i64>(0),
             )
             .optional()
             .map_err(|e| self.err(e))
-            .map(|v| v.unwrap_or(false))
+            .map(|v| v.and_then(StopMode::from_code))
     }
 
     pub fn run(&self, id: &str) -> Result<RunRecord> {
@@ -350,7 +282,7 @@ impl RunStore {
                         r.get::<_, Option<i64>>(6)?,
                         r.get::<_, String>(7)?,
                         r.get::<_, String>(8)?,
-                        r.get::<_, bool>(9)?,
+                        r.get::<_, i64>(9)?,
                     ))
                 },
             )
@@ -368,7 +300,7 @@ impl RunStore {
             results: serde_json::from_str(&row.7)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             spec: serde_json::from_str(&row.8).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            cancel_requested: row.9,
+            stop_requested: StopMode::from_code(row.9),
         })
     }
 
@@ -391,7 +323,7 @@ impl RunStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT name, finally, status, attempts, started_at, finished_at, message, results FROM tasks \
+                "SELECT name, finally, status, attempts, started_at, finished_at, message, results, reason FROM tasks \
                  WHERE run_id = ?1 ORDER BY rowid",
             )
             .map_err(|e| self.err(e))?;
@@ -406,6 +338,7 @@ impl RunStore {
                     r.get::<_, Option<i64>>(5)?,
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, String>(7)?,
+                    r.get::<_, Option<String>>(8)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
@@ -422,6 +355,7 @@ impl RunStore {
                 message: row.6,
                 results: serde_json::from_str(&row.7)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                skip_reason: row.8.as_deref().and_then(SkipReason::parse),
             });
         }
         Ok(out)
@@ -512,6 +446,19 @@ impl RunStore {
         status: TaskStatus,
         message: Option<&str>,
     ) -> Result<()> {
+        self.set_task_skipped(run_id, task, status, None, message)
+    }
+
+    /// Set a task's status with the reason it was skipped (None unless
+    /// `status` is Skipped).
+    pub fn set_task_skipped(
+        &self,
+        run_id: &str,
+        task: &str,
+        status: TaskStatus,
+        reason: Option<SkipReason>,
+        message: Option<&str>,
+    ) -> Result<()> {
         let finished = if status.is_terminal() {
             Some(now_us())
         } else {
@@ -519,8 +466,8 @@ impl RunStore {
         };
         self.conn()
             .execute(
-                "UPDATE tasks SET status = ?3, message = ?4, finished_at = ?5 WHERE run_id = ?1 AND name = ?2",
-                params![run_id, task, status.as_str(), message, finished],
+                "UPDATE tasks SET status = ?3, message = ?4, finished_at = ?5, reason = ?6 WHERE run_id = ?1 AND name = ?2",
+                params![run_id, task, status.as_str(), message, finished, reason.map(SkipReason::as_str)],
             )
             .map_err(|e| self.err(e))?;
         Ok(())

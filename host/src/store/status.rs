@@ -115,3 +115,109 @@ impl FromStr for TaskStatus {
         })
     }
 }
+
+/// Why a task did not run (Tekton's skipping reasons, in Tekton's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SkipReason {
+    /// Its `when` expressions were false. The only reason that does not
+    /// skip the tasks after it.
+    When,
+    /// A task it runs after was skipped (for another reason than `when`).
+    ParentSkipped,
+    /// A result it uses was not produced.
+    MissingResults,
+    /// A task failed: the run starts nothing new.
+    Stopping,
+    /// `CancelledRunFinally` was asked before it started.
+    GracefullyCancelled,
+    /// `StoppedRunFinally` was asked before it started.
+    GracefullyStopped,
+    /// The run's timeout (`timeout`, `timeouts.pipeline`) passed.
+    PipelineTimedOut,
+    /// `timeouts.tasks` passed before it started.
+    TasksTimedOut,
+    /// `timeouts.finally` passed before it started.
+    FinallyTimedOut,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 9] = [
+        SkipReason::When,
+        SkipReason::ParentSkipped,
+        SkipReason::MissingResults,
+        SkipReason::Stopping,
+        SkipReason::GracefullyCancelled,
+        SkipReason::GracefullyStopped,
+        SkipReason::PipelineTimedOut,
+        SkipReason::TasksTimedOut,
+        SkipReason::FinallyTimedOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::When => "When Expressions evaluated to false",
+            SkipReason::ParentSkipped => "Parent Tasks were skipped",
+            SkipReason::MissingResults => "Results were missing",
+            SkipReason::Stopping => "PipelineRun was stopping",
+            SkipReason::GracefullyCancelled => "PipelineRun was gracefully cancelled",
+            SkipReason::GracefullyStopped => "PipelineRun was gracefully stopped",
+            SkipReason::PipelineTimedOut => "PipelineRun timeout has been reached",
+            SkipReason::TasksTimedOut => "PipelineRun Tasks timeout has been reached",
+            SkipReason::FinallyTimedOut => "PipelineRun Finally timeout has been reached",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SkipReason> {
+        SkipReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// How a run is asked to stop (Tekton's `spec.status` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopMode {
+    /// `Cancelled`: stop every task now; `finally` does not run.
+    #[serde(rename = "Cancelled")]
+    Cancel,
+    /// `CancelledRunFinally`: stop every task now, then run `finally`.
+    #[serde(rename = "CancelledRunFinally")]
+    CancelRunFinally,
+    /// `StoppedRunFinally`: start no new task, let running ones finish,
+    /// then run `finally`.
+    #[serde(rename = "StoppedRunFinally")]
+    Stop,
+}
+
+impl StopMode {
+    /// The value stored in `runs.cancel_requested` (0: none).
+    pub fn code(self) -> i64 {
+        match self {
+            StopMode::Cancel => 1,
+            StopMode::CancelRunFinally => 2,
+            StopMode::Stop => 3,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<StopMode> {
+        match code {
+            1 => Some(StopMode::Cancel),
+            2 => Some(StopMode::CancelRunFinally),
+            3 => Some(StopMode::Stop),
+            _ => None,
+        }
+    }
+
+    /// Tekton's `spec.status` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopMode::Cancel => "Cancelled",
+            StopMode::CancelRunFinally => "CancelledRunFinally",
+            StopMode::Stop => "StoppedRunFinally",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StopMode> {
+        [StopMode::Cancel, StopMode::CancelRunFinally, StopMode::Stop]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}

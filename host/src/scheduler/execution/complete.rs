@@ -58,12 +58,9 @@ impl<'a> Execution<'a> {
                 };
                 let failures = self.state[name].failures + 1;
                 self.state.get_mut(name).unwrap().failures = failures;
-                if kind.retryable() && failures <= t.spec.retries && resumed.is_none() {
-                    let exp = (failures - 1).min(16);
-                    let delay = t
-                        .backoff
-                        .saturating_mul(1 << exp)
-                        .min(Duration::from_secs(300));
+                let after_wait = resumed.is_some();
+                if decide::retries(kind.retryable(), failures, t.spec.retries, after_wait) {
+                    let delay = decide::retry_delay(t.backoff, failures);
                     self.state.get_mut(name).unwrap().retry_at = Some(Instant::now() + delay);
                     self.retrying += 1;
                     let msg = format!(
@@ -102,6 +99,7 @@ impl<'a> Execution<'a> {
         let rt = self.state.get_mut(name).unwrap();
         track_waiting(&mut self.waiting, rt.status, task_status);
         rt.status = task_status;
+        rt.last_attempt = Some(attempt_status);
         rt.results = results;
         self.emit(Event::Task {
             task: name.to_string(),
@@ -109,6 +107,9 @@ impl<'a> Execution<'a> {
             attempt,
             message,
         });
+        if task_status.is_terminal() {
+            self.ended(name);
+        }
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 mod complete;
 mod dispatch;
 mod grants;
+mod phase;
 mod wait;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +16,7 @@ use anyhow::{Result, bail};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 
+use super::decide::{self, Readiness, Stop, TaskFacts, Timeout};
 use super::recorder::StartRecord;
 use super::sink::StoreSink;
 use super::{Event, Prepared, Scheduler, approval, disk};
@@ -25,12 +27,18 @@ use crate::caps::secrets::{LocalSecrets, SecretGrant, SecretSource};
 use crate::caps::ssh::SshGrant;
 use crate::caps::workspace::WorkspaceMount;
 use crate::pipeline::subst::Scope;
-use crate::pipeline::{PlannedTask, WhenOperator};
+use crate::pipeline::{OnError, PlannedTask};
 use crate::runtime::{AttemptReport, Call, FailureKind, Invocation, Outcome, Suspend};
-use crate::store::{RunSpec, RunStatus, TaskStatus, now_us};
+use crate::store::{RunSpec, RunStatus, SkipReason, StopMode, TaskStatus, now_us};
 
 struct TaskRt {
     status: TaskStatus,
+    /// Why it was skipped (Skipped only).
+    skip: Option<SkipReason>,
+    /// The outcome of its latest attempt that ended.
+    last_attempt: Option<TaskStatus>,
+    /// `onError: continue`.
+    continues: bool,
     attempts: u32,
     failures: u32,
     results: BTreeMap<String, String>,
@@ -60,7 +68,10 @@ pub(super) struct Execution<'a> {
     secrets: SecretSource,
     state: HashMap<String, TaskRt>,
     events: Option<UnboundedSender<Event>>,
-    deadline: Option<Instant>,
+    /// When the run started (before a crash, if resumed).
+    started: Instant,
+    /// The current phase's deadline, and which timeout it is.
+    deadline: Option<(Instant, Timeout)>,
     /// Results of the tasks that succeeded (what `$(tasks.X.results.Y)` reads).
     results: HashMap<String, BTreeMap<String, String>>,
     /// How many tasks wait for a retry (`retry_at` set).
@@ -78,6 +89,9 @@ pub(super) struct Execution<'a> {
     disk: disk::DiskWatch,
     /// How many tasks are Waiting (so a turn need not scan for them).
     waiting: usize,
+    /// Why the run starts no new main task (a task failed, or a stop was
+    /// asked); None while it may.
+    stopping: Option<String>,
 }
 
 /// Keep `count` (tasks in Waiting) right across a status change.
@@ -107,18 +121,28 @@ impl<'a> Execution<'a> {
         events: Option<UnboundedSender<Event>>,
     ) -> Result<Self> {
         let mut state = HashMap::new();
-        let failures = sched
-            .store
-            .attempts(run_id)?
-            .into_iter()
-            .filter(|a| matches!(a.status, TaskStatus::Failed | TaskStatus::TimedOut));
         let mut failed: HashMap<String, u32> = HashMap::new();
-        for a in failures {
-            *failed.entry(a.task).or_default() += 1;
+        let mut last: HashMap<String, TaskStatus> = HashMap::new();
+        for a in sched.store.attempts(run_id)? {
+            if matches!(a.status, TaskStatus::Failed | TaskStatus::TimedOut) {
+                *failed.entry(a.task.clone()).or_default() += 1;
+            }
+            if a.status.is_terminal() {
+                last.insert(a.task, a.status);
+            }
         }
+        let continues: HashMap<&str, bool> = prepared
+            .plan
+            .tasks
+            .iter()
+            .map(|t| (t.spec.name.as_str(), t.spec.on_error == OnError::Continue))
+            .collect();
+        let mut retrying = 0;
         for t in sched.store.tasks(run_id)? {
+            // An interrupted attempt runs again; a retry that was due or
+            // pending is due now.
             let status = match t.status {
-                TaskStatus::Running | TaskStatus::Retrying => TaskStatus::Pending,
+                TaskStatus::Running => TaskStatus::Pending,
                 s => s,
             };
             if status != t.status {
@@ -134,10 +158,16 @@ impl<'a> Execution<'a> {
                 t.name.clone(),
                 TaskRt {
                     status,
+                    skip: t.skip_reason,
+                    last_attempt: last.get(&t.name).copied(),
+                    continues: continues.get(t.name.as_str()).copied().unwrap_or(false),
                     attempts: t.attempts,
                     failures,
                     results: t.results,
-                    retry_at: None,
+                    retry_at: (status == TaskStatus::Retrying).then(|| {
+                        retrying += 1;
+                        Instant::now()
+                    }),
                     wait_deadline: None,
                     resuming: None,
                 },
@@ -153,11 +183,10 @@ impl<'a> Execution<'a> {
             }
         }
         let rec = sched.store.run(run_id)?;
-        let deadline = prepared.plan.timeout.map(|t| {
-            let started = rec.started_at.unwrap_or_else(now_us);
-            let elapsed = Duration::from_micros((now_us() - started).max(0) as u64);
-            Instant::now() + t.saturating_sub(elapsed)
-        });
+        let elapsed = rec.started_at.map_or(0, |s| (now_us() - s).max(0) as u64);
+        let started = Instant::now()
+            .checked_sub(Duration::from_micros(elapsed))
+            .unwrap_or_else(Instant::now);
         let results = state
             .iter()
             .filter(|(_, s)| s.status == TaskStatus::Succeeded)
@@ -167,7 +196,7 @@ impl<'a> Execution<'a> {
             wake: sched.wake.subscribe(),
             poll_decisions: true,
             last_decision_poll: Instant::now(),
-            retrying: 0,
+            retrying,
             results,
             sched,
             run_id: run_id.to_string(),
@@ -178,12 +207,37 @@ impl<'a> Execution<'a> {
             secrets: SecretSource::Local(LocalSecrets::new(&sched.state_dir.join("secrets"))),
             state,
             events,
-            deadline,
+            started,
+            deadline: None,
             redactor: None,
             disk: Self::watch_disk(sched, run_id, prepared),
             waiting: 0,
+            stopping: None,
         }
-        .with_waiting_counted())
+        .with_waiting_counted()
+        .with_stopping_found())
+    }
+
+    /// A resumed run that had a failure is still stopping.
+    fn with_stopping_found(mut self) -> Self {
+        self.stopping = self
+            .prepared
+            .plan
+            .tasks
+            .iter()
+            .find(|t| !t.finally && self.facts(&t.spec.name).stops_run())
+            .map(|t| format!("task `{}` failed", t.spec.name));
+        self
+    }
+
+    /// What decisions about other tasks need to know about `name`.
+    fn facts(&self, name: &str) -> TaskFacts {
+        let rt = &self.state[name];
+        TaskFacts {
+            status: rt.status,
+            skip: rt.skip,
+            continues: rt.continues,
+        }
     }
 
     fn with_waiting_counted(mut self) -> Self {
@@ -230,13 +284,24 @@ impl<'a> Execution<'a> {
         Ok(())
     }
 
-    fn set_task(&mut self, name: &str, status: TaskStatus, message: Option<&str>) -> Result<()> {
+    /// Set a task's status, with why it was skipped (Skipped only).
+    fn set_task_skipped(
+        &mut self,
+        name: &str,
+        status: TaskStatus,
+        skip: Option<SkipReason>,
+        message: Option<&str>,
+    ) -> Result<()> {
         self.sched
             .store
-            .set_task_status(&self.run_id, name, status, message)?;
+            .set_task_skipped(&self.run_id, name, status, skip, message)?;
         let rt = self.state.get_mut(name).expect("task state");
         track_waiting(&mut self.waiting, rt.status, status);
+        if rt.status == TaskStatus::Retrying && rt.retry_at.take().is_some() {
+            self.retrying -= 1;
+        }
         rt.status = status;
+        rt.skip = skip;
         let attempt = rt.attempts;
         self.emit(Event::Task {
             task: name.to_string(),
@@ -246,385 +311,4 @@ impl<'a> Execution<'a> {
         });
         Ok(())
     }
-
-    pub(in crate::scheduler) async fn run(&mut self) -> Result<RunStatus> {
-        let main: Vec<&'a PlannedTask> = self
-            .prepared
-            .plan
-            .tasks
-            .iter()
-            .filter(|t| !t.finally)
-            .collect();
-        let fin: Vec<&'a PlannedTask> = self
-            .prepared
-            .plan
-            .tasks
-            .iter()
-            .filter(|t| t.finally)
-            .collect();
-        let stop = self.run_phase(&main, true).await?;
-        if stop == Some(RunStatus::Cancelled) {
-            for t in &fin {
-                if !self.state[&t.spec.name].status.is_terminal() {
-                    self.set_task(&t.spec.name, TaskStatus::Cancelled, Some("run cancelled"))?;
-                }
-            }
-            self.set_run(RunStatus::Cancelled, Some("cancelled"))?;
-            return Ok(RunStatus::Cancelled);
-        }
-        // Finally tasks run whatever happened (also after a run timeout).
-        self.deadline = None;
-        let fin_stop = self.run_phase(&fin, false).await?;
-        let any_failed = self.prepared.plan.tasks.iter().any(|t| {
-            matches!(
-                self.state[&t.spec.name].status,
-                TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Cancelled
-            )
-        });
-        let (status, msg) = match (stop, fin_stop) {
-            (_, Some(RunStatus::Cancelled)) => (RunStatus::Cancelled, "cancelled".to_string()),
-            (Some(RunStatus::TimedOut), _) => {
-                (RunStatus::TimedOut, "the run timed out".to_string())
-            }
-            _ if any_failed => {
-                let failed: Vec<&str> = self
-                    .prepared
-                    .plan
-                    .tasks
-                    .iter()
-                    .filter(|t| {
-                        matches!(
-                            self.state[&t.spec.name].status,
-                            TaskStatus::Failed | TaskStatus::TimedOut
-                        )
-                    })
-                    .map(|t| t.spec.name.as_str())
-                    .collect();
-                (
-                    RunStatus::Failed,
-                    format!("failed tasks: {}", failed.join(", ")),
-                )
-            }
-            _ => (RunStatus::Succeeded, "all tasks completed".to_string()),
-        };
-        let results = self.pipeline_results();
-        self.sched.store.set_run_results(&self.run_id, &results)?;
-        self.set_run(status, Some(&msg))?;
-        Ok(status)
-    }
-
-    fn pipeline_results(&self) -> BTreeMap<String, String> {
-        let scope = Scope {
-            results: Some(&self.results),
-            ..Scope::new(&self.prepared.plan.params)
-        };
-        self.prepared
-            .plan
-            .results
-            .iter()
-            .filter_map(|r| {
-                scope
-                    .resolve_str(&r.value)
-                    .ok()
-                    .map(|v| (r.name.clone(), v))
-            })
-            .collect()
-    }
-
-    fn statuses(&self) -> (HashMap<String, String>, String) {
-        let mut map = HashMap::new();
-        let (mut failed, mut all_ok) = (false, true);
-        for t in self.prepared.plan.tasks.iter().filter(|t| !t.finally) {
-            let s = self.state[&t.spec.name].status;
-            let word = match s {
-                TaskStatus::Succeeded => "Succeeded",
-                TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Cancelled => {
-                    failed = true;
-                    "Failed"
-                }
-                _ => {
-                    all_ok = false;
-                    "None"
-                }
-            };
-            map.insert(t.spec.name.clone(), word.to_string());
-        }
-        let agg = if failed {
-            "Failed"
-        } else if all_ok {
-            "Succeeded"
-        } else {
-            "Completed"
-        };
-        (map, agg.to_string())
-    }
-
-    /// Run `tasks` to completion. Returns Some(Cancelled/TimedOut) if the
-    /// phase was stopped.
-    async fn run_phase(
-        &mut self,
-        tasks: &[&'a PlannedTask],
-        main: bool,
-    ) -> Result<Option<RunStatus>> {
-        let mut running: JoinSet<AttemptDone> = JoinSet::new();
-        let mut stop: Option<RunStatus> = None;
-        let mut last_cancel_check = Instant::now();
-        let mut open = 0;
-        loop {
-            // Stop conditions.
-            if stop.is_none() {
-                let cancelled = self.sched.cancel.load(Ordering::Relaxed)
-                    || (last_cancel_check.elapsed() >= Duration::from_millis(100) && {
-                        last_cancel_check = Instant::now();
-                        self.sched.store.cancel_requested(&self.run_id)?
-                    });
-                if cancelled {
-                    stop = Some(RunStatus::Cancelled);
-                } else if main && self.deadline.is_some_and(|d| Instant::now() >= d) {
-                    stop = Some(RunStatus::TimedOut);
-                }
-                if let Some(s) = stop {
-                    running.abort_all();
-                    self.sched.recorder.flush()?;
-                    let (status, why) = if s == RunStatus::Cancelled {
-                        (TaskStatus::Cancelled, "run cancelled")
-                    } else {
-                        (TaskStatus::TimedOut, "the run timed out")
-                    };
-                    self.sched.store.abandon_running_attempts(&self.run_id)?;
-                    for t in tasks {
-                        let st = self.state[&t.spec.name].status;
-                        if st == TaskStatus::Waiting {
-                            let phase = if s == RunStatus::Cancelled {
-                                "cancelled"
-                            } else {
-                                "timed-out"
-                            };
-                            self.sched
-                                .store
-                                .close_wait(&self.run_id, &t.spec.name, phase, &[])?;
-                            self.sched.metrics.waiting(-1);
-                        }
-                        if st == TaskStatus::Running || st == TaskStatus::Waiting {
-                            self.set_task(&t.spec.name, status, Some(why))?;
-                        } else if !st.is_terminal() {
-                            let s = if status == TaskStatus::TimedOut {
-                                TaskStatus::Skipped
-                            } else {
-                                status
-                            };
-                            self.set_task(&t.spec.name, s, Some(why))?;
-                        }
-                    }
-                    while running.join_next().await.is_some() {}
-                    return Ok(stop);
-                }
-            }
-
-            // Dispatch what is ready. Tasks before `open` have all ended:
-            // a turn does not look at them again.
-            while open < tasks.len() && self.state[&tasks[open].spec.name].status.is_terminal() {
-                open += 1;
-            }
-            let now = Instant::now();
-            for t in &tasks[open..] {
-                if running.len() >= self.parallelism {
-                    break;
-                }
-                let name = &t.spec.name;
-                let rt = &self.state[name];
-                match rt.status {
-                    TaskStatus::Pending => {}
-                    TaskStatus::Retrying if rt.retry_at.is_some_and(|at| at <= now) => {}
-                    _ => continue,
-                }
-                match self.readiness(t) {
-                    Readiness::Wait => continue,
-                    Readiness::Skip(why) => {
-                        self.set_task(name, TaskStatus::Skipped, Some(&why))?;
-                        continue;
-                    }
-                    Readiness::Go => {}
-                }
-                match self.dispatch(t, &mut running) {
-                    Ok(()) => {}
-                    Err(msg) => {
-                        let rt = self.state.get_mut(name).unwrap();
-                        rt.attempts += 1;
-                        let attempt = rt.attempts;
-                        let at = now_us();
-                        self.sched
-                            .store
-                            .start_attempt(&self.run_id, name, attempt, at)?;
-                        self.sched.store.finish_attempt(
-                            &self.run_id,
-                            name,
-                            attempt,
-                            TaskStatus::Failed,
-                            TaskStatus::Failed,
-                            None,
-                            Some(&msg),
-                            &BTreeMap::new(),
-                        )?;
-                        self.state.get_mut(name).unwrap().status = TaskStatus::Failed;
-                        self.emit(Event::Task {
-                            task: name.clone(),
-                            status: TaskStatus::Failed,
-                            attempt,
-                            message: Some(msg),
-                        });
-                    }
-                }
-            }
-
-            // Resume suspended tasks that have a decision or timed out.
-            self.dispatch_resumes(tasks, &mut running)?;
-
-            if running.is_empty() {
-                let waiting_retry = self.next_retry(tasks);
-                let pending = tasks[open..]
-                    .iter()
-                    .any(|t| !self.state[&t.spec.name].status.is_terminal());
-                let waits = self.waiting > 0;
-                match (pending, waiting_retry) {
-                    (false, _) => return Ok(None),
-                    (true, _) if waits => {
-                        // Only waits (and maybe retries): sleep until a
-                        // decision here, a deadline, a retry, the run's
-                        // timeout, or the 1 s poll for other processes'
-                        // decisions and cancels.
-                        let poll = Instant::now() + Duration::from_secs(1);
-                        let mut wake = waiting_retry.map_or(poll, |r| r.min(poll));
-                        wake = self.next_wait_deadline(tasks).map_or(wake, |d| d.min(wake));
-                        wake = self.deadline.map_or(wake, |d| d.min(wake));
-                        tokio::select! {
-                            _ = self.wake.changed() => {}
-                            _ = tokio::time::sleep_until(wake.into()) => {}
-                        }
-                        self.poll_decisions = true;
-                        continue;
-                    }
-                    (true, Some(at)) => {
-                        tokio::time::sleep_until(at.into()).await;
-                        continue;
-                    }
-                    (true, None) => {
-                        // Nothing running, nothing ready: only possible if a
-                        // dependency can never finish. Should not happen after
-                        // validation; fail loudly rather than hang.
-                        bail!("scheduler stalled: pending tasks have unsatisfiable dependencies");
-                    }
-                }
-            }
-
-            // Wait for an attempt to finish, a retry to come due, or a tick.
-            let next_retry = self.next_retry(tasks);
-            let tick = Instant::now() + Duration::from_millis(100);
-            let wake = next_retry.map_or(tick, |r| r.min(tick));
-            let wake = self.deadline.map_or(wake, |d| d.min(wake));
-            let wake = self.next_wait_deadline(tasks).map_or(wake, |d| d.min(wake));
-            tokio::select! {
-                _ = self.wake.changed() => {
-                    self.poll_decisions = true;
-                }
-                done = running.join_next() => {
-                    if let Some(done) = done {
-                        match done {
-                            Ok((name, attempt, dispatched_at, dispatched, report)) => {
-                                self.complete(&name, attempt, dispatched_at, dispatched, report)?;
-                            }
-                            Err(e) if e.is_cancelled() => {}
-                            Err(e) => bail!("a task attempt panicked: {e}"),
-                        }
-                    }
-                }
-                _ = tokio::time::sleep_until(wake.into()) => {}
-            }
-        }
-    }
-
-    /// When the earliest retry among `tasks` is due (O(1) when none waits).
-    fn next_retry(&self, tasks: &[&PlannedTask]) -> Option<Instant> {
-        if self.retrying == 0 {
-            return None;
-        }
-        tasks
-            .iter()
-            .filter_map(|t| self.state[&t.spec.name].retry_at)
-            .min()
-    }
-
-    fn readiness(&self, t: &PlannedTask) -> Readiness {
-        for dep in &t.deps {
-            let s = self.state[dep].status;
-            if !s.is_terminal() {
-                return Readiness::Wait;
-            }
-            match s {
-                TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Cancelled => {
-                    return Readiness::Skip(format!("task `{dep}` did not succeed ({s})"));
-                }
-                TaskStatus::Skipped if t.result_deps.contains(dep) => {
-                    return Readiness::Skip(format!(
-                        "task `{dep}` was skipped, so its results are missing"
-                    ));
-                }
-                _ => {}
-            }
-        }
-        if t.finally {
-            for dep in &t.result_deps {
-                if self.state[dep].status != TaskStatus::Succeeded {
-                    return Readiness::Skip(format!(
-                        "task `{dep}` did not succeed, so its results are missing"
-                    ));
-                }
-            }
-        }
-        if t.spec.when.is_empty() {
-            return Readiness::Go;
-        }
-        self.with_scope(t, self.state[&t.spec.name].attempts, |scope| {
-            Self::when_holds(t, scope)
-        })
-    }
-
-    /// Evaluate a task's `when` expressions.
-    fn when_holds(t: &PlannedTask, scope: &Scope<'_>) -> Readiness {
-        for w in &t.spec.when {
-            let input = match scope.resolve_str(&w.input) {
-                Ok(v) => v,
-                Err(e) => return Readiness::Skip(format!("when: {e}")),
-            };
-            let mut values = Vec::new();
-            for v in &w.values {
-                match scope.resolve_str(v) {
-                    Ok(v) => values.push(v),
-                    Err(e) => return Readiness::Skip(format!("when: {e}")),
-                }
-            }
-            let hit = values.contains(&input);
-            let holds = match w.operator {
-                WhenOperator::In => hit,
-                WhenOperator::Notin => !hit,
-            };
-            if !holds {
-                let op = if w.operator == WhenOperator::In {
-                    "in"
-                } else {
-                    "notin"
-                };
-                return Readiness::Skip(format!(
-                    "when expression was false: `{input}` {op} {values:?}"
-                ));
-            }
-        }
-        Readiness::Go
-    }
-}
-
-enum Readiness {
-    Wait,
-    Skip(String),
-    Go,
 }

@@ -1,0 +1,419 @@
+//! The run's two phases (main tasks, then `finally`) and the loop that
+//! drives one: stops, dispatch of what is ready, and waiting for progress.
+//! What to do is decided in [`decide`]; this file applies it.
+
+use super::*;
+
+/// What an idle turn (nothing running) found.
+enum Idle {
+    /// Every task of the phase has ended.
+    Done,
+    /// Something woke us (a retry, a decision, a deadline): turn again.
+    Turn,
+}
+
+impl<'a> Execution<'a> {
+    pub(in crate::scheduler) async fn run(&mut self) -> Result<RunStatus> {
+        let main: Vec<&'a PlannedTask> = self
+            .prepared
+            .plan
+            .tasks
+            .iter()
+            .filter(|t| !t.finally)
+            .collect();
+        let fin: Vec<&'a PlannedTask> = self
+            .prepared
+            .plan
+            .tasks
+            .iter()
+            .filter(|t| t.finally)
+            .collect();
+        let stop = self.run_phase(&main, true).await?;
+        if let Some(s) = stop.filter(|s| !s.runs_finally()) {
+            for t in &fin {
+                let rt = &self.state[&t.spec.name];
+                if let Some((status, skip, why)) = decide::on_stop(s, rt.status, rt.last_attempt) {
+                    self.set_task_skipped(&t.spec.name, status, skip, Some(why))?;
+                }
+            }
+        } else {
+            // Finally tasks run whatever ended the main phase (a failure, a
+            // timeout, a stop), except a plain cancel.
+            self.stopping = None;
+            let fin_stop = self.run_phase(&fin, false).await?;
+            return self.finish(stop, fin_stop);
+        }
+        self.finish(stop, None)
+    }
+
+    /// Record the run's results and outcome.
+    fn finish(&mut self, stop: Option<Stop>, fin_stop: Option<Stop>) -> Result<RunStatus> {
+        let facts: Vec<(&str, TaskFacts)> = self
+            .prepared
+            .plan
+            .tasks
+            .iter()
+            .map(|t| (t.spec.name.as_str(), self.facts(&t.spec.name)))
+            .collect();
+        let (status, msg) = decide::run_outcome(stop, fin_stop, facts);
+        if status != RunStatus::Cancelled || stop.is_some_and(|s| s.runs_finally()) {
+            let results = self.pipeline_results();
+            self.sched.store.set_run_results(&self.run_id, &results)?;
+        }
+        self.set_run(status, Some(&msg))?;
+        Ok(status)
+    }
+
+    fn pipeline_results(&self) -> BTreeMap<String, String> {
+        let scope = Scope {
+            results: Some(&self.results),
+            ..Scope::new(&self.prepared.plan.params)
+        };
+        self.prepared
+            .plan
+            .results
+            .iter()
+            .filter_map(|r| {
+                scope
+                    .resolve_str(&r.value)
+                    .ok()
+                    .map(|v| (r.name.clone(), v))
+            })
+            .collect()
+    }
+
+    /// `$(tasks.NAME.status)` of every main task and `$(tasks.status)`.
+    pub(super) fn statuses(&self) -> (HashMap<String, String>, String) {
+        let main = self.prepared.plan.tasks.iter().filter(|t| !t.finally);
+        let map = main
+            .clone()
+            .map(|t| {
+                let word = decide::status_word(self.state[&t.spec.name].status);
+                (t.spec.name.clone(), word.to_string())
+            })
+            .collect();
+        let agg = decide::aggregate_status(main.map(|t| self.facts(&t.spec.name)));
+        (map, agg.to_string())
+    }
+
+    /// Run `tasks` until each has ended. Returns what stopped the phase
+    /// early, if something did.
+    async fn run_phase(&mut self, tasks: &[&'a PlannedTask], main: bool) -> Result<Option<Stop>> {
+        let mut running: JoinSet<AttemptDone> = JoinSet::new();
+        let mut stop: Option<Stop> = None;
+        let mut last_check = Instant::now() - Duration::from_secs(1);
+        let mut open = 0;
+        self.deadline = self.phase_deadline(main);
+        loop {
+            if let Some(s) = self.stop_asked(main, stop, &mut last_check)? {
+                stop = Some(s);
+                self.apply_stop(tasks, s, &mut running).await?;
+                if s.kills_running() {
+                    return Ok(stop);
+                }
+            }
+            if main && self.stopping.is_some() && self.waiting > 0 {
+                // Nothing waits for a person once the run cannot succeed.
+                self.close_waits(tasks, Stop::Asked(StopMode::Stop))?;
+            }
+            // Tasks before `open` have all ended: a turn skips them.
+            while open < tasks.len() && self.state[&tasks[open].spec.name].status.is_terminal() {
+                open += 1;
+            }
+            self.dispatch_ready(&tasks[open..], &mut running)?;
+            self.dispatch_resumes(tasks, &mut running)?;
+            if running.is_empty() {
+                match self.idle(&tasks[open..]).await? {
+                    Idle::Done => return Ok(stop),
+                    Idle::Turn => continue,
+                }
+            }
+            self.await_progress(tasks, &mut running).await?;
+        }
+    }
+
+    /// The earliest timeout of a phase: the run's (`timeouts.pipeline`),
+    /// and the main tasks' (from the run's start) or the finally tasks'
+    /// (from now).
+    fn phase_deadline(&self, main: bool) -> Option<(Instant, Timeout)> {
+        let t = &self.prepared.plan.timeouts;
+        let pipeline = t.pipeline.map(|d| (self.started + d, Timeout::Pipeline));
+        let phase = if main {
+            t.tasks.map(|d| (self.started + d, Timeout::Tasks))
+        } else {
+            t.finally.map(|d| (Instant::now() + d, Timeout::Finally))
+        };
+        [pipeline, phase]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)
+    }
+
+    /// A stop not yet applied: Ctrl-C, a request in the store (checked at
+    /// most every 100 ms), or a deadline (see [`Stop::is_news`]).
+    fn stop_asked(
+        &self,
+        main: bool,
+        applied: Option<Stop>,
+        last_check: &mut Instant,
+    ) -> Result<Option<Stop>> {
+        let mut asked = Vec::with_capacity(3);
+        if self.sched.cancel.load(Ordering::Relaxed) {
+            asked.push(Stop::Asked(StopMode::Cancel));
+        }
+        if last_check.elapsed() >= Duration::from_millis(100) {
+            *last_check = Instant::now();
+            asked.extend(
+                self.sched
+                    .store
+                    .stop_requested(&self.run_id)?
+                    .map(Stop::Asked),
+            );
+        }
+        if let Some((at, which)) = self.deadline
+            && Instant::now() >= at
+        {
+            asked.push(Stop::TimedOut(which));
+        }
+        Ok(asked.into_iter().find(|s| s.is_news(applied, main)))
+    }
+
+    /// Carry out a stop on the phase's tasks: a cancel or timeout stops the
+    /// attempts in flight; a graceful stop lets them finish.
+    async fn apply_stop(
+        &mut self,
+        tasks: &[&'a PlannedTask],
+        stop: Stop,
+        running: &mut JoinSet<AttemptDone>,
+    ) -> Result<()> {
+        if stop.kills_running() {
+            running.abort_all();
+            self.sched.recorder.flush()?;
+            self.sched.store.abandon_running_attempts(&self.run_id)?;
+        }
+        self.close_waits(tasks, stop)?;
+        for t in tasks {
+            let rt = &self.state[&t.spec.name];
+            if let Some((status, skip, why)) = decide::on_stop(stop, rt.status, rt.last_attempt) {
+                self.set_task_skipped(&t.spec.name, status, skip, Some(why))?;
+            }
+        }
+        if stop.kills_running() {
+            while running.join_next().await.is_some() {}
+        } else {
+            self.stopping = Some("the run was stopped".to_string());
+        }
+        Ok(())
+    }
+
+    /// End the open waits of `tasks` as `stop` says.
+    fn close_waits(&mut self, tasks: &[&'a PlannedTask], stop: Stop) -> Result<()> {
+        for t in tasks {
+            let rt = &self.state[&t.spec.name];
+            if rt.status != TaskStatus::Waiting || rt.resuming.is_some() {
+                continue;
+            }
+            let Some((status, skip, why)) = decide::on_stop(stop, rt.status, rt.last_attempt)
+            else {
+                continue;
+            };
+            let phase = if status == TaskStatus::TimedOut {
+                "timed-out"
+            } else {
+                "cancelled"
+            };
+            let why = match &self.stopping {
+                Some(s) if stop == Stop::Asked(StopMode::Stop) => format!("{why}: {s}"),
+                _ => why.to_string(),
+            };
+            self.sched
+                .store
+                .close_wait(&self.run_id, &t.spec.name, phase, &[])?;
+            self.sched.metrics.waiting(-1);
+            self.set_task_skipped(&t.spec.name, status, skip, Some(&why))?;
+        }
+        Ok(())
+    }
+
+    /// Start (or skip, or fail) every task of `tasks` that is due, up to
+    /// the parallelism.
+    fn dispatch_ready(
+        &mut self,
+        tasks: &[&'a PlannedTask],
+        running: &mut JoinSet<AttemptDone>,
+    ) -> Result<()> {
+        let now = Instant::now();
+        for t in tasks {
+            if running.len() >= self.parallelism {
+                break;
+            }
+            let name = &t.spec.name;
+            let rt = &self.state[name];
+            match rt.status {
+                TaskStatus::Pending => {}
+                // A retry starts whatever the run is doing (as in Tekton,
+                // where retries belong to the task): its `when` held.
+                TaskStatus::Retrying if rt.retry_at.is_some_and(|at| at <= now) => {
+                    if let Err(msg) = self.dispatch(t, running) {
+                        self.fail_before_start(name, &msg)?;
+                    }
+                    continue;
+                }
+                _ => continue,
+            }
+            let facts = |n: &str| self.facts(n);
+            match decide::readiness(t, &facts, self.stopping.as_deref()) {
+                Readiness::Wait => continue,
+                Readiness::Skip(reason, why) => {
+                    self.set_task_skipped(name, TaskStatus::Skipped, Some(reason), Some(&why))?;
+                    continue;
+                }
+                Readiness::Go => {}
+            }
+            if !t.spec.when.is_empty() {
+                let attempts = self.state[name].attempts;
+                match self.with_scope(t, attempts, |s| decide::evaluate_when(&t.spec.when, s)) {
+                    Ok(None) => {}
+                    Ok(Some(why)) => {
+                        let reason = Some(SkipReason::When);
+                        self.set_task_skipped(name, TaskStatus::Skipped, reason, Some(&why))?;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.fail_before_start(name, &e)?;
+                        continue;
+                    }
+                }
+            }
+            if let Err(msg) = self.dispatch(t, running) {
+                self.fail_before_start(name, &msg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A task that could not start (a reference that does not resolve, a
+    /// workspace that cannot be opened) fails with one recorded attempt.
+    fn fail_before_start(&mut self, name: &str, msg: &str) -> Result<()> {
+        let rt = self.state.get_mut(name).expect("task state");
+        if rt.retry_at.take().is_some() {
+            self.retrying -= 1;
+        }
+        rt.attempts += 1;
+        let attempt = rt.attempts;
+        self.sched
+            .store
+            .start_attempt(&self.run_id, name, attempt, now_us())?;
+        self.sched.store.finish_attempt(
+            &self.run_id,
+            name,
+            attempt,
+            TaskStatus::Failed,
+            TaskStatus::Failed,
+            None,
+            Some(msg),
+            &BTreeMap::new(),
+        )?;
+        let rt = self.state.get_mut(name).expect("task state");
+        rt.status = TaskStatus::Failed;
+        rt.last_attempt = Some(TaskStatus::Failed);
+        self.emit(Event::Task {
+            task: name.to_string(),
+            status: TaskStatus::Failed,
+            attempt,
+            message: Some(msg.to_string()),
+        });
+        self.ended(name);
+        Ok(())
+    }
+
+    /// A task ended: if its failure stops the run, nothing new starts.
+    pub(super) fn ended(&mut self, name: &str) {
+        let t = self.facts(name);
+        let is_main = self
+            .prepared
+            .plan
+            .tasks
+            .iter()
+            .any(|p| !p.finally && p.spec.name == name);
+        if is_main && t.stops_run() && self.stopping.is_none() {
+            self.stopping = Some(format!("task `{name}` failed"));
+        }
+    }
+
+    /// Nothing is running: finish the phase, or sleep until something is
+    /// due (a retry, a decision, a wait's deadline, the run's deadline).
+    async fn idle(&mut self, open: &[&'a PlannedTask]) -> Result<Idle> {
+        let retry = self.next_retry(open);
+        if !open
+            .iter()
+            .any(|t| !self.state[&t.spec.name].status.is_terminal())
+        {
+            return Ok(Idle::Done);
+        }
+        if self.waiting > 0 {
+            // Only waits (and maybe retries): also poll every second for
+            // other processes' decisions and cancels.
+            let poll = Instant::now() + Duration::from_secs(1);
+            let mut wake = retry.map_or(poll, |r| r.min(poll));
+            wake = self.next_wait_deadline(open).map_or(wake, |d| d.min(wake));
+            wake = self.deadline.map_or(wake, |(d, _)| d.min(wake));
+            tokio::select! {
+                _ = self.wake.changed() => {}
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            self.poll_decisions = true;
+            return Ok(Idle::Turn);
+        }
+        match retry {
+            Some(at) => {
+                let at = self.deadline.map_or(at, |(d, _)| d.min(at));
+                let tick = Instant::now() + Duration::from_millis(100);
+                tokio::time::sleep_until(at.min(tick).into()).await;
+                Ok(Idle::Turn)
+            }
+            // Nothing running, nothing ready: only if a dependency can never
+            // finish, which validation rules out. Fail loudly, not hang.
+            None => bail!("scheduler stalled: pending tasks have unsatisfiable dependencies"),
+        }
+    }
+
+    /// Wait for an attempt to finish, a retry to come due, a decision, or a
+    /// 100 ms tick (stop requests), and record what finished.
+    async fn await_progress(
+        &mut self,
+        tasks: &[&'a PlannedTask],
+        running: &mut JoinSet<AttemptDone>,
+    ) -> Result<()> {
+        let tick = Instant::now() + Duration::from_millis(100);
+        let wake = self.next_retry(tasks).map_or(tick, |r| r.min(tick));
+        let wake = self.deadline.map_or(wake, |(d, _)| d.min(wake));
+        let wake = self.next_wait_deadline(tasks).map_or(wake, |d| d.min(wake));
+        tokio::select! {
+            _ = self.wake.changed() => {
+                self.poll_decisions = true;
+            }
+            done = running.join_next() => match done {
+                Some(Ok((name, attempt, dispatched_at, dispatched, report))) => {
+                    self.complete(&name, attempt, dispatched_at, dispatched, report)?;
+                }
+                Some(Err(e)) if e.is_cancelled() => {}
+                Some(Err(e)) => bail!("a task attempt panicked: {e}"),
+                None => {}
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        Ok(())
+    }
+
+    /// When the earliest retry among `tasks` is due (O(1) when none waits).
+    fn next_retry(&self, tasks: &[&PlannedTask]) -> Option<Instant> {
+        if self.retrying == 0 {
+            return None;
+        }
+        tasks
+            .iter()
+            .filter_map(|t| self.state[&t.spec.name].retry_at)
+            .min()
+    }
+}

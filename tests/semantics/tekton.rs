@@ -1,0 +1,268 @@
+//! Tekton's documented behaviour, case by case (docs/pipelines.md,
+//! docs/pipelineruns.md, pkg/reconciler/pipelinerun/resources of
+//! tektoncd/pipeline): skip propagation, stopping after a failure,
+//! `onError`, retries at a timeout, `when` errors, cancel vs stop.
+
+use std::time::Duration;
+
+use capstan::scheduler::RunOptions;
+use capstan::store::{RunStatus, SkipReason, StopMode, TaskStatus};
+use capstan_tests::TestEnv;
+
+use super::HEADER;
+
+#[tokio::test]
+async fn a_skip_propagates_down_the_chain_except_a_when_skip() {
+    let env = TestEnv::new();
+    let yaml = format!(
+        r#"{HEADER}  tasks:
+    - name: gate
+      uses: "{{{{echo}}}}"
+      when: [{{ input: "a", operator: in, values: [b] }}]
+      params: [{{ name: message, value: x }}]
+    - name: after-gate
+      uses: "{{{{echo}}}}"
+      runAfter: [gate]
+      params: [{{ name: message, value: "runs: a when-skip does not propagate" }}]
+    - name: uses-gate
+      uses: "{{{{echo}}}}"
+      params: [{{ name: message, value: "$(tasks.gate.results.message)" }}]
+    - name: after-uses-gate
+      uses: "{{{{echo}}}}"
+      runAfter: [uses-gate]
+      params: [{{ name: message, value: never }}]
+    - name: end-of-chain
+      uses: "{{{{echo}}}}"
+      runAfter: [after-uses-gate, after-gate]
+      params: [{{ name: message, value: never }}]
+"#
+    );
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{}", run.log_text());
+    let reason = |t: &str| run.task(t).skip_reason;
+    assert_eq!(reason("gate"), Some(SkipReason::When));
+    assert_eq!(run.status_of("after-gate"), TaskStatus::Succeeded);
+    assert_eq!(reason("uses-gate"), Some(SkipReason::MissingResults));
+    assert_eq!(reason("after-uses-gate"), Some(SkipReason::ParentSkipped));
+    assert_eq!(reason("end-of-chain"), Some(SkipReason::ParentSkipped));
+}
+
+#[tokio::test]
+async fn a_failure_stops_new_tasks_running_ones_finish_then_finally() {
+    let env = TestEnv::new();
+    let yaml = format!(
+        r#"{HEADER}  tasks:
+    - {{ name: broken, uses: "{{{{fail}}}}", params: [{{ name: message, value: boom }}] }}
+    - {{ name: slow, uses: "{{{{sleep}}}}", params: [{{ name: millis, value: "400" }}] }}
+    - name: after-slow
+      uses: "{{{{echo}}}}"
+      runAfter: [slow]
+      params: [{{ name: message, value: never }}]
+  finally:
+    - name: report
+      uses: "{{{{echo}}}}"
+      params: [{{ name: message, value: "slow=$(tasks.slow.status) after=$(tasks.after-slow.status)" }}]
+"#
+    );
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.run.message.as_deref(), Some("failed tasks: broken"));
+    assert_eq!(
+        run.status_of("slow"),
+        TaskStatus::Succeeded,
+        "it was running"
+    );
+    assert_eq!(run.status_of("after-slow"), TaskStatus::Skipped);
+    assert_eq!(
+        run.task("after-slow").skip_reason,
+        Some(SkipReason::Stopping)
+    );
+    assert!(run.message("after-slow").contains("task `broken` failed"));
+    assert_eq!(run.result("report", "message"), "slow=Succeeded after=None");
+}
+
+#[tokio::test]
+async fn on_error_continue_keeps_the_run_going() {
+    let env = TestEnv::new();
+    let yaml = format!(
+        r#"{HEADER}  tasks:
+    - name: lint
+      uses: "{{{{fail}}}}"
+      onError: continue
+      params: [{{ name: message, value: style }}]
+    - name: build
+      uses: "{{{{echo}}}}"
+      runAfter: [lint]
+      params: [{{ name: message, value: built }}]
+    - name: uses-lint
+      uses: "{{{{echo}}}}"
+      params: [{{ name: message, value: "$(tasks.lint.results.attempt)" }}]
+  finally:
+    - name: report
+      uses: "{{{{echo}}}}"
+      params: [{{ name: message, value: "lint=$(tasks.lint.status) all=$(tasks.status)" }}]
+"#
+    );
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{}", run.log_text());
+    assert!(run.run.message.as_deref().unwrap().contains("lint"));
+    assert_eq!(run.status_of("lint"), TaskStatus::Failed);
+    assert_eq!(run.status_of("build"), TaskStatus::Succeeded);
+    assert_eq!(
+        run.task("uses-lint").skip_reason,
+        Some(SkipReason::MissingResults)
+    );
+    // As Tekton: the task's status and the aggregate say Failed.
+    assert_eq!(run.result("report", "message"), "lint=Failed all=Failed");
+}
+
+#[tokio::test]
+async fn a_pending_retry_keeps_its_real_outcome_at_a_timeout() {
+    let env = TestEnv::new();
+    let yaml = r#"apiVersion: capstan.dev/v1alpha1
+kind: PipelineRun
+metadata: { name: retry-timeout }
+spec:
+  timeouts: { tasks: 400ms }
+  pipelineSpec:
+    tasks:
+      - name: flaky
+        uses: "{{fail}}"
+        retries: 3
+        retryBackoff: 30s
+        params: [{ name: message, value: nope }]
+    finally:
+      - { name: report, uses: "{{echo}}", params: [{ name: message, value: "$(tasks.flaky.status)" }] }
+"#;
+    let run = env.run(yaml, &[]).await;
+    assert_eq!(run.status, RunStatus::TimedOut);
+    assert_eq!(
+        run.status_of("flaky"),
+        TaskStatus::Failed,
+        "it ran and failed"
+    );
+    assert_eq!(run.task("flaky").attempts, 1);
+    assert_eq!(run.result("report", "message"), "Failed");
+}
+
+#[tokio::test]
+async fn when_errors_fail_and_arrays_splice_into_values() {
+    let env = TestEnv::new();
+    let yaml = format!(
+        r#"{HEADER}  params:
+    - {{ name: envs, type: array, default: [staging, prod] }}
+    - {{ name: env, default: prod }}
+  tasks:
+    - name: first
+      uses: "{{{{fail}}}}"
+      params: [{{ name: mode, value: silent }}, {{ name: until-attempt, value: "1" }}]
+    - name: deploy
+      uses: "{{{{echo}}}}"
+      when: [{{ input: "$(params.env)", operator: in, values: ["$(params.envs[*])"] }}]
+      params: [{{ name: message, value: deployed }}]
+    - name: broken-when
+      uses: "{{{{echo}}}}"
+      when: [{{ input: "$(tasks.first.results.nothing-like-this)", operator: in, values: [x] }}]
+      params: [{{ name: message, value: never }}]
+"#
+    );
+    // `first` has no result `nothing-like-this`: validation says so.
+    let err = env.prepare(&yaml, &[]).err().expect("refused");
+    assert!(err.contains("no result `nothing-like-this`"), "{err}");
+
+    // A result the plugin declares but did not produce fails the task.
+    let yaml = yaml.replace("nothing-like-this", "attempt");
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(
+        run.status_of("deploy"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(run.status_of("broken-when"), TaskStatus::Failed);
+    assert!(
+        run.message("broken-when")
+            .contains("did not produce result `attempt`"),
+        "{}",
+        run.message("broken-when")
+    );
+    assert_eq!(run.status, RunStatus::Failed);
+}
+
+/// Run `yaml`, and once `long` runs, ask for `mode` as another process
+/// would (through the store).
+async fn stop_while_running(
+    env: &TestEnv,
+    yaml: &str,
+    mode: StopMode,
+) -> capstan_tests::RunOutcome {
+    let prepared = env.prepare(yaml, &[]).unwrap();
+    let id = env.sched.create(&prepared, &RunOptions::default()).unwrap();
+    let store = env.sched.store.clone();
+    let id2 = id.clone();
+    let asker = tokio::spawn(async move {
+        for _ in 0..500 {
+            let tasks = store.tasks(&id2).unwrap();
+            if tasks
+                .iter()
+                .any(|t| t.name == "long" && t.status == TaskStatus::Running)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        store.request_stop(&id2, mode).unwrap();
+    });
+    let status = tokio::time::timeout(
+        Duration::from_secs(20),
+        env.sched.execute(&id, &prepared, None),
+    )
+    .await
+    .expect("a stop must not hang")
+    .unwrap();
+    asker.await.unwrap();
+    env.outcome(&id, status)
+}
+
+fn stop_pipeline(long_millis: u32) -> String {
+    format!(
+        r#"{HEADER}  tasks:
+    - {{ name: long, uses: "{{{{sleep}}}}", params: [{{ name: millis, value: "{long_millis}" }}] }}
+    - {{ name: next, uses: "{{{{echo}}}}", runAfter: [long], params: [{{ name: message, value: x }}] }}
+  finally:
+    - {{ name: cleanup, uses: "{{{{echo}}}}", params: [{{ name: message, value: "long=$(tasks.long.status)" }}] }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn cancel_stop_and_cancel_run_finally() {
+    let env = TestEnv::new();
+    // Cancelled: everything stops now; finally does not run.
+    let run = stop_while_running(&env, &stop_pipeline(30_000), StopMode::Cancel).await;
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert_eq!(run.status_of("long"), TaskStatus::Cancelled);
+    assert_eq!(run.status_of("cleanup"), TaskStatus::Cancelled);
+
+    // CancelledRunFinally: running tasks stop, finally runs.
+    let run = stop_while_running(&env, &stop_pipeline(30_000), StopMode::CancelRunFinally).await;
+    assert_eq!(run.status, RunStatus::Cancelled, "{:?}", run.run.message);
+    assert_eq!(run.status_of("long"), TaskStatus::Cancelled);
+    assert_eq!(
+        run.task("next").skip_reason,
+        Some(SkipReason::GracefullyCancelled)
+    );
+    assert_eq!(run.status_of("cleanup"), TaskStatus::Succeeded);
+    assert_eq!(run.result("cleanup", "message"), "long=Failed");
+
+    // StoppedRunFinally: the running task finishes, nothing new starts,
+    // finally runs.
+    let run = stop_while_running(&env, &stop_pipeline(500), StopMode::Stop).await;
+    assert_eq!(run.status, RunStatus::Cancelled, "{:?}", run.run.message);
+    assert_eq!(run.status_of("long"), TaskStatus::Succeeded);
+    assert_eq!(
+        run.task("next").skip_reason,
+        Some(SkipReason::GracefullyStopped)
+    );
+    assert_eq!(run.result("cleanup", "message"), "long=Succeeded");
+}
