@@ -727,3 +727,91 @@ fn registry_locations_are_not_invented() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a Capstan registry"));
     assert!(!typo.exists());
 }
+
+/// `runs stop` lets the running task finish and starts nothing new; the
+/// API's `cancel` stops it now; `runs cancel --run-finally` of a run no
+/// process executes (its executor was killed) carries the stop out itself.
+#[test]
+fn stop_and_cancel_from_the_cli_and_the_api() {
+    let Chain {
+        dir: _dir,
+        state,
+        ws,
+        file,
+    } = chain("1500");
+    let status_of = |run: &str| {
+        let v = json(&capstan(&state, &["runs", "show", run, "-o", "json"]));
+        let task = |n: &str| {
+            v["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == n)
+                .map(|t| t["status"].as_str().unwrap().to_string())
+                .unwrap()
+        };
+        (
+            v["status"].as_str().unwrap().to_string(),
+            task("b"),
+            task("c"),
+        )
+    };
+
+    // Graceful stop.
+    let (mut child, run_id) = start_until_b_runs(&state, &file, &ws);
+    let out = capstan(&state, &["runs", "stop", &run_id]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("StoppedRunFinally"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    child.wait().unwrap();
+    assert_eq!(
+        status_of(&run_id),
+        ("Cancelled".into(), "Succeeded".into(), "Skipped".into())
+    );
+
+    // Cancel through the API.
+    let out = capstan(&state, &["token", "add", "ops", "-o", "json"]);
+    let token = json(&out)["token"].as_str().unwrap().to_string();
+    let (mut server, url) = capstan_tests::serve(env!("CARGO_BIN_EXE_capstan-cli"), &state, &[]);
+    std::fs::remove_file(ws.join("runs.txt")).unwrap();
+    let (mut child, run_id) = start_until_b_runs(&state, &file, &ws);
+    let curl = |token: &str| {
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .arg(format!("{url}/v1/runs/{run_id}/cancel"))
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&curl("capstan_forged").stdout),
+        "401"
+    );
+    assert_eq!(String::from_utf8_lossy(&curl(&token).stdout), "202");
+    child.wait().unwrap();
+    assert_eq!(
+        status_of(&run_id),
+        ("Cancelled".into(), "Cancelled".into(), "Cancelled".into())
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+
+    // The executor is killed; cancel --run-finally finishes the run here.
+    std::fs::remove_file(ws.join("runs.txt")).unwrap();
+    let (mut child, run_id) = start_until_b_runs(&state, &file, &ws);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = capstan(&state, &["runs", "cancel", &run_id, "--run-finally"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no process executes it"));
+    let (run, _, c) = status_of(&run_id);
+    assert_eq!((run.as_str(), c.as_str()), ("Cancelled", "Skipped"));
+}

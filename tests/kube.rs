@@ -326,6 +326,77 @@ fn the_namespace_quota_queues_runs_first_come_first_served() {
     );
 }
 
+/// Tekton's `spec.status`, patched with kubectl as a Tekton user would:
+/// `CancelledRunFinally` stops the running task and runs `finally`;
+/// `PipelineRunPending` holds a run until the field is removed;
+/// `Cancelled` on a run that has not started ends it; a typo is Invalid.
+#[test]
+fn spec_status_cancels_stops_and_holds_runs() {
+    let ns = "status";
+    let (api, state) = setup(ns);
+    let ctl = Controller::start(&api, state.path(), ns, "solo", &["--no-leader-election"]);
+    let logs = || ctl.log();
+    let with_finally = |name: &str, extra: &str| {
+        format!(
+            "{}    finally:\n      - {{name: cleanup, uses: echo@0.1, params: [{{name: message, value: \"long=$(tasks.nap.status)\"}}]}}\n{extra}",
+            sleep_run(ns, name, 60_000)
+        )
+    };
+    api.apply(&with_finally("long", ""));
+    wait_for(&api, ns, "long", 60, &logs, |v| phase(v) == "Running");
+    let patch = |name: &str, body: &str| {
+        let out = api.kubectl(&[
+            "-n",
+            ns,
+            "patch",
+            "pipelinerun",
+            name,
+            "--type",
+            "merge",
+            "-p",
+            body,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    patch("long", r#"{"spec":{"status":"CancelledRunFinally"}}"#);
+    let v = wait_for(&api, ns, "long", 30, &logs, |v| phase(v) == "Cancelled");
+    assert_eq!(task(&v, "nap")["status"], "Cancelled", "{v:#}");
+    assert_eq!(task(&v, "cleanup")["status"], "Succeeded", "{v:#}");
+
+    // Held, then released.
+    api.apply(&format!(
+        "{}  status: PipelineRunPending\n",
+        sleep_run(ns, "held", 10)
+    ));
+    let v = wait_for(&api, ns, "held", 30, &logs, |v| !phase(v).is_empty());
+    assert_eq!(phase(&v), "Pending", "{v:#}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(phase(&get(&api, ns, "held")), "Pending");
+    patch("held", r#"{"spec":{"status":null}}"#);
+    wait_for(&api, ns, "held", 60, &logs, |v| phase(v) == "Succeeded");
+
+    // Cancelled before it started; and a value that means nothing.
+    api.apply(&format!(
+        "{}  status: PipelineRunPending\n",
+        sleep_run(ns, "never", 10)
+    ));
+    wait_for(&api, ns, "never", 30, &logs, |v| phase(v) == "Pending");
+    patch("never", r#"{"spec":{"status":"Cancelled"}}"#);
+    let v = wait_for(&api, ns, "never", 30, &logs, |v| phase(v) == "Cancelled");
+    assert!(v["status"]["runId"].is_null(), "it never ran: {v:#}");
+    api.apply(&format!(
+        "{}  status: Canceled\n",
+        sleep_run(ns, "typo", 10)
+    ));
+    let v = wait_for(&api, ns, "typo", 30, &logs, |v| phase(v) == "Invalid");
+    let msg = v["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("`Canceled` is not one of"), "{msg}");
+}
+
 #[test]
 fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
     let ns = "ha";

@@ -205,6 +205,22 @@ impl Auth {
         }
     }
 
+    /// May `who` cancel or stop runs of `namespace`? In the cluster, as
+    /// for `kubectl patch` of the PipelineRun's `spec.status`.
+    pub async fn may_stop(&self, who: &Identity, namespace: Option<&str>) -> Result<(), ApiError> {
+        match self {
+            Auth::Tokens(_) => Ok(()),
+            Auth::Kube { client, .. } => {
+                let Some(ns) = namespace else {
+                    return Err(ApiError::forbidden(
+                        "this run is not a PipelineRun of the cluster",
+                    ));
+                };
+                self.check_access(client, who, ns, "patch").await
+            }
+        }
+    }
+
     async fn check_access(
         &self,
         client: &kube::Client,

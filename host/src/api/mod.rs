@@ -100,6 +100,8 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(show_run))
         .route("/v1/runs/{id}/logs", get(logs))
+        .route("/v1/runs/{id}/cancel", post(cancel))
+        .route("/v1/runs/{id}/stop", post(stop))
         .route("/v1/approvals", get(approvals))
         .route("/v1/runs/{id}/tasks/{task}/{decision}", post(decide))
         .with_state(state)
@@ -314,6 +316,72 @@ async fn approvals(
 struct DecideBody {
     #[serde(default)]
     comment: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CancelBody {
+    /// Run the `finally` tasks after stopping the running ones.
+    #[serde(default)]
+    run_finally: bool,
+}
+
+/// `POST /v1/runs/{id}/cancel` (`{"runFinally": true}` for Tekton's
+/// `CancelledRunFinally`).
+async fn cancel(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<CancelBody>>,
+) -> ApiResult<Response> {
+    let mode = if body.is_some_and(|b| b.0.run_finally) {
+        crate::store::StopMode::CancelRunFinally
+    } else {
+        crate::store::StopMode::Cancel
+    };
+    stop_run(&state, &headers, &id, mode).await
+}
+
+/// `POST /v1/runs/{id}/stop`: Tekton's `StoppedRunFinally`.
+async fn stop(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    stop_run(&state, &headers, &id, crate::store::StopMode::Stop).await
+}
+
+async fn stop_run(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+    mode: crate::store::StopMode,
+) -> ApiResult<Response> {
+    use crate::scheduler::StopOutcome;
+    let who = caller(state, headers).await?;
+    let rec = state.sched.store.run(id)?;
+    let ns = rec.spec.kube.as_ref().map(|k| k.namespace.as_str());
+    state.auth.may_stop(&who, ns).await?;
+    let outcome = state.sched.stop_run(id, mode).map_err(ApiError::internal)?;
+    tracing::info!(run = %id, user = %who.user, mode = mode.as_str(), "stop asked");
+    let (code, note) = match outcome {
+        StopOutcome::Ended(s) => (StatusCode::OK, format!("the run has ended: {s}")),
+        StopOutcome::Requested => (
+            StatusCode::ACCEPTED,
+            "the process executing the run carries it out".to_string(),
+        ),
+        StopOutcome::NeedsExecution => (
+            StatusCode::ACCEPTED,
+            format!(
+                "recorded; no process executes the run: `capstan runs resume {id}` runs its finally tasks"
+            ),
+        ),
+    };
+    let run = state.sched.store.run(id)?;
+    let body = serde_json::json!({
+        "run_id": id, "requested": mode.as_str(), "status": run.status.as_str(), "note": note,
+    });
+    Ok((code, Json(body)).into_response())
 }
 
 async fn decide(

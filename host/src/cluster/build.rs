@@ -85,6 +85,9 @@ pub fn document_text(
     if let Some(t) = &spec.timeout {
         run_spec.insert("timeout".into(), t.clone().into());
     }
+    if let Some(t) = &spec.timeouts {
+        run_spec.insert("timeouts".into(), t.clone());
+    }
     let doc = serde_json::json!({
         "apiVersion": crate::pipeline::API_VERSION,
         "kind": "PipelineRun",

@@ -130,6 +130,9 @@ async fn apply(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action, E
     if is_terminal_phase(status.phase.as_deref()) {
         return Ok(Action::await_change());
     }
+    if let Some(action) = spec_status(pr, &status, ctx).await? {
+        return Ok(action);
+    }
     if ctx.running.lock().unwrap().contains_key(&uid) {
         return Ok(Action::await_change());
     }
@@ -220,6 +223,63 @@ async fn apply(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action, E
     tracing::info!(run = %pr.name_any(), id, "started");
     start(pr, id, prepared, ctx);
     Ok(Action::await_change())
+}
+
+/// Carry out `spec.status` (Tekton's): a stop for a run that has started
+/// (the executing task applies it within 100 ms; a run no replica executes
+/// is resumed, and stops at once), `Cancelled` for one that has not,
+/// `PipelineRunPending` holds a run that has not started. None: go on.
+async fn spec_status(
+    pr: &PipelineRunResource,
+    status: &PipelineRunStatus,
+    ctx: &Arc<Context>,
+) -> Result<Option<Action>, Error> {
+    let Some(asked) = pr.spec.status.as_deref() else {
+        return Ok(None);
+    };
+    if asked == "PipelineRunPending" {
+        if status.run_id.is_some() {
+            return Ok(None); // Tekton: only before the run starts.
+        }
+        if status.phase.as_deref() != Some("Pending") {
+            let st = phase_status(
+                pr,
+                "Pending",
+                "Unknown",
+                "spec.status is PipelineRunPending",
+            );
+            write_status(ctx, pr, &st).await?;
+        }
+        return Ok(Some(Action::await_change()));
+    }
+    let Some(mode) = crate::store::StopMode::parse(asked) else {
+        let msg = format!(
+            "spec.status: `{asked}` is not one of Cancelled, CancelledRunFinally, \
+             StoppedRunFinally, PipelineRunPending"
+        );
+        write_status(ctx, pr, &phase_status(pr, "Invalid", "False", &msg)).await?;
+        return Ok(Some(Action::await_change()));
+    };
+    let Some(id) = &status.run_id else {
+        let msg = format!("cancelled before it started (spec.status: {asked})");
+        write_status(ctx, pr, &phase_status(pr, "Cancelled", "False", &msg)).await?;
+        return Ok(Some(Action::await_change()));
+    };
+    let sched = ctx.sched.clone();
+    let rid = id.clone();
+    let outcome = tokio::task::spawn_blocking(move || sched.stop_run(&rid, mode))
+        .await
+        .map_err(|e| anyhow::anyhow!("stopping: {e}"))??;
+    tracing::info!(run = %pr.name_any(), id, ?outcome, "spec.status: {asked}");
+    match outcome {
+        crate::scheduler::StopOutcome::Ended(_) => {
+            publish(ctx, pr, id).await?;
+            Ok(Some(Action::await_change()))
+        }
+        // Executing here (it stops itself), or to be resumed below (and it
+        // stops at its first turn).
+        _ => Ok(None),
+    }
 }
 
 /// A status that is only a phase and its `Succeeded` condition (the phase

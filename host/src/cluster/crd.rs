@@ -89,9 +89,19 @@ pub struct PipelineRunResourceSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "any_objects")]
     pub workspaces: Vec<serde_json::Value>,
-    /// Whole-run timeout (Go duration).
+    /// Whole-run timeout (Go duration), `finally` included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Tekton's `timeouts: {pipeline, tasks, finally}` (Go durations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub timeouts: Option<serde_json::Value>,
+    /// Tekton's `spec.status`: `Cancelled` (stop every task now, no
+    /// `finally`), `CancelledRunFinally` (stop every task, then `finally`),
+    /// `StoppedRunFinally` (start nothing new, let running tasks finish,
+    /// then `finally`), or `PipelineRunPending` (do not start yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     /// The ServiceAccount (in the run's namespace) the `kube` capability
     /// impersonates. Default: `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
