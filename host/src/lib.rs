@@ -33,3 +33,4 @@ pub mod resolve;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;
+pub mod view;

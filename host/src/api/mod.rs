@@ -235,9 +235,9 @@ async fn list_runs(
             out.push(serde_json::json!({
                 "run_id": r.id, "pipeline": r.pipeline, "status": r.status.as_str(),
                 "namespace": ns,
-                "created": crate::cli::time(r.created_at),
-                "start": r.started_at.map(crate::cli::time),
-                "end": r.finished_at.map(crate::cli::time),
+                "created": crate::view::time(r.created_at),
+                "start": r.started_at.map(crate::view::time),
+                "end": r.finished_at.map(crate::view::time),
             }));
         }
     }
@@ -254,7 +254,7 @@ async fn show_run(
     let run = store.run(&id)?;
     let tasks = store.tasks(&id)?;
     let mut v =
-        serde_json::to_value(crate::cli::run_json(&run, &tasks)).map_err(ApiError::internal)?;
+        serde_json::to_value(crate::view::run_json(&run, &tasks)).map_err(ApiError::internal)?;
     v["attempts"] = serde_json::to_value(store.attempts(&id)?).map_err(ApiError::internal)?;
     Ok(Json(v))
 }
@@ -414,7 +414,7 @@ async fn decide(
             tracing::info!(run = %id, task = %task, user = %who.user, "{}", d.decision);
             Ok(Json(serde_json::json!({
                 "run_id": id, "task": task, "user": who.user, "decision": d.decision,
-                "accepted": true, "at": crate::cli::time(d.at),
+                "accepted": true, "at": crate::view::time(d.at),
             })))
         }
         Err(DecideError::Refused(why)) => Err(ApiError::forbidden(why)),

@@ -9,9 +9,9 @@
 //! capability's host code; this module checks, before anything runs, that
 //! each granted capability is allowed at all.
 
+use super::spec::Grants;
 use crate::identity::{PluginIdentity, PluginSource};
 use crate::manifest::{Capability, Manifest};
-use crate::pipeline::Grants;
 
 /// Which layer refused a capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,7 @@ pub mod log;
 pub mod network;
 pub mod redact;
 pub mod secrets;
+pub mod spec;
 pub mod ssh;
 pub mod workspace;
 

@@ -1,9 +1,5 @@
 //! Exit codes and shared printing helpers.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-
 pub use crate::escape::for_terminal;
 
 /// Input the command cannot use (a malformed reference, a missing file):
@@ -12,6 +8,7 @@ pub use crate::escape::for_terminal;
 #[error("{0}")]
 pub struct Invalid(pub String);
 use crate::store::{RunRecord, RunStatus, RunStore, TaskRecord};
+pub use crate::view::{plugins_json, run_json, time};
 
 /// Process exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +36,6 @@ impl ExitCode {
     }
 }
 
-/// RFC 3339 time for a unix-microsecond timestamp.
-pub fn time(us: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 pub fn duration(start: Option<i64>, end: Option<i64>) -> String {
     match (start, end) {
         (Some(s), Some(e)) => {
@@ -56,83 +47,6 @@ pub fn duration(start: Option<i64>, end: Option<i64>) -> String {
             }
         }
         _ => "-".to_string(),
-    }
-}
-
-#[derive(Serialize)]
-pub struct TaskJson<'a> {
-    pub name: &'a str,
-    pub finally: bool,
-    pub status: &'a str,
-    pub attempts: u32,
-    pub results: &'a BTreeMap<String, String>,
-    pub start: Option<String>,
-    pub end: Option<String>,
-    pub message: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-pub struct RunJson<'a> {
-    pub run_id: &'a str,
-    pub pipeline: &'a str,
-    pub status: &'a str,
-    pub message: Option<&'a str>,
-    pub start: Option<String>,
-    pub end: Option<String>,
-    pub results: &'a BTreeMap<String, String>,
-    /// What each `uses:` ran: the component's name, version and digest.
-    pub plugins: Vec<PluginJson<'a>>,
-    pub tasks: Vec<TaskJson<'a>>,
-}
-
-#[derive(Serialize)]
-pub struct PluginJson<'a> {
-    pub uses: &'a str,
-    pub name: Option<&'a str>,
-    pub version: Option<&'a str>,
-    pub digest: &'a str,
-}
-
-/// The plugins a run loaded, by `uses`.
-pub fn plugins_json(run: &RunRecord) -> Vec<PluginJson<'_>> {
-    run.spec
-        .plugins
-        .iter()
-        .map(|(uses, digest)| {
-            let nv = run.spec.plugin_versions.get(uses);
-            PluginJson {
-                uses,
-                name: nv.map(|(n, _)| n.as_str()),
-                version: nv.map(|(_, v)| v.as_str()),
-                digest,
-            }
-        })
-        .collect()
-}
-
-pub fn run_json<'a>(run: &'a RunRecord, tasks: &'a [TaskRecord]) -> RunJson<'a> {
-    RunJson {
-        run_id: &run.id,
-        pipeline: &run.pipeline,
-        status: run.status.as_str(),
-        message: run.message.as_deref(),
-        start: run.started_at.map(time),
-        end: run.finished_at.map(time),
-        results: &run.results,
-        plugins: plugins_json(run),
-        tasks: tasks
-            .iter()
-            .map(|t| TaskJson {
-                name: &t.name,
-                finally: t.finally,
-                status: t.status.as_str(),
-                attempts: t.attempts,
-                results: &t.results,
-                start: t.started_at.map(time),
-                end: t.finished_at.map(time),
-                message: t.message.as_deref(),
-            })
-            .collect(),
     }
 }
 

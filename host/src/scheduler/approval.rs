@@ -44,7 +44,7 @@ pub fn event_json(d: &DecisionRecord) -> String {
         "user": d.user,
         "groups": d.groups,
         "comment": d.comment,
-        "at": crate::cli::time(d.at),
+        "at": crate::view::time(d.at),
     })
     .to_string()
 }
@@ -216,7 +216,7 @@ pub fn pending_json(w: &WaitRecord, decisions: &[DecisionRecord]) -> serde_json:
         .map(|d| {
             serde_json::json!({
                 "user": d.user, "decision": d.decision, "comment": d.comment,
-                "at": crate::cli::time(d.at), "accepted": d.accepted, "reason": d.reason,
+                "at": crate::view::time(d.at), "accepted": d.accepted, "reason": d.reason,
             })
         })
         .collect();
@@ -227,8 +227,8 @@ pub fn pending_json(w: &WaitRecord, decisions: &[DecisionRecord]) -> serde_json:
         "approvers": approvers(&w.detail),
         "required": w.detail["required"].as_u64().unwrap_or(1),
         "phase": w.phase,
-        "since": crate::cli::time(w.since),
-        "deadline": crate::cli::time(w.deadline),
+        "since": crate::view::time(w.since),
+        "deadline": crate::view::time(w.deadline),
         "decisions": mine,
     })
 }

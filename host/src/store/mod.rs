@@ -18,10 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-pub use status::{RunStatus, SkipReason, StopMode, TaskStatus};
+pub use status::{LogLevel, RunStatus, SkipReason, StopMode, TaskStatus};
 pub use waits::{DecisionRecord, WaitRecord};
-
-use crate::caps::LogLevel;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -9,45 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 pub(crate) use stdio::StdioCapture;
 
 use super::redact::Redactor;
 
-/// Severity of a task log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Trace => "trace",
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<LogLevel> {
-        Some(match s {
-            "trace" => LogLevel::Trace,
-            "debug" => LogLevel::Debug,
-            "info" => LogLevel::Info,
-            "warn" => LogLevel::Warn,
-            "error" => LogLevel::Error,
-            _ => return None,
-        })
-    }
-}
+pub use crate::store::LogLevel;
 
 /// Where a task attempt's log lines and progress go (the run store and the
 /// terminal, in the scheduler). Implementations must not block for long.
