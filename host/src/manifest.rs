@@ -166,6 +166,10 @@ pub struct ParamSpec {
     /// Absent means the parameter is required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<ParamValue>,
+    /// The only values a string param may take (Tekton's `enum`); empty:
+    /// any.
+    #[serde(rename = "enum", default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
 }

@@ -39,6 +39,16 @@ pub enum ParamValue {
 }
 
 impl ParamValue {
+    /// Every string it holds (array items, object values).
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        let (one, many): (Option<&str>, Vec<&str>) = match self {
+            ParamValue::String(s) => (Some(s), Vec::new()),
+            ParamValue::Array(a) => (None, a.iter().map(String::as_str).collect()),
+            ParamValue::Object(o) => (None, o.values().map(String::as_str).collect()),
+        };
+        one.into_iter().chain(many)
+    }
+
     pub fn ty(&self) -> ParamType {
         match self {
             ParamValue::String(_) => ParamType::String,

@@ -266,3 +266,92 @@ async fn cancel_stop_and_cancel_run_finally() {
     );
     assert_eq!(run.result("cleanup", "message"), "long=Succeeded");
 }
+
+#[tokio::test]
+async fn substitution_in_sub_paths_and_param_defaults() {
+    let env = TestEnv::new();
+    let yaml = format!(
+        r#"{HEADER}  params:
+    - {{ name: dir, default: "out-$(context.pipelineRun.name)" }}
+  workspaces: [{{ name: ws }}]
+  tasks:
+    - name: nap
+      uses: "{{{{sleep}}}}"
+      params: [{{ name: millis, value: "1" }}, {{ name: marker, value: m.txt }}]
+      workspaces: [{{ name: log, workspace: ws, subPath: "$(params.dir)/$(context.task.name)" }}]
+    - name: say
+      uses: "{{{{echo}}}}"
+      params: [{{ name: message, value: "$(params.dir)" }}]
+"#
+    );
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{}", run.log_text());
+    let id = &run.run.id;
+    assert_eq!(run.result("say", "message"), format!("out-{id}"));
+    let ws = std::path::PathBuf::from(&run.run.spec.workspaces["ws"]);
+    assert!(
+        ws.join(format!("out-{id}/nap/m.txt")).is_file(),
+        "no marker under the substituted subPath"
+    );
+    assert!(!ws.join("$(params.dir)").exists());
+
+    // A value that would climb out of the workspace is refused at dispatch.
+    let run = env.run(&yaml, &[("dir", "../../escape")]).await;
+    assert_eq!(run.status_of("nap"), TaskStatus::Failed);
+    assert!(
+        run.message("nap")
+            .contains("must stay relative, without `..`"),
+        "{}",
+        run.message("nap")
+    );
+}
+
+#[tokio::test]
+async fn required_and_optional_workspaces() {
+    let env = TestEnv::new();
+    let run_yaml = |binds: &str| {
+        format!(
+            r#"apiVersion: capstan.dev/v1alpha1
+kind: PipelineRun
+metadata: {{ name: ws }}
+spec:
+  workspaces: [{binds}]
+  pipelineSpec:
+    workspaces: [{{ name: src }}, {{ name: cache, optional: true }}]
+    tasks:
+      - name: nap
+        uses: "{{{{sleep}}}}"
+        params: [{{ name: millis, value: "1" }}]
+        workspaces: [{{ name: log, workspace: cache }}]
+      - name: say
+        uses: "{{{{echo}}}}"
+        params: [{{ name: message, value: "cache=$(workspaces.cache.bound) src=$(workspaces.src.bound)" }}]
+"#
+        )
+    };
+    // Tekton: a PipelineRun must bind every workspace that is not optional.
+    // (The pipeline is valid; creating a run of it without the binding
+    // is not.)
+    let prepared = env.prepare(&run_yaml(""), &[]).unwrap();
+    let e = env
+        .sched
+        .create(&prepared, &RunOptions::default())
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("requires workspace(s) src"),
+        "{e:#}"
+    );
+
+    // Bound: src only. The optional one is left out of the task.
+    let run = env.run(&run_yaml("{ name: src, emptyDir: {} }"), &[]).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{}", run.log_text());
+    assert_eq!(run.result("say", "message"), "cache=false src=true");
+    assert!(!run.run.spec.workspaces.contains_key("cache"));
+    let run = env
+        .run(
+            &run_yaml("{ name: src, emptyDir: {} }, { name: cache, emptyDir: {} }"),
+            &[],
+        )
+        .await;
+    assert_eq!(run.result("say", "message"), "cache=true src=true");
+}

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use source::{Diagnostic, Diagnostics, Source};
-pub use validate::{Plan, PlannedTask, Timeouts, validate};
+pub use validate::{Plan, PlannedTask, RUN_CONTEXT, Timeouts, validate};
 
 /// A loaded pipeline file: the pipeline to run and, if the file has one,
 /// the `PipelineRun` that binds it.

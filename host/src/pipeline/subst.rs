@@ -27,11 +27,21 @@ pub enum Selector {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ref {
-    Param { name: String, sel: Selector },
-    Result { task: String, result: String },
-    TaskStatus { task: String },
+    Param {
+        name: String,
+        sel: Selector,
+    },
+    Result {
+        task: String,
+        result: String,
+    },
+    TaskStatus {
+        task: String,
+    },
     TasksStatus,
     Context(String),
+    /// `$(workspaces.NAME.bound)`: `true` if the run binds it.
+    WorkspaceBound(String),
 }
 
 pub const CONTEXT_KEYS: [&str; 9] = [
@@ -68,7 +78,7 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
     let bad = || {
         format!(
             "unknown reference `$({expr})`; expected params.NAME, tasks.TASK.results.NAME, \
-             tasks.TASK.status, tasks.status or context.{{{}}}",
+             tasks.TASK.status, tasks.status, workspaces.NAME.bound or context.{{{}}}",
             CONTEXT_KEYS.join(",")
         )
     };
@@ -113,6 +123,13 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
             _ => Err(bad()),
         };
     }
+    if let Some(name) = expr
+        .strip_prefix("workspaces.")
+        .and_then(|r| r.strip_suffix(".bound"))
+        .filter(|n| !n.is_empty() && !n.contains('.'))
+    {
+        return Ok(Ref::WorkspaceBound(name.to_string()));
+    }
     if let Some(key) = expr.strip_prefix("context.")
         && CONTEXT_KEYS.contains(&key)
     {
@@ -146,6 +163,8 @@ pub struct Scope<'a> {
     pub statuses: Option<&'a HashMap<String, String>>,
     pub tasks_status: Option<&'a str>,
     pub context: BTreeMap<&'static str, String>,
+    /// The run's bound workspaces (name → directory).
+    pub bound: Option<&'a BTreeMap<String, String>>,
 }
 
 impl<'a> Scope<'a> {
@@ -157,6 +176,7 @@ impl<'a> Scope<'a> {
             statuses: None,
             tasks_status: None,
             context: BTreeMap::new(),
+            bound: None,
         }
     }
 
@@ -220,6 +240,10 @@ impl<'a> Scope<'a> {
                 .tasks_status
                 .map(str::to_string)
                 .ok_or_else(|| format!("{text}: only finally tasks may use it")),
+            Ref::WorkspaceBound(name) => self
+                .bound
+                .map(|b| b.contains_key(name).to_string())
+                .ok_or_else(|| format!("{text}: not available here")),
             Ref::Context(k) => self
                 .context
                 .get(k.as_str())

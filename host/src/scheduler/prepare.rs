@@ -174,8 +174,43 @@ impl Scheduler {
                 .as_deref()
                 .unwrap_or(&prepared.plan.name),
         );
+        // With a PipelineRun, as in Tekton, every workspace that is not
+        // optional must be bound (by it or by --workspace); a bare
+        // Pipeline gets a fresh directory for each (an implicit emptyDir).
+        // An optional workspace nobody binds stays unbound.
+        let run_binds: Vec<&str> = match &prepared.doc.run {
+            Some((run, _)) => run.workspaces.iter().map(|w| w.name.as_str()).collect(),
+            None => prepared
+                .plan
+                .workspaces
+                .iter()
+                .filter(|w| !w.optional)
+                .map(|w| w.name.as_str())
+                .collect(),
+        };
+        let missing: Vec<&str> = prepared
+            .plan
+            .workspaces
+            .iter()
+            .filter(|w| !w.optional && !run_binds.contains(&w.name.as_str()))
+            .filter(|w| !workspaces.contains_key(&w.name))
+            .map(|w| w.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let d = prepared.doc.run_diag(
+                "workspaces",
+                format!(
+                    "the pipeline requires workspace(s) {} and the PipelineRun does not bind them \
+                     (add `- {{ name: {}, emptyDir: {{}} }}`, or --workspace {}=DIR)",
+                    missing.join(", "),
+                    missing[0],
+                    missing[0]
+                ),
+            );
+            return Err(PrepareError::Invalid(Diagnostics(vec![d])).into());
+        }
         for w in &prepared.plan.workspaces {
-            if !workspaces.contains_key(&w.name) {
+            if !workspaces.contains_key(&w.name) && run_binds.contains(&w.name.as_str()) {
                 let dir = self.state_dir.join("workspaces").join(&id).join(&w.name);
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating {}", dir.display()))?;

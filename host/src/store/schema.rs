@@ -89,19 +89,100 @@ const MIGRATIONS: &[&str] = &[
 
 /// Bring a store to the current schema: create what is missing, then apply
 /// the migrations it has not had (a new store has every column already).
+/// Several processes may open a store at once: the check is repeated
+/// inside one write transaction, so exactly one of them migrates.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let fresh: bool = conn.query_row(
-        "SELECT COUNT(*) = 0 FROM sqlite_master WHERE name = 'runs'",
-        [],
-        |r| r.get(0),
-    )?;
-    conn.execute_batch(SCHEMA)?;
     let current = 1 + MIGRATIONS.len() as i64;
-    if !fresh {
-        for sql in MIGRATIONS.iter().skip((version.max(1) - 1) as usize) {
-            conn.execute_batch(sql)?;
+    let version = |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+    if version(conn)? == current {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let version = version(conn)?;
+        if version == current {
+            return Ok(());
+        }
+        let fresh: bool = conn.query_row(
+            "SELECT COUNT(*) = 0 FROM sqlite_master WHERE name = 'runs'",
+            [],
+            |r| r.get(0),
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        if !fresh {
+            for sql in MIGRATIONS.iter().skip((version.max(1) - 1) as usize) {
+                conn.execute_batch(sql)?;
+            }
+        }
+        conn.pragma_update(None, "user_version", current)
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
         }
     }
-    conn.pragma_update(None, "user_version", current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::RunStore;
+    use super::*;
+
+    /// A store written before migration 2 opens, gains the column, and
+    /// keeps its rows.
+    #[test]
+    fn an_old_store_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("capstan.db")).unwrap();
+            let v1 = SCHEMA.replacen("    reason TEXT,\n", "", 1);
+            conn.execute_batch(&v1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO runs (id, pipeline, status, created_at, spec) VALUES ('r', 'p', 'Running', 0, '{}')",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO tasks (run_id, name, finally, status) VALUES ('r', 't', 0, 'Skipped')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = RunStore::open(dir.path()).unwrap();
+        let tasks = store.tasks("r").unwrap();
+        assert_eq!(tasks[0].skip_reason, None);
+        store
+            .set_task_skipped(
+                "r",
+                "t",
+                crate::store::TaskStatus::Skipped,
+                Some(crate::store::SkipReason::When),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            store.tasks("r").unwrap()[0].skip_reason,
+            Some(crate::store::SkipReason::When)
+        );
+    }
+
+    /// Processes opening a new store at the same moment all succeed (one
+    /// creates it, the others see it done).
+    #[test]
+    fn concurrent_opens_of_a_new_store_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || RunStore::open(&p).map(|_| ()))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+    }
 }

@@ -36,7 +36,8 @@ impl<'a> Execution<'a> {
         };
         let mut scope = Scope {
             results: Some(&self.results),
-            ..Scope::new(&self.prepared.plan.params)
+            bound: Some(&self.workspaces),
+            ..Scope::new(&self.params)
         };
         if t.finally {
             scope.statuses = Some(&statuses);
@@ -75,6 +76,58 @@ impl<'a> Execution<'a> {
             params.push((spec.name.clone(), value));
         }
         Ok(params)
+    }
+
+    /// The task's workspace mounts: each binding's directory opened beneath
+    /// its workspace (its subPath substituted, never through a link); a
+    /// binding of an optional workspace the run leaves unbound is left out.
+    fn mounts(
+        &self,
+        t: &PlannedTask,
+        manifest: &crate::manifest::Manifest,
+        retry_count: u32,
+    ) -> Result<Vec<WorkspaceMount>, String> {
+        let name = &t.spec.name;
+        let mut mounts = Vec::new();
+        for b in &t.spec.workspaces {
+            let ws = b.pipeline_workspace();
+            let decl = self.prepared.plan.workspaces.iter().find(|w| w.name == ws);
+            let Some(root) = self.workspaces.get(ws) else {
+                if decl.is_some_and(|w| w.optional) {
+                    continue;
+                }
+                return Err(format!("workspace `{ws}` is not bound"));
+            };
+            let sub = match &b.sub_path {
+                Some(s) if s.contains("$(") => {
+                    let v = self
+                        .with_scope(t, retry_count, |scope| scope.resolve_str(s))
+                        .map_err(|e| format!("workspace `{}` subPath: {e}", b.name))?;
+                    if v.starts_with('/') || v.split('/').any(|c| c == "..") {
+                        return Err(format!(
+                            "workspace `{}` subPath `{s}` became `{v}`: it must stay relative, without `..`",
+                            b.name
+                        ));
+                    }
+                    Some(v)
+                }
+                s => s.clone(),
+            };
+            let dir = crate::caps::workspace::open_beneath(Path::new(root), sub.as_deref(), true)
+                .map_err(|e| format!("task `{name}`: workspace `{}`: {e}", b.name))?;
+            let mut shown = PathBuf::from(root);
+            shown.extend(sub.as_deref());
+            let read_only = b.read_only
+                || decl.is_some_and(|w| w.read_only)
+                || manifest.workspace(&b.name).is_some_and(|w| w.read_only);
+            mounts.push(WorkspaceMount {
+                name: b.name.clone(),
+                dir: Arc::new(dir),
+                shown,
+                read_only,
+            });
+        }
+        Ok(mounts)
     }
 
     /// Start an attempt. Errors are set-up failures of the task itself
@@ -119,32 +172,7 @@ impl<'a> Execution<'a> {
         let params = self.with_scope(t, attempt - 1, |scope| {
             Self::resolve_params(t, manifest, scope)
         })?;
-        let mut workspaces = Vec::new();
-        for b in &t.spec.workspaces {
-            let root = self
-                .workspaces
-                .get(b.pipeline_workspace())
-                .ok_or_else(|| format!("workspace `{}` is not bound", b.pipeline_workspace()))?;
-            let dir =
-                crate::caps::workspace::open_beneath(Path::new(root), b.sub_path.as_deref(), true)
-                    .map_err(|e| format!("task `{name}`: workspace `{}`: {e}", b.name))?;
-            let mut shown = PathBuf::from(root);
-            shown.extend(b.sub_path.as_deref());
-            let decl_ro = self
-                .prepared
-                .plan
-                .workspaces
-                .iter()
-                .any(|w| w.name == b.pipeline_workspace() && w.read_only);
-            let read_only =
-                b.read_only || decl_ro || manifest.workspace(&b.name).is_some_and(|w| w.read_only);
-            workspaces.push(WorkspaceMount {
-                name: b.name.clone(),
-                dir: Arc::new(dir),
-                shown,
-                read_only,
-            });
-        }
+        let workspaces = self.mounts(t, manifest, attempt - 1)?;
         let mut limits = self.sched.limits.clone();
         limits.timeout = t.timeout;
         let ResolvedGrants { http, secrets, ssh } = self.grants_of(&t.spec.grants)?;

@@ -72,6 +72,9 @@ pub(super) struct Execution<'a> {
     started: Instant,
     /// The current phase's deadline, and which timeout it is.
     deadline: Option<(Instant, Timeout)>,
+    /// The pipeline's params for this run, `$(context…)` in defaults
+    /// substituted.
+    params: BTreeMap<String, crate::params::ParamValue>,
     /// Results of the tasks that succeeded (what `$(tasks.X.results.Y)` reads).
     results: HashMap<String, BTreeMap<String, String>>,
     /// How many tasks wait for a retry (`retry_at` set).
@@ -213,9 +216,44 @@ impl<'a> Execution<'a> {
             disk: Self::watch_disk(sched, run_id, prepared),
             waiting: 0,
             stopping: None,
+            params: BTreeMap::new(),
         }
+        .with_params_resolved()
         .with_waiting_counted()
         .with_stopping_found())
+    }
+
+    /// Pipeline param values with the run's context substituted (a default
+    /// such as `$(context.pipelineRun.name)`); a value with any other
+    /// reference stays as written.
+    fn with_params_resolved(mut self) -> Self {
+        let none = BTreeMap::new();
+        let mut scope = Scope::new(&none);
+        let namespace = self
+            .kube
+            .as_ref()
+            .map_or("default", |k| k.namespace.as_str());
+        for key in crate::pipeline::RUN_CONTEXT {
+            let v = match key {
+                "pipeline.name" => self.prepared.plan.name.clone(),
+                "pipelineRun.namespace" => namespace.to_string(),
+                _ => self.run_id.clone(), // the run's id is its name and uid
+            };
+            scope.context.insert(key, v);
+        }
+        self.params = self
+            .prepared
+            .plan
+            .params
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    scope.resolve_value(v).unwrap_or_else(|_| v.clone()),
+                )
+            })
+            .collect();
+        self
     }
 
     /// A resumed run that had a failure is still stopping.

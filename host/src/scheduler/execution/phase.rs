@@ -67,7 +67,8 @@ impl<'a> Execution<'a> {
     fn pipeline_results(&self) -> BTreeMap<String, String> {
         let scope = Scope {
             results: Some(&self.results),
-            ..Scope::new(&self.prepared.plan.params)
+            bound: Some(&self.workspaces),
+            ..Scope::new(&self.params)
         };
         self.prepared
             .plan

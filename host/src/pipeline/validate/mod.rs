@@ -1,0 +1,193 @@
+//! Validation of a pipeline against the plugins it uses, before anything
+//! runs: names, references, types, workspaces, grants, cycles. Every
+//! problem is reported, each with its file, line and column. One module
+//! per concern; this one puts them together.
+
+mod graph;
+mod params;
+mod refs;
+mod run;
+mod task;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use super::subst;
+use super::{Diagnostic, Diagnostics, Document, PipelineResult, PipelineTask, WorkspaceDecl};
+use crate::manifest::{Capability, Manifest, is_name};
+use crate::params::ParamValue;
+pub use params::RUN_CONTEXT;
+
+/// A validated pipeline, ready for the scheduler.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    /// Main tasks then finally tasks, in file order.
+    pub tasks: Vec<PlannedTask>,
+    /// Pipeline params with defaults applied.
+    pub params: BTreeMap<String, ParamValue>,
+    pub workspaces: Vec<WorkspaceDecl>,
+    pub results: Vec<PipelineResult>,
+    pub timeouts: Timeouts,
+    /// `spec.workspaceBudget`, bytes (None: the default).
+    pub workspace_budget: Option<u64>,
+    /// What is accepted but worth saying (extra PipelineRun params).
+    pub warnings: Vec<String>,
+}
+
+/// The run's timeouts (None: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The whole run, `finally` included.
+    pub pipeline: Option<Duration>,
+    /// The main tasks, from the run's start.
+    pub tasks: Option<Duration>,
+    /// The `finally` tasks, from when they start.
+    pub finally: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedTask {
+    pub spec: PipelineTask,
+    pub finally: bool,
+    /// Tasks that must finish first (runAfter and result references).
+    pub deps: BTreeSet<String>,
+    /// Tasks whose results this task reads: if one of them did not succeed,
+    /// this task is skipped.
+    pub result_deps: BTreeSet<String>,
+    pub timeout: Option<Duration>,
+    pub backoff: Duration,
+}
+
+const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Validate `doc`. `manifest_of` gives the manifest of a task's plugin (by
+/// `uses`), or an error already reported by the caller (None). `overrides`
+/// are `-p name=value` values from the command line; `ceiling_of` is the
+/// platform policy's capability ceiling for a task's plugin (by `uses`).
+pub fn validate(
+    doc: &Document,
+    manifest_of: &dyn Fn(&str) -> Option<Manifest>,
+    overrides: &[(String, String)],
+    ceiling_of: &dyn Fn(&str, Capability) -> Result<(), String>,
+) -> Result<Plan, Diagnostics> {
+    let mut d: Vec<Diagnostic> = Vec::new();
+    let params = params::check(doc, overrides, &mut d);
+    run::workspaces(doc, &mut d);
+    let kinds = task_names(doc, &mut d);
+    let manifests: HashMap<&str, Option<Manifest>> = doc
+        .all_tasks()
+        .map(|(_, t)| (t.name.as_str(), manifest_of(&t.uses)))
+        .collect();
+    let refs = refs::Refs {
+        doc,
+        params: &params,
+        kinds: &kinds,
+        manifests: &manifests,
+    };
+    let planned: Vec<PlannedTask> = doc
+        .all_tasks()
+        .map(|(at, t)| {
+            let ceiling = |cap| ceiling_of(&t.uses, cap);
+            task::check(&refs, &at, t, &ceiling, &mut d)
+        })
+        .collect();
+    results(&refs, &mut d);
+    // Cycles (over the main tasks; finally tasks have no edges).
+    if let Some(cycle) = graph::find_cycle(&planned) {
+        let idx = planned
+            .iter()
+            .position(|t| t.spec.name == cycle[0])
+            .unwrap_or(0);
+        d.push(doc.diag(
+            &format!("tasks[{idx}]"),
+            format!("dependency cycle: {}", cycle.join(" → ")),
+        ));
+    }
+    let timeouts = run::timeouts(doc, &mut d);
+    let workspace_budget = run::workspace_budget(doc, &mut d);
+    if !d.is_empty() {
+        return Err(Diagnostics(d));
+    }
+    Ok(Plan {
+        name: doc.name.clone(),
+        tasks: planned,
+        params: params.values,
+        workspaces: doc.spec.workspaces.clone(),
+        results: doc.spec.results.clone(),
+        timeouts,
+        workspace_budget,
+        warnings: params.warnings,
+    })
+}
+
+/// Task names: valid and unique. Name → whether it is a finally task.
+fn task_names<'a>(doc: &'a Document, d: &mut Vec<Diagnostic>) -> HashMap<&'a str, bool> {
+    let mut kinds = HashMap::new();
+    for (at, t) in doc.all_tasks() {
+        if !is_name(&t.name) {
+            d.push(doc.diag(
+                &format!("{at}.name"),
+                format!(
+                    "`{}`: task names use lowercase letters, digits, `-` and `_`",
+                    t.name
+                ),
+            ));
+        }
+        if kinds
+            .insert(t.name.as_str(), at.starts_with("finally"))
+            .is_some()
+        {
+            d.push(doc.diag(
+                &format!("{at}.name"),
+                format!("task `{}` is defined twice", t.name),
+            ));
+        }
+    }
+    kinds
+}
+
+/// Pipeline results: task results (main tasks) and params.
+fn results(refs: &refs::Refs<'_>, d: &mut Vec<Diagnostic>) {
+    let doc = refs.doc;
+    for (i, r) in doc.spec.results.iter().enumerate() {
+        let path = format!("results[{i}].value");
+        let found = match subst::refs(&r.value) {
+            Err(e) => {
+                d.push(doc.diag(&path, e));
+                continue;
+            }
+            Ok(found) => found,
+        };
+        for (r, _) in found {
+            let problem = match r {
+                subst::Ref::Result { task, result } => match refs.manifests.get(task.as_str()) {
+                    None => Some(format!("no task `{task}`")),
+                    Some(Some(m)) if m.results.iter().all(|x| x.name != result) => {
+                        Some(format!("task `{task}` has no result `{result}`"))
+                    }
+                    _ => None,
+                },
+                subst::Ref::Param { name, .. } if refs.params.decls.contains_key(&name) => None,
+                other => Some(format!(
+                    "pipeline results may use task results and params, not {other:?}"
+                )),
+            };
+            if let Some(p) = problem {
+                d.push(doc.diag(&path, p));
+            }
+        }
+    }
+}
+
+fn cli_diag(message: String) -> Diagnostic {
+    Diagnostic {
+        file: "<command line>".into(),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message,
+    }
+}
