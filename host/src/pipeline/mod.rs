@@ -17,6 +17,7 @@
 //! ```
 
 pub mod duration;
+mod fields;
 pub mod model;
 pub mod size;
 pub mod source;
@@ -134,13 +135,13 @@ impl Document {
                     .expect("document exists")
             };
             match header.kind.as_deref() {
-                Some("Pipeline") => match serde::Deserialize::deserialize(nth()) {
+                Some("Pipeline") => match fields::typed(&source, i, nth, |e| yaml_err(e, i)) {
                     Ok(p) => pipelines.push((p, i)),
-                    Err(e) => diags.push(yaml_err(e, i)),
+                    Err(d) => diags.extend(d),
                 },
-                Some("PipelineRun") => match serde::Deserialize::deserialize(nth()) {
+                Some("PipelineRun") => match fields::typed(&source, i, nth, |e| yaml_err(e, i)) {
                     Ok(r) => runs.push((r, i)),
-                    Err(e) => diags.push(yaml_err(e, i)),
+                    Err(d) => diags.extend(d),
                 },
                 Some(other) => diags.push(source.diag(
                     i,
