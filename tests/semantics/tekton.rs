@@ -355,3 +355,49 @@ spec:
         .await;
     assert_eq!(run.result("say", "message"), "cache=true src=true");
 }
+
+#[tokio::test]
+async fn generate_name_and_finally_results() {
+    let env = TestEnv::new();
+    let yaml = r#"apiVersion: capstan.dev/v1alpha1
+kind: PipelineRun
+metadata: { generateName: nightly- }
+spec:
+  pipelineSpec:
+    tasks:
+      - { name: build, uses: "{{echo}}", params: [{ name: message, value: built }] }
+    finally:
+      - { name: report, uses: "{{echo}}", params: [{ name: message, value: "reported $(tasks.build.status)" }] }
+    results:
+      - { name: build, value: "$(tasks.build.results.message)" }
+      - { name: report, value: "$(finally.report.results.message)" }
+"#;
+    let run = env.run(yaml, &[]).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{}", run.log_text());
+    let id = &run.run.id;
+    assert!(
+        id.starts_with("nightly-") && !id.starts_with("nightly--"),
+        "{id}"
+    );
+    assert_eq!(run.run.results["build"], "built");
+    assert_eq!(run.run.results["report"], "reported Succeeded");
+
+    let both = yaml.replace(
+        "{ generateName: nightly- }",
+        "{ name: n, generateName: nightly- }",
+    );
+    let err = env.prepare(&both, &[]).err().unwrap();
+    assert!(
+        err.contains("set `name` or `generateName`, not both"),
+        "{err}"
+    );
+    let wrong = yaml.replace(
+        "$(finally.report.results.message)",
+        "$(tasks.report.results.message)",
+    );
+    let err = env.prepare(&wrong, &[]).err().unwrap();
+    assert!(
+        err.contains("use $(finally.report.results.message)"),
+        "{err}"
+    );
+}

@@ -43,6 +43,8 @@ pub struct Document {
     pub spec_doc: usize,
     pub spec_path: String,
     pub run: Option<(PipelineRunSpec, usize)>,
+    /// What run ids start with: the PipelineRun's `name` (then `-`), or its
+    /// `generateName` as written.
     pub run_name: Option<String>,
 }
 
@@ -225,10 +227,21 @@ impl Document {
                 }
             },
         };
-        let run_name = run
-            .as_ref()
-            .map(|(r, _)| r.metadata.name.clone())
-            .filter(|n| !n.is_empty());
+        let run_name = match &run {
+            Some((r, doc)) => match (r.metadata.name.as_str(), &r.metadata.generate_name) {
+                ("", None) => None,
+                (n, None) => Some(n.to_string()),
+                ("", Some(prefix)) => Some(prefix.clone()),
+                (_, Some(_)) => {
+                    return Err(Diagnostics(vec![source.diag(
+                        *doc,
+                        "metadata.generateName",
+                        "set `name` or `generateName`, not both",
+                    )]));
+                }
+            },
+            None => None,
+        };
         Ok(Document {
             source,
             base_dir: PathBuf::new(),

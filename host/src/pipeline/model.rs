@@ -17,6 +17,10 @@ pub const API_VERSION: &str = "capstan.dev/v1alpha1";
 pub struct ObjectMeta {
     #[serde(default)]
     pub name: String,
+    /// A PipelineRun's name prefix (Kubernetes' `generateName`): the run id
+    /// is the prefix and a random suffix. Not with `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -35,6 +35,12 @@ pub enum Ref {
         task: String,
         result: String,
     },
+    /// `$(finally.T.results.R)`: a result of a finally task (pipeline
+    /// results only).
+    FinallyResult {
+        task: String,
+        result: String,
+    },
     TaskStatus {
         task: String,
     },
@@ -78,7 +84,7 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
     let bad = || {
         format!(
             "unknown reference `$({expr})`; expected params.NAME, tasks.TASK.results.NAME, \
-             tasks.TASK.status, tasks.status, workspaces.NAME.bound or context.{{{}}}",
+             tasks.TASK.status, tasks.status, finally.TASK.results.NAME, workspaces.NAME.bound or context.{{{}}}",
             CONTEXT_KEYS.join(",")
         )
     };
@@ -119,6 +125,15 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
             }),
             [task, "status"] => Ok(Ref::TaskStatus {
                 task: task.to_string(),
+            }),
+            _ => Err(bad()),
+        };
+    }
+    if let Some(rest) = expr.strip_prefix("finally.") {
+        return match rest.split('.').collect::<Vec<_>>().as_slice() {
+            [task, "results", result] => Ok(Ref::FinallyResult {
+                task: task.to_string(),
+                result: result.to_string(),
             }),
             _ => Err(bad()),
         };
@@ -225,7 +240,7 @@ impl<'a> Scope<'a> {
                     )),
                 }
             }
-            Ref::Result { task, result } => self
+            Ref::Result { task, result } | Ref::FinallyResult { task, result } => self
                 .results
                 .and_then(|m| m.get(task))
                 .and_then(|m| m.get(result))

@@ -29,7 +29,8 @@ pub fn run_is_active(state_dir: &Path, run_id: &str) -> bool {
     lock_run(state_dir, run_id).is_err()
 }
 
-/// Build a run id: `<name>-<10 random base32 chars>`.
+/// Build a run id: `<name>-<10 random base32 chars>`; a name that ends
+/// with `-` (a `generateName`) is used as the prefix as it is.
 pub fn new_run_id(name: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -52,10 +53,12 @@ pub fn new_run_id(name: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .take(40)
         .collect();
-    let base = if base.is_empty() {
-        "run".to_string()
-    } else {
+    let base = if base.trim_matches('-').is_empty() {
+        "run-".to_string()
+    } else if base.ends_with('-') {
         base.to_lowercase()
+    } else {
+        format!("{}-", base.to_lowercase())
     };
-    format!("{base}-{suffix}")
+    format!("{base}{suffix}")
 }

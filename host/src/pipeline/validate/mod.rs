@@ -162,14 +162,30 @@ fn results(refs: &refs::Refs<'_>, d: &mut Vec<Diagnostic>) {
             Ok(found) => found,
         };
         for (r, _) in found {
+            let finally = matches!(r_kind(&r), Some(true));
             let problem = match r {
-                subst::Ref::Result { task, result } => match refs.manifests.get(task.as_str()) {
-                    None => Some(format!("no task `{task}`")),
-                    Some(Some(m)) if m.results.iter().all(|x| x.name != result) => {
-                        Some(format!("task `{task}` has no result `{result}`"))
+                subst::Ref::Result { task, result }
+                | subst::Ref::FinallyResult { task, result } => {
+                    match (
+                        refs.kinds.get(task.as_str()),
+                        refs.manifests.get(task.as_str()),
+                    ) {
+                        (None, _) => Some(format!("no task `{task}`")),
+                        (Some(f), _) if *f != finally => Some(if finally {
+                            format!(
+                                "`{task}` is not a finally task: use $(tasks.{task}.results.{result})"
+                            )
+                        } else {
+                            format!(
+                                "`{task}` is a finally task: use $(finally.{task}.results.{result})"
+                            )
+                        }),
+                        (_, Some(Some(m))) if m.results.iter().all(|x| x.name != result) => {
+                            Some(format!("task `{task}` has no result `{result}`"))
+                        }
+                        _ => None,
                     }
-                    _ => None,
-                },
+                }
                 subst::Ref::Param { name, .. } if refs.params.decls.contains_key(&name) => None,
                 other => Some(format!(
                     "pipeline results may use task results and params, not {other:?}"
@@ -179,6 +195,16 @@ fn results(refs: &refs::Refs<'_>, d: &mut Vec<Diagnostic>) {
                 d.push(doc.diag(&path, p));
             }
         }
+    }
+}
+
+/// Whether a result reference names a finally task's result (None: not a
+/// result reference).
+fn r_kind(r: &subst::Ref) -> Option<bool> {
+    match r {
+        subst::Ref::Result { .. } => Some(false),
+        subst::Ref::FinallyResult { .. } => Some(true),
+        _ => None,
     }
 }
 

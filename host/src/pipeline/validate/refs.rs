@@ -99,6 +99,9 @@ impl Refs<'_> {
             Ref::WorkspaceBound(w) if self.doc.spec.workspaces.iter().all(|x| x.name != w) => Err(
                 format!("`$(workspaces.{w}.bound)`: the pipeline declares no workspace `{w}`"),
             ),
+            Ref::FinallyResult { .. } => {
+                Err("`$(finally.T.results.R)` is only available in pipeline results".into())
+            }
             Ref::TaskStatus { .. }
             | Ref::TasksStatus
             | Ref::Context(_)
