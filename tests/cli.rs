@@ -815,3 +815,45 @@ fn stop_and_cancel_from_the_cli_and_the_api() {
     let (run, _, c) = status_of(&run_id);
     assert_eq!((run.as_str(), c.as_str()), ("Cancelled", "Skipped"));
 }
+
+/// `capstan version` names the commit; `capstan completion` prints scripts
+/// the shells accept; `-o json` is refused where there is no JSON form.
+#[test]
+fn version_completion_and_json_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = capstan(&state, &["version", "-o", "json"]);
+    let v = json(&out);
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    let commit = v["commit"].as_str().unwrap();
+    assert!(commit.len() >= 12 || commit == "unknown", "{commit}");
+    let text = capstan(&state, &["version"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains(commit));
+
+    let out = capstan(&state, &["completion", "bash"]);
+    assert_eq!(out.status.code(), Some(0));
+    let script = dir.path().join("capstan.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("runs"));
+    for shell in ["zsh", "fish"] {
+        let out = capstan(&state, &["completion", shell]);
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+
+    let out = capstan(&state, &["crds", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no JSON output"));
+    // Every argument has help (checked in the unit tests); spot-check one.
+    let out = capstan(&state, &["runs", "show", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("The run's id"));
+}

@@ -11,7 +11,12 @@ use crate::store::RunStore;
 
 /// `capstan approve RUN_ID --task NAME`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  capstan approve release-x2k4mzq7ab --task gate --comment lgtm\n  \
+    capstan approve release-x2k4mzq7ab --task gate --reject --comment 'not today'"
+)]
 pub struct ApproveArgs {
+    /// The run's id (as `capstan approvals list` shows it).
     pub run_id: String,
     /// The waiting task.
     #[arg(long)]

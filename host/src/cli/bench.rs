@@ -49,8 +49,10 @@ pub struct BenchArgs {
     /// time, peak RSS, and RSS after each round (a leak shows as growth).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub load_runs: usize,
+    /// Load: no-op tasks per run.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub load_tasks: usize,
+    /// Load: how many times the --load-runs runs are repeated.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub load_rounds: usize,
     /// The approve plugin for --approvals (default:

@@ -124,13 +124,14 @@ pub struct Cli {
     #[arg(long, global = true, env = "CAPSTAN_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,
 
-    /// Output format.
     /// Where this scheduler's API is reached from outside (`capstan serve`
     /// or the controller's Service): approval notifications link to its
     /// approve/reject endpoints.
     #[arg(long, global = true, env = "CAPSTAN_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
 
+    /// Output format: `text` for people, `json` for programs (one JSON
+    /// document on stdout; commands without a JSON form refuse it).
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 
@@ -144,7 +145,9 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
+    /// For people.
     Text,
+    /// For programs: snake_case keys, RFC 3339 times.
     Json,
 }
 
@@ -184,6 +187,30 @@ pub enum Command {
     /// Bearer tokens of the local API server.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// Print the version and the commit it was built from.
+    Version,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  capstan completion bash > ~/.local/share/bash-completion/completions/capstan\n  \
+        capstan completion zsh > \"${fpath[1]}/_capstan\"\n  \
+        capstan completion fish > ~/.config/fish/completions/capstan.fish"
+    )]
+    Completion {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    /// Whether the command has a JSON form (`-o json`); the others refuse
+    /// it rather than print text a program would try to parse.
+    fn has_json(&self) -> bool {
+        !matches!(
+            self,
+            Command::Crds | Command::Controller(_) | Command::Serve(_) | Command::Completion { .. }
+        )
+    }
 }
 
 impl Cli {
@@ -248,6 +275,19 @@ impl Cli {
 
     /// Run the command. Returns the process exit code.
     pub fn execute(self) -> anyhow::Result<ExitCode> {
+        if self.output == Output::Json && !self.command.has_json() {
+            return Err(Invalid("this command has no JSON output (drop -o json)".into()).into());
+        }
+        match &self.command {
+            Command::Version => return Ok(version(self.output)),
+            Command::Completion { shell } => {
+                use clap::CommandFactory;
+                let mut cmd = Cli::command();
+                clap_complete::generate(*shell, &mut cmd, "capstan", &mut std::io::stdout());
+                return Ok(ExitCode::Ok);
+            }
+            _ => {}
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
@@ -272,6 +312,7 @@ impl Cli {
                     Command::Approve(args) => approve::approve(&cli, args).await,
                     Command::Approvals(cmd) => approve::approvals(&cli, cmd).await,
                     Command::Token(cmd) => serve::token(&cli, cmd),
+                    Command::Version | Command::Completion { .. } => Ok(ExitCode::Ok),
                 }
             })
             .await?
@@ -279,11 +320,46 @@ impl Cli {
     }
 }
 
+/// `capstan version`.
+fn version(output: Output) -> ExitCode {
+    let (v, commit) = (env!("CARGO_PKG_VERSION"), env!("CAPSTAN_COMMIT"));
+    match output {
+        Output::Json => println!("{}", serde_json::json!({ "version": v, "commit": commit })),
+        Output::Text => println!("capstan {v} (commit {commit})"),
+    }
+    ExitCode::Ok
+}
+
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     #[test]
     fn command_line_definition_is_consistent() {
-        use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// Every command says what it does and every argument and option what
+    /// it is (`--help` on each).
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && path != " capstan" {
+                missing.push(format!("{path}: no about"));
+            }
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() {
+                    missing.push(format!("{path} <{id}>: no help"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

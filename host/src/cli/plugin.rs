@@ -17,7 +17,10 @@ pub enum PluginCommand {
     /// Print a component's manifest and WIT imports/exports, and check its
     /// imports against the capabilities it declares. Takes a .wasm file or
     /// a registry reference (name@range, name@sha256:…, oci://…/name:1.2.3).
-    Inspect { plugin: String },
+    Inspect {
+        /// A .wasm file or a registry reference.
+        plugin: String,
+    },
     /// Create a plugin crate: manifest (capstan.toml), the WIT contract, the
     /// plugin's code with a test, and a pipeline that runs it.
     New {
@@ -49,21 +52,30 @@ pub enum PluginCommand {
     },
     /// Create an ed25519 signing key: writes BASE.key (secret, mode 0600)
     /// and BASE.pub (put its line in the policy's [[trust.key]]).
-    Keygen { base: PathBuf },
+    Keygen {
+        /// The files' path without extension (writes BASE.key and BASE.pub).
+        base: PathBuf,
+    },
     /// Add a signature to a published version (`name@1.2.3`), e.g. with a
     /// new key during key rotation.
     Sign {
+        /// The version to sign: `name@1.2.3`.
         reference: String,
+        /// The secret key file (BASE.key from `plugin keygen`).
         #[arg(long, value_name = "KEY")]
         sign_key: PathBuf,
     },
     /// List the plugins in the registry.
     List,
     /// List a plugin's versions (with yanked and deprecated ones).
-    Versions { name: String },
+    Versions {
+        /// The plugin's name.
+        name: String,
+    },
     /// Yank a version (`name@1.2.3`): never chosen by resolution again, but
     /// still usable through an existing capstan.lock.
     Yank {
+        /// The version: `name@1.2.3`.
         reference: String,
         /// Un-yank instead.
         #[arg(long)]
@@ -72,12 +84,15 @@ pub enum PluginCommand {
     /// Mark a version (`name@1.2.3`) deprecated; pipelines resolving to it
     /// get a warning with the message.
     Deprecate {
+        /// The version: `name@1.2.3`.
         reference: String,
+        /// What pipelines resolving to it are told (e.g. what to use instead).
         #[arg(long, short = 'm')]
         message: String,
     },
     /// Resolve a reference and write the component to a file.
     Pull {
+        /// A registry reference (name@range, name@sha256:…, oci://…).
         reference: String,
         /// Where to write it (default: NAME-VERSION.wasm).
         #[arg(long, value_name = "FILE")]

@@ -16,6 +16,11 @@ use crate::scheduler::{PrepareError, RunOptions, Scheduler};
 use crate::store::RunStore;
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  capstan run examples/hello/pipeline.yaml\n  \
+    capstan run ci.yaml -p revision=v1.2.0 -w source=./checkout\n  \
+    capstan run ci.yaml --locked -o json"
+)]
 pub struct RunArgs {
     /// The pipeline file (a Pipeline, a PipelineRun, or both).
     pub file: PathBuf,

@@ -14,15 +14,23 @@ use crate::store::{RunStatus, RunStore, StopMode};
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// List runs, newest first.
+    #[command(
+        after_help = "Examples:\n  capstan runs list --limit 5\n  capstan runs list -o json | jq '.[0].run_id'"
+    )]
     List {
-        #[arg(long, default_value_t = 20)]
+        /// How many runs to list (newest first).
+        #[arg(long, default_value_t = 20, value_name = "N")]
         limit: usize,
     },
     /// Show a run: status, tasks, attempts, results.
-    Show { run_id: String },
+    Show {
+        /// The run's id (as `capstan runs list` shows it).
+        run_id: String,
+    },
     /// Continue a run interrupted by a crash or kill: succeeded tasks are
     /// kept; tasks that were running start a new attempt.
     Resume {
+        /// The run's id (as `capstan runs list` shows it).
         run_id: String,
         /// Per-task memory limit in MiB.
         #[arg(long, default_value_t = 256, value_name = "MIB")]
@@ -51,7 +59,11 @@ pub enum RunsCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  capstan logs build-x2k4mzq7ab --task test\n  capstan logs build-x2k4mzq7ab -f"
+)]
 pub struct LogsArgs {
+    /// The run's id (as `capstan runs list` shows it).
     pub run_id: String,
     /// Only this task's lines.
     #[arg(long)]
@@ -347,7 +359,12 @@ async fn remote_logs(
     api: &crate::api::client::ApiClient,
 ) -> Result<ExitCode> {
     if let Some(task) = &args.task {
-        let run = api.get(&format!("/v1/runs/{}", args.run_id)).await?;
+        let run = api
+            .get(&format!(
+                "/v1/runs/{}",
+                form_urlencoded::byte_serialize(args.run_id.as_bytes()).collect::<String>()
+            ))
+            .await?;
         let names: Vec<String> = run["tasks"]
             .as_array()
             .map(|ts| {
@@ -362,9 +379,12 @@ async fn remote_logs(
     }
     let mut after = 0;
     loop {
-        let mut path = format!("/v1/runs/{}/logs?after={after}", args.run_id);
+        // Both come from the command line: encoded, so `&`, `/` or `#` in
+        // them cannot change the request.
+        let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let mut path = format!("/v1/runs/{}/logs?after={after}", enc(&args.run_id));
         if let Some(t) = &args.task {
-            path.push_str(&format!("&task={t}"));
+            path.push_str(&format!("&task={}", enc(t)));
         }
         let v = api.get(&path).await?;
         let lines: Vec<crate::store::LogLine> = serde_json::from_value(v["lines"].clone())?;

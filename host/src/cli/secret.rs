@@ -16,6 +16,7 @@ pub enum SecretCommand {
     /// `auth: basic` the value is `user:password`; with `auth: bearer`, the
     /// token.
     Set {
+        /// The secret's name (as pipelines grant it).
         name: String,
         /// Read the value from this file instead of stdin.
         #[arg(long, value_name = "FILE")]
@@ -24,7 +25,10 @@ pub enum SecretCommand {
     /// List secret names (never values).
     List,
     /// Remove a secret.
-    Rm { name: String },
+    Rm {
+        /// The secret's name.
+        name: String,
+    },
 }
 
 pub fn secret(cli: &Cli, cmd: &SecretCommand) -> Result<ExitCode> {

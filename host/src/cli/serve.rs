@@ -29,6 +29,7 @@ pub struct ServeArgs {
 pub enum TokenCommand {
     /// Make a token for USER; it is printed once and stored as a digest.
     Add {
+        /// The user the token identifies (as approvers lists name users).
         user: String,
         /// A group the user is in (repeatable); approvers lists may name groups.
         #[arg(long = "group", value_name = "GROUP")]
