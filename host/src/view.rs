@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::store::{RunRecord, SkipReason, TaskRecord};
+use crate::store::{AttemptRecord, LogLevel, LogLine, RunRecord, SkipReason, TaskRecord};
 
 /// RFC 3339 time for a unix-microsecond timestamp.
 pub fn time(us: i64) -> String {
@@ -91,5 +91,58 @@ pub fn run_json<'a>(run: &'a RunRecord, tasks: &'a [TaskRecord]) -> RunJson<'a> 
                 skip_reason: t.skip_reason.map(SkipReason::as_str),
             })
             .collect(),
+    }
+}
+
+/// One attempt of a task.
+#[derive(Serialize)]
+pub struct AttemptJson<'a> {
+    pub task: &'a str,
+    pub attempt: u32,
+    pub status: &'a str,
+    /// When it was dispatched.
+    pub start: String,
+    /// When the plugin first called the host.
+    pub entered: Option<String>,
+    pub end: Option<String>,
+    pub message: Option<&'a str>,
+}
+
+pub fn attempts_json(attempts: &[AttemptRecord]) -> Vec<AttemptJson<'_>> {
+    attempts
+        .iter()
+        .map(|a| AttemptJson {
+            task: &a.task,
+            attempt: a.attempt,
+            status: a.status.as_str(),
+            start: time(a.dispatched_at),
+            entered: a.entered_at.map(time),
+            end: a.finished_at.map(time),
+            message: a.message.as_deref(),
+        })
+        .collect()
+}
+
+/// One log line. `id` is the cursor (`?after=ID` continues after it).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LogLineJson {
+    pub id: i64,
+    pub task: String,
+    pub attempt: u32,
+    pub time: String,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+impl From<&LogLine> for LogLineJson {
+    fn from(l: &LogLine) -> Self {
+        LogLineJson {
+            id: l.id,
+            task: l.task.clone(),
+            attempt: l.attempt,
+            time: time(l.ts),
+            level: l.level,
+            message: l.message.clone(),
+        }
     }
 }

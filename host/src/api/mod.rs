@@ -255,7 +255,9 @@ async fn show_run(
     let tasks = store.tasks(&id)?;
     let mut v =
         serde_json::to_value(crate::view::run_json(&run, &tasks)).map_err(ApiError::internal)?;
-    v["attempts"] = serde_json::to_value(store.attempts(&id)?).map_err(ApiError::internal)?;
+    let attempts = store.attempts(&id)?;
+    v["attempts"] =
+        serde_json::to_value(crate::view::attempts_json(&attempts)).map_err(ApiError::internal)?;
     Ok(Json(v))
 }
 
@@ -279,7 +281,11 @@ async fn logs(
     // after a run's last line, so a client that sees it has every line.
     let status = store.run(&id)?.status;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let lines = store.logs(&id, q.task.as_deref(), q.after, limit)?;
+    let lines: Vec<crate::view::LogLineJson> = store
+        .logs(&id, q.task.as_deref(), q.after, limit)?
+        .iter()
+        .map(Into::into)
+        .collect();
     Ok(Json(serde_json::json!({
         "status": status.as_str(),
         "terminal": status.is_terminal(),
@@ -319,14 +325,14 @@ struct DecideBody {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 struct CancelBody {
     /// Run the `finally` tasks after stopping the running ones.
     #[serde(default)]
     run_finally: bool,
 }
 
-/// `POST /v1/runs/{id}/cancel` (`{"runFinally": true}` for Tekton's
+/// `POST /v1/runs/{id}/cancel` (`{"run_finally": true}` for Tekton's
 /// `CancelledRunFinally`).
 async fn cancel(
     State(state): State<Arc<ApiState>>,

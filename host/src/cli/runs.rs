@@ -10,6 +10,7 @@ use super::output::{ExitCode, duration, run_json, show_run, time};
 use super::{Cli, Output};
 use crate::scheduler::{PrepareError, StopOutcome};
 use crate::store::{RunStatus, RunStore, StopMode};
+use crate::view::LogLineJson;
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
@@ -166,7 +167,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                 let attempts = store.attempts(run_id)?;
                 let mut v = serde_json::to_value(run_json(&run, &tasks))?;
                 v["orphaned"] = serde_json::Value::Bool(orphaned(cli, &run));
-                v["attempts"] = serde_json::to_value(&attempts)?;
+                v["attempts"] = serde_json::to_value(crate::view::attempts_json(&attempts))?;
                 v["approvals"] = approvals_json(&store, run_id)?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -387,7 +388,7 @@ async fn remote_logs(
             path.push_str(&format!("&task={}", enc(t)));
         }
         let v = api.get(&path).await?;
-        let lines: Vec<crate::store::LogLine> = serde_json::from_value(v["lines"].clone())?;
+        let lines: Vec<LogLineJson> = serde_json::from_value(v["lines"].clone())?;
         for l in &lines {
             print_line(cli, l)?;
             after = l.id;
@@ -426,7 +427,7 @@ pub async fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
         loop {
             let lines = store.logs(&args.run_id, args.task.as_deref(), after, 1000)?;
             for l in &lines {
-                print_line(cli, l)?;
+                print_line(cli, &l.into())?;
                 after = l.id;
             }
             if lines.len() < 1000 {
@@ -450,13 +451,13 @@ pub async fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
     }
 }
 
-fn print_line(cli: &Cli, l: &crate::store::LogLine) -> Result<()> {
+fn print_line(cli: &Cli, l: &LogLineJson) -> Result<()> {
     if cli.output == Output::Json {
         println!("{}", serde_json::to_string(l)?);
     } else {
         println!(
             "{} {}#{} {:5} {}",
-            time(l.ts),
+            l.time,
             l.task,
             l.attempt,
             l.level.as_str(),
