@@ -9,6 +9,7 @@ pub mod decide;
 pub mod disk;
 mod execution;
 mod prepare;
+pub mod ready;
 mod recorder;
 mod runid;
 mod sink;

@@ -1,51 +1,58 @@
 //! The DAG's shape: cycles, reported as a path.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use super::PlannedTask;
 
+/// A dependency cycle, as the path `[a, …, a]`, if there is one. Depth-first
+/// with an explicit stack, so a chain of 100,000 tasks needs no deep
+/// recursion.
 pub fn find_cycle(tasks: &[PlannedTask]) -> Option<Vec<String>> {
-    let deps: HashMap<&str, &BTreeSet<String>> = tasks
+    let index: HashMap<&str, usize> = tasks
         .iter()
-        .map(|t| (t.spec.name.as_str(), &t.deps))
+        .enumerate()
+        .map(|(i, t)| (t.spec.name.as_str(), i))
         .collect();
-    // 0 = unvisited, 1 = on stack, 2 = done
-    let mut state: HashMap<&str, u8> = HashMap::new();
-    fn visit<'a>(
-        n: &'a str,
-        deps: &HashMap<&'a str, &'a BTreeSet<String>>,
-        state: &mut HashMap<&'a str, u8>,
-        stack: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        state.insert(n, 1);
-        stack.push(n);
-        for dep in deps.get(n).into_iter().flat_map(|s| s.iter()) {
-            match state.get(dep.as_str()) {
-                Some(1) => {
-                    let start = stack.iter().position(|s| s == dep).unwrap_or(0);
-                    let mut cycle: Vec<String> =
-                        stack[start..].iter().rev().map(|s| s.to_string()).collect();
-                    cycle.insert(0, dep.clone());
+    let deps: Vec<Vec<usize>> = tasks
+        .iter()
+        .map(|t| {
+            t.deps
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    // 0 = unvisited, 1 = on the path, 2 = done
+    let mut state = vec![0u8; tasks.len()];
+    for root in 0..tasks.len() {
+        if state[root] != 0 {
+            continue;
+        }
+        // The current path, each node with the next dependency to look at.
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        state[root] = 1;
+        while let Some((node, next)) = path.last_mut() {
+            let node = *node;
+            let Some(&dep) = deps[node].get(*next) else {
+                state[node] = 2;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            match state[dep] {
+                1 => {
+                    let start = path.iter().position(|(n, _)| *n == dep).unwrap_or(0);
+                    let name = |i: usize| tasks[i].spec.name.clone();
+                    let mut cycle = vec![name(dep)];
+                    cycle.extend(path[start..].iter().rev().map(|(n, _)| name(*n)));
                     return Some(cycle);
                 }
-                Some(_) => {}
-                None => {
-                    let key = deps.get_key_value(dep.as_str()).map(|(k, _)| *k)?;
-                    if let Some(c) = visit(key, deps, state, stack) {
-                        return Some(c);
-                    }
+                0 => {
+                    state[dep] = 1;
+                    path.push((dep, 0));
                 }
+                _ => {}
             }
-        }
-        stack.pop();
-        state.insert(n, 2);
-        None
-    }
-    for t in tasks {
-        if !state.contains_key(t.spec.name.as_str())
-            && let Some(c) = visit(&t.spec.name, &deps, &mut state, &mut Vec::new())
-        {
-            return Some(c);
         }
     }
     None

@@ -14,13 +14,7 @@ impl<'a> Execution<'a> {
         let entered_at = report
             .entered
             .map(|e| dispatched_at + e.saturating_duration_since(dispatched).as_micros() as i64);
-        let t = self
-            .prepared
-            .plan
-            .tasks
-            .iter()
-            .find(|t| t.spec.name == name)
-            .expect("planned task");
+        let t = self.planned(name);
         let resumed = self.state.get_mut(name).unwrap().resuming.take();
         // The wait is over after this call unless the task suspends (again);
         // a failure after a wait is never retried (retrying would ask the
@@ -61,7 +55,9 @@ impl<'a> Execution<'a> {
                 let after_wait = resumed.is_some();
                 if decide::retries(kind.retryable(), failures, t.spec.retries, after_wait) {
                     let delay = decide::retry_delay(t.backoff, failures);
-                    self.state.get_mut(name).unwrap().retry_at = Some(Instant::now() + delay);
+                    let at = Instant::now() + delay;
+                    self.state.get_mut(name).unwrap().retry_at = Some(at);
+                    self.retry_queue.insert((at, name.to_string()));
                     self.retrying += 1;
                     let msg = format!(
                         "{msg} (retry {failures} of {} in {})",

@@ -6,7 +6,7 @@ mod grants;
 mod phase;
 mod wait;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,6 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 
 use super::decide::{self, Readiness, Stop, TaskFacts, Timeout};
+use super::ready::ReadySet;
 use super::recorder::StartRecord;
 use super::sink::StoreSink;
 use super::{Event, Prepared, Scheduler, approval, disk};
@@ -79,6 +80,15 @@ pub(super) struct Execution<'a> {
     results: HashMap<String, BTreeMap<String, String>>,
     /// How many tasks wait for a retry (`retry_at` set).
     retrying: usize,
+    /// Retries by when they are due (entries checked against `retry_at`
+    /// when taken: a stale one is dropped).
+    retry_queue: BTreeSet<(Instant, String)>,
+    /// Waiting tasks by deadline (µs; checked against `wait_deadline`).
+    wait_queue: BTreeSet<(i64, String)>,
+    /// The current phase's ready set.
+    ready: ReadySet,
+    /// Task name → its position in the plan.
+    index: HashMap<String, usize>,
     /// Bumped when a decision is recorded in this process.
     wake: tokio::sync::watch::Receiver<u64>,
     /// Look for decisions in the store at the next turn of the loop.
@@ -200,6 +210,16 @@ impl<'a> Execution<'a> {
             poll_decisions: true,
             last_decision_poll: Instant::now(),
             retrying,
+            retry_queue: BTreeSet::new(),
+            wait_queue: BTreeSet::new(),
+            ready: ReadySet::default(),
+            index: prepared
+                .plan
+                .tasks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.spec.name.clone(), i))
+                .collect(),
             results,
             sched,
             run_id: run_id.to_string(),
@@ -219,6 +239,7 @@ impl<'a> Execution<'a> {
             params: BTreeMap::new(),
         }
         .with_params_resolved()
+        .with_queues_filled()
         .with_waiting_counted()
         .with_stopping_found())
     }
@@ -253,6 +274,19 @@ impl<'a> Execution<'a> {
                 )
             })
             .collect();
+        self
+    }
+
+    /// A resumed run's due retries and open waits, queued.
+    fn with_queues_filled(mut self) -> Self {
+        for (name, rt) in &self.state {
+            if let Some(at) = rt.retry_at {
+                self.retry_queue.insert((at, name.clone()));
+            }
+            if let (TaskStatus::Waiting, Some(d)) = (rt.status, rt.wait_deadline) {
+                self.wait_queue.insert((d, name.clone()));
+            }
+        }
         self
     }
 
@@ -340,6 +374,9 @@ impl<'a> Execution<'a> {
         }
         rt.status = status;
         rt.skip = skip;
+        if status.is_terminal() {
+            self.ready.ended(name);
+        }
         let attempt = rt.attempts;
         self.emit(Event::Task {
             task: name.to_string(),

@@ -103,8 +103,9 @@ impl<'a> Execution<'a> {
         let mut running: JoinSet<AttemptDone> = JoinSet::new();
         let mut stop: Option<Stop> = None;
         let mut last_check = Instant::now() - Duration::from_secs(1);
-        let mut open = 0;
         self.deadline = self.phase_deadline(main);
+        self.ready = ReadySet::new(tasks, |n| self.state[n].status.is_terminal());
+        let mut swept = false;
         loop {
             if let Some(s) = self.stop_asked(main, stop, &mut last_check)? {
                 stop = Some(s);
@@ -113,24 +114,45 @@ impl<'a> Execution<'a> {
                     return Ok(stop);
                 }
             }
-            if main && self.stopping.is_some() && self.waiting > 0 {
-                // Nothing waits for a person once the run cannot succeed.
+            if main && !swept && self.stopping.is_some() {
+                // Once, when the run starts stopping: nothing not yet
+                // started will start.
+                swept = true;
+                self.sweep_pending(tasks)?;
+            } else if swept && self.waiting > 0 {
+                // A running task suspended after the run began stopping.
                 self.close_waits(tasks, Stop::Asked(StopMode::Stop))?;
             }
-            // Tasks before `open` have all ended: a turn skips them.
-            while open < tasks.len() && self.state[&tasks[open].spec.name].status.is_terminal() {
-                open += 1;
-            }
-            self.dispatch_ready(&tasks[open..], &mut running)?;
-            self.dispatch_resumes(tasks, &mut running)?;
+            self.dispatch_ready(tasks, &mut running)?;
+            self.dispatch_resumes(&mut running)?;
             if running.is_empty() {
-                match self.idle(&tasks[open..]).await? {
+                match self.idle().await? {
                     Idle::Done => return Ok(stop),
                     Idle::Turn => continue,
                 }
             }
-            self.await_progress(tasks, &mut running).await?;
+            self.await_progress(&mut running).await?;
         }
+    }
+
+    /// Skip every task of the phase that has not started (the run is
+    /// stopping), and close the waits (nothing waits for a person once
+    /// the run cannot succeed).
+    fn sweep_pending(&mut self, tasks: &[&'a PlannedTask]) -> Result<()> {
+        let why = format!(
+            "not started: {}",
+            self.stopping.as_deref().unwrap_or("the run is stopping")
+        );
+        for t in tasks {
+            if self.state[&t.spec.name].status == TaskStatus::Pending {
+                let reason = Some(SkipReason::Stopping);
+                self.set_task_skipped(&t.spec.name, TaskStatus::Skipped, reason, Some(&why))?;
+            }
+        }
+        if self.waiting > 0 {
+            self.close_waits(tasks, Stop::Asked(StopMode::Stop))?;
+        }
+        Ok(())
     }
 
     /// The earliest timeout of a phase: the run's (`timeouts.pipeline`),
@@ -236,61 +258,90 @@ impl<'a> Execution<'a> {
         Ok(())
     }
 
-    /// Start (or skip, or fail) every task of `tasks` that is due, up to
-    /// the parallelism.
+    /// Start (or skip, or fail) the tasks that are due — retries whose time
+    /// has come, then ready tasks in file order — up to the parallelism.
+    /// A turn looks only at those.
     fn dispatch_ready(
         &mut self,
         tasks: &[&'a PlannedTask],
         running: &mut JoinSet<AttemptDone>,
     ) -> Result<()> {
         let now = Instant::now();
-        for t in tasks {
-            if running.len() >= self.parallelism {
+        while running.len() < self.parallelism {
+            let Some(name) = self.pop_due_retry(now) else {
                 break;
-            }
-            let name = &t.spec.name;
-            let rt = &self.state[name];
-            match rt.status {
-                TaskStatus::Pending => {}
-                // A retry starts whatever the run is doing (as in Tekton,
-                // where retries belong to the task): its `when` held.
-                TaskStatus::Retrying if rt.retry_at.is_some_and(|at| at <= now) => {
-                    if let Err(msg) = self.dispatch(t, running) {
-                        self.fail_before_start(name, &msg)?;
-                    }
-                    continue;
-                }
-                _ => continue,
-            }
-            let facts = |n: &str| self.facts(n);
-            match decide::readiness(t, &facts, self.stopping.as_deref()) {
-                Readiness::Wait => continue,
-                Readiness::Skip(reason, why) => {
-                    self.set_task_skipped(name, TaskStatus::Skipped, Some(reason), Some(&why))?;
-                    continue;
-                }
-                Readiness::Go => {}
-            }
-            if !t.spec.when.is_empty() {
-                let attempts = self.state[name].attempts;
-                match self.with_scope(t, attempts, |s| decide::evaluate_when(&t.spec.when, s)) {
-                    Ok(None) => {}
-                    Ok(Some(why)) => {
-                        let reason = Some(SkipReason::When);
-                        self.set_task_skipped(name, TaskStatus::Skipped, reason, Some(&why))?;
-                        continue;
-                    }
-                    Err(e) => {
-                        self.fail_before_start(name, &e)?;
-                        continue;
-                    }
-                }
-            }
+            };
+            // A retry starts whatever the run is doing (as in Tekton, where
+            // retries belong to the task): its `when` held.
+            let t = self.planned(&name);
             if let Err(msg) = self.dispatch(t, running) {
-                self.fail_before_start(name, &msg)?;
+                self.fail_before_start(&name, &msg)?;
+            }
+        }
+        while running.len() < self.parallelism {
+            let Some(i) = self.ready.pop() else {
+                break;
+            };
+            let t = tasks[i];
+            if self.state[&t.spec.name].status == TaskStatus::Pending {
+                self.start_ready(t, running)?;
             }
         }
         Ok(())
+    }
+
+    /// A task whose dependencies have ended: skip it, fail it (a `when`
+    /// that cannot be evaluated), or start it.
+    fn start_ready(
+        &mut self,
+        t: &'a PlannedTask,
+        running: &mut JoinSet<AttemptDone>,
+    ) -> Result<()> {
+        let name = &t.spec.name;
+        let facts = |n: &str| self.facts(n);
+        match decide::readiness(t, &facts, self.stopping.as_deref()) {
+            Readiness::Wait => return Ok(()), // re-queued when its dependency ends
+            Readiness::Skip(reason, why) => {
+                return self.set_task_skipped(name, TaskStatus::Skipped, Some(reason), Some(&why));
+            }
+            Readiness::Go => {}
+        }
+        if !t.spec.when.is_empty() {
+            let attempts = self.state[name].attempts;
+            match self.with_scope(t, attempts, |s| decide::evaluate_when(&t.spec.when, s)) {
+                Ok(None) => {}
+                Ok(Some(why)) => {
+                    let reason = Some(SkipReason::When);
+                    return self.set_task_skipped(name, TaskStatus::Skipped, reason, Some(&why));
+                }
+                Err(e) => return self.fail_before_start(name, &e),
+            }
+        }
+        if let Err(msg) = self.dispatch(t, running) {
+            self.fail_before_start(name, &msg)?;
+        }
+        Ok(())
+    }
+
+    /// The planned task called `name` (O(1)).
+    pub(super) fn planned(&self, name: &str) -> &'a PlannedTask {
+        let plan: &'a crate::pipeline::Plan = &self.prepared.plan;
+        &plan.tasks[self.index[name]]
+    }
+
+    /// The next retry that is due at `now`, taken out of the queue.
+    fn pop_due_retry(&mut self, now: Instant) -> Option<String> {
+        while let Some((at, name)) = self.retry_queue.first().cloned() {
+            if at > now {
+                return None;
+            }
+            self.retry_queue.pop_first();
+            let rt = &self.state[&name];
+            if rt.status == TaskStatus::Retrying && rt.retry_at == Some(at) {
+                return Some(name);
+            }
+        }
+        None
     }
 
     /// A task that could not start (a reference that does not resolve, a
@@ -330,13 +381,9 @@ impl<'a> Execution<'a> {
 
     /// A task ended: if its failure stops the run, nothing new starts.
     pub(super) fn ended(&mut self, name: &str) {
+        self.ready.ended(name);
         let t = self.facts(name);
-        let is_main = self
-            .prepared
-            .plan
-            .tasks
-            .iter()
-            .any(|p| !p.finally && p.spec.name == name);
+        let is_main = !self.planned(name).finally;
         if is_main && t.stops_run() && self.stopping.is_none() {
             self.stopping = Some(format!("task `{name}` failed"));
         }
@@ -344,20 +391,17 @@ impl<'a> Execution<'a> {
 
     /// Nothing is running: finish the phase, or sleep until something is
     /// due (a retry, a decision, a wait's deadline, the run's deadline).
-    async fn idle(&mut self, open: &[&'a PlannedTask]) -> Result<Idle> {
-        let retry = self.next_retry(open);
-        if !open
-            .iter()
-            .any(|t| !self.state[&t.spec.name].status.is_terminal())
-        {
+    async fn idle(&mut self) -> Result<Idle> {
+        if self.ready.unfinished() == 0 {
             return Ok(Idle::Done);
         }
+        let retry = self.next_retry();
         if self.waiting > 0 {
             // Only waits (and maybe retries): also poll every second for
             // other processes' decisions and cancels.
             let poll = Instant::now() + Duration::from_secs(1);
             let mut wake = retry.map_or(poll, |r| r.min(poll));
-            wake = self.next_wait_deadline(open).map_or(wake, |d| d.min(wake));
+            wake = self.next_wait_deadline().map_or(wake, |d| d.min(wake));
             wake = self.deadline.map_or(wake, |(d, _)| d.min(wake));
             tokio::select! {
                 _ = self.wake.changed() => {}
@@ -381,15 +425,11 @@ impl<'a> Execution<'a> {
 
     /// Wait for an attempt to finish, a retry to come due, a decision, or a
     /// 100 ms tick (stop requests), and record what finished.
-    async fn await_progress(
-        &mut self,
-        tasks: &[&'a PlannedTask],
-        running: &mut JoinSet<AttemptDone>,
-    ) -> Result<()> {
+    async fn await_progress(&mut self, running: &mut JoinSet<AttemptDone>) -> Result<()> {
         let tick = Instant::now() + Duration::from_millis(100);
-        let wake = self.next_retry(tasks).map_or(tick, |r| r.min(tick));
+        let wake = self.next_retry().map_or(tick, |r| r.min(tick));
         let wake = self.deadline.map_or(wake, |(d, _)| d.min(wake));
-        let wake = self.next_wait_deadline(tasks).map_or(wake, |d| d.min(wake));
+        let wake = self.next_wait_deadline().map_or(wake, |d| d.min(wake));
         tokio::select! {
             _ = self.wake.changed() => {
                 self.poll_decisions = true;
@@ -407,14 +447,15 @@ impl<'a> Execution<'a> {
         Ok(())
     }
 
-    /// When the earliest retry among `tasks` is due (O(1) when none waits).
-    fn next_retry(&self, tasks: &[&PlannedTask]) -> Option<Instant> {
-        if self.retrying == 0 {
-            return None;
+    /// When the earliest retry is due (stale queue entries dropped).
+    fn next_retry(&mut self) -> Option<Instant> {
+        while let Some((at, name)) = self.retry_queue.first() {
+            let rt = &self.state[name];
+            if rt.status == TaskStatus::Retrying && rt.retry_at == Some(*at) {
+                return Some(*at);
+            }
+            self.retry_queue.pop_first();
         }
-        tasks
-            .iter()
-            .filter_map(|t| self.state[&t.spec.name].retry_at)
-            .min()
+        None
     }
 }

@@ -19,6 +19,9 @@ impl<'a> Execution<'a> {
                 self.sched
                     .store
                     .resuspend(&self.run_id, name, &req.state, &r.decisions)?;
+                if let Some(d) = self.state[name].wait_deadline {
+                    self.wait_queue.insert((d, name.to_string()));
+                }
             }
             None => {
                 self.sched.recorder.flush()?;
@@ -37,6 +40,7 @@ impl<'a> Execution<'a> {
                 track_waiting(&mut self.waiting, rt.status, TaskStatus::Waiting);
                 rt.status = TaskStatus::Waiting;
                 rt.wait_deadline = Some(deadline);
+                self.wait_queue.insert((deadline, name.to_string()));
                 self.sched.metrics.waiting(1);
                 self.emit(Event::Task {
                     task: name.to_string(),
@@ -125,20 +129,12 @@ impl<'a> Execution<'a> {
         });
     }
 
-    /// Start `resume` calls for Waiting tasks of `tasks` that are due: an
-    /// accepted decision not yet applied (one per call, oldest first), or a
-    /// passed deadline.
-    pub(super) fn dispatch_resumes(
-        &mut self,
-        tasks: &[&'a PlannedTask],
-        running: &mut JoinSet<AttemptDone>,
-    ) -> Result<()> {
-        let now = now_us();
-        let waiting = |s: &Self, t: &PlannedTask| {
-            let rt = &s.state[&t.spec.name];
-            rt.status == TaskStatus::Waiting && rt.resuming.is_none()
-        };
-        if self.waiting == 0 || !tasks.iter().any(|t| waiting(self, t)) {
+    /// Start `resume` calls for the Waiting tasks that are due: an accepted
+    /// decision not yet applied (one per call, oldest first), or a passed
+    /// deadline. Costs the decisions and deadlines that are due, not the
+    /// number of waiting tasks.
+    pub(super) fn dispatch_resumes(&mut self, running: &mut JoinSet<AttemptDone>) -> Result<()> {
+        if self.waiting == 0 {
             return Ok(());
         }
         let due = self.last_decision_poll.elapsed() >= Duration::from_secs(1);
@@ -148,31 +144,43 @@ impl<'a> Execution<'a> {
         } else {
             Vec::new()
         };
-        for t in tasks {
-            if !waiting(self, t) {
-                continue;
+        let waiting = |s: &Self, name: &str| {
+            s.state
+                .get(name)
+                .is_some_and(|rt| rt.status == TaskStatus::Waiting && rt.resuming.is_none())
+                && s.ready.contains(name)
+        };
+        let mut resumes: Vec<(String, Outcome, Resuming)> = Vec::new();
+        for d in &decisions {
+            if waiting(self, &d.task) && resumes.iter().all(|(n, ..)| n != &d.task) {
+                let r = Resuming {
+                    decisions: vec![d.id],
+                    timed_out: false,
+                };
+                resumes.push((d.task.clone(), Outcome::Event(approval::event_json(d)), r));
             }
-            let name = &t.spec.name;
-            let event = decisions.iter().find(|d| &d.task == name);
-            let timed_out = self.state[name].wait_deadline.is_some_and(|d| d <= now);
-            let (outcome, resuming) = match event {
-                Some(d) => (
-                    Outcome::Event(approval::event_json(d)),
-                    Resuming {
-                        decisions: vec![d.id],
-                        timed_out: false,
-                    },
-                ),
-                None if timed_out => (
-                    Outcome::TimedOut,
-                    Resuming {
-                        decisions: Vec::new(),
-                        timed_out: true,
-                    },
-                ),
-                None => continue,
-            };
-            let Some(w) = self.sched.store.wait(&self.run_id, name)? else {
+        }
+        let now = now_us();
+        while let Some((deadline, name)) = self.wait_queue.first().cloned() {
+            if deadline > now {
+                break;
+            }
+            self.wait_queue.pop_first();
+            let current = self.state.get(&name).and_then(|rt| rt.wait_deadline);
+            if current == Some(deadline)
+                && waiting(self, &name)
+                && resumes.iter().all(|(n, ..)| n != &name)
+            {
+                let r = Resuming {
+                    decisions: Vec::new(),
+                    timed_out: true,
+                };
+                resumes.push((name, Outcome::TimedOut, r));
+            }
+        }
+        for (name, outcome, resuming) in resumes {
+            let t = self.planned(&name);
+            let Some(w) = self.sched.store.wait(&self.run_id, &name)? else {
                 continue;
             };
             let call = Call::Resume {
@@ -180,27 +188,30 @@ impl<'a> Execution<'a> {
                 outcome,
             };
             if let Err(msg) = self.dispatch_call(t, running, Some((call, resuming))) {
-                self.state.get_mut(name).unwrap().resuming = None;
+                let rt = self.state.get_mut(&name).expect("task state");
+                rt.resuming = None;
+                if let Some(d) = rt.wait_deadline {
+                    self.wait_queue.insert((d, name.clone()));
+                }
                 tracing::warn!(run = %self.run_id, task = %name, "cannot resume: {msg}");
             }
         }
         Ok(())
     }
 
-    /// The earliest deadline of a Waiting task of `tasks`.
-    pub(super) fn next_wait_deadline(&self, tasks: &[&'a PlannedTask]) -> Option<Instant> {
+    /// The earliest deadline of a Waiting task (stale entries dropped).
+    pub(super) fn next_wait_deadline(&mut self) -> Option<Instant> {
         if self.waiting == 0 {
             return None;
         }
-        let us = tasks
-            .iter()
-            .filter_map(|t| {
-                let rt = &self.state[&t.spec.name];
-                (rt.status == TaskStatus::Waiting && rt.resuming.is_none())
-                    .then_some(rt.wait_deadline)
-                    .flatten()
-            })
-            .min()?;
+        let us = loop {
+            let (d, name) = self.wait_queue.first()?;
+            let rt = &self.state[name];
+            if rt.status == TaskStatus::Waiting && rt.wait_deadline == Some(*d) {
+                break *d;
+            }
+            self.wait_queue.pop_first();
+        };
         let left = (us - now_us()).max(0) as u64;
         Some(Instant::now() + Duration::from_micros(left))
     }
