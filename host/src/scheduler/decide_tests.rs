@@ -19,6 +19,7 @@ fn task(yaml: &str, deps: &[&str], result_deps: &[&str], finally: bool) -> Plann
             .collect::<BTreeSet<_>>(),
         timeout: None,
         backoff: Duration::from_secs(1),
+        uses_context: false,
     }
 }
 

@@ -111,6 +111,7 @@ mod tests {
             result_deps: Default::default(),
             timeout: None,
             backoff: Duration::from_secs(1),
+            uses_context: false,
         }
     }
 

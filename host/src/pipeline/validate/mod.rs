@@ -59,6 +59,9 @@ pub struct PlannedTask {
     pub result_deps: BTreeSet<String>,
     pub timeout: Option<Duration>,
     pub backoff: Duration,
+    /// Whether any of its fields uses `$(context…)` (the scheduler builds
+    /// the context only for those).
+    pub uses_context: bool,
 }
 
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);

@@ -66,7 +66,9 @@ pub fn check(
         }),
         None => DEFAULT_BACKOFF,
     };
+    let uses_context = serde_json::to_string(t).is_ok_and(|s| s.contains("$(context."));
     PlannedTask {
+        uses_context,
         spec: t.clone(),
         finally,
         deps: edges.deps,

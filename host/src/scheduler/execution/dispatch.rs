@@ -43,7 +43,11 @@ impl<'a> Execution<'a> {
             scope.statuses = Some(&statuses);
             scope.tasks_status = Some(&agg);
         }
-        scope.context = self.context(t, retry_count);
+        // Most tasks use no `$(context…)`: their scope is built without it
+        // (nine strings on the dispatch path).
+        if t.uses_context {
+            scope.context = self.context(t, retry_count);
+        }
         f(&scope)
     }
 

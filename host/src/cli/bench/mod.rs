@@ -10,11 +10,16 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
+mod load;
+mod scale;
+
 use super::output::ExitCode;
 use super::{Cli, Output};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::{RunOptions, Scheduler};
 use crate::store::{RunStatus, RunStore};
+use load::{ApprovalBench, LoadBench, approvals_bench, load_bench};
+use scale::{ScaleBench, scale_bench};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -55,45 +60,15 @@ pub struct BenchArgs {
     /// Load: how many times the --load-runs runs are repeated.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub load_rounds: usize,
+    /// Also run the DAG at these sizes (comma-separated, e.g.
+    /// 1000,10000,100000) and show the time per task against the smallest:
+    /// flat means a scheduler turn does not cost the pipeline's size.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
+    pub dag_scale: Vec<usize>,
     /// The approve plugin for --approvals (default:
     /// target/guest/wasm32-wasip2/guest/approve.wasm).
     #[arg(long, value_name = "FILE")]
     pub approve_plugin: Option<PathBuf>,
-}
-
-/// `--load-runs N`: concurrent runs, several rounds.
-#[derive(Debug, Serialize)]
-pub struct LoadBench {
-    pub runs: usize,
-    pub tasks_per_run: usize,
-    pub rounds: usize,
-    pub idle_rss_mib: f64,
-    pub peak_rss_mib: f64,
-    /// RSS after each round, all runs finished.
-    pub rss_after_round_mib: Vec<f64>,
-    /// Wall time of each round (all runs, concurrently).
-    pub round_ms: Vec<f64>,
-    /// RSS after the last round over RSS after the first: growth across
-    /// rounds (≈ 1.0: no leak).
-    pub last_over_first_round_rss: f64,
-}
-
-/// `--approvals N`: N tasks waiting on approval at once.
-#[derive(Debug, Serialize)]
-pub struct ApprovalBench {
-    pub waiting_tasks: usize,
-    /// Process RSS before the run (scheduler, runtime, plugin loaded).
-    pub idle_rss_mib: f64,
-    /// Process RSS with every task waiting.
-    pub waiting_rss_mib: f64,
-    pub rss_above_idle_mib: f64,
-    /// Time to suspend all of them (each ran `run` once).
-    pub suspend_all_ms: f64,
-    /// From recording an approval to its task's Succeeded event (20 samples).
-    pub resume_p50_ms: f64,
-    pub resume_max_ms: f64,
-    /// A warm task start measured in the same run, for scale.
-    pub resume_vs_warm_start: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,6 +99,8 @@ pub struct BenchReport {
     pub approvals: Option<ApprovalBench>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadBench>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleBench>,
 }
 
 fn default_plugin() -> Option<PathBuf> {
@@ -170,14 +147,17 @@ fn pipeline_yaml(plugin: &Path, tasks: usize, shape: &str) -> String {
     s
 }
 
+/// Run a pipeline: its id, the execution time and the time to validate and
+/// record it (ms).
 async fn run_pipeline(
     sched: &Scheduler,
     dir: &Path,
     yaml: &str,
     parallelism: usize,
-) -> Result<(String, f64)> {
+) -> Result<(String, f64, f64)> {
     let file = dir.join(format!("p{}.yaml", yaml.len()));
     std::fs::write(&file, yaml)?;
+    let t = Instant::now();
     let prepared = sched
         .prepare_file(&file, &[])
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -188,13 +168,14 @@ async fn run_pipeline(
             ..RunOptions::default()
         },
     )?;
+    let prepare_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = Instant::now();
     let status = sched.execute(&id, &prepared, None).await?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     if status != RunStatus::Succeeded {
         bail!("benchmark run {id} ended {status}");
     }
-    Ok((id, ms))
+    Ok((id, ms, prepare_ms))
 }
 
 pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
@@ -327,7 +308,7 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
         args.start_samples
     ));
     run_pipeline(&sched, &tmp, &pipeline_yaml(&plugin, 50, "warmup"), 1).await?;
-    let (id, _) = run_pipeline(
+    let (id, ..) = run_pipeline(
         &sched,
         &tmp,
         &pipeline_yaml(&plugin, args.start_samples, "start"),
@@ -352,7 +333,7 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
         "DAG: {} no-op tasks in 10 lanes, parallelism 16",
         args.dag_tasks
     ));
-    let (_, dag_ms) = run_pipeline(
+    let (_, dag_ms, _) = run_pipeline(
         &sched,
         &tmp,
         &pipeline_yaml(&plugin, args.dag_tasks, "dag"),
@@ -361,7 +342,7 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     .await?;
 
     say(&format!("dependent gap: a chain of {} tasks", args.chain));
-    let (id, _) = run_pipeline(
+    let (id, ..) = run_pipeline(
         &sched,
         &tmp,
         &pipeline_yaml(&plugin, args.chain, "chain"),
@@ -381,7 +362,14 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     }
     gaps.sort_by(f64::total_cmp);
 
+    let scale = if args.dag_scale.is_empty() {
+        None
+    } else {
+        Some(scale_bench(&sched, &plugin, &tmp, &args.dag_scale, &say).await?)
+    };
+
     let report = BenchReport {
+        scale,
         warm_start_p50_us: percentile(&starts, 0.5),
         warm_start_p99_us: percentile(&starts, 0.99),
         spawn_p50_us: percentile(&spawn, 0.5),
@@ -406,273 +394,100 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
     if cli.output == Output::Json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        let r = &report;
-        println!(
-            "capstan bench ({} cores)",
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        );
-        println!(
-            "  warm task start      p50 {:>9.1} µs   p99 {:>9.1} µs   (target p50 ≤ 50 µs)",
-            r.warm_start_p50_us, r.warm_start_p99_us
-        );
-        println!(
-            "  spawn `sh -c true`   p50 {:>9.1} µs   p99 {:>9.1} µs",
-            r.spawn_p50_us, r.spawn_p99_us
-        );
-        println!(
-            "  start vs spawn       {:.1}× faster   (target ≥ 20×)",
-            r.start_speedup_vs_spawn
-        );
-        println!(
-            "  1,000-task DAG       {:>9.1} ms   (target ≤ 1000 ms; measured {} tasks)",
-            r.dag_1000_tasks_ms, r.dag_tasks
-        );
-        println!(
-            "  dependent gap        p50 {:>9.1} µs   p99 {:>9.1} µs   (target p99 ≤ 1000 µs)",
-            r.dependent_gap_p50_us, r.dependent_gap_p99_us
-        );
-        println!(
-            "  plugin load          cold {:.1} ms (compile)   warm {:.2} ms (cached artifact)",
-            r.cold_load_ms, r.warm_load_ms
-        );
-        println!(
-            "  registry resolve+load p50 {:.2} ms   (cached version; target ≤ 1 ms)",
-            r.registry_resolve_load_p50_ms
-        );
-        if let (Some(ms), Some(x)) = (r.oci_cold_pull_p50_ms, r.oci_cold_pull_vs_local_cached) {
-            println!(
-                "  OCI cold pull        p50 {ms:.2} ms   ({x:.1}× the cached local resolve+load)"
-            );
-        }
-        if let Some(l) = &r.load {
-            println!(
-                "  load                 {} runs × {} tasks concurrently, {} rounds: {:.0} ms per round (median), peak RSS {:.1} MiB (idle {:.1})",
-                l.runs,
-                l.tasks_per_run,
-                l.rounds,
-                {
-                    let mut v = l.round_ms.clone();
-                    v.sort_by(f64::total_cmp);
-                    percentile(&v, 0.5)
-                },
-                l.peak_rss_mib,
-                l.idle_rss_mib
-            );
-            println!(
-                "  load RSS per round   {} MiB (last/first {:.2})",
-                l.rss_after_round_mib
-                    .iter()
-                    .map(|x| format!("{x:.1}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                l.last_over_first_round_rss
-            );
-        }
-        if let Some(a) = &r.approvals {
-            println!(
-                "  {} waiting approvals  RSS {:.1} MiB above idle ({:.1} → {:.1} MiB; target ≤ 100 MiB); all suspended in {:.0} ms",
-                a.waiting_tasks,
-                a.rss_above_idle_mib,
-                a.idle_rss_mib,
-                a.waiting_rss_mib,
-                a.suspend_all_ms
-            );
-            println!(
-                "  approve → resumed    p50 {:.2} ms   max {:.2} ms   (target ≤ 10 ms; {:.0}× a warm task start)",
-                a.resume_p50_ms, a.resume_max_ms, a.resume_vs_warm_start
-            );
-        }
+        print_text(&report);
     }
     Ok(ExitCode::Ok)
 }
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
+/// The report for people.
+fn print_text(r: &BenchReport) {
+    print_core(r);
+    if let Some(sc) = &r.scale {
+        for p in &sc.points {
+            println!(
+                "  DAG of {:>7} tasks  {:>8.0} ms run + {:>6.0} ms validate/record   {:>6.1} µs/task   ({:.2}× the smallest per task)",
+                p.tasks, p.execute_ms, p.prepare_ms, p.us_per_task, p.per_task_vs_smallest
+            );
+        }
+    }
 }
 
-/// `--load-runs`: rounds of concurrent runs in a fresh scheduler, RSS
-/// sampled every 5 ms for the peak.
-async fn load_bench(plugin: &Path, args: &BenchArgs, tmp: &Path) -> Result<LoadBench> {
-    let state = tmp.join("load");
-    let store = Arc::new(RunStore::open(&state)?);
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        cache_dir: Some(state.join("cache")),
-        ..Default::default()
-    })?);
-    runtime.load_file(plugin)?;
-    let sched = Arc::new(Scheduler::new(runtime, store, state.clone())?);
-    let file = tmp.join("load.yaml");
-    std::fs::write(&file, pipeline_yaml(plugin, args.load_tasks, "dag"))?;
-    let prepared = Arc::new(
-        sched
-            .prepare_file(&file, &[])
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+fn print_core(r: &BenchReport) {
+    println!(
+        "capstan bench ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
-    let idle = rss_mib();
-    let peak = Arc::new(std::sync::Mutex::new(idle));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = rss_mib();
-                {
-                    let mut p = peak.lock().unwrap();
-                    *p = p.max(r);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        })
-    };
-    let mut rss_after = Vec::new();
-    let mut round_ms = Vec::new();
-    for _ in 0..args.load_rounds.max(1) {
-        let t = Instant::now();
-        let mut handles = Vec::new();
-        for _ in 0..args.load_runs {
-            let id = sched.create(
-                &prepared,
-                &RunOptions {
-                    parallelism: 4,
-                    ..RunOptions::default()
-                },
-            )?;
-            let (sched, prepared) = (sched.clone(), prepared.clone());
-            handles.push(tokio::spawn(async move {
-                sched.execute(&id, &prepared, None).await.map(|s| (id, s))
-            }));
-        }
-        for h in handles {
-            let (id, status) = h.await??;
-            if status != RunStatus::Succeeded {
-                bail!("load run {id} ended {status}");
-            }
-        }
-        round_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        rss_after.push(rss_mib());
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = sampler.await;
-    let peak = *peak.lock().unwrap();
-    Ok(LoadBench {
-        runs: args.load_runs,
-        tasks_per_run: args.load_tasks,
-        rounds: rss_after.len(),
-        idle_rss_mib: idle,
-        peak_rss_mib: peak,
-        last_over_first_round_rss: rss_after.last().unwrap() / rss_after[0],
-        rss_after_round_mib: rss_after,
-        round_ms,
-    })
-}
-
-/// `n` parallel approval gates in one run of a fresh scheduler: suspend them
-/// all, read RSS, then approve 20 of them one by one and time each from the
-/// recorded decision to the task's Succeeded event. The run is cancelled
-/// afterwards.
-async fn approvals_bench(plugin: &Path, n: usize, tmp: &Path) -> Result<ApprovalBench> {
-    use crate::scheduler::Event;
-    use crate::store::TaskStatus;
-    let plugin = std::fs::canonicalize(plugin).with_context(|| format!("{}", plugin.display()))?;
-    let state = tmp.join("approvals");
-    let store = Arc::new(RunStore::open(&state)?);
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        cache_dir: Some(state.join("cache")),
-        ..Default::default()
-    })?);
-    runtime.load_file(&plugin)?;
-    let sched = Arc::new(Scheduler::new(runtime, store.clone(), state.clone())?);
-    let mut yaml = String::from(
-        "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: bench-approvals\nspec:\n  tasks:\n",
+    println!(
+        "  warm task start      p50 {:>9.1} µs   p99 {:>9.1} µs   (target p50 ≤ 50 µs)",
+        r.warm_start_p50_us, r.warm_start_p99_us
     );
-    for i in 0..n {
-        yaml.push_str(&format!(
-            "    - name: g{i}\n      uses: {}\n      params: [{{ name: approvers, value: [bench] }}, {{ name: timeout, value: 1h }}]\n",
-            plugin.display()
-        ));
+    println!(
+        "  spawn `sh -c true`   p50 {:>9.1} µs   p99 {:>9.1} µs",
+        r.spawn_p50_us, r.spawn_p99_us
+    );
+    println!(
+        "  start vs spawn       {:.1}× faster   (target ≥ 20×)",
+        r.start_speedup_vs_spawn
+    );
+    println!(
+        "  1,000-task DAG       {:>9.1} ms   (target ≤ 1000 ms; measured {} tasks)",
+        r.dag_1000_tasks_ms, r.dag_tasks
+    );
+    println!(
+        "  dependent gap        p50 {:>9.1} µs   p99 {:>9.1} µs   (target p99 ≤ 1000 µs)",
+        r.dependent_gap_p50_us, r.dependent_gap_p99_us
+    );
+    println!(
+        "  plugin load          cold {:.1} ms (compile)   warm {:.2} ms (cached artifact)",
+        r.cold_load_ms, r.warm_load_ms
+    );
+    println!(
+        "  registry resolve+load p50 {:.2} ms   (cached version; target ≤ 1 ms)",
+        r.registry_resolve_load_p50_ms
+    );
+    if let (Some(ms), Some(x)) = (r.oci_cold_pull_p50_ms, r.oci_cold_pull_vs_local_cached) {
+        println!("  OCI cold pull        p50 {ms:.2} ms   ({x:.1}× the cached local resolve+load)");
     }
-    let file = tmp.join("approvals.yaml");
-    std::fs::write(&file, yaml)?;
-    let idle = rss_mib();
-    let prepared = sched
-        .prepare_file(&file, &[])
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let id = sched.create(
-        &prepared,
-        &RunOptions {
-            parallelism: 64,
-            ..RunOptions::default()
-        },
-    )?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let started = Instant::now();
-    let run = {
-        let (sched, id) = (sched.clone(), id.clone());
-        tokio::spawn(async move { sched.execute(&id, &prepared, Some(tx)).await })
-    };
-    let mut waiting = 0;
-    while waiting < n {
-        match rx.recv().await {
-            Some(Event::Task {
-                status: TaskStatus::Waiting,
-                ..
-            }) => waiting += 1,
-            Some(Event::Task {
-                status: TaskStatus::Failed,
-                message,
-                task,
-                ..
-            }) => bail!("approval gate {task} failed: {message:?}"),
-            Some(_) => {}
-            None => bail!("the approvals run ended early"),
-        }
+    if let Some(l) = &r.load {
+        println!(
+            "  load                 {} runs × {} tasks concurrently, {} rounds: {:.0} ms per round (median), peak RSS {:.1} MiB (idle {:.1})",
+            l.runs,
+            l.tasks_per_run,
+            l.rounds,
+            {
+                let mut v = l.round_ms.clone();
+                v.sort_by(f64::total_cmp);
+                percentile(&v, 0.5)
+            },
+            l.peak_rss_mib,
+            l.idle_rss_mib
+        );
+        println!(
+            "  load RSS per round   {} MiB (last/first {:.2})",
+            l.rss_after_round_mib
+                .iter()
+                .map(|x| format!("{x:.1}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            l.last_over_first_round_rss
+        );
     }
-    let suspend_all_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let waiting_rss = rss_mib();
-    let mut samples = Vec::new();
-    for i in 0..20.min(n) {
-        let task = format!("g{i}");
-        let t = Instant::now();
-        crate::scheduler::approval::decide(&store, &id, &task, "bench", &[], true, "")
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        sched.wake.send_modify(|v| *v += 1);
-        loop {
-            match rx.recv().await {
-                Some(Event::Task {
-                    task: ref done,
-                    status: TaskStatus::Succeeded,
-                    ..
-                }) if *done == task => break,
-                Some(_) => {}
-                None => bail!("the approvals run ended early"),
-            }
-        }
-        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+    if let Some(a) = &r.approvals {
+        println!(
+            "  {} waiting approvals  RSS {:.1} MiB above idle ({:.1} → {:.1} MiB; target ≤ 100 MiB); all suspended in {:.0} ms",
+            a.waiting_tasks,
+            a.rss_above_idle_mib,
+            a.idle_rss_mib,
+            a.waiting_rss_mib,
+            a.suspend_all_ms
+        );
+        println!(
+            "  approve → resumed    p50 {:.2} ms   max {:.2} ms   (target ≤ 10 ms; {:.0}× a warm task start)",
+            a.resume_p50_ms, a.resume_max_ms, a.resume_vs_warm_start
+        );
     }
-    sched
-        .cancel
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = run.await;
-    samples.sort_by(f64::total_cmp);
-    Ok(ApprovalBench {
-        waiting_tasks: n,
-        idle_rss_mib: idle,
-        waiting_rss_mib: waiting_rss,
-        rss_above_idle_mib: waiting_rss - idle,
-        suspend_all_ms,
-        resume_p50_ms: percentile(&samples, 0.5),
-        resume_max_ms: samples.last().copied().unwrap_or(f64::NAN),
-        resume_vs_warm_start: f64::NAN,
-    })
 }
 
 /// Publish the bench plugin to an OCI registry, then time resolve + pull
