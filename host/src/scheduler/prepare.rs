@@ -10,7 +10,89 @@ use crate::digest::Digest;
 use crate::pipeline::Diagnostic;
 use crate::store::RunSpec;
 
+/// The plugins of a document, resolved and loaded.
+#[derive(Default)]
+struct Loaded {
+    plugins: HashMap<String, Arc<crate::runtime::Plugin>>,
+    identities: HashMap<String, crate::identity::PluginIdentity>,
+    diags: Vec<Diagnostic>,
+    warnings: Vec<String>,
+}
+
 impl Scheduler {
+    /// Resolve (through the lock file, or the recorded digests on resume),
+    /// admit by policy, and load each task's plugin. Problems are
+    /// diagnostics at the task's `uses`.
+    fn load_plugins(
+        &self,
+        doc: &Document,
+        expect_digests: Option<&BTreeMap<String, String>>,
+    ) -> Result<Loaded, PrepareError> {
+        let mut out = Loaded::default();
+        let lock_file = crate::resolve::lock_path(&doc.base_dir);
+        let lock = match (expect_digests, capstan_registry::LockFile::read(&lock_file)) {
+            (Some(_), _) => None, // resume: the recorded digests decide
+            (None, Ok(lock)) => lock,
+            (None, Err(e)) => return Err(PrepareError::Other(e.into())),
+        };
+        let resolver = crate::resolve::Resolver {
+            registry: &self.registry,
+            oci: &self.oci,
+            base_dir: &doc.base_dir,
+            lock,
+            mode: self.lock_mode,
+            policy: &*self.policy,
+        };
+        for (at, t) in doc.all_tasks() {
+            if out.plugins.contains_key(&t.uses) {
+                continue;
+            }
+            let pinned = match expect_digests.and_then(|m| m.get(&t.uses)) {
+                Some(d) => {
+                    Some(Digest::try_from(d.clone()).map_err(|e| PrepareError::Other(anyhow!(e)))?)
+                }
+                None => None,
+            };
+            let resolved = match resolver.resolve(&t.uses, pinned.as_ref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    out.diags.push(doc.diag(&format!("{at}.uses"), e));
+                    continue;
+                }
+            };
+            if let Some(e) = resolved.entry.as_ref().filter(|e| e.yanked) {
+                out.warnings.push(format!(
+                    "`{}` runs {} {} ({}), which has been yanked (pinned by capstan.lock or the run); \
+                     run `capstan lock` to move to a version that is not",
+                    t.uses, e.name, e.version, e.digest
+                ));
+            }
+            if let Some(msg) = resolved.entry.as_ref().and_then(|e| e.deprecated.as_ref()) {
+                out.warnings.push(format!(
+                    "`{}` resolved to {}, which is deprecated: {msg}",
+                    t.uses, resolved.origin
+                ));
+            }
+            if let Err(why) = self.policy.admit(&resolved.identity) {
+                out.diags.push(doc.diag(
+                    &format!("{at}.uses"),
+                    format!("denied by layer `policy`: {why}"),
+                ));
+                continue;
+            }
+            match self.runtime.load_bytes(&resolved.bytes, &resolved.origin) {
+                Ok(p) => {
+                    out.plugins.insert(t.uses.clone(), p);
+                    out.identities.insert(t.uses.clone(), resolved.identity);
+                }
+                Err(e) => out
+                    .diags
+                    .push(doc.diag(&format!("{at}.uses"), format!("{e:#}"))),
+            }
+        }
+        Ok(out)
+    }
+
     /// Load, check and plan a pipeline file.
     pub fn prepare_file(
         &self,
@@ -29,69 +111,12 @@ impl Scheduler {
         overrides: &[(String, String)],
         expect_digests: Option<&BTreeMap<String, String>>,
     ) -> Result<Prepared, PrepareError> {
-        let mut plugins = HashMap::new();
-        let mut identities = HashMap::new();
-        let mut diags: Vec<Diagnostic> = Vec::new();
-        let mut warnings = Vec::new();
-        let lock_file = crate::resolve::lock_path(&doc.base_dir);
-        let lock = match (expect_digests, capstan_registry::LockFile::read(&lock_file)) {
-            (Some(_), _) => None, // resume: the recorded digests decide
-            (None, Ok(lock)) => lock,
-            (None, Err(e)) => return Err(PrepareError::Other(e.into())),
-        };
-        let resolver = crate::resolve::Resolver {
-            registry: &self.registry,
-            oci: &self.oci,
-            base_dir: &doc.base_dir,
-            lock,
-            mode: self.lock_mode,
-            policy: &*self.policy,
-        };
-        for (at, t) in doc.all_tasks() {
-            if plugins.contains_key(&t.uses) {
-                continue;
-            }
-            let pinned = match expect_digests.and_then(|m| m.get(&t.uses)) {
-                Some(d) => {
-                    Some(Digest::try_from(d.clone()).map_err(|e| PrepareError::Other(anyhow!(e)))?)
-                }
-                None => None,
-            };
-            let resolved = match resolver.resolve(&t.uses, pinned.as_ref()) {
-                Ok(r) => r,
-                Err(e) => {
-                    diags.push(doc.diag(&format!("{at}.uses"), e));
-                    continue;
-                }
-            };
-            if let Some(e) = resolved.entry.as_ref().filter(|e| e.yanked) {
-                warnings.push(format!(
-                    "`{}` runs {} {} ({}), which has been yanked (pinned by capstan.lock or the run); \
-                     run `capstan lock` to move to a version that is not",
-                    t.uses, e.name, e.version, e.digest
-                ));
-            }
-            if let Some(msg) = resolved.entry.as_ref().and_then(|e| e.deprecated.as_ref()) {
-                warnings.push(format!(
-                    "`{}` resolved to {}, which is deprecated: {msg}",
-                    t.uses, resolved.origin
-                ));
-            }
-            if let Err(why) = self.policy.admit(&resolved.identity) {
-                diags.push(doc.diag(
-                    &format!("{at}.uses"),
-                    format!("denied by layer `policy`: {why}"),
-                ));
-                continue;
-            }
-            match self.runtime.load_bytes(&resolved.bytes, &resolved.origin) {
-                Ok(p) => {
-                    plugins.insert(t.uses.clone(), p);
-                    identities.insert(t.uses.clone(), resolved.identity);
-                }
-                Err(e) => diags.push(doc.diag(&format!("{at}.uses"), format!("{e:#}"))),
-            }
-        }
+        let Loaded {
+            plugins,
+            identities,
+            mut diags,
+            mut warnings,
+        } = self.load_plugins(&doc, expect_digests)?;
         let manifest_of = |uses: &str| plugins.get(uses).map(|p| p.info.manifest.clone());
         // Ceilings key off where each plugin came from, not its manifest.
         let ceiling_of = |uses: &str, cap| match identities.get(uses) {
@@ -133,7 +158,16 @@ impl Scheduler {
     }
 
     /// Record a new run (Queued) and return its id.
-    pub fn create(&self, prepared: &Prepared, opts: &RunOptions) -> Result<String> {
+    /// Each workspace's directory for run `id`: `--workspace`, the
+    /// PipelineRun's `hostPath`, or a fresh directory (`emptyDir`, and
+    /// every non-optional workspace of a bare Pipeline). With a PipelineRun,
+    /// a workspace that is not optional must be bound.
+    fn bind_workspaces(
+        &self,
+        prepared: &Prepared,
+        opts: &RunOptions,
+        id: &str,
+    ) -> Result<BTreeMap<String, String>> {
         let mut workspaces = BTreeMap::new();
         for (name, dir) in &opts.workspaces {
             if !prepared.plan.workspaces.iter().any(|w| &w.name == name) {
@@ -167,13 +201,6 @@ impl Scheduler {
                 }
             }
         }
-        let id = new_run_id(
-            prepared
-                .doc
-                .run_name
-                .as_deref()
-                .unwrap_or(&prepared.plan.name),
-        );
         // With a PipelineRun, as in Tekton, every workspace that is not
         // optional must be bound (by it or by --workspace); a bare
         // Pipeline gets a fresh directory for each (an implicit emptyDir).
@@ -217,6 +244,18 @@ impl Scheduler {
                 workspaces.insert(w.name.clone(), dir.display().to_string());
             }
         }
+        Ok(workspaces)
+    }
+
+    pub fn create(&self, prepared: &Prepared, opts: &RunOptions) -> Result<String> {
+        let id = new_run_id(
+            prepared
+                .doc
+                .run_name
+                .as_deref()
+                .unwrap_or(&prepared.plan.name),
+        );
+        let workspaces = self.bind_workspaces(prepared, opts, &id)?;
         let spec = RunSpec {
             file: prepared.doc.source.file.clone(),
             source: prepared.doc.source.text.clone(),

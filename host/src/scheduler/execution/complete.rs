@@ -45,34 +45,9 @@ impl<'a> Execution<'a> {
                 results.into_iter().collect(),
             ),
             Err((kind, msg)) => {
-                let attempt_status = if kind == FailureKind::TimedOut {
-                    TaskStatus::TimedOut
-                } else {
-                    TaskStatus::Failed
-                };
-                let failures = self.state[name].failures + 1;
-                self.state.get_mut(name).unwrap().failures = failures;
-                let after_wait = resumed.is_some();
-                if decide::retries(kind.retryable(), failures, t.spec.retries, after_wait) {
-                    let delay = decide::retry_delay(t.backoff, failures);
-                    let at = Instant::now() + delay;
-                    self.state.get_mut(name).unwrap().retry_at = Some(at);
-                    self.retry_queue.insert((at, name.to_string()));
-                    self.retrying += 1;
-                    let msg = format!(
-                        "{msg} (retry {failures} of {} in {})",
-                        t.spec.retries,
-                        crate::runtime::humantime(delay)
-                    );
-                    (
-                        attempt_status,
-                        TaskStatus::Retrying,
-                        Some(msg),
-                        BTreeMap::new(),
-                    )
-                } else {
-                    (attempt_status, attempt_status, Some(msg), BTreeMap::new())
-                }
+                let (attempt_status, task_status, msg) =
+                    self.failed_attempt(t, kind, msg, resumed.is_some());
+                (attempt_status, task_status, Some(msg), BTreeMap::new())
             }
         };
         self.sched
@@ -107,5 +82,39 @@ impl<'a> Execution<'a> {
             self.ended(name);
         }
         Ok(())
+    }
+
+    /// A failed attempt: its status, and the task's — Retrying (the retry
+    /// queued, the message saying when) if [`decide::retries`] allows.
+    fn failed_attempt(
+        &mut self,
+        t: &PlannedTask,
+        kind: FailureKind,
+        msg: String,
+        after_wait: bool,
+    ) -> (TaskStatus, TaskStatus, String) {
+        let name = t.spec.name.as_str();
+        let attempt_status = if kind == FailureKind::TimedOut {
+            TaskStatus::TimedOut
+        } else {
+            TaskStatus::Failed
+        };
+        let rt = self.state.get_mut(name).expect("task state");
+        rt.failures += 1;
+        let failures = rt.failures;
+        if !decide::retries(kind.retryable(), failures, t.spec.retries, after_wait) {
+            return (attempt_status, attempt_status, msg);
+        }
+        let delay = decide::retry_delay(t.backoff, failures);
+        let at = Instant::now() + delay;
+        rt.retry_at = Some(at);
+        self.retry_queue.insert((at, name.to_string()));
+        self.retrying += 1;
+        let msg = format!(
+            "{msg} (retry {failures} of {} in {})",
+            t.spec.retries,
+            crate::runtime::humantime(delay)
+        );
+        (attempt_status, TaskStatus::Retrying, msg)
     }
 }

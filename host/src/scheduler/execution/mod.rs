@@ -116,6 +116,79 @@ fn track_waiting(count: &mut usize, was: TaskStatus, now: TaskStatus) {
     }
 }
 
+/// The run's task states as the store has them (a resumed run: attempts
+/// that were running start again; a pending retry is due now), and how
+/// many wait for a retry.
+fn load_state(
+    sched: &Scheduler,
+    run_id: &str,
+    prepared: &Prepared,
+) -> Result<(HashMap<String, TaskRt>, usize)> {
+    let mut state = HashMap::new();
+    let mut failed: HashMap<String, u32> = HashMap::new();
+    let mut last: HashMap<String, TaskStatus> = HashMap::new();
+    for a in sched.store.attempts(run_id)? {
+        if matches!(a.status, TaskStatus::Failed | TaskStatus::TimedOut) {
+            *failed.entry(a.task.clone()).or_default() += 1;
+        }
+        if a.status.is_terminal() {
+            last.insert(a.task, a.status);
+        }
+    }
+    let continues: HashMap<&str, bool> = prepared
+        .plan
+        .tasks
+        .iter()
+        .map(|t| (t.spec.name.as_str(), t.spec.on_error == OnError::Continue))
+        .collect();
+    let mut retrying = 0;
+    for t in sched.store.tasks(run_id)? {
+        // An interrupted attempt runs again; a retry that was due or
+        // pending is due now.
+        let status = match t.status {
+            TaskStatus::Running => TaskStatus::Pending,
+            s => s,
+        };
+        if status != t.status {
+            sched.store.set_task_status(
+                run_id,
+                &t.name,
+                status,
+                Some("resumed after the scheduler stopped"),
+            )?;
+        }
+        let failures = failed.get(&t.name).copied().unwrap_or(0);
+        state.insert(
+            t.name.clone(),
+            TaskRt {
+                status,
+                skip: t.skip_reason,
+                last_attempt: last.get(&t.name).copied(),
+                continues: continues.get(t.name.as_str()).copied().unwrap_or(false),
+                attempts: t.attempts,
+                failures,
+                results: t.results,
+                retry_at: (status == TaskStatus::Retrying).then(|| {
+                    retrying += 1;
+                    Instant::now()
+                }),
+                wait_deadline: None,
+                resuming: None,
+            },
+        );
+    }
+    for w in sched.store.waits_of_run(run_id)? {
+        if let Some(rt) = state.get_mut(&w.task)
+            && rt.status == TaskStatus::Waiting
+            && w.open
+        {
+            rt.wait_deadline = Some(w.deadline);
+            sched.metrics.waiting(1);
+        }
+    }
+    Ok((state, retrying))
+}
+
 type AttemptDone = (String, u32, i64, Instant, AttemptReport);
 
 /// A task's grants with their secrets read.
@@ -133,68 +206,7 @@ impl<'a> Execution<'a> {
         spec: &RunSpec,
         events: Option<UnboundedSender<Event>>,
     ) -> Result<Self> {
-        let mut state = HashMap::new();
-        let mut failed: HashMap<String, u32> = HashMap::new();
-        let mut last: HashMap<String, TaskStatus> = HashMap::new();
-        for a in sched.store.attempts(run_id)? {
-            if matches!(a.status, TaskStatus::Failed | TaskStatus::TimedOut) {
-                *failed.entry(a.task.clone()).or_default() += 1;
-            }
-            if a.status.is_terminal() {
-                last.insert(a.task, a.status);
-            }
-        }
-        let continues: HashMap<&str, bool> = prepared
-            .plan
-            .tasks
-            .iter()
-            .map(|t| (t.spec.name.as_str(), t.spec.on_error == OnError::Continue))
-            .collect();
-        let mut retrying = 0;
-        for t in sched.store.tasks(run_id)? {
-            // An interrupted attempt runs again; a retry that was due or
-            // pending is due now.
-            let status = match t.status {
-                TaskStatus::Running => TaskStatus::Pending,
-                s => s,
-            };
-            if status != t.status {
-                sched.store.set_task_status(
-                    run_id,
-                    &t.name,
-                    status,
-                    Some("resumed after the scheduler stopped"),
-                )?;
-            }
-            let failures = failed.get(&t.name).copied().unwrap_or(0);
-            state.insert(
-                t.name.clone(),
-                TaskRt {
-                    status,
-                    skip: t.skip_reason,
-                    last_attempt: last.get(&t.name).copied(),
-                    continues: continues.get(t.name.as_str()).copied().unwrap_or(false),
-                    attempts: t.attempts,
-                    failures,
-                    results: t.results,
-                    retry_at: (status == TaskStatus::Retrying).then(|| {
-                        retrying += 1;
-                        Instant::now()
-                    }),
-                    wait_deadline: None,
-                    resuming: None,
-                },
-            );
-        }
-        for w in sched.store.waits_of_run(run_id)? {
-            if let Some(rt) = state.get_mut(&w.task)
-                && rt.status == TaskStatus::Waiting
-                && w.open
-            {
-                rt.wait_deadline = Some(w.deadline);
-                sched.metrics.waiting(1);
-            }
-        }
+        let (state, retrying) = load_state(sched, run_id, prepared)?;
         let rec = sched.store.run(run_id)?;
         let elapsed = rec.started_at.map_or(0, |s| (now_us() - s).max(0) as u64);
         let started = Instant::now()
