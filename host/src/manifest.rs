@@ -179,6 +179,10 @@ pub struct ParamSpec {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ResultSpec {
     pub name: String,
+    /// `string` (the default), or `array` / `object`: the value is then a
+    /// JSON array / object of strings, checked when the task ends.
+    #[serde(rename = "type", default)]
+    pub ty: ParamType,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
 }

@@ -401,3 +401,52 @@ spec:
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn array_and_object_results() {
+    let env = TestEnv::new();
+    let yaml = format!(
+        r#"{HEADER}  tasks:
+    - name: produce
+      uses: "{{{{echo}}}}"
+      params:
+        - {{ name: message, value: x }}
+        - {{ name: list, value: '["linux","darwin"]' }}
+        - {{ name: map, value: '{{"os":"linux","arch":"arm64"}}' }}
+    - name: consume
+      uses: "{{{{echo}}}}"
+      params:
+        - {{ name: message, value: "$(tasks.produce.results.list[1]) $(tasks.produce.results.map.arch)" }}
+        - {{ name: items, value: ["first", "$(tasks.produce.results.list[*])"] }}
+        - {{ name: fields, value: "$(tasks.produce.results.map[*])" }}
+  results:
+    - {{ name: all, value: "$(tasks.produce.results.list[*])" }}
+    - {{ name: one, value: "$(tasks.produce.results.list[0])" }}
+"#
+    );
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{}", run.log_text());
+    assert_eq!(run.result("consume", "message"), "darwin arm64");
+    assert_eq!(run.result("consume", "items"), "first,linux,darwin");
+    assert_eq!(run.result("consume", "fields"), "arch=arm64,os=linux");
+    assert_eq!(run.run.results["all"], r#"["linux","darwin"]"#);
+    assert_eq!(run.run.results["one"], "linux");
+
+    // A selector that does not fit the declared type is caught before the run.
+    let bad = yaml.replace("results.list[1]", "results.message[1]");
+    let err = env.prepare(&bad, &[]).err().unwrap();
+    assert!(
+        err.contains("result `message` of task `produce` is string"),
+        "{err}"
+    );
+    // A value that is not what the manifest declares fails the task.
+    let bad = yaml.replace(r#"'["linux","darwin"]'"#, "'linux,darwin'");
+    let run = env.run(&bad, &[]).await;
+    assert_eq!(run.status_of("produce"), TaskStatus::Failed);
+    assert!(
+        run.message("produce")
+            .contains("result `list` is declared array"),
+        "{}",
+        run.message("produce")
+    );
+}

@@ -31,9 +31,12 @@ pub enum Ref {
         name: String,
         sel: Selector,
     },
+    /// `$(tasks.T.results.R)`, with `[*]`, `[i]` or `.key` for array and
+    /// object results (their values are JSON).
     Result {
         task: String,
         result: String,
+        sel: Selector,
     },
     /// `$(finally.T.results.R)`: a result of a finally task (pipeline
     /// results only).
@@ -89,25 +92,7 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
         )
     };
     if let Some(rest) = expr.strip_prefix("params.") {
-        let (name, sel) = if let Some(open) = rest.find('[') {
-            let inner = rest[open..]
-                .strip_prefix('[')
-                .and_then(|r| r.strip_suffix(']'))
-                .ok_or_else(bad)?;
-            let sel = if inner == "*" {
-                Selector::Star
-            } else {
-                Selector::Index(inner.parse().map_err(|_| bad())?)
-            };
-            (&rest[..open], sel)
-        } else if let Some((name, key)) = rest.split_once('.') {
-            (name, Selector::Key(key.to_string()))
-        } else {
-            (rest, Selector::Whole)
-        };
-        if name.is_empty() {
-            return Err(bad());
-        }
+        let (name, sel) = selector(rest).ok_or_else(bad)?;
         return Ok(Ref::Param {
             name: name.to_string(),
             sel,
@@ -117,12 +102,19 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
         return Ok(Ref::TasksStatus);
     }
     if let Some(rest) = expr.strip_prefix("tasks.") {
-        let parts: Vec<&str> = rest.split('.').collect();
-        return match parts.as_slice() {
-            [task, "results", result] => Ok(Ref::Result {
+        if let Some((task, result)) = rest.split_once(".results.") {
+            let (result, sel) = selector(result).ok_or_else(bad)?;
+            if task.contains('.') {
+                return Err(bad());
+            }
+            return Ok(Ref::Result {
                 task: task.to_string(),
                 result: result.to_string(),
-            }),
+                sel,
+            });
+        }
+        let parts: Vec<&str> = rest.split('.').collect();
+        return match parts.as_slice() {
             [task, "status"] => Ok(Ref::TaskStatus {
                 task: task.to_string(),
             }),
@@ -153,20 +145,61 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
     Err(bad())
 }
 
-/// If `s` is exactly one `[*]` reference, the param it names.
-pub fn whole_star(s: &str) -> Option<String> {
+/// `NAME`, `NAME[*]`, `NAME[i]` or `NAME.key`.
+fn selector(rest: &str) -> Option<(&str, Selector)> {
+    let (name, sel) = if let Some(open) = rest.find('[') {
+        let inner = rest[open..].strip_prefix('[')?.strip_suffix(']')?;
+        let sel = if inner == "*" {
+            Selector::Star
+        } else {
+            Selector::Index(inner.parse().ok()?)
+        };
+        (&rest[..open], sel)
+    } else if let Some((name, key)) = rest.split_once('.') {
+        (name, Selector::Key(key.to_string()))
+    } else {
+        (rest, Selector::Whole)
+    };
+    (!name.is_empty()).then_some((name, sel))
+}
+
+/// What a whole-value `[*]` reference names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Star {
+    Param(String),
+    Result { task: String, result: String },
+}
+
+/// If `s` is exactly one `[*]` reference, what it names.
+pub fn whole_star(s: &str) -> Option<Star> {
     match refs(s).ok()?.as_slice() {
-        [
-            (
-                Ref::Param {
-                    name,
-                    sel: Selector::Star,
-                },
-                r,
-            ),
-        ] if r.start == 0 && r.end == s.len() => Some(name.clone()),
+        [(r, range)] if range.start == 0 && range.end == s.len() => match r {
+            Ref::Param {
+                name,
+                sel: Selector::Star,
+            } => Some(Star::Param(name.clone())),
+            Ref::Result {
+                task,
+                result,
+                sel: Selector::Star,
+            } => Some(Star::Result {
+                task: task.clone(),
+                result: result.clone(),
+            }),
+            _ => None,
+        },
         _ => None,
     }
+}
+
+/// An array or object result's value (JSON), as a typed value.
+pub fn parse_structured(raw: &str) -> Option<ParamValue> {
+    if let Ok(a) = serde_json::from_str::<Vec<String>>(raw) {
+        return Some(ParamValue::Array(a));
+    }
+    serde_json::from_str::<BTreeMap<String, String>>(raw)
+        .ok()
+        .map(ParamValue::Object)
 }
 
 /// What references resolve against.
@@ -240,12 +273,32 @@ impl<'a> Scope<'a> {
                     )),
                 }
             }
-            Ref::Result { task, result } | Ref::FinallyResult { task, result } => self
-                .results
-                .and_then(|m| m.get(task))
-                .and_then(|m| m.get(result))
-                .cloned()
-                .ok_or_else(|| format!("{text}: task `{task}` did not produce result `{result}`")),
+            Ref::Result { task, result, sel } => {
+                let raw = self.result(task, result, text)?;
+                match sel {
+                    Selector::Whole => Ok(raw.clone()),
+                    Selector::Index(i) => match parse_structured(raw) {
+                        Some(ParamValue::Array(a)) => a.get(*i).cloned().ok_or_else(|| {
+                            format!(
+                                "{text}: index {i} is out of range (the result has {})",
+                                a.len()
+                            )
+                        }),
+                        _ => Err(format!("{text}: result `{result}` is not an array")),
+                    },
+                    Selector::Key(k) => match parse_structured(raw) {
+                        Some(ParamValue::Object(o)) => o
+                            .get(k)
+                            .cloned()
+                            .ok_or_else(|| format!("{text}: the result has no key `{k}`")),
+                        _ => Err(format!("{text}: result `{result}` is not an object")),
+                    },
+                    Selector::Star => Err(format!(
+                        "{text}: [*] can only be a whole array/object value"
+                    )),
+                }
+            }
+            Ref::FinallyResult { task, result } => self.result(task, result, text).cloned(),
             Ref::TaskStatus { task } => Ok(self
                 .statuses
                 .and_then(|m| m.get(task))
@@ -267,24 +320,46 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// A result's raw value.
+    fn result(&self, task: &str, result: &str, text: &str) -> Result<&String, String> {
+        self.results
+            .and_then(|m| m.get(task))
+            .and_then(|m| m.get(result))
+            .ok_or_else(|| format!("{text}: task `{task}` did not produce result `{result}`"))
+    }
+
+    /// The whole array/object a `[*]` reference names.
+    fn star(&self, star: &Star, text: &str) -> Result<ParamValue, String> {
+        match star {
+            Star::Param(name) => self
+                .params
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("{text}: no param `{name}`")),
+            Star::Result { task, result } => {
+                let raw = self.result(task, result, text)?;
+                parse_structured(raw).ok_or_else(|| {
+                    format!("{text}: result `{result}` is not a JSON array or object of strings")
+                })
+            }
+        }
+    }
+
     /// Substitute references in a typed value; `[*]` expands arrays/objects.
     pub fn resolve_value(&self, v: &ParamValue) -> Result<ParamValue, String> {
         match v {
             ParamValue::String(s) => {
-                if let Some(name) = whole_star(s) {
-                    return self
-                        .params
-                        .get(&name)
-                        .cloned()
-                        .ok_or_else(|| format!("{s}: no param `{name}`"));
+                if let Some(star) = whole_star(s) {
+                    return self.star(&star, s);
                 }
                 Ok(ParamValue::String(self.resolve_str(s)?))
             }
             ParamValue::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
-                    match whole_star(item).map(|n| self.params.get(&n)) {
-                        Some(Some(ParamValue::Array(a))) => out.extend(a.iter().cloned()),
+                    match whole_star(item).map(|star| self.star(&star, item)) {
+                        Some(Ok(ParamValue::Array(a))) => out.extend(a),
+                        Some(Err(e)) => return Err(e),
                         Some(_) => {
                             return Err(format!(
                                 "{item}: only an array param can be spliced into an array"

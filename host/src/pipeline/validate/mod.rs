@@ -167,7 +167,7 @@ fn results(refs: &refs::Refs<'_>, d: &mut Vec<Diagnostic>) {
         for (r, _) in found {
             let finally = matches!(r_kind(&r), Some(true));
             let problem = match r {
-                subst::Ref::Result { task, result }
+                subst::Ref::Result { task, result, .. }
                 | subst::Ref::FinallyResult { task, result } => {
                     match (
                         refs.kinds.get(task.as_str()),

@@ -1,7 +1,7 @@
 //! `$(...)` references in a task's fields: each must name something that
 //! exists and fits where it is used; result references add edges.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use super::super::subst::{self, Ref, Selector};
 use super::super::{Diagnostic, Document};
@@ -53,7 +53,7 @@ impl Refs<'_> {
     fn one(&self, r: Ref, (name, finally): (&str, bool), edges: &mut Edges) -> Result<(), String> {
         match r {
             Ref::Param { name: p, sel } => self.param(&p, &sel),
-            Ref::Result { task, result } => {
+            Ref::Result { task, result, sel } => {
                 match self.kinds.get(task.as_str()) {
                     None => {
                         return Err(format!(
@@ -70,15 +70,27 @@ impl Refs<'_> {
                     }
                     Some(false) => {}
                 }
-                if let Some(Some(m)) = self.manifests.get(task.as_str())
-                    && m.results.iter().all(|r| r.name != result)
-                {
-                    let has: Vec<&str> = m.results.iter().map(|r| r.name.as_str()).collect();
-                    return Err(format!(
-                        "task `{task}` ({}) has no result `{result}` (it has: {})",
-                        m.name,
-                        has.join(", ")
-                    ));
+                if let Some(Some(m)) = self.manifests.get(task.as_str()) {
+                    let Some(spec) = m.results.iter().find(|r| r.name == result) else {
+                        let has: Vec<&str> = m.results.iter().map(|r| r.name.as_str()).collect();
+                        return Err(format!(
+                            "task `{task}` ({}) has no result `{result}` (it has: {})",
+                            m.name,
+                            has.join(", ")
+                        ));
+                    };
+                    let fits = matches!(
+                        (spec.ty, &sel),
+                        (ParamType::String, Selector::Whole)
+                            | (ParamType::Array, Selector::Index(_) | Selector::Star)
+                            | (ParamType::Object, Selector::Key(_) | Selector::Star)
+                    );
+                    if !fits {
+                        return Err(format!(
+                            "result `{result}` of task `{task}` is {}; that selector does not apply to it",
+                            spec.ty
+                        ));
+                    }
                 }
                 if !finally {
                     edges.deps.insert(task.clone());
@@ -142,12 +154,23 @@ impl Refs<'_> {
     }
 }
 
-/// A value's type once `$(params.x[*])` (the whole value) is known.
-pub fn value_type(v: &ParamValue, decls: &BTreeMap<String, ParamType>) -> ParamType {
-    match v {
-        ParamValue::String(s) => subst::whole_star(s)
-            .and_then(|n| decls.get(&n).copied())
-            .unwrap_or(ParamType::String),
-        v => v.ty(),
+impl Refs<'_> {
+    /// A value's type once a whole `[*]` reference (a param's or a
+    /// result's) is known.
+    pub fn value_type(&self, v: &ParamValue) -> ParamType {
+        let ParamValue::String(s) = v else {
+            return v.ty();
+        };
+        match subst::whole_star(s) {
+            Some(subst::Star::Param(n)) => self.params.decls.get(&n).copied(),
+            Some(subst::Star::Result { task, result }) => self
+                .manifests
+                .get(task.as_str())
+                .and_then(|m| m.as_ref())
+                .and_then(|m| m.results.iter().find(|r| r.name == result))
+                .map(|r| r.ty),
+            None => None,
+        }
+        .unwrap_or(ParamType::String)
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::super::{Diagnostic, OnError, PipelineTask, duration};
-use super::refs::{Edges, Refs, value_type};
+use super::refs::{Edges, Refs};
 use super::{DEFAULT_BACKOFF, PlannedTask};
 use crate::manifest::{Capability, Manifest};
 use crate::params::ParamValue;
@@ -119,7 +119,7 @@ fn params(
             ));
             continue;
         };
-        let ty = value_type(&p.value, &refs.params.decls);
+        let ty = refs.value_type(&p.value);
         if ty != spec.ty {
             d.push(doc.diag(
                 &format!("{ppath}.value"),

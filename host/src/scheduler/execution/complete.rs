@@ -37,6 +37,11 @@ impl<'a> Execution<'a> {
             self.state.get_mut(name).unwrap().wait_deadline = None;
             self.sched.metrics.waiting(-1);
         }
+        if let Ok(results) = &report.outcome
+            && let Err(e) = self.check_result_types(t, results)
+        {
+            report.outcome = Err((FailureKind::Failed, e));
+        }
         let (attempt_status, task_status, message, results) = match report.outcome {
             Ok(results) => (
                 TaskStatus::Succeeded,
@@ -116,5 +121,39 @@ impl<'a> Execution<'a> {
             crate::runtime::humantime(delay)
         );
         (attempt_status, TaskStatus::Retrying, msg)
+    }
+
+    /// An `array` or `object` result must hold a JSON array / object of
+    /// strings (what `[*]`, `[i]` and `.key` read).
+    fn check_result_types(
+        &self,
+        t: &PlannedTask,
+        results: &[(String, String)],
+    ) -> Result<(), String> {
+        let Some(plugin) = self.prepared.plugins.get(&t.spec.uses) else {
+            return Ok(());
+        };
+        for (name, value) in results {
+            let Some(spec) = plugin
+                .info
+                .manifest
+                .results
+                .iter()
+                .find(|r| &r.name == name)
+            else {
+                continue;
+            };
+            let ok = match spec.ty {
+                crate::params::ParamType::String => true,
+                ty => crate::pipeline::subst::parse_structured(value).is_some_and(|v| v.ty() == ty),
+            };
+            if !ok {
+                return Err(format!(
+                    "result `{name}` is declared {} but its value is not a JSON {} of strings",
+                    spec.ty, spec.ty
+                ));
+            }
+        }
+        Ok(())
     }
 }

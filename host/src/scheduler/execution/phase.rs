@@ -64,6 +64,8 @@ impl<'a> Execution<'a> {
         Ok(status)
     }
 
+    /// The pipeline's results; an array or object one as JSON. One that
+    /// cannot be resolved (its task did not run) is left out, as in Tekton.
     fn pipeline_results(&self) -> BTreeMap<String, String> {
         let scope = Scope {
             results: Some(&self.results),
@@ -75,10 +77,14 @@ impl<'a> Execution<'a> {
             .results
             .iter()
             .filter_map(|r| {
-                scope
-                    .resolve_str(&r.value)
-                    .ok()
-                    .map(|v| (r.name.clone(), v))
+                let v = scope
+                    .resolve_value(&crate::params::ParamValue::String(r.value.clone()))
+                    .ok()?;
+                let text = match v {
+                    crate::params::ParamValue::String(s) => s,
+                    v => serde_json::to_string(&v).ok()?,
+                };
+                Some((r.name.clone(), text))
             })
             .collect()
     }
