@@ -450,3 +450,81 @@ async fn array_and_object_results() {
         run.message("produce")
     );
 }
+
+#[tokio::test]
+async fn matrix_fans_out_and_collects_results() {
+    let env = TestEnv::new();
+    let yaml = format!(
+        r#"{HEADER}  params:
+    - {{ name: oses, type: array, default: [linux, mac] }}
+  tasks:
+    - name: build
+      uses: "{{{{echo}}}}"
+      matrix:
+        params:
+          - {{ name: message, value: ["$(params.oses[*])"] }}
+        include:
+          - {{ name: windows, params: [{{ name: message, value: windows }}] }}
+          - {{ name: extra, params: [{{ name: list, value: '["all"]' }}] }}
+    - name: nap
+      uses: "{{{{sleep}}}}"
+      matrix:
+        params: [{{ name: millis, value: ["150", "150", "150"] }}]
+        maxParallel: 1
+    - name: gather
+      uses: "{{{{echo}}}}"
+      params:
+        - {{ name: message, value: "$(tasks.build.results.message[1])" }}
+        - {{ name: items, value: ["$(tasks.build.results.message[*])"] }}
+  finally:
+    - name: report
+      uses: "{{{{echo}}}}"
+      params: [{{ name: message, value: "build=$(tasks.build.status)" }}]
+  results:
+    - {{ name: built, value: "$(tasks.build.results.message[*])" }}
+"#
+    );
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{}", run.log_text());
+    // linux, mac (each with the `extra` include's list), then windows.
+    for (i, os) in ["linux", "mac", "windows"].iter().enumerate() {
+        assert_eq!(run.result(&format!("build-{i}"), "message"), *os);
+    }
+    assert_eq!(run.result("build-0", "list"), r#"["all"]"#);
+    assert_eq!(run.result("gather", "message"), "mac");
+    assert_eq!(run.result("gather", "items"), "linux,mac,windows");
+    assert_eq!(run.result("report", "message"), "build=Succeeded");
+    assert_eq!(run.run.results["built"], r#"["linux","mac","windows"]"#);
+    // gather started after every child ended.
+    let end_of = |t: &str| {
+        run.attempts
+            .iter()
+            .find(|a| a.task == t)
+            .unwrap()
+            .finished_at
+            .unwrap()
+    };
+    let gather = run.attempts.iter().find(|a| a.task == "gather").unwrap();
+    assert!((0..3).all(|i| gather.dispatched_at >= end_of(&format!("build-{i}"))));
+    // maxParallel 1: the sleeps did not overlap.
+    let mut spans: Vec<(i64, i64)> = (0..3)
+        .map(|i| {
+            let a = run
+                .attempts
+                .iter()
+                .find(|a| a.task == format!("nap-{i}"))
+                .unwrap();
+            (a.dispatched_at, a.finished_at.unwrap())
+        })
+        .collect();
+    spans.sort();
+    assert!(spans.windows(2).all(|w| w[1].0 >= w[0].1), "{spans:?}");
+
+    // A matrix task's results are arrays: a plain reference is refused.
+    let bad = yaml.replace("results.message[1]", "results.message");
+    let err = env.prepare(&bad, &[]).err().unwrap();
+    assert!(
+        err.contains("has a matrix: its result `message` is an array"),
+        "{err}"
+    );
+}

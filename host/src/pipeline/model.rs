@@ -115,10 +115,40 @@ pub struct PipelineTask {
     /// Capability grants for this task (the second grant layer).
     #[serde(default, skip_serializing_if = "Grants::is_empty")]
     pub grants: Grants,
+    /// Fan the task out: one run of the plugin per combination of these
+    /// param values (Tekton's `matrix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<Matrix>,
     /// What a failure of this task does to the run (Tekton's `onError`):
     /// `stopAndFail` (the default) or `continue`.
     #[serde(default, skip_serializing_if = "OnError::is_default")]
     pub on_error: OnError,
+}
+
+/// `matrix:` of a task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Matrix {
+    /// Each param's values (arrays); the combinations are their product.
+    #[serde(default)]
+    pub params: Vec<Param>,
+    /// Extra params for matching combinations, or extra combinations.
+    #[serde(default)]
+    pub include: Vec<MatrixInclude>,
+    /// At most this many combinations run at once (default: no limit but
+    /// the run's parallelism). A Capstan extension (Argo's `parallelism`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<usize>,
+}
+
+/// One `matrix.include` entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MatrixInclude {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub params: Vec<Param>,
 }
 
 /// A task's `onError`.

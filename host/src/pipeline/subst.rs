@@ -401,7 +401,8 @@ mod tests {
             r[1].0,
             Ref::Result {
                 task: "t".into(),
-                result: "r".into()
+                result: "r".into(),
+                sel: Selector::Whole
             }
         );
         assert_eq!(

@@ -279,6 +279,23 @@ pub fn status_word(s: TaskStatus) -> &'static str {
     }
 }
 
+/// A matrix task's `$(tasks.NAME.status)`: `Succeeded` if every child
+/// did, `Failed` if one failed, else `None`.
+pub fn group_status(children: impl IntoIterator<Item = TaskStatus>) -> &'static str {
+    let (mut any_failed, mut all_ok) = (false, true);
+    for s in children {
+        any_failed |= failed(s);
+        all_ok &= s == TaskStatus::Succeeded;
+    }
+    if any_failed {
+        "Failed"
+    } else if all_ok {
+        "Succeeded"
+    } else {
+        "None"
+    }
+}
+
 /// Tekton's `$(tasks.status)`: `Failed` if a main task failed (even one
 /// with `onError: continue`), `Succeeded` if all succeeded, otherwise
 /// `Completed`.

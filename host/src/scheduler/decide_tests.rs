@@ -20,6 +20,7 @@ fn task(yaml: &str, deps: &[&str], result_deps: &[&str], finally: bool) -> Plann
         timeout: None,
         backoff: Duration::from_secs(1),
         uses_context: false,
+        group: None,
     }
 }
 

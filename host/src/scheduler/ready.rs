@@ -112,6 +112,7 @@ mod tests {
             timeout: None,
             backoff: Duration::from_secs(1),
             uses_context: false,
+            group: None,
         }
     }
 

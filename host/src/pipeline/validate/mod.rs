@@ -4,6 +4,7 @@
 //! per concern; this one puts them together.
 
 mod graph;
+mod matrix;
 mod params;
 mod refs;
 mod run;
@@ -35,6 +36,16 @@ pub struct Plan {
     pub workspace_budget: Option<u64>,
     /// What is accepted but worth saying (extra PipelineRun params).
     pub warnings: Vec<String>,
+    /// Matrix tasks by name.
+    pub groups: BTreeMap<String, Group>,
+}
+
+/// A matrix task: its children, in combination order.
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    pub children: Vec<String>,
+    /// At most this many children run at once.
+    pub max_parallel: Option<usize>,
 }
 
 /// The run's timeouts (None: no limit).
@@ -62,6 +73,8 @@ pub struct PlannedTask {
     /// Whether any of its fields uses `$(context…)` (the scheduler builds
     /// the context only for those).
     pub uses_context: bool,
+    /// The matrix task it is a child of.
+    pub group: Option<String>,
 }
 
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
@@ -84,19 +97,19 @@ pub fn validate(
         .all_tasks()
         .map(|(_, t)| (t.name.as_str(), manifest_of(&t.uses)))
         .collect();
+    let matrixed: BTreeSet<&str> = doc
+        .all_tasks()
+        .filter(|(_, t)| t.matrix.is_some())
+        .map(|(_, t)| t.name.as_str())
+        .collect();
     let refs = refs::Refs {
         doc,
         params: &params,
         kinds: &kinds,
         manifests: &manifests,
+        matrixed: &matrixed,
     };
-    let planned: Vec<PlannedTask> = doc
-        .all_tasks()
-        .map(|(at, t)| {
-            let ceiling = |cap| ceiling_of(&t.uses, cap);
-            task::check(&refs, &at, t, &ceiling, &mut d)
-        })
-        .collect();
+    let (planned, groups) = plan_tasks(&refs, ceiling_of, &mut d);
     results(&refs, &mut d);
     // Cycles (over the main tasks; finally tasks have no edges).
     if let Some(cycle) = graph::find_cycle(&planned) {
@@ -123,7 +136,74 @@ pub fn validate(
         timeouts,
         workspace_budget,
         warnings: params.warnings,
+        groups,
     })
+}
+
+/// Plan every task, a matrix task as its children (`TASK-0`, …), whose
+/// parent name other tasks' edges then point to all of.
+fn plan_tasks(
+    refs: &refs::Refs<'_>,
+    ceiling_of: &dyn Fn(&str, Capability) -> Result<(), String>,
+    d: &mut Vec<Diagnostic>,
+) -> (Vec<PlannedTask>, BTreeMap<String, Group>) {
+    let doc = refs.doc;
+    let mut planned = Vec::new();
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    for (at, t) in doc.all_tasks() {
+        let ceiling = |cap| ceiling_of(&t.uses, cap);
+        if t.matrix.is_none() {
+            planned.push(task::check(refs, &at, t, None, &ceiling, d));
+            continue;
+        }
+        let mut diag = |field: &str, msg: String| d.push(doc.diag(&format!("{at}.{field}"), msg));
+        let Some(combos) = matrix::combinations(t, refs.params, &mut diag) else {
+            continue;
+        };
+        let mut children = Vec::new();
+        for (i, combo) in combos.iter().enumerate() {
+            let child = matrix::child(t, i, combo);
+            if refs.kinds.contains_key(child.name.as_str()) {
+                d.push(doc.diag(
+                    &format!("{at}.name"),
+                    format!("matrix child `{}` has the name of another task", child.name),
+                ));
+            }
+            children.push(child.name.clone());
+            let mut p = task::check(refs, &at, &child, Some(&t.name), &ceiling, d);
+            p.group = Some(t.name.clone());
+            planned.push(p);
+        }
+        let max_parallel = t.matrix.as_ref().and_then(|m| m.max_parallel);
+        if max_parallel == Some(0) {
+            d.push(doc.diag(&format!("{at}.matrix.maxParallel"), "must be at least 1"));
+        }
+        groups.insert(
+            t.name.clone(),
+            Group {
+                children,
+                max_parallel,
+            },
+        );
+    }
+    // Edges to a matrix task are edges to each of its children.
+    for p in &mut planned {
+        for set in [&mut p.deps, &mut p.result_deps] {
+            let parents: Vec<String> = set
+                .iter()
+                .filter(|n| groups.contains_key(*n))
+                .cloned()
+                .collect();
+            for parent in parents {
+                set.remove(&parent);
+                set.extend(groups[&parent].children.iter().cloned());
+            }
+        }
+    }
+    // A matrix task's children repeat the same problems: report each once.
+    let mut seen = std::collections::HashSet::new();
+    d.retain(|x| seen.insert((x.path.clone(), x.message.clone())));
+    (planned, groups)
 }
 
 /// Task names: valid and unique. Name → whether it is a finally task.

@@ -18,6 +18,9 @@ pub struct Refs<'a> {
     /// Task name → its plugin's manifest (None: not loaded; reported
     /// elsewhere).
     pub manifests: &'a HashMap<&'a str, Option<Manifest>>,
+    /// Tasks with a `matrix` (their results are arrays, one item per
+    /// combination).
+    pub matrixed: &'a BTreeSet<&'a str>,
 }
 
 /// The edges a task's references add.
@@ -79,12 +82,23 @@ impl Refs<'_> {
                             has.join(", ")
                         ));
                     };
-                    let fits = matches!(
-                        (spec.ty, &sel),
-                        (ParamType::String, Selector::Whole)
-                            | (ParamType::Array, Selector::Index(_) | Selector::Star)
-                            | (ParamType::Object, Selector::Key(_) | Selector::Star)
-                    );
+                    if self.matrixed.contains(task.as_str()) {
+                        let ok = spec.ty == ParamType::String
+                            && matches!(sel, Selector::Star | Selector::Index(_));
+                        if !ok {
+                            return Err(format!(
+                                "`{task}` has a matrix: its result `{result}` is an array, one item per \
+                                 combination (use $(tasks.{task}.results.{result}[*]) or [i]; string results only)"
+                            ));
+                        }
+                    }
+                    let fits = self.matrixed.contains(task.as_str())
+                        || matches!(
+                            (spec.ty, &sel),
+                            (ParamType::String, Selector::Whole)
+                                | (ParamType::Array, Selector::Index(_) | Selector::Star)
+                                | (ParamType::Object, Selector::Key(_) | Selector::Star)
+                        );
                     if !fits {
                         return Err(format!(
                             "result `{result}` of task `{task}` is {}; that selector does not apply to it",
@@ -163,6 +177,9 @@ impl Refs<'_> {
         };
         match subst::whole_star(s) {
             Some(subst::Star::Param(n)) => self.params.decls.get(&n).copied(),
+            Some(subst::Star::Result { task, .. }) if self.matrixed.contains(task.as_str()) => {
+                Some(ParamType::Array)
+            }
             Some(subst::Star::Result { task, result }) => self
                 .manifests
                 .get(task.as_str())

@@ -15,11 +15,13 @@ pub fn check(
     refs: &Refs<'_>,
     at: &str,
     t: &PipelineTask,
+    parent: Option<&str>,
     ceiling: &dyn Fn(Capability) -> Result<(), String>,
     d: &mut Vec<Diagnostic>,
 ) -> PlannedTask {
     let finally = at.starts_with("finally");
-    let manifest = refs.manifests.get(t.name.as_str()).cloned().flatten();
+    let name = parent.unwrap_or(&t.name);
+    let manifest = refs.manifests.get(name).cloned().flatten();
     let mut edges = Edges::default();
     let me = (t.name.as_str(), finally);
     params(refs, at, t, manifest.as_ref(), &mut edges, d);
@@ -68,6 +70,7 @@ pub fn check(
     };
     let uses_context = serde_json::to_string(t).is_ok_and(|s| s.contains("$(context."));
     PlannedTask {
+        group: None,
         uses_context,
         spec: t.clone(),
         finally,

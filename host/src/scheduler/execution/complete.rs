@@ -16,6 +16,11 @@ impl<'a> Execution<'a> {
             .map(|e| dispatched_at + e.saturating_duration_since(dispatched).as_micros() as i64);
         let t = self.planned(name);
         let resumed = self.state.get_mut(name).unwrap().resuming.take();
+        if let (None, Some(g)) = (&resumed, &t.group)
+            && let Some(n) = self.group_running.get_mut(g)
+        {
+            *n = n.saturating_sub(1);
+        }
         // The wait is over after this call unless the task suspends (again);
         // a failure after a wait is never retried (retrying would ask the
         // approvers again).

@@ -190,6 +190,9 @@ impl<'a> Execution<'a> {
             None => {
                 rt.attempts = attempt;
                 rt.status = TaskStatus::Running;
+                if let Some(g) = &t.group {
+                    *self.group_running.entry(g.clone()).or_default() += 1;
+                }
                 if rt.retry_at.take().is_some() {
                     self.retrying -= 1;
                 }

@@ -89,6 +89,8 @@ pub(super) struct Execution<'a> {
     ready: ReadySet,
     /// Task name → its position in the plan.
     index: HashMap<String, usize>,
+    /// Matrix task → how many of its children run now.
+    group_running: HashMap<String, usize>,
     /// Bumped when a decision is recorded in this process.
     wake: tokio::sync::watch::Receiver<u64>,
     /// Look for decisions in the store at the next turn of the loop.
@@ -225,6 +227,7 @@ impl<'a> Execution<'a> {
             retry_queue: BTreeSet::new(),
             wait_queue: BTreeSet::new(),
             ready: ReadySet::default(),
+            group_running: HashMap::new(),
             index: prepared
                 .plan
                 .tasks

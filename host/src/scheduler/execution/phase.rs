@@ -92,7 +92,7 @@ impl<'a> Execution<'a> {
     /// `$(tasks.NAME.status)` of every main task and `$(tasks.status)`.
     pub(super) fn statuses(&self) -> (HashMap<String, String>, String) {
         let main = self.prepared.plan.tasks.iter().filter(|t| !t.finally);
-        let map = main
+        let map: HashMap<String, String> = main
             .clone()
             .map(|t| {
                 let word = decide::status_word(self.state[&t.spec.name].status);
@@ -100,6 +100,11 @@ impl<'a> Execution<'a> {
             })
             .collect();
         let agg = decide::aggregate_status(main.map(|t| self.facts(&t.spec.name)));
+        let mut map = map;
+        for (parent, g) in &self.prepared.plan.groups {
+            let word = decide::group_status(g.children.iter().map(|c| self.state[c].status));
+            map.insert(parent.clone(), word.to_string());
+        }
         (map, agg.to_string())
     }
 
@@ -284,14 +289,23 @@ impl<'a> Execution<'a> {
                 self.fail_before_start(&name, &msg)?;
             }
         }
+        let mut deferred = Vec::new();
         while running.len() < self.parallelism {
             let Some(i) = self.ready.pop() else {
                 break;
             };
             let t = tasks[i];
-            if self.state[&t.spec.name].status == TaskStatus::Pending {
-                self.start_ready(t, running)?;
+            if self.state[&t.spec.name].status != TaskStatus::Pending {
+                continue;
             }
+            if self.group_full(t) {
+                deferred.push(i); // its matrix's maxParallel children run
+                continue;
+            }
+            self.start_ready(t, running)?;
+        }
+        for i in deferred {
+            self.ready.put_back(i);
         }
         Ok(())
     }
@@ -327,6 +341,48 @@ impl<'a> Execution<'a> {
             self.fail_before_start(name, &msg)?;
         }
         Ok(())
+    }
+
+    /// When the last child of a matrix task ends: the matrix task's results,
+    /// each an array of its children's values in combination order (a
+    /// result some child lacks is missing, as in Tekton).
+    fn aggregate_group(&mut self, name: &str) {
+        let Some(parent) = self.planned(name).group.clone() else {
+            return;
+        };
+        let children = &self.prepared.plan.groups[&parent].children;
+        if children.iter().any(|c| !self.state[c].status.is_terminal()) {
+            return;
+        }
+        let mut names: Option<BTreeSet<&String>> = None;
+        for c in children {
+            let keys: BTreeSet<&String> = self.state[c].results.keys().collect();
+            names = Some(match names {
+                None => keys,
+                Some(n) => n.intersection(&keys).copied().collect(),
+            });
+        }
+        let mut out = BTreeMap::new();
+        for r in names.unwrap_or_default() {
+            let values: Vec<&String> = children.iter().map(|c| &self.state[c].results[r]).collect();
+            out.insert(
+                r.clone(),
+                serde_json::to_string(&values).unwrap_or_default(),
+            );
+        }
+        self.results.insert(parent, out);
+    }
+
+    /// Whether `t` is a matrix child whose matrix runs `maxParallel` now.
+    fn group_full(&self, t: &PlannedTask) -> bool {
+        let Some(g) = &t.group else { return false };
+        let max = self
+            .prepared
+            .plan
+            .groups
+            .get(g)
+            .and_then(|g| g.max_parallel);
+        max.is_some_and(|m| self.group_running.get(g).copied().unwrap_or(0) >= m)
     }
 
     /// The planned task called `name` (O(1)).
@@ -388,6 +444,7 @@ impl<'a> Execution<'a> {
     /// A task ended: if its failure stops the run, nothing new starts.
     pub(super) fn ended(&mut self, name: &str) {
         self.ready.ended(name);
+        self.aggregate_group(name);
         let t = self.facts(name);
         let is_main = !self.planned(name).finally;
         if is_main && t.stops_run() && self.stopping.is_none() {
