@@ -231,3 +231,79 @@ fn no_secret_in(env: &TestEnv, run: &RunOutcome, sshd: &Sshd) {
     assert!(!run.log_text().contains(&key_body));
     capstan_tests::assert_not_in_state(&env.sched.state_dir, &key_body);
 }
+
+/// The seed use case with a matrix: one pipeline builds on two machines
+/// (two real sshd, each with its own key and host key), one combination
+/// each, and collects what each built and their exit codes.
+#[tokio::test]
+async fn a_matrix_builds_on_several_machines() {
+    let (a, b) = (Sshd::start(), Sshd::start());
+    let env = TestEnv::new();
+    let secrets = LocalSecrets::new(&env.sched.state_dir.join("secrets"));
+    secrets.set("key-a", a.client_key.as_bytes()).unwrap();
+    secrets.set("key-b", b.client_key.as_bytes()).unwrap();
+    let (ra, rb) = (remote_dir(), remote_dir() + "-b");
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(local.path().join("main.c"), "int main(){return 0;}\n").unwrap();
+    let yaml = format!(
+        r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: {{ name: fleet }}
+spec:
+  workspaces: [{{ name: src }}]
+  tasks:
+    - name: build
+      uses: "{{{{remote_shell}}}}"
+      timeout: 60s
+      matrix:
+        include:
+          - {{ name: a, params: [{{ name: port, value: "{pa}" }}, {{ name: remote-workspace, value: "{ra}" }}] }}
+          - {{ name: b, params: [{{ name: port, value: "{pb}" }}, {{ name: remote-workspace, value: "{rb}" }}] }}
+        maxParallel: 1
+      params:
+        - {{ name: host, value: "127.0.0.1" }}
+        - {{ name: user, value: "{USER}" }}
+        - {{ name: script, value: 'p=$(echo $SSH_CONNECTION | cut -d" " -f4); test -f main.c && echo "built on $p" > artifact-$p' }}
+      workspaces: [{{ name: source, workspace: src }}]
+      grants:
+        ssh:
+          - {{ host: 127.0.0.1, port: {pa}, secret: key-a, hostKey: "{fa}" }}
+          - {{ host: 127.0.0.1, port: {pb}, secret: key-b, hostKey: "{fb}" }}
+    - name: gather
+      uses: "{{{{echo}}}}"
+      params:
+        - {{ name: message, value: x }}
+        - {{ name: items, value: ["$(tasks.build.results.exit-code[*])"] }}
+"#,
+        pa = a.port,
+        pb = b.port,
+        fa = a.fingerprint,
+        fb = b.fingerprint,
+    );
+    let opts = capstan::scheduler::RunOptions {
+        workspaces: [("src".to_string(), local.path().to_path_buf())].into(),
+        ..Default::default()
+    };
+    let run = env.run_with(&yaml, &[], opts).await;
+    assert_eq!(
+        run.status,
+        capstan::store::RunStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    for s in [&a, &b] {
+        let artifact = local.path().join(format!("artifact-{}", s.port));
+        assert_eq!(
+            std::fs::read_to_string(&artifact).unwrap_or_default(),
+            format!("built on {}\n", s.port),
+            "{}",
+            run.log_text()
+        );
+    }
+    assert_eq!(run.result("gather", "items"), "0,0");
+    assert!(
+        PathBuf::from(&ra).join("main.c").is_file() && PathBuf::from(&rb).join("main.c").is_file()
+    );
+    let _ = std::fs::remove_dir_all(&ra);
+    let _ = std::fs::remove_dir_all(&rb);
+}

@@ -66,18 +66,27 @@ pub const CONTEXT_KEYS: [&str; 9] = [
     "pipelineTask.retries",
 ];
 
+/// What a reference starts with.
+const ROOTS: [&str; 5] = ["params.", "tasks.", "context.", "finally.", "workspaces."];
+
 /// Every `$(...)` in `s`, with its byte range. Errors name the bad reference.
 pub fn refs(s: &str) -> Result<Vec<(Ref, Range<usize>)>, String> {
     let mut out = Vec::new();
     let mut from = 0;
     while let Some(i) = s[from..].find("$(") {
         let start = from + i;
+        // As in Tekton, only `$(params.…)`, `$(tasks.…)`, … are references;
+        // anything else (a shell's `$(date)`, `$((1 + 2))`) is text and
+        // stays as written.
+        if !ROOTS.iter().any(|r| s[start + 2..].starts_with(r)) {
+            from = start + 2;
+            continue;
+        }
         let Some(len) = s[start..].find(')') else {
             return Err(format!("unterminated reference `{}`", &s[start..]));
         };
         let end = start + len + 1;
-        let expr = &s[start + 2..end - 1];
-        out.push((parse_ref(expr)?, start..end));
+        out.push((parse_ref(&s[start + 2..end - 1])?, start..end));
         from = end;
     }
     Ok(out)
@@ -419,7 +428,9 @@ mod tests {
                 sel: Selector::Key("k".into())
             }
         );
-        assert!(refs("$(nope.x)").unwrap_err().contains("unknown reference"));
+        assert!(refs("$(tasks.x)").unwrap_err().contains("unknown reference"));
+        // Not a reference (Tekton leaves these alone): shell substitutions.
+        assert!(refs("v=$(date +%s); echo $((1 + 2)) $(nope.x)").unwrap().is_empty());
         assert!(refs("$(params.x").unwrap_err().contains("unterminated"));
     }
 
