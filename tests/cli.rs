@@ -857,3 +857,143 @@ fn version_completion_and_json_refusals() {
     let out = capstan(&state, &["runs", "show", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("The run's id"));
 }
+
+/// `runs rerun --failed`: fix what failed (here: a missing secret), run
+/// again without re-running what succeeded — its results are reused, its
+/// files are where it left them, and the run says where each came from.
+/// A plain `rerun` runs everything again in fresh directories; the API
+/// does the same.
+#[test]
+fn rerun_all_or_only_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: { name: rr }
+spec:
+  workspaces: [{ name: log }]
+  tasks:
+    - name: a
+      uses: "{{sleep}}"
+      params: [{ name: millis, value: "1" }, { name: marker, value: runs.txt }]
+      workspaces: [{ name: log }]
+    - name: b
+      uses: "{{secret_read}}"
+      runAfter: [a]
+      params: [{ name: name, value: tok }, { name: reveal, value: "false" }]
+      grants: { secrets: [tok] }
+    - name: c
+      uses: "{{echo}}"
+      params: [{ name: message, value: "a slept $(tasks.a.results.slept), b read $(tasks.b.results.length)" }]
+"#,
+    );
+    let out = capstan(&state, &["run", &file, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let first = json(&out);
+    let run1 = first["run_id"].as_str().unwrap().to_string();
+    let task = |v: &Value, n: &str| {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(task(&first, "b")["status"], "Failed");
+
+    let out = capstan(&state, &["runs", "rerun", &run1, "--failed", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "still no secret: still failing");
+    let mut secret = Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["secret", "set", "tok"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    secret
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cr3t-value")
+        .unwrap();
+    assert!(secret.wait().unwrap().success());
+
+    let out = capstan(&state, &["runs", "rerun", &run1, "--failed", "-o", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["rerun_of"], run1.as_str());
+    let a = task(&v, "a");
+    assert_eq!(
+        (a["status"].as_str(), a["attempts"].as_u64()),
+        (Some("Succeeded"), Some(0))
+    );
+    assert_eq!(a["reused_from"], run1.as_str());
+    assert!(task(&v, "b")["reused_from"].is_null());
+    assert_eq!(task(&v, "c")["results"]["message"], "a slept 1, b read 0");
+    // `a` did not run again: one marker line, in the first run's workspace.
+    let ws = state.join("workspaces").join(&run1).join("log/runs.txt");
+    assert_eq!(std::fs::read_to_string(&ws).unwrap().lines().count(), 1);
+
+    // Everything again: `a` runs, in a fresh workspace.
+    let out = capstan(&state, &["runs", "rerun", &run1, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert_eq!(task(&v, "a")["attempts"], 1);
+    let run3 = v["run_id"].as_str().unwrap();
+    assert!(
+        state
+            .join("workspaces")
+            .join(run3)
+            .join("log/runs.txt")
+            .is_file()
+    );
+
+    // Through the API.
+    let out = capstan(&state, &["token", "add", "ops", "-o", "json"]);
+    let token = json(&out)["token"].as_str().unwrap().to_string();
+    let (mut server, url) = capstan_tests::serve(env!("CARGO_BIN_EXE_capstan-cli"), &state, &[]);
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+        ])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"failed": true}"#,
+        ])
+        .arg(format!("{url}/v1/runs/{run1}/rerun"))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON from the API");
+    let api_run = v["run_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = json(&capstan(&state, &["runs", "show", &api_run, "-o", "json"]));
+        if s["status"] == "Succeeded" {
+            assert_eq!(task(&s, "a")["reused_from"], run1.as_str());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API's re-run did not finish: {s:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}

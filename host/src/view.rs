@@ -26,6 +26,9 @@ pub struct TaskJson<'a> {
     /// Why it was skipped, in Tekton's words (Skipped tasks only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<&'static str>,
+    /// The run whose result it reuses (`runs rerun --failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -39,6 +42,9 @@ pub struct RunJson<'a> {
     pub results: &'a BTreeMap<String, String>,
     /// What each `uses:` ran: the component's name, version and digest.
     pub plugins: Vec<PluginJson<'a>>,
+    /// The run this one re-runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<&'a str>,
     pub tasks: Vec<TaskJson<'a>>,
 }
 
@@ -77,6 +83,7 @@ pub fn run_json<'a>(run: &'a RunRecord, tasks: &'a [TaskRecord]) -> RunJson<'a> 
         end: run.finished_at.map(time),
         results: &run.results,
         plugins: plugins_json(run),
+        rerun_of: run.spec.rerun_of.as_deref(),
         tasks: tasks
             .iter()
             .map(|t| TaskJson {
@@ -89,6 +96,7 @@ pub fn run_json<'a>(run: &'a RunRecord, tasks: &'a [TaskRecord]) -> RunJson<'a> 
                 end: t.finished_at.map(time),
                 message: t.message.as_deref(),
                 skip_reason: t.skip_reason.map(SkipReason::as_str),
+                reused_from: t.reused_from.as_deref(),
             })
             .collect(),
     }

@@ -102,6 +102,7 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/v1/runs/{id}/logs", get(logs))
         .route("/v1/runs/{id}/cancel", post(cancel))
         .route("/v1/runs/{id}/stop", post(stop))
+        .route("/v1/runs/{id}/rerun", post(rerun))
         .route("/v1/approvals", get(approvals))
         .route("/v1/runs/{id}/tasks/{task}/{decision}", post(decide))
         .with_state(state)
@@ -388,6 +389,52 @@ async fn stop_run(
         "run_id": id, "requested": mode.as_str(), "status": run.status.as_str(), "note": note,
     });
     Ok((code, Json(body)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RerunBody {
+    /// Reuse the results of the tasks that succeeded.
+    #[serde(default)]
+    failed: bool,
+}
+
+/// `POST /v1/runs/{id}/rerun` (`{"failed": true}`): a new run of the same
+/// pipeline, params and plugins, executed by this server. Runs of
+/// PipelineRun objects are re-run in Kubernetes, by creating one.
+async fn rerun(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<RerunBody>>,
+) -> ApiResult<Response> {
+    let who = caller(&state, &headers).await?;
+    let rec = state.sched.store.run(&id)?;
+    if rec.spec.kube.is_some() {
+        return Err(ApiError::new(
+            409,
+            "this run is a PipelineRun's: re-run it by creating the PipelineRun again (kubectl create)",
+        ));
+    }
+    state.auth.may_stop(&who, None).await?;
+    let failed = body.is_some_and(|b| b.0.failed);
+    let sched = state.sched.clone();
+    let (new_id, prepared) = {
+        let (sched, id) = (sched.clone(), id.clone());
+        tokio::task::spawn_blocking(move || sched.rerun(&id, failed))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::new(409, format!("{e:#}")))?
+    };
+    tracing::info!(run = %id, new = %new_id, user = %who.user, failed, "re-run");
+    let run_id = new_id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = sched.execute(&run_id, &prepared, None).await {
+            tracing::warn!(run = %run_id, "re-run failed to execute: {e:#}");
+        }
+    });
+    let body = serde_json::json!({ "run_id": new_id, "rerun_of": id, "failed_only": failed });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 async fn decide(

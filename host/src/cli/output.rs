@@ -62,6 +62,9 @@ pub fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
     if let Some(m) = &run.message {
         println!("  {}", for_terminal(m));
     }
+    if let Some(of) = &run.spec.rerun_of {
+        println!("  a re-run of {of}");
+    }
     let label = |t: &TaskRecord| {
         if t.finally {
             format!("{} (finally)", t.name)

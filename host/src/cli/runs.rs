@@ -49,6 +49,20 @@ pub enum RunsCommand {
         #[arg(long)]
         run_finally: bool,
     },
+    /// Run a run again, as a new run: the same pipeline text, params and
+    /// plugin digests. With --failed, the tasks that succeeded are not run
+    /// again: their results are reused (and the run keeps its workspace
+    /// directories), and `runs show` says where each came from.
+    #[command(
+        after_help = "Examples:\n  capstan runs rerun build-x2k4mzq7ab\n  capstan runs rerun build-x2k4mzq7ab --failed"
+    )]
+    Rerun {
+        /// The run's id (as `capstan runs list` shows it).
+        run_id: String,
+        /// Only what did not succeed: reuse the results of the tasks that did.
+        #[arg(long)]
+        failed: bool,
+    },
     /// Stop a run gracefully: start no new task, let running ones finish
     /// (with their retries), then run the `finally` tasks (Tekton's
     /// `StoppedRunFinally`).
@@ -252,6 +266,24 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
             stop(cli, run_id, mode, json).await
         }
         RunsCommand::Stop { run_id } => stop(cli, run_id, StopMode::Stop, json).await,
+        RunsCommand::Rerun { run_id, failed } => {
+            let mut sched = super::run::scheduler(cli, 256)?;
+            let (id, prepared) = match sched.rerun(run_id, *failed) {
+                Ok(x) => x,
+                Err(e) if sched.store.run(run_id).is_ok() => {
+                    return Err(super::Invalid(format!("{e:#}")).into());
+                }
+                Err(e) => return Err(e),
+            };
+            if !json {
+                eprintln!(
+                    "run {id}: a re-run of {run_id}{}",
+                    if *failed { " (failed tasks only)" } else { "" }
+                );
+            }
+            sched.kube_client = super::run::kube_client_for(&prepared).await?;
+            super::run::execute(cli, &sched, &id, &prepared).await
+        }
     }
 }
 

@@ -428,9 +428,17 @@ mod tests {
                 sel: Selector::Key("k".into())
             }
         );
-        assert!(refs("$(tasks.x)").unwrap_err().contains("unknown reference"));
+        assert!(
+            refs("$(tasks.x)")
+                .unwrap_err()
+                .contains("unknown reference")
+        );
         // Not a reference (Tekton leaves these alone): shell substitutions.
-        assert!(refs("v=$(date +%s); echo $((1 + 2)) $(nope.x)").unwrap().is_empty());
+        assert!(
+            refs("v=$(date +%s); echo $((1 + 2)) $(nope.x)")
+                .unwrap()
+                .is_empty()
+        );
         assert!(refs("$(params.x").unwrap_err().contains("unterminated"));
     }
 

@@ -11,6 +11,7 @@ mod execution;
 mod prepare;
 pub mod ready;
 mod recorder;
+mod rerun;
 mod runid;
 mod sink;
 
@@ -82,6 +83,8 @@ pub struct RunOptions {
     pub limits: TaskLimits,
     /// The run's namespace and ServiceAccount for the kube capability.
     pub kube: Option<crate::store::KubeIdentity>,
+    /// The run this one re-runs.
+    pub rerun_of: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -91,6 +94,7 @@ impl Default for RunOptions {
             workspaces: BTreeMap::new(),
             limits: TaskLimits::default(),
             kube: None,
+            rerun_of: None,
         }
     }
 }

@@ -277,6 +277,7 @@ impl Scheduler {
                 .collect(),
             parallelism: opts.parallelism.max(1),
             kube: opts.kube.clone(),
+            rerun_of: opts.rerun_of.clone(),
         };
         let tasks: Vec<(String, bool)> = prepared
             .plan

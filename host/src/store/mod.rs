@@ -72,6 +72,9 @@ pub struct RunSpec {
     /// Where the kube capability acts, and as whom (Kubernetes mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube: Option<KubeIdentity>,
+    /// The run this one re-runs (`capstan runs rerun`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
 }
 
 /// The namespace of a run and the ServiceAccount its kube requests
@@ -111,6 +114,8 @@ pub struct TaskRecord {
     pub results: BTreeMap<String, String>,
     /// Why it was skipped (Tekton's skipping reason), when Skipped.
     pub skip_reason: Option<SkipReason>,
+    /// The run whose result it reuses (`runs rerun --failed`), when it did.
+    pub reused_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -321,7 +326,7 @@ impl RunStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT name, finally, status, attempts, started_at, finished_at, message, results, reason FROM tasks \
+                "SELECT name, finally, status, attempts, started_at, finished_at, message, results, reason, reused_from FROM tasks \
                  WHERE run_id = ?1 ORDER BY rowid",
             )
             .map_err(|e| self.err(e))?;
@@ -337,6 +342,7 @@ impl RunStore {
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, String>(7)?,
                     r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
@@ -354,6 +360,7 @@ impl RunStore {
                 results: serde_json::from_str(&row.7)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 skip_reason: row.8.as_deref().and_then(SkipReason::parse),
+                reused_from: row.9,
             });
         }
         Ok(out)
@@ -445,6 +452,27 @@ impl RunStore {
         message: Option<&str>,
     ) -> Result<()> {
         self.set_task_skipped(run_id, task, status, None, message)
+    }
+
+    /// Record that a task of a new run reuses what it produced in run
+    /// `from` (`runs rerun --failed`): Succeeded, with those results.
+    pub fn reuse_task(
+        &self,
+        run_id: &str,
+        task: &str,
+        results: &BTreeMap<String, String>,
+        from: &str,
+    ) -> Result<()> {
+        let json = serde_json::to_string(results).expect("results serialize");
+        let msg = format!("reused: it succeeded in run {from}");
+        self.conn()
+            .execute(
+                "UPDATE tasks SET status = 'Succeeded', results = ?3, message = ?4, reused_from = ?5, \
+                 finished_at = ?6 WHERE run_id = ?1 AND name = ?2",
+                params![run_id, task, json, msg, from, now_us()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Set a task's status with the reason it was skipped (None unless

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     message TEXT,
     results TEXT NOT NULL DEFAULT '{}',
     reason TEXT,
+    reused_from TEXT,
     PRIMARY KEY (run_id, name)
 );
 CREATE TABLE IF NOT EXISTS attempts (
@@ -85,6 +86,8 @@ CREATE INDEX IF NOT EXISTS decisions_by_run ON decisions (run_id, applied);
 const MIGRATIONS: &[&str] = &[
     // 2: why a task was skipped.
     "ALTER TABLE tasks ADD COLUMN reason TEXT",
+    // 3: the run a task's result was reused from.
+    "ALTER TABLE tasks ADD COLUMN reused_from TEXT",
 ];
 
 /// Bring a store to the current schema: create what is missing, then apply
@@ -137,7 +140,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let conn = Connection::open(dir.path().join("capstan.db")).unwrap();
-            let v1 = SCHEMA.replacen("    reason TEXT,\n", "", 1);
+            let v1 = SCHEMA.replacen("    reason TEXT,\n", "", 1).replacen(
+                "    reused_from TEXT,\n",
+                "",
+                1,
+            );
             conn.execute_batch(&v1).unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
             conn.execute(

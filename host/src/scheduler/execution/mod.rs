@@ -255,6 +255,7 @@ impl<'a> Execution<'a> {
         }
         .with_params_resolved()
         .with_queues_filled()
+        .with_groups_collected()
         .with_waiting_counted()
         .with_stopping_found())
     }
@@ -289,6 +290,22 @@ impl<'a> Execution<'a> {
                 )
             })
             .collect();
+        self
+    }
+
+    /// The results of matrix tasks whose children all ended before this
+    /// process took the run (resumed, or reused by a re-run).
+    fn with_groups_collected(mut self) -> Self {
+        let firsts: Vec<String> = self
+            .prepared
+            .plan
+            .groups
+            .values()
+            .filter_map(|g| g.children.first().cloned())
+            .collect();
+        for c in firsts {
+            self.aggregate_group(&c);
+        }
         self
     }
 

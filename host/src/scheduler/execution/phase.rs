@@ -346,7 +346,7 @@ impl<'a> Execution<'a> {
     /// When the last child of a matrix task ends: the matrix task's results,
     /// each an array of its children's values in combination order (a
     /// result some child lacks is missing, as in Tekton).
-    fn aggregate_group(&mut self, name: &str) {
+    pub(super) fn aggregate_group(&mut self, name: &str) {
         let Some(parent) = self.planned(name).group.clone() else {
             return;
         };

@@ -1,0 +1,67 @@
+//! Re-running a recorded run: the same pipeline text, params and plugin
+//! digests, in a new run. With `failed_only`, the main tasks that
+//! succeeded are not run again: the new run reuses their results (and
+//! runs in the same workspace directories, where their files are), and
+//! records where each came from.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+use super::{Prepared, RunOptions, Scheduler};
+use crate::pipeline::Document;
+use crate::store::{RunStatus, TaskStatus};
+
+impl Scheduler {
+    /// Record a re-run of `run_id` and return its id and plan (to execute).
+    /// The run must have ended.
+    pub fn rerun(&self, run_id: &str, failed_only: bool) -> Result<(String, Prepared)> {
+        let rec = self.store.run(run_id)?;
+        if !rec.status.is_terminal() {
+            bail!(
+                "run {run_id} is {} and has not ended: cancel or resume it first",
+                rec.status
+            );
+        }
+        if failed_only && rec.status == RunStatus::Succeeded {
+            bail!(
+                "run {run_id} succeeded: nothing failed to run again (drop --failed to run it all again)"
+            );
+        }
+        let mut doc = Document::parse(&rec.spec.file, &rec.spec.source)
+            .map_err(|d| anyhow::anyhow!("the recorded pipeline no longer parses: {d}"))?;
+        doc.base_dir = PathBuf::from(&rec.spec.base_dir);
+        // The digests that ran: a re-run runs the same plugins.
+        let prepared = self
+            .prepare(doc, &rec.spec.overrides, Some(&rec.spec.plugins))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let own = self.state_dir.join("workspaces").join(run_id);
+        let workspaces: BTreeMap<String, PathBuf> = rec
+            .spec
+            .workspaces
+            .iter()
+            .map(|(k, v)| (k.clone(), PathBuf::from(v)))
+            // A full re-run gets fresh directories where the run had its
+            // own; a --failed one keeps them (the reused tasks' files).
+            .filter(|(_, dir)| failed_only || !dir.starts_with(&own))
+            .collect();
+        let opts = RunOptions {
+            parallelism: rec.spec.parallelism,
+            workspaces,
+            kube: rec.spec.kube.clone(),
+            rerun_of: Some(run_id.to_string()),
+            ..RunOptions::default()
+        };
+        let id = self.create(&prepared, &opts)?;
+        if failed_only {
+            for t in self.store.tasks(run_id)? {
+                if !t.finally && t.status == TaskStatus::Succeeded {
+                    let from = t.reused_from.as_deref().unwrap_or(run_id);
+                    self.store.reuse_task(&id, &t.name, &t.results, from)?;
+                }
+            }
+        }
+        Ok((id, prepared))
+    }
+}
