@@ -997,3 +997,55 @@ spec:
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// `-o json` is one JSON document on stdout for every command that has a
+/// result (registry, secrets, keys, tokens), not text a program must parse.
+#[test]
+fn json_output_from_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let key = dir.path().join("k");
+    let key_s = key.display().to_string();
+    let key_file = format!("{key_s}.key");
+    let pulled = dir.path().join("e.wasm").display().to_string();
+    let mut set = Command::new(env!("CARGO_BIN_EXE_capstan-cli"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["secret", "set", "tok", "-o", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    set.stdin.take().unwrap().write_all(b"value-1234").unwrap();
+    let out = set.wait_with_output().unwrap();
+    assert_eq!(json(&out)["bytes"], 10);
+    let cmds: Vec<Vec<&str>> = vec![
+        vec!["secret", "list"],
+        vec!["secret", "rm", "tok"],
+        vec!["plugin", "keygen", &key_s],
+        vec!["plugin", "publish", components::ECHO],
+        vec!["plugin", "list"],
+        vec!["plugin", "versions", "echo"],
+        vec!["plugin", "yank", "echo@0.1.0"],
+        vec!["plugin", "yank", "echo@0.1.0", "--undo"],
+        vec!["plugin", "deprecate", "echo@0.1.0", "-m", "old"],
+        vec!["plugin", "sign", "echo@0.1.0", "--sign-key", &key_file],
+        vec!["plugin", "pull", "echo@0.1.0", "--out", &pulled],
+        vec!["token", "add", "u"],
+        vec!["token", "list"],
+        vec!["runs", "list"],
+        vec!["approvals", "list"],
+        vec!["version"],
+    ];
+    for mut args in cmds {
+        args.extend(["-o", "json"]);
+        let out = capstan(&state, &args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&out);
+    }
+}

@@ -149,6 +149,14 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
         PluginCommand::Keygen { base } => {
             let key = capstan_registry::sign::SecretKey::generate()?;
             let (secret, public) = key.write(base)?;
+            if json {
+                let v = serde_json::json!({
+                    "secret_key_file": secret, "public_key_file": public,
+                    "key_id": key.public().id().to_string(), "public_key": key.public().to_text(),
+                });
+                println!("{v}");
+                return Ok(ExitCode::Ok);
+            }
             println!("secret key: {} (keep it private)", secret.display());
             println!("public key: {}  id {}", public.display(), key.public().id());
             println!(
@@ -166,10 +174,18 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
             let registry = cli.registry()?;
             let entry = registry.get(&name, &version)?;
             let sig = key.sign(&entry.digest);
-            println!(
-                "{} {} ({}) signed by {}",
-                entry.name, entry.version, entry.digest, sig.key_id
-            );
+            if json {
+                let v = serde_json::json!({
+                    "name": entry.name, "version": entry.version.to_string(),
+                    "digest": entry.digest.to_string(), "key_id": sig.key_id.to_string(),
+                });
+                println!("{v}");
+            } else {
+                println!(
+                    "{} {} ({}) signed by {}",
+                    entry.name, entry.version, entry.digest, sig.key_id
+                );
+            }
             registry.add_signature(&entry, sig)?;
             Ok(ExitCode::Ok)
         }
@@ -383,12 +399,17 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
         PluginCommand::Yank { reference, undo } => {
             let (name, version) = exact(reference)?;
             let e = cli.registry()?.set_yanked(&name, &version, !undo)?;
-            println!(
-                "{} {}: {}",
-                e.name,
-                e.version,
-                if e.yanked { "yanked" } else { "not yanked" }
-            );
+            if json {
+                let v = serde_json::json!({ "name": e.name, "version": e.version.to_string(), "yanked": e.yanked });
+                println!("{v}");
+            } else {
+                println!(
+                    "{} {}: {}",
+                    e.name,
+                    e.version,
+                    if e.yanked { "yanked" } else { "not yanked" }
+                );
+            }
             Ok(ExitCode::Ok)
         }
         PluginCommand::Deprecate { reference, message } => {
@@ -396,12 +417,17 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
             let e = cli
                 .registry()?
                 .set_deprecated(&name, &version, Some(message.clone()))?;
-            println!(
-                "{} {}: deprecated: {}",
-                e.name,
-                e.version,
-                for_terminal(message)
-            );
+            if json {
+                let v = serde_json::json!({ "name": e.name, "version": e.version.to_string(), "deprecated": message });
+                println!("{v}");
+            } else {
+                println!(
+                    "{} {}: deprecated: {}",
+                    e.name,
+                    e.version,
+                    for_terminal(message)
+                );
+            }
             Ok(ExitCode::Ok)
         }
         PluginCommand::Pull { reference, out } => {
@@ -414,6 +440,14 @@ pub fn plugin(cli: &Cli, cmd: &PluginCommand) -> Result<ExitCode> {
                 .unwrap_or_else(|| PathBuf::from(format!("{}-{}.wasm", entry.name, entry.version)));
             std::fs::write(&out, &resolved.bytes)
                 .with_context(|| format!("writing {}", out.display()))?;
+            if json {
+                let v = serde_json::json!({
+                    "name": entry.name, "version": entry.version.to_string(),
+                    "digest": entry.digest.to_string(), "file": out,
+                });
+                println!("{v}");
+                return Ok(ExitCode::Ok);
+            }
             println!(
                 "{} {} ({}) → {}",
                 entry.name,

@@ -59,7 +59,14 @@ pub fn secret(cli: &Cli, cmd: &SecretCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::Invalid);
             }
             store.set(name, value)?;
-            eprintln!("secret `{name}` set ({} bytes)", value.len());
+            if cli.output == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "name": name, "bytes": value.len() })
+                );
+            } else {
+                eprintln!("secret `{name}` set ({} bytes)", value.len());
+            }
             Ok(ExitCode::Ok)
         }
         SecretCommand::List => {
@@ -75,6 +82,9 @@ pub fn secret(cli: &Cli, cmd: &SecretCommand) -> Result<ExitCode> {
         }
         SecretCommand::Rm { name } => {
             if store.remove(name)? {
+                if cli.output == Output::Json {
+                    println!("{}", serde_json::json!({ "name": name, "removed": true }));
+                }
                 Ok(ExitCode::Ok)
             } else {
                 eprintln!("error: no secret `{name}`");
