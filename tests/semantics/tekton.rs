@@ -101,10 +101,17 @@ async fn on_error_continue_keeps_the_run_going() {
     - name: report
       uses: "{{{{echo}}}}"
       params: [{{ name: message, value: "lint=$(tasks.lint.status) all=$(tasks.status)" }}]
+    - name: reasons
+      uses: "{{{{echo}}}}"
+      params: [{{ name: message, value: "$(tasks.lint.reason) $(tasks.build.reason) [$(tasks.uses-lint.reason)]" }}]
 "#
     );
     let run = env.run(&yaml, &[]).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{}", run.log_text());
+    assert_eq!(
+        run.result("reasons", "message"),
+        "FailureIgnored Succeeded []"
+    );
     assert!(run.run.message.as_deref().unwrap().contains("lint"));
     assert_eq!(run.status_of("lint"), TaskStatus::Failed);
     assert_eq!(run.status_of("build"), TaskStatus::Succeeded);

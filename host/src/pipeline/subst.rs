@@ -47,6 +47,10 @@ pub enum Ref {
     TaskStatus {
         task: String,
     },
+    /// `$(tasks.T.reason)` (finally tasks): why T ended, in Tekton's words.
+    TaskReason {
+        task: String,
+    },
     TasksStatus,
     Context(String),
     /// `$(workspaces.NAME.bound)`: `true` if the run binds it.
@@ -96,7 +100,7 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
     let bad = || {
         format!(
             "unknown reference `$({expr})`; expected params.NAME, tasks.TASK.results.NAME, \
-             tasks.TASK.status, tasks.status, finally.TASK.results.NAME, workspaces.NAME.bound or context.{{{}}}",
+             tasks.TASK.status, tasks.TASK.reason, tasks.status, finally.TASK.results.NAME, workspaces.NAME.bound or context.{{{}}}",
             CONTEXT_KEYS.join(",")
         )
     };
@@ -125,6 +129,9 @@ fn parse_ref(expr: &str) -> Result<Ref, String> {
         let parts: Vec<&str> = rest.split('.').collect();
         return match parts.as_slice() {
             [task, "status"] => Ok(Ref::TaskStatus {
+                task: task.to_string(),
+            }),
+            [task, "reason"] => Ok(Ref::TaskReason {
                 task: task.to_string(),
             }),
             _ => Err(bad()),
@@ -218,6 +225,8 @@ pub struct Scope<'a> {
     pub results: Option<&'a HashMap<String, BTreeMap<String, String>>>,
     /// Task name → `Succeeded`/`Failed`/`None` (Tekton's words).
     pub statuses: Option<&'a HashMap<String, String>>,
+    /// Task name → its reason (`$(tasks.T.reason)`).
+    pub reasons: Option<&'a HashMap<String, String>>,
     pub tasks_status: Option<&'a str>,
     pub context: BTreeMap<&'static str, String>,
     /// The run's bound workspaces (name → directory).
@@ -231,6 +240,7 @@ impl<'a> Scope<'a> {
             params,
             results: None,
             statuses: None,
+            reasons: None,
             tasks_status: None,
             context: BTreeMap::new(),
             bound: None,
@@ -313,6 +323,11 @@ impl<'a> Scope<'a> {
                 .and_then(|m| m.get(task))
                 .cloned()
                 .unwrap_or_else(|| "None".to_string())),
+            Ref::TaskReason { task } => Ok(self
+                .reasons
+                .and_then(|m| m.get(task))
+                .cloned()
+                .unwrap_or_default()),
             Ref::TasksStatus => self
                 .tasks_status
                 .map(str::to_string)

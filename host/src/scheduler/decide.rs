@@ -279,6 +279,20 @@ pub fn status_word(s: TaskStatus) -> &'static str {
     }
 }
 
+/// Tekton's `$(tasks.NAME.reason)` for a main task: its TaskRun's reason
+/// (`Succeeded`, `Failed`, `FailureIgnored` for an `onError: continue`
+/// failure, `TaskRunTimeout`, `TaskRunCancelled`), empty if it did not run.
+pub fn reason_word(f: TaskFacts) -> &'static str {
+    match f.status {
+        TaskStatus::Succeeded => "Succeeded",
+        TaskStatus::Failed | TaskStatus::TimedOut if f.continues => "FailureIgnored",
+        TaskStatus::Failed => "Failed",
+        TaskStatus::TimedOut => "TaskRunTimeout",
+        TaskStatus::Cancelled => "TaskRunCancelled",
+        _ => "",
+    }
+}
+
 /// A matrix task's `$(tasks.NAME.status)`: `Succeeded` if every child
 /// did, `Failed` if one failed, else `None`.
 pub fn group_status(children: impl IntoIterator<Item = TaskStatus>) -> &'static str {

@@ -352,3 +352,17 @@ fn tekton_status_words() {
         "Failed"
     );
 }
+
+#[test]
+fn tekton_reason_words() {
+    let cont = TaskFacts {
+        continues: true,
+        ..TaskFacts::new(Failed)
+    };
+    assert_eq!(reason_word(TaskFacts::new(Succeeded)), "Succeeded");
+    assert_eq!(reason_word(TaskFacts::new(Failed)), "Failed");
+    assert_eq!(reason_word(cont), "FailureIgnored");
+    assert_eq!(reason_word(TaskFacts::new(TimedOut)), "TaskRunTimeout");
+    assert_eq!(reason_word(TaskFacts::new(Cancelled)), "TaskRunCancelled");
+    assert_eq!(reason_word(TaskFacts::new(Skipped)), "");
+}

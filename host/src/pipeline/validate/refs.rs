@@ -112,13 +112,15 @@ impl Refs<'_> {
                 edges.result_deps.insert(task);
                 Ok(())
             }
-            Ref::TaskStatus { task } if !finally => {
-                let _ = task;
-                Err("`$(tasks.NAME.status)` is only available in finally tasks".into())
-            }
-            Ref::TaskStatus { task } if self.kinds.get(task.as_str()) != Some(&false) => Err(
-                format!("`$(tasks.{task}.status)`: no (non-finally) task `{task}`"),
+            Ref::TaskStatus { .. } | Ref::TaskReason { .. } if !finally => Err(
+                "`$(tasks.NAME.status)` and `$(tasks.NAME.reason)` are only available in finally tasks"
+                    .into(),
             ),
+            Ref::TaskStatus { task } | Ref::TaskReason { task }
+                if self.kinds.get(task.as_str()) != Some(&false) =>
+            {
+                Err(format!("`$(tasks.{task}…)`: no (non-finally) task `{task}`"))
+            }
             Ref::TasksStatus if !finally => {
                 Err("`$(tasks.status)` is only available in finally tasks".into())
             }
@@ -128,7 +130,8 @@ impl Refs<'_> {
             Ref::FinallyResult { .. } => {
                 Err("`$(finally.T.results.R)` is only available in pipeline results".into())
             }
-            Ref::TaskStatus { .. }
+            Ref::TaskReason { .. }
+            | Ref::TaskStatus { .. }
             | Ref::TasksStatus
             | Ref::Context(_)
             | Ref::WorkspaceBound(_) => Ok(()),

@@ -29,7 +29,7 @@ impl<'a> Execution<'a> {
         retry_count: u32,
         f: impl FnOnce(&Scope<'_>) -> R,
     ) -> R {
-        let (statuses, agg) = if t.finally {
+        let (statuses, reasons, agg) = if t.finally {
             self.statuses()
         } else {
             Default::default()
@@ -41,6 +41,7 @@ impl<'a> Execution<'a> {
         };
         if t.finally {
             scope.statuses = Some(&statuses);
+            scope.reasons = Some(&reasons);
             scope.tasks_status = Some(&agg);
         }
         // Most tasks use no `$(context…)`: their scope is built without it

@@ -89,23 +89,34 @@ impl<'a> Execution<'a> {
             .collect()
     }
 
-    /// `$(tasks.NAME.status)` of every main task and `$(tasks.status)`.
-    pub(super) fn statuses(&self) -> (HashMap<String, String>, String) {
+    /// What finally tasks see of the main tasks: each one's
+    /// `$(tasks.NAME.status)` and `$(tasks.NAME.reason)`, and
+    /// `$(tasks.status)`. A matrix task's are its children's together.
+    pub(super) fn statuses(&self) -> (HashMap<String, String>, HashMap<String, String>, String) {
         let main = self.prepared.plan.tasks.iter().filter(|t| !t.finally);
-        let map: HashMap<String, String> = main
-            .clone()
-            .map(|t| {
-                let word = decide::status_word(self.state[&t.spec.name].status);
-                (t.spec.name.clone(), word.to_string())
-            })
-            .collect();
+        let mut status = HashMap::new();
+        let mut reason = HashMap::new();
+        for t in main.clone() {
+            let f = self.facts(&t.spec.name);
+            status.insert(
+                t.spec.name.clone(),
+                decide::status_word(f.status).to_string(),
+            );
+            reason.insert(t.spec.name.clone(), decide::reason_word(f).to_string());
+        }
         let agg = decide::aggregate_status(main.map(|t| self.facts(&t.spec.name)));
-        let mut map = map;
         for (parent, g) in &self.prepared.plan.groups {
             let word = decide::group_status(g.children.iter().map(|c| self.state[c].status));
-            map.insert(parent.clone(), word.to_string());
+            status.insert(parent.clone(), word.to_string());
+            let first_bad = g
+                .children
+                .iter()
+                .map(|c| self.facts(c))
+                .find(|f| f.status != TaskStatus::Succeeded)
+                .map_or("Succeeded", decide::reason_word);
+            reason.insert(parent.clone(), first_bad.to_string());
         }
-        (map, agg.to_string())
+        (status, reason, agg.to_string())
     }
 
     /// Run `tasks` until each has ended. Returns what stopped the phase
