@@ -628,3 +628,50 @@ fn the_approval_example_runs_with_two_approvals() {
         "release 1.2.0 approved by alice,bob"
     );
 }
+
+/// A gate whose resume cannot start (the secret its grant names was
+/// removed while it waited) fails at once, with the reason — it does not
+/// retry every turn of the scheduler.
+#[test]
+fn a_gate_that_cannot_resume_fails_instead_of_spinning() {
+    let e = env(&GATED.replace(
+        r#"        - { name: message, value: "deploy to prod?" }"#,
+        r#"        - { name: message, value: "deploy to prod?" }
+      grants: { http: [{ url: "https://hooks.example.com", secret: hook-token, auth: bearer }] }"#,
+    ));
+    std::fs::create_dir_all(&e.state).unwrap();
+    let mut set = Command::new(CLI)
+        .arg("--state-dir")
+        .arg(&e.state)
+        .args(["secret", "set", "hook-token"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    set.stdin
+        .take()
+        .unwrap()
+        .write_all(b"token-value-1")
+        .unwrap();
+    assert!(set.wait().unwrap().success());
+    let (child, out) = start(&e);
+    let run = until_waiting(&e.state, "gate");
+    assert!(
+        capstan(&e.state, &["secret", "rm", "hook-token"])
+            .status
+            .success()
+    );
+    for user in ["alice", "bob"] {
+        approve_as(&e.state, user, &[&run, "--task", "gate"]);
+    }
+    let v = finish(child, &out);
+    assert_eq!(v["status"], "Failed", "{v:#}");
+    let gate = task(&v, "gate");
+    assert_eq!(gate["status"], "Failed");
+    let msg = gate["message"].as_str().unwrap();
+    assert!(
+        msg.contains("cannot resume") && msg.contains("hook-token"),
+        "{msg}"
+    );
+    assert_eq!(task(&v, "report")["status"], "Succeeded");
+}

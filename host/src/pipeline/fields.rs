@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::source::{Diagnostic, Source};
 
 /// At most this many unknown fields are reported per document.
-const MAX_UNKNOWN: usize = 100;
+const MAX_UNKNOWN: usize = 20;
 
 /// Parse document `doc` of `source` as `T`. `nth` gives a deserializer
 /// of the document's text; `at` turns a text error into a diagnostic with

@@ -21,6 +21,7 @@ fn task(yaml: &str, deps: &[&str], result_deps: &[&str], finally: bool) -> Plann
         backoff: Duration::from_secs(1),
         uses_context: false,
         group: None,
+        literal_params: Default::default(),
     }
 }
 

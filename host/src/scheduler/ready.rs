@@ -88,6 +88,11 @@ impl ReadySet {
         }
     }
 
+    /// Whether a task waits in the queue.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// Tasks of the phase that have not ended.
     pub fn unfinished(&self) -> usize {
         self.unfinished
@@ -113,6 +118,7 @@ mod tests {
             backoff: Duration::from_secs(1),
             uses_context: false,
             group: None,
+            literal_params: Default::default(),
         }
     }
 

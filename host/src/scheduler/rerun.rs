@@ -2,7 +2,8 @@
 //! digests, in a new run. With `failed_only`, the main tasks that
 //! succeeded are not run again: the new run reuses their results (and
 //! runs in the same workspace directories, where their files are), and
-//! records where each came from.
+//! records where each came from. Approval gates are never reused: an
+//! approval is for its run, and is asked again.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,7 +37,9 @@ impl Scheduler {
         let prepared = self
             .prepare(doc, &rec.spec.overrides, Some(&rec.spec.plugins))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let own = self.state_dir.join("workspaces").join(run_id);
+        // Directories Capstan made for a run (this one's, or the one it
+        // re-ran): a full re-run gets fresh ones.
+        let managed = self.state_dir.join("workspaces");
         let workspaces: BTreeMap<String, PathBuf> = rec
             .spec
             .workspaces
@@ -44,7 +47,7 @@ impl Scheduler {
             .map(|(k, v)| (k.clone(), PathBuf::from(v)))
             // A full re-run gets fresh directories where the run had its
             // own; a --failed one keeps them (the reused tasks' files).
-            .filter(|(_, dir)| failed_only || !dir.starts_with(&own))
+            .filter(|(_, dir)| failed_only || !dir.starts_with(&managed))
             .collect();
         let opts = RunOptions {
             parallelism: rec.spec.parallelism,
@@ -55,8 +58,15 @@ impl Scheduler {
         };
         let id = self.create(&prepared, &opts)?;
         if failed_only {
+            // An approval is for its run: a gate is asked again, never reused.
+            let gates: Vec<String> = self
+                .store
+                .waits_of_run(run_id)?
+                .into_iter()
+                .map(|w| w.task)
+                .collect();
             for t in self.store.tasks(run_id)? {
-                if !t.finally && t.status == TaskStatus::Succeeded {
+                if !t.finally && t.status == TaskStatus::Succeeded && !gates.contains(&t.name) {
                     let from = t.reused_from.as_deref().unwrap_or(run_id);
                     self.store.reuse_task(&id, &t.name, &t.results, from)?;
                 }

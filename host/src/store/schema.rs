@@ -82,42 +82,56 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_by_run ON decisions (run_id, applied);
 "#;
 
-/// Schema changes after version 1, applied in order to an older store.
-const MIGRATIONS: &[&str] = &[
+/// Columns added after version 1, in order (table, column, type). A
+/// migration is applied when its column is missing — not by the version
+/// number alone: a binary from before migrations existed sets
+/// `user_version = 1` each time it opens the store.
+const MIGRATIONS: &[(&str, &str, &str)] = &[
     // 2: why a task was skipped.
-    "ALTER TABLE tasks ADD COLUMN reason TEXT",
+    ("tasks", "reason", "TEXT"),
     // 3: the run a task's result was reused from.
-    "ALTER TABLE tasks ADD COLUMN reused_from TEXT",
+    ("tasks", "reused_from", "TEXT"),
 ];
 
-/// Bring a store to the current schema: create what is missing, then apply
-/// the migrations it has not had (a new store has every column already).
-/// Several processes may open a store at once: the check is repeated
-/// inside one write transaction, so exactly one of them migrates.
+/// The schema version this binary writes.
+const CURRENT: i64 = 1 + MIGRATIONS.len() as i64;
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )
+}
+
+/// Bring a store to the current schema: create what is missing, then add
+/// the columns it lacks. Several processes may open a store at once: the
+/// check is repeated inside one write transaction, so exactly one of them
+/// migrates. A store from a newer binary (a higher version) is refused.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let current = 1 + MIGRATIONS.len() as i64;
     let version = |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
-    if version(conn)? == current {
+    let v = version(conn)?;
+    if v > CURRENT {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "the store has schema version {v}, newer than this capstan knows ({CURRENT}): \
+                 use the newer capstan"
+            )),
+        ));
+    }
+    if v == CURRENT && complete(conn)? {
         return Ok(());
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
-        let version = version(conn)?;
-        if version == current {
-            return Ok(());
-        }
-        let fresh: bool = conn.query_row(
-            "SELECT COUNT(*) = 0 FROM sqlite_master WHERE name = 'runs'",
-            [],
-            |r| r.get(0),
-        )?;
         conn.execute_batch(SCHEMA)?;
-        if !fresh {
-            for sql in MIGRATIONS.iter().skip((version.max(1) - 1) as usize) {
-                conn.execute_batch(sql)?;
+        for (table, column, ty) in MIGRATIONS {
+            if !has_column(conn, table, column)? {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
             }
         }
-        conn.pragma_update(None, "user_version", current)
+        conn.pragma_update(None, "user_version", CURRENT)
     })();
     match result {
         Ok(()) => conn.execute_batch("COMMIT"),
@@ -126,6 +140,16 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             Err(e)
         }
     }
+}
+
+/// Whether every migrated column is there (cheap: read-only).
+fn complete(conn: &Connection) -> rusqlite::Result<bool> {
+    for (table, column, _) in MIGRATIONS {
+        if !has_column(conn, table, column)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -174,6 +198,27 @@ mod tests {
             store.tasks("r").unwrap()[0].skip_reason,
             Some(crate::store::SkipReason::When)
         );
+    }
+
+    /// An older capstan (which sets `user_version = 1` on every open)
+    /// opened a migrated store: the new one still opens it.
+    #[test]
+    fn a_store_reopened_by_an_old_binary_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(RunStore::open(dir.path()).unwrap());
+        {
+            let conn = Connection::open(dir.path().join("capstan.db")).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        RunStore::open(dir.path()).unwrap();
+        {
+            let conn = Connection::open(dir.path().join("capstan.db")).unwrap();
+            conn.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let e = RunStore::open(dir.path())
+            .err()
+            .expect("a newer store is refused");
+        assert!(e.to_string().contains("newer than this capstan"), "{e}");
     }
 
     /// Processes opening a new store at the same moment all succeed (one

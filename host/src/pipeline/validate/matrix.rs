@@ -26,6 +26,21 @@ pub fn combinations(
     diag: &mut dyn FnMut(&str, String),
 ) -> Option<Vec<Combination>> {
     let m = t.matrix.as_ref()?;
+    // Count before building: a hostile product must not be built to be
+    // refused.
+    let mut count: usize = if m.params.is_empty() { 0 } else { 1 };
+    for p in &m.params {
+        let n = values_of(&p.value, params).map_or(1, |v| v.len());
+        count = count.saturating_mul(n);
+    }
+    let count = count.saturating_add(m.include.len());
+    if count > MAX_COMBINATIONS {
+        diag(
+            "matrix",
+            format!("{count} combinations; at most {MAX_COMBINATIONS}"),
+        );
+        return None;
+    }
     let mut combos: Vec<Combination> = vec![Combination::new()];
     for (i, p) in m.params.iter().enumerate() {
         let Some(values) = values_of(&p.value, params) else {

@@ -75,6 +75,9 @@ pub struct PlannedTask {
     pub uses_context: bool,
     /// The matrix task it is a child of.
     pub group: Option<String>,
+    /// Params whose values are final (a matrix combination's, substituted
+    /// when the matrix was expanded): not substituted again.
+    pub literal_params: BTreeSet<String>,
 }
 
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
@@ -170,8 +173,10 @@ fn plan_tasks(
                 ));
             }
             children.push(child.name.clone());
-            let mut p = task::check(refs, &at, &child, Some(&t.name), &ceiling, d);
+            let literal: BTreeSet<String> = combo.keys().cloned().collect();
+            let mut p = task::check(refs, &at, &child, Some((&t.name, &literal)), &ceiling, d);
             p.group = Some(t.name.clone());
+            p.literal_params = literal;
             planned.push(p);
         }
         let max_parallel = t.matrix.as_ref().and_then(|m| m.max_parallel);

@@ -15,16 +15,18 @@ pub fn check(
     refs: &Refs<'_>,
     at: &str,
     t: &PipelineTask,
-    parent: Option<&str>,
+    matrix: Option<(&str, &BTreeSet<String>)>,
     ceiling: &dyn Fn(Capability) -> Result<(), String>,
     d: &mut Vec<Diagnostic>,
 ) -> PlannedTask {
     let finally = at.starts_with("finally");
-    let name = parent.unwrap_or(&t.name);
+    let name = matrix.map_or(t.name.as_str(), |(parent, _)| parent);
+    let none = BTreeSet::new();
+    let literal = matrix.map_or(&none, |(_, l)| l);
     let manifest = refs.manifests.get(name).cloned().flatten();
     let mut edges = Edges::default();
     let me = (t.name.as_str(), finally);
-    params(refs, at, t, manifest.as_ref(), &mut edges, d);
+    params(refs, at, t, manifest.as_ref(), literal, &mut edges, d);
     workspaces(refs, at, t, manifest.as_ref(), &mut edges, d);
     ordering(refs, at, t, &mut edges, d);
     for (i, w) in t.when.iter().enumerate() {
@@ -70,6 +72,7 @@ pub fn check(
     };
     let uses_context = serde_json::to_string(t).is_ok_and(|s| s.contains("$(context."));
     PlannedTask {
+        literal_params: BTreeSet::new(),
         group: None,
         uses_context,
         spec: t.clone(),
@@ -88,6 +91,7 @@ fn params(
     at: &str,
     t: &PipelineTask,
     m: Option<&Manifest>,
+    literal: &BTreeSet<String>,
     edges: &mut Edges,
     d: &mut Vec<Diagnostic>,
 ) {
@@ -99,7 +103,13 @@ fn params(
             let msg = format!("param `{}` is given twice", p.name);
             d.push(doc.diag(&format!("{ppath}.name"), msg));
         }
-        for s in p.value.texts() {
+        // A matrix combination's values are final: no references in them.
+        let texts = if literal.contains(&p.name) {
+            None
+        } else {
+            Some(p.value.texts())
+        };
+        for s in texts.into_iter().flatten() {
             refs.check(
                 s,
                 &format!("{ppath}.value"),

@@ -15,6 +15,11 @@ impl<'a> Execution<'a> {
             .entered
             .map(|e| dispatched_at + e.saturating_duration_since(dispatched).as_micros() as i64);
         let t = self.planned(name);
+        if self.state[name].status.is_terminal() {
+            // Ended meanwhile (a stop): the call's outcome comes too late.
+            tracing::debug!(run = %self.run_id, task = %name, "an attempt ended after its task");
+            return Ok(());
+        }
         let resumed = self.state.get_mut(name).unwrap().resuming.take();
         if let (None, Some(g)) = (&resumed, &t.group)
             && let Some(n) = self.group_running.get_mut(g)

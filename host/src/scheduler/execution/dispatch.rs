@@ -62,6 +62,7 @@ impl<'a> Execution<'a> {
         let mut params = Vec::with_capacity(manifest.params.len());
         for spec in &manifest.params {
             let value = match t.spec.params.iter().find(|p| p.name == spec.name) {
+                Some(p) if t.literal_params.contains(&p.name) => p.value.clone(),
                 Some(p) => scope
                     .resolve_value(&p.value)
                     .map_err(|e| format!("param `{}`: {e}", spec.name))?,

@@ -188,6 +188,19 @@ fn load_state(
             sched.metrics.waiting(1);
         }
     }
+    // Waiting with no open wait: the process stopped between closing the
+    // wait and recording the outcome. The attempt runs again.
+    for (name, rt) in &mut state {
+        if rt.status == TaskStatus::Waiting && rt.wait_deadline.is_none() {
+            rt.status = TaskStatus::Pending;
+            sched.store.set_task_status(
+                run_id,
+                name,
+                TaskStatus::Pending,
+                Some("resumed: its wait had ended when the scheduler stopped"),
+            )?;
+        }
+    }
     Ok((state, retrying))
 }
 

@@ -136,6 +136,9 @@ impl<'a> Execution<'a> {
                     return Ok(stop);
                 }
             }
+            // Resumes first: what they end (a gate that fails) is acted on
+            // in the same turn.
+            self.dispatch_resumes(&mut running)?;
             if main && !swept && self.stopping.is_some() {
                 // Once, when the run starts stopping: nothing not yet
                 // started will start.
@@ -146,7 +149,6 @@ impl<'a> Execution<'a> {
                 self.close_waits(tasks, Stop::Asked(StopMode::Stop))?;
             }
             self.dispatch_ready(tasks, &mut running)?;
-            self.dispatch_resumes(&mut running)?;
             if running.is_empty() {
                 match self.idle().await? {
                     Idle::Done => return Ok(stop),
@@ -239,6 +241,9 @@ impl<'a> Execution<'a> {
         self.close_waits(tasks, stop)?;
         for t in tasks {
             let rt = &self.state[&t.spec.name];
+            if rt.resuming.is_some() && !stop.kills_running() {
+                continue; // a gate being resumed: it ends on its own
+            }
             if let Some((status, skip, why)) = decide::on_stop(stop, rt.status, rt.last_attempt) {
                 self.set_task_skipped(&t.spec.name, status, skip, Some(why))?;
             }
@@ -255,7 +260,10 @@ impl<'a> Execution<'a> {
     fn close_waits(&mut self, tasks: &[&'a PlannedTask], stop: Stop) -> Result<()> {
         for t in tasks {
             let rt = &self.state[&t.spec.name];
-            if rt.status != TaskStatus::Waiting || rt.resuming.is_some() {
+            // A gate whose resume is in flight finishes like a running task
+            // under a graceful stop; a cancel or timeout aborted its call.
+            if rt.status != TaskStatus::Waiting || (rt.resuming.is_some() && !stop.kills_running())
+            {
                 continue;
             }
             let Some((status, skip, why)) = decide::on_stop(stop, rt.status, rt.last_attempt)
@@ -402,19 +410,30 @@ impl<'a> Execution<'a> {
         &plan.tasks[self.index[name]]
     }
 
-    /// The next retry that is due at `now`, taken out of the queue.
+    /// The next retry of this phase that is due at `now` and may start
+    /// (its matrix not at `maxParallel`), taken out of the queue; the
+    /// others stay queued.
     fn pop_due_retry(&mut self, now: Instant) -> Option<String> {
+        let mut keep = Vec::new();
+        let mut found = None;
         while let Some((at, name)) = self.retry_queue.first().cloned() {
             if at > now {
-                return None;
+                break;
             }
             self.retry_queue.pop_first();
             let rt = &self.state[&name];
-            if rt.status == TaskStatus::Retrying && rt.retry_at == Some(at) {
-                return Some(name);
+            if rt.status != TaskStatus::Retrying || rt.retry_at != Some(at) {
+                continue; // stale
             }
+            if !self.ready.contains(&name) || self.group_full(self.planned(&name)) {
+                keep.push((at, name));
+                continue;
+            }
+            found = Some(name);
+            break;
         }
-        None
+        self.retry_queue.extend(keep);
+        found
     }
 
     /// A task that could not start (a reference that does not resolve, a
@@ -468,6 +487,9 @@ impl<'a> Execution<'a> {
     async fn idle(&mut self) -> Result<Idle> {
         if self.ready.unfinished() == 0 {
             return Ok(Idle::Done);
+        }
+        if self.ready.has_queued() {
+            return Ok(Idle::Turn); // became ready this turn (e.g. after a failed resume)
         }
         let retry = self.next_retry();
         if self.waiting > 0 {

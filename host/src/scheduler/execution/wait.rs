@@ -161,11 +161,17 @@ impl<'a> Execution<'a> {
             }
         }
         let now = now_us();
+        // Another phase's waits (a resumed run's finally gate) stay queued.
+        let mut later = Vec::new();
         while let Some((deadline, name)) = self.wait_queue.first().cloned() {
             if deadline > now {
                 break;
             }
             self.wait_queue.pop_first();
+            if !self.ready.contains(&name) {
+                later.push((deadline, name));
+                continue;
+            }
             let current = self.state.get(&name).and_then(|rt| rt.wait_deadline);
             if current == Some(deadline)
                 && waiting(self, &name)
@@ -178,6 +184,7 @@ impl<'a> Execution<'a> {
                 resumes.push((name, Outcome::TimedOut, r));
             }
         }
+        self.wait_queue.extend(later);
         for (name, outcome, resuming) in resumes {
             let t = self.planned(&name);
             let Some(w) = self.sched.store.wait(&self.run_id, &name)? else {
@@ -188,14 +195,44 @@ impl<'a> Execution<'a> {
                 outcome,
             };
             if let Err(msg) = self.dispatch_call(t, running, Some((call, resuming))) {
-                let rt = self.state.get_mut(&name).expect("task state");
-                rt.resuming = None;
-                if let Some(d) = rt.wait_deadline {
-                    self.wait_queue.insert((d, name.clone()));
-                }
-                tracing::warn!(run = %self.run_id, task = %name, "cannot resume: {msg}");
+                // It cannot run again (a secret deleted, the disk budget
+                // spent): trying again every turn would spin. It fails.
+                self.state.get_mut(&name).expect("task state").resuming = None;
+                self.fail_waiting(&name, &format!("cannot resume: {msg}"))?;
             }
         }
+        Ok(())
+    }
+
+    /// End a Waiting task as Failed: its wait closed, its attempt finished.
+    pub(super) fn fail_waiting(&mut self, name: &str, msg: &str) -> Result<()> {
+        self.sched
+            .store
+            .close_wait(&self.run_id, name, "failed", &[])?;
+        self.sched.metrics.waiting(-1);
+        let attempt = self.state[name].attempts;
+        self.sched.store.finish_attempt(
+            &self.run_id,
+            name,
+            attempt,
+            TaskStatus::Failed,
+            TaskStatus::Failed,
+            None,
+            Some(msg),
+            &BTreeMap::new(),
+        )?;
+        let rt = self.state.get_mut(name).expect("task state");
+        track_waiting(&mut self.waiting, rt.status, TaskStatus::Failed);
+        rt.status = TaskStatus::Failed;
+        rt.last_attempt = Some(TaskStatus::Failed);
+        rt.wait_deadline = None;
+        self.emit(Event::Task {
+            task: name.to_string(),
+            status: TaskStatus::Failed,
+            attempt,
+            message: Some(msg.to_string()),
+        });
+        self.ended(name);
         Ok(())
     }
 
