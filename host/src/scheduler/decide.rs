@@ -11,7 +11,7 @@
 //!   task after it;
 //! - a task that ran keeps its real outcome, whatever stops the run.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::params::ParamValue;
 use crate::pipeline::subst::Scope;
@@ -178,6 +178,28 @@ pub enum Timeout {
     Tasks,
     /// `timeouts.finally`: the `finally` tasks.
     Finally,
+}
+
+/// The deadline of a phase and which timeout it is: the earlier of the
+/// run's (`timeouts.pipeline`, from the run's start) and the phase's own
+/// (`timeouts.tasks` from the run's start; `timeouts.finally` from when the
+/// finally phase starts, `now`).
+pub fn phase_deadline(
+    t: &crate::pipeline::Timeouts,
+    started: Instant,
+    now: Instant,
+    main: bool,
+) -> Option<(Instant, Timeout)> {
+    let pipeline = t.pipeline.map(|d| (started + d, Timeout::Pipeline));
+    let phase = if main {
+        t.tasks.map(|d| (started + d, Timeout::Tasks))
+    } else {
+        t.finally.map(|d| (now + d, Timeout::Finally))
+    };
+    [pipeline, phase]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at)
 }
 
 /// What stops a phase early.

@@ -367,3 +367,23 @@ fn tekton_reason_words() {
     assert_eq!(reason_word(TaskFacts::new(Cancelled)), "TaskRunCancelled");
     assert_eq!(reason_word(TaskFacts::new(Skipped)), "");
 }
+
+#[test]
+fn phase_deadlines() {
+    use crate::pipeline::Timeouts;
+    use std::time::Instant;
+    let start = Instant::now();
+    let now = start + Duration::from_secs(100);
+    let m = Duration::from_secs(60);
+    let t = Timeouts {
+        pipeline: Some(60 * m),
+        tasks: Some(50 * m),
+        finally: Some(10 * m),
+    };
+    assert_eq!(phase_deadline(&t, start, now, true), Some((start + 50 * m, Timeout::Tasks)));
+    assert_eq!(phase_deadline(&t, start, now, false), Some((now + 10 * m, Timeout::Finally)));
+    // The run's own deadline comes first when the finally phase starts late.
+    let late = start + 55 * m;
+    assert_eq!(phase_deadline(&t, start, late, false), Some((start + 60 * m, Timeout::Pipeline)));
+    assert_eq!(phase_deadline(&Timeouts::default(), start, now, true), None);
+}

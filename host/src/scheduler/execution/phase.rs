@@ -184,16 +184,7 @@ impl<'a> Execution<'a> {
     /// (from now).
     fn phase_deadline(&self, main: bool) -> Option<(Instant, Timeout)> {
         let t = &self.prepared.plan.timeouts;
-        let pipeline = t.pipeline.map(|d| (self.started + d, Timeout::Pipeline));
-        let phase = if main {
-            t.tasks.map(|d| (self.started + d, Timeout::Tasks))
-        } else {
-            t.finally.map(|d| (Instant::now() + d, Timeout::Finally))
-        };
-        [pipeline, phase]
-            .into_iter()
-            .flatten()
-            .min_by_key(|(at, _)| *at)
+        decide::phase_deadline(t, self.started, Instant::now(), main)
     }
 
     /// A stop not yet applied: Ctrl-C, a request in the store (checked at
