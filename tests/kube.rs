@@ -245,10 +245,17 @@ fn a_pipelinerun_applied_with_kubectl_runs_and_invalid_ones_are_explained() {
         "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: bad-uses, namespace: {ns}}}\n\
          spec:\n  pipelineSpec:\n    tasks:\n      - {{name: a, uses: /etc/passwd.wasm}}\n"
     ));
+    api.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: unbound, namespace: {ns}}}\n\
+         spec:\n  pipelineSpec:\n    workspaces: [{{name: log}}]\n    tasks:\n      \
+         - {{name: a, uses: sleep@0.1, params: [{{name: millis, value: \"1\"}}], workspaces: [{{name: log}}]}}\n"
+    ));
     for (name, want) in [
         ("bad-ref", "no Pipeline `no-such-pipeline`"),
         ("bad-spec", "ghost"),
         ("bad-uses", "registry plugin"),
+        // Tekton: a workspace that is not optional must be bound.
+        ("unbound", "requires workspace(s) log"),
     ] {
         let v = wait_for(&api, ns, name, 30, &logs, |v| !phase(v).is_empty());
         assert_eq!(phase(&v), "Invalid", "{v:#}");
@@ -283,7 +290,7 @@ fn a_pipelinerun_applied_with_kubectl_runs_and_invalid_ones_are_explained() {
 fn sleep_run(ns: &str, name: &str, millis: u64) -> String {
     format!(
         "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: {name}, namespace: {ns}}}\n\
-         spec:\n  pipelineSpec:\n    workspaces: [{{name: log}}]\n    tasks:\n      \
+         spec:\n  workspaces: [{{name: log, emptyDir: {{}}}}]\n  pipelineSpec:\n    workspaces: [{{name: log}}]\n    tasks:\n      \
          - {{name: nap, uses: sleep@0.1, params: [{{name: millis, value: \"{millis}\"}}, {{name: marker, value: ran}}], \
          workspaces: [{{name: log}}]}}\n"
     )
@@ -426,7 +433,7 @@ fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
     assert!(http_get(&a.api_url(), "/v1/runs").starts_with("HTTP/1.1 401"));
     api.apply(&format!(
         "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: long, namespace: {ns}}}\n\
-         spec:\n  pipelineSpec:\n    workspaces: [{{name: log}}]\n    tasks:\n      \
+         spec:\n  workspaces: [{{name: log, emptyDir: {{}}}}]\n  pipelineSpec:\n    workspaces: [{{name: log}}]\n    tasks:\n      \
          - {{name: first, uses: sleep@0.1, params: [{{name: millis, value: \"10\"}}, {{name: marker, value: first}}], workspaces: [{{name: log}}]}}\n      \
          - {{name: second, uses: sleep@0.1, runAfter: [first], params: [{{name: millis, value: \"8000\"}}, {{name: marker, value: second}}], workspaces: [{{name: log}}]}}\n      \
          - {{name: third, uses: sleep@0.1, runAfter: [second], params: [{{name: millis, value: \"10\"}}, {{name: marker, value: third}}], workspaces: [{{name: log}}]}}\n"
@@ -497,7 +504,7 @@ fn controller_sigkilled_repeatedly_loses_nothing_and_reruns_nothing() {
         let ms = 150 + 40 * (i % 8);
         api.apply(&format!(
             "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: s{i}, namespace: {ns}}}\n\
-             spec:\n  pipelineSpec:\n    workspaces: [{{name: log}}]\n    tasks:\n{}",
+             spec:\n  workspaces: [{{name: log, emptyDir: {{}}}}]\n  pipelineSpec:\n    workspaces: [{{name: log}}]\n    tasks:\n{}",
             ["a", "b", "c", "d"]
                 .iter()
                 .enumerate()

@@ -212,7 +212,23 @@ async fn apply(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action, E
         }),
         ..Default::default()
     };
-    let id = ctx.sched.create(&prepared, &opts)?;
+    let id = match ctx.sched.create(&prepared, &opts) {
+        Ok(id) => id,
+        // As written it cannot run (a required workspace not bound): the
+        // object is Invalid until it changes, not retried.
+        Err(e)
+            if matches!(
+                e.downcast_ref(),
+                Some(crate::scheduler::PrepareError::Invalid(_))
+            ) =>
+        {
+            let msg = format!("{e:#}");
+            tracing::info!(run = %pr.name_any(), "invalid: {msg}");
+            write_status(ctx, pr, &phase_status(pr, "Invalid", "False", &msg)).await?;
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let rec = ctx.sched.store.run(&id).map_err(anyhow::Error::from)?;
     let tasks = ctx.sched.store.tasks(&id).map_err(anyhow::Error::from)?;
     let mut st = build::status_from_store(&id, &rec, &tasks, pr.metadata.generation, now_us());

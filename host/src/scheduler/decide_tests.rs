@@ -380,10 +380,19 @@ fn phase_deadlines() {
         tasks: Some(50 * m),
         finally: Some(10 * m),
     };
-    assert_eq!(phase_deadline(&t, start, now, true), Some((start + 50 * m, Timeout::Tasks)));
-    assert_eq!(phase_deadline(&t, start, now, false), Some((now + 10 * m, Timeout::Finally)));
+    assert_eq!(
+        phase_deadline(&t, start, now, true),
+        Some((start + 50 * m, Timeout::Tasks))
+    );
+    assert_eq!(
+        phase_deadline(&t, start, now, false),
+        Some((now + 10 * m, Timeout::Finally))
+    );
     // The run's own deadline comes first when the finally phase starts late.
     let late = start + 55 * m;
-    assert_eq!(phase_deadline(&t, start, late, false), Some((start + 60 * m, Timeout::Pipeline)));
+    assert_eq!(
+        phase_deadline(&t, start, late, false),
+        Some((start + 60 * m, Timeout::Pipeline))
+    );
     assert_eq!(phase_deadline(&Timeouts::default(), start, now, true), None);
 }

@@ -299,6 +299,10 @@ impl<'a> Execution<'a> {
                 self.fail_before_start(&name, &msg)?;
             }
         }
+        // As in Tekton, the tasks ready in one round all start: a failure
+        // found while starting them (a set-up failure is immediate) stops
+        // the *next* round, not its siblings.
+        let stopping = self.stopping.clone();
         let mut deferred = Vec::new();
         while running.len() < self.parallelism {
             let Some(i) = self.ready.pop() else {
@@ -312,7 +316,7 @@ impl<'a> Execution<'a> {
                 deferred.push(i); // its matrix's maxParallel children run
                 continue;
             }
-            self.start_ready(t, running)?;
+            self.start_ready(t, stopping.as_deref(), running)?;
         }
         for i in deferred {
             self.ready.put_back(i);
@@ -325,11 +329,12 @@ impl<'a> Execution<'a> {
     fn start_ready(
         &mut self,
         t: &'a PlannedTask,
+        stopping: Option<&str>,
         running: &mut JoinSet<AttemptDone>,
     ) -> Result<()> {
         let name = &t.spec.name;
         let facts = |n: &str| self.facts(n);
-        match decide::readiness(t, &facts, self.stopping.as_deref()) {
+        match decide::readiness(t, &facts, stopping) {
             Readiness::Wait => return Ok(()), // re-queued when its dependency ends
             Readiness::Skip(reason, why) => {
                 return self.set_task_skipped(name, TaskStatus::Skipped, Some(reason), Some(&why));
