@@ -261,7 +261,7 @@ impl<'a> Execution<'a> {
             started,
             deadline: None,
             redactor: None,
-            disk: Self::watch_disk(sched, run_id, prepared),
+            disk: Self::watch_disk(sched, run_id, prepared, spec),
             waiting: 0,
             stopping: None,
             params: BTreeMap::new(),
@@ -368,11 +368,25 @@ impl<'a> Execution<'a> {
 
     /// Start watching the run's own workspaces (`STATE/workspaces/RUN`)
     /// against its budget (see [`disk`]).
-    fn watch_disk(sched: &Scheduler, run_id: &str, prepared: &Prepared) -> disk::DiskWatch {
+    fn watch_disk(
+        sched: &Scheduler,
+        run_id: &str,
+        prepared: &Prepared,
+        spec: &RunSpec,
+    ) -> disk::DiskWatch {
         if prepared.plan.workspaces.is_empty() {
             return disk::DiskWatch::none();
         }
-        let root = sched.state_dir.join("workspaces").join(run_id);
+        // The run's own directories — or, for a `rerun --failed`, the ones
+        // it reuses (`STATE/workspaces/FIRST_RUN`).
+        let managed = sched.state_dir.join("workspaces");
+        let root = spec
+            .workspaces
+            .values()
+            .map(PathBuf::from)
+            .find(|d| d.starts_with(&managed))
+            .and_then(|d| d.parent().map(PathBuf::from))
+            .unwrap_or_else(|| managed.join(run_id));
         let free = disk::free_space(&sched.state_dir);
         let (budget, why) = disk::effective_budget(
             prepared.plan.workspace_budget,
