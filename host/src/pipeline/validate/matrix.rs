@@ -269,4 +269,50 @@ mod tests {
             "{problems:?}"
         );
     }
+
+    /// A hostile product (20 values in each of 8 params: 2.56e10
+    /// combinations) is refused by counting, without building it.
+    #[test]
+    fn a_huge_product_is_refused_before_it_is_built() {
+        let values: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+        let params: Vec<String> = (0..8)
+            .map(|p| format!("{{name: p{p}, value: [{}]}}", values.join(",")))
+            .collect();
+        let yaml = format!(
+            "{{name: b, uses: x, matrix: {{params: [{}]}}}}",
+            params.join(", ")
+        );
+        let started = std::time::Instant::now();
+        let mut problems = Vec::new();
+        assert!(
+            combinations(&task(&yaml), &Params::default(), &mut |_, m| problems
+                .push(m))
+            .is_none()
+        );
+        assert!(
+            problems[0].contains("25600000000 combinations"),
+            "{problems:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    /// Values are final once expanded: a PipelineRun value that looks like
+    /// a reference stays text in the child (substituted once, as Tekton).
+    #[test]
+    fn values_are_substituted_once() {
+        let mut p = Params::default();
+        p.values.insert(
+            "targets".into(),
+            ParamValue::Array(vec!["$(tasks.creds.results.token)".into()]),
+        );
+        let t = task(
+            "{name: b, uses: x, matrix: {params: [{name: t, value: \"$(params.targets[*])\"}]}}",
+        );
+        let c = combinations(&t, &p, &mut |_, m| panic!("{m}")).unwrap();
+        let child = child(&t, 0, &c[0]);
+        assert_eq!(
+            child.params[0].value,
+            ParamValue::String("$(tasks.creds.results.token)".into())
+        );
+    }
 }

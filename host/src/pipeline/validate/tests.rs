@@ -269,3 +269,17 @@ fn every_problem_is_reported_at_once() {
         ],
     );
 }
+
+#[test]
+fn matrix_values_from_the_run_are_text_not_references() {
+    let yaml = format!(
+        "{HEAD}  params: [{{name: modes, type: array}}]\n  workspaces: [{{name: ws}}]\n  tasks:\n\
+         \x20   - {{name: a, uses: t, matrix: {{params: [{{name: mode, value: \"$(params.modes[*])\"}}]}}, workspaces: [{{name: src, workspace: ws}}]}}\n"
+    );
+    // A run value that looks like a reference: no edge to `ghost`, no
+    // "no task `ghost`": it is a value (the plugin's enum refuses it when
+    // the task starts).
+    let plan = check(&yaml, &[("modes", r#"["$(tasks.ghost.results.x)"]"#)]).unwrap();
+    assert!(plan.tasks[0].deps.is_empty());
+    assert!(plan.tasks[0].literal_params.contains("mode"));
+}

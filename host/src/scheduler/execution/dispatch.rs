@@ -71,6 +71,15 @@ impl<'a> Execution<'a> {
                     None => return Err(format!("param `{}` is required", spec.name)),
                 },
             };
+            if let (false, crate::params::ParamValue::String(v)) = (spec.allowed.is_empty(), &value)
+                && !spec.allowed.contains(v)
+            {
+                return Err(format!(
+                    "param `{}`: `{v}` is not one of {}",
+                    spec.name,
+                    spec.allowed.join(", ")
+                ));
+            }
             if value.ty() != spec.ty {
                 return Err(format!(
                     "param `{}` resolved to {} but the plugin expects {}",
