@@ -191,23 +191,23 @@ impl Auth {
 
     /// May `who` read runs of `namespace` (`None`: a local run)?
     pub async fn may_read(&self, who: &Identity, namespace: Option<&str>) -> Result<(), ApiError> {
-        match self {
-            // The local server is one user's: any known token may read.
-            Auth::Tokens(_) => Ok(()),
-            Auth::Kube { client, .. } => {
-                let Some(ns) = namespace else {
-                    return Err(ApiError::forbidden(
-                        "this run is not a PipelineRun of the cluster",
-                    ));
-                };
-                self.check_access(client, who, ns, "get").await
-            }
-        }
+        self.may(who, namespace, "get").await
     }
 
     /// May `who` cancel or stop runs of `namespace`? In the cluster, as
     /// for `kubectl patch` of the PipelineRun's `spec.status`.
     pub async fn may_stop(&self, who: &Identity, namespace: Option<&str>) -> Result<(), ApiError> {
+        self.may(who, namespace, "patch").await
+    }
+
+    /// The local server is one user's: any known token may. In the
+    /// cluster, whoever may `verb` the run's PipelineRun.
+    async fn may(
+        &self,
+        who: &Identity,
+        namespace: Option<&str>,
+        verb: &str,
+    ) -> Result<(), ApiError> {
         match self {
             Auth::Tokens(_) => Ok(()),
             Auth::Kube { client, .. } => {
@@ -216,7 +216,7 @@ impl Auth {
                         "this run is not a PipelineRun of the cluster",
                     ));
                 };
-                self.check_access(client, who, ns, "patch").await
+                self.check_access(client, who, ns, verb).await
             }
         }
     }

@@ -243,16 +243,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                 show_run(&sched.store, run_id, json)?;
                 return Ok(ExitCode::for_status(rec.status));
             }
-            let prepared = match sched.reload(run_id) {
-                Ok(p) => p,
-                Err(PrepareError::Invalid(d)) => {
-                    eprintln!("error: cannot resume {run_id}: {d}");
-                    return Ok(ExitCode::Invalid);
-                }
-                Err(PrepareError::Other(e)) => return Err(e),
-            };
-            sched.kube_client = super::run::kube_client_for(&prepared).await?;
-            super::run::execute(cli, &sched, run_id, &prepared).await
+            execute_recorded(cli, &mut sched, run_id, "resume").await
         }
         RunsCommand::Cancel {
             run_id,
@@ -287,6 +278,26 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
     }
 }
 
+/// Execute a recorded run here (resume it, or carry out a stop): reload
+/// it from the text and digests stored with it.
+async fn execute_recorded(
+    cli: &Cli,
+    sched: &mut crate::scheduler::Scheduler,
+    run_id: &str,
+    verb: &str,
+) -> Result<ExitCode> {
+    let prepared = match sched.reload(run_id) {
+        Ok(p) => p,
+        Err(PrepareError::Invalid(d)) => {
+            eprintln!("error: cannot {verb} {run_id}: {d}");
+            return Ok(ExitCode::Invalid);
+        }
+        Err(PrepareError::Other(e)) => return Err(e),
+    };
+    sched.kube_client = super::run::kube_client_for(&prepared).await?;
+    super::run::execute(cli, sched, run_id, &prepared).await
+}
+
 /// `runs cancel` and `runs stop`: ask, and if no process executes the run
 /// and its `finally` tasks must run, execute it here.
 async fn stop(cli: &Cli, run_id: &str, mode: StopMode, json: bool) -> Result<ExitCode> {
@@ -319,17 +330,10 @@ async fn stop(cli: &Cli, run_id: &str, mode: StopMode, json: bool) -> Result<Exi
             if !json {
                 eprintln!("run {run_id}: no process executes it; running its finally tasks here");
             }
-            let prepared = match sched.reload(run_id) {
-                Ok(p) => p,
-                Err(PrepareError::Invalid(d)) => {
-                    eprintln!("error: cannot execute {run_id}: {d}");
-                    return Ok(ExitCode::Invalid);
-                }
-                Err(PrepareError::Other(e)) => return Err(e),
-            };
-            sched.kube_client = super::run::kube_client_for(&prepared).await?;
-            super::run::execute(cli, &sched, run_id, &prepared).await?;
-            Ok(ExitCode::Ok)
+            match execute_recorded(cli, &mut sched, run_id, "execute").await? {
+                ExitCode::Invalid => Ok(ExitCode::Invalid),
+                _ => Ok(ExitCode::Ok),
+            }
         }
     }
 }

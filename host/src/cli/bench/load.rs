@@ -8,10 +8,9 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-use super::{BenchArgs, percentile, pipeline_yaml};
-use crate::runtime::{Runtime, RuntimeConfig};
+use super::{BenchArgs, fresh, percentile, pipeline_yaml};
 use crate::scheduler::{RunOptions, Scheduler};
-use crate::store::{RunStatus, RunStore};
+use crate::store::RunStatus;
 
 /// `--load-runs N`: concurrent runs, several rounds.
 #[derive(Debug, Serialize)]
@@ -63,11 +62,7 @@ pub fn rss_mib() -> f64 {
 /// sampled every 5 ms for the peak.
 pub async fn load_bench(plugin: &Path, args: &BenchArgs, tmp: &Path) -> Result<LoadBench> {
     let state = tmp.join("load");
-    let store = Arc::new(RunStore::open(&state)?);
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        cache_dir: Some(state.join("cache")),
-        ..Default::default()
-    })?);
+    let (store, runtime) = fresh(&state)?;
     runtime.load_file(plugin)?;
     let sched = Arc::new(Scheduler::new(runtime, store, state.clone())?);
     let file = tmp.join("load.yaml");
@@ -144,11 +139,7 @@ pub async fn approvals_bench(plugin: &Path, n: usize, tmp: &Path) -> Result<Appr
     use crate::store::TaskStatus;
     let plugin = std::fs::canonicalize(plugin).with_context(|| format!("{}", plugin.display()))?;
     let state = tmp.join("approvals");
-    let store = Arc::new(RunStore::open(&state)?);
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        cache_dir: Some(state.join("cache")),
-        ..Default::default()
-    })?);
+    let (store, runtime) = fresh(&state)?;
     runtime.load_file(&plugin)?;
     let sched = Arc::new(Scheduler::new(runtime, store.clone(), state.clone())?);
     let mut yaml = String::from(

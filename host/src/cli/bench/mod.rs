@@ -103,6 +103,17 @@ pub struct BenchReport {
     pub scale: Option<ScaleBench>,
 }
 
+/// A run store and a runtime over a new state directory (the compiled
+/// plugin cache inside it).
+fn fresh(state: &Path) -> Result<(Arc<RunStore>, Arc<Runtime>)> {
+    let store = Arc::new(RunStore::open(state)?);
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir: Some(state.join("cache")),
+        ..Default::default()
+    })?);
+    Ok((store, runtime))
+}
+
 fn default_plugin() -> Option<PathBuf> {
     guest_component("noop")
 }
@@ -210,11 +221,7 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
         None
     };
     let state = tmp.join("state");
-    let store = Arc::new(RunStore::open(&state)?);
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        cache_dir: Some(state.join("cache")),
-        ..Default::default()
-    })?);
+    let (store, runtime) = fresh(&state)?;
     let text = cli.output == Output::Text;
     let say = |s: &str| {
         if text {

@@ -124,7 +124,6 @@ impl<'a> Execution<'a> {
         let at = Instant::now() + delay;
         rt.retry_at = Some(at);
         self.retry_queue.insert((at, name.to_string()));
-        self.retrying += 1;
         let msg = format!(
             "{msg} (retry {failures} of {} in {})",
             t.spec.retries,

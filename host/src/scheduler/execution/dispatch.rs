@@ -204,9 +204,7 @@ impl<'a> Execution<'a> {
                 if let Some(g) = &t.group {
                     *self.group_running.entry(g.clone()).or_default() += 1;
                 }
-                if rt.retry_at.take().is_some() {
-                    self.retrying -= 1;
-                }
+                rt.retry_at = None;
                 // The Running record is group-committed (see `Recorder`).
                 self.sched.recorder.push(StartRecord {
                     run_id: self.run_id.clone(),

@@ -78,8 +78,6 @@ pub(super) struct Execution<'a> {
     params: BTreeMap<String, crate::params::ParamValue>,
     /// Results of the tasks that succeeded (what `$(tasks.X.results.Y)` reads).
     results: HashMap<String, BTreeMap<String, String>>,
-    /// How many tasks wait for a retry (`retry_at` set).
-    retrying: usize,
     /// Retries by when they are due (entries checked against `retry_at`
     /// when taken: a stale one is dropped).
     retry_queue: BTreeSet<(Instant, String)>,
@@ -119,13 +117,12 @@ fn track_waiting(count: &mut usize, was: TaskStatus, now: TaskStatus) {
 }
 
 /// The run's task states as the store has them (a resumed run: attempts
-/// that were running start again; a pending retry is due now), and how
-/// many wait for a retry.
+/// that were running start again; a pending retry is due now).
 fn load_state(
     sched: &Scheduler,
     run_id: &str,
     prepared: &Prepared,
-) -> Result<(HashMap<String, TaskRt>, usize)> {
+) -> Result<HashMap<String, TaskRt>> {
     let mut state = HashMap::new();
     let mut failed: HashMap<String, u32> = HashMap::new();
     let mut last: HashMap<String, TaskStatus> = HashMap::new();
@@ -143,7 +140,6 @@ fn load_state(
         .iter()
         .map(|t| (t.spec.name.as_str(), t.spec.on_error == OnError::Continue))
         .collect();
-    let mut retrying = 0;
     for t in sched.store.tasks(run_id)? {
         // An interrupted attempt runs again; a retry that was due or
         // pending is due now.
@@ -170,10 +166,7 @@ fn load_state(
                 attempts: t.attempts,
                 failures,
                 results: t.results,
-                retry_at: (status == TaskStatus::Retrying).then(|| {
-                    retrying += 1;
-                    Instant::now()
-                }),
+                retry_at: (status == TaskStatus::Retrying).then(Instant::now),
                 wait_deadline: None,
                 resuming: None,
             },
@@ -201,7 +194,7 @@ fn load_state(
             )?;
         }
     }
-    Ok((state, retrying))
+    Ok(state)
 }
 
 type AttemptDone = (String, u32, i64, Instant, AttemptReport);
@@ -221,7 +214,7 @@ impl<'a> Execution<'a> {
         spec: &RunSpec,
         events: Option<UnboundedSender<Event>>,
     ) -> Result<Self> {
-        let (state, retrying) = load_state(sched, run_id, prepared)?;
+        let state = load_state(sched, run_id, prepared)?;
         let rec = sched.store.run(run_id)?;
         let elapsed = rec.started_at.map_or(0, |s| (now_us() - s).max(0) as u64);
         let started = Instant::now()
@@ -236,7 +229,6 @@ impl<'a> Execution<'a> {
             wake: sched.wake.subscribe(),
             poll_decisions: true,
             last_decision_poll: Instant::now(),
-            retrying,
             retry_queue: BTreeSet::new(),
             wait_queue: BTreeSet::new(),
             ready: ReadySet::default(),
@@ -428,8 +420,8 @@ impl<'a> Execution<'a> {
             .set_task_skipped(&self.run_id, name, status, skip, message)?;
         let rt = self.state.get_mut(name).expect("task state");
         track_waiting(&mut self.waiting, rt.status, status);
-        if rt.status == TaskStatus::Retrying && rt.retry_at.take().is_some() {
-            self.retrying -= 1;
+        if rt.status == TaskStatus::Retrying {
+            rt.retry_at = None;
         }
         rt.status = status;
         rt.skip = skip;

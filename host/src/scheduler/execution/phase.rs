@@ -195,25 +195,29 @@ impl<'a> Execution<'a> {
         applied: Option<Stop>,
         last_check: &mut Instant,
     ) -> Result<Option<Stop>> {
-        let mut asked = Vec::with_capacity(3);
-        if self.sched.cancel.load(Ordering::Relaxed) {
-            asked.push(Stop::Asked(StopMode::Cancel));
-        }
+        let cancel = self
+            .sched
+            .cancel
+            .load(Ordering::Relaxed)
+            .then_some(Stop::Asked(StopMode::Cancel));
+        let mut requested = None;
         if last_check.elapsed() >= Duration::from_millis(100) {
             *last_check = Instant::now();
-            asked.extend(
-                self.sched
-                    .store
-                    .stop_requested(&self.run_id)?
-                    .map(Stop::Asked),
-            );
+            requested = self
+                .sched
+                .store
+                .stop_requested(&self.run_id)?
+                .map(Stop::Asked);
         }
-        if let Some((at, which)) = self.deadline
-            && Instant::now() >= at
-        {
-            asked.push(Stop::TimedOut(which));
-        }
-        Ok(asked.into_iter().find(|s| s.is_news(applied, main)))
+        let timed_out = self
+            .deadline
+            .filter(|(at, _)| Instant::now() >= *at)
+            .map(|(_, which)| Stop::TimedOut(which));
+        let asked = [cancel, requested, timed_out];
+        Ok(asked
+            .into_iter()
+            .flatten()
+            .find(|s| s.is_news(applied, main)))
     }
 
     /// Carry out a stop on the phase's tasks: a cancel or timeout stops the
@@ -362,10 +366,10 @@ impl<'a> Execution<'a> {
     /// each an array of its children's values in combination order (a
     /// result some child lacks is missing, as in Tekton).
     pub(super) fn aggregate_group(&mut self, name: &str) {
-        let Some(parent) = self.planned(name).group.clone() else {
+        let Some(parent) = &self.planned(name).group else {
             return;
         };
-        let children = &self.prepared.plan.groups[&parent].children;
+        let children = &self.prepared.plan.groups[parent].children;
         if children.iter().any(|c| !self.state[c].status.is_terminal()) {
             return;
         }
@@ -385,7 +389,7 @@ impl<'a> Execution<'a> {
                 serde_json::to_string(&values).unwrap_or_default(),
             );
         }
-        self.results.insert(parent, out);
+        self.results.insert(parent.clone(), out);
     }
 
     /// Whether `t` is a matrix child whose matrix runs `maxParallel` now.
@@ -436,14 +440,17 @@ impl<'a> Execution<'a> {
     /// workspace that cannot be opened) fails with one recorded attempt.
     fn fail_before_start(&mut self, name: &str, msg: &str) -> Result<()> {
         let rt = self.state.get_mut(name).expect("task state");
-        if rt.retry_at.take().is_some() {
-            self.retrying -= 1;
-        }
+        rt.retry_at = None;
         rt.attempts += 1;
         let attempt = rt.attempts;
         self.sched
             .store
             .start_attempt(&self.run_id, name, attempt, now_us())?;
+        self.attempt_failed(name, attempt, msg)
+    }
+
+    /// Record `attempt` of `name` as Failed — the task too — and act on it.
+    pub(super) fn attempt_failed(&mut self, name: &str, attempt: u32, msg: &str) -> Result<()> {
         self.sched.store.finish_attempt(
             &self.run_id,
             name,
@@ -455,8 +462,10 @@ impl<'a> Execution<'a> {
             &BTreeMap::new(),
         )?;
         let rt = self.state.get_mut(name).expect("task state");
+        track_waiting(&mut self.waiting, rt.status, TaskStatus::Failed);
         rt.status = TaskStatus::Failed;
         rt.last_attempt = Some(TaskStatus::Failed);
+        rt.wait_deadline = None;
         self.emit(Event::Task {
             task: name.to_string(),
             status: TaskStatus::Failed,

@@ -211,29 +211,7 @@ impl<'a> Execution<'a> {
             .close_wait(&self.run_id, name, "failed", &[])?;
         self.sched.metrics.waiting(-1);
         let attempt = self.state[name].attempts;
-        self.sched.store.finish_attempt(
-            &self.run_id,
-            name,
-            attempt,
-            TaskStatus::Failed,
-            TaskStatus::Failed,
-            None,
-            Some(msg),
-            &BTreeMap::new(),
-        )?;
-        let rt = self.state.get_mut(name).expect("task state");
-        track_waiting(&mut self.waiting, rt.status, TaskStatus::Failed);
-        rt.status = TaskStatus::Failed;
-        rt.last_attempt = Some(TaskStatus::Failed);
-        rt.wait_deadline = None;
-        self.emit(Event::Task {
-            task: name.to_string(),
-            status: TaskStatus::Failed,
-            attempt,
-            message: Some(msg.to_string()),
-        });
-        self.ended(name);
-        Ok(())
+        self.attempt_failed(name, attempt, msg)
     }
 
     /// The earliest deadline of a Waiting task (stale entries dropped).
