@@ -307,3 +307,108 @@ spec:
     let _ = std::fs::remove_dir_all(&ra);
     let _ = std::fs::remove_dir_all(&rb);
 }
+
+/// The stale-build bug: files sent up used to arrive dated 1970, so after a
+/// change the remote `make` found its target newer and shipped the old
+/// binary. Times now travel both ways: a change is rebuilt and comes back,
+/// the artifact brought back is not sent up again, and an unchanged tree
+/// is not rebuilt.
+#[tokio::test]
+async fn a_changed_source_is_rebuilt_remotely_and_only_it_is_sent() {
+    use std::os::unix::fs::MetadataExt;
+    let sshd = Sshd::start();
+    let env = env(&sshd);
+    let remote = remote_dir();
+    let local = tempfile::tempdir().unwrap();
+    let source =
+        |v: &str| format!("#include <stdio.h>\nint main(void) {{ puts(\"{v}\"); return 0; }}\n");
+    std::fs::write(local.path().join("hello.c"), source("version one")).unwrap();
+    std::fs::write(
+        local.path().join("Makefile"),
+        "out/hello: hello.c\n\tmkdir -p out\n\tcc -o out/hello hello.c\n",
+    )
+    .unwrap();
+    let opts = || capstan::scheduler::RunOptions {
+        workspaces: [("src".to_string(), local.path().to_path_buf())].into(),
+        ..Default::default()
+    };
+    let yaml = sync_yaml(
+        &sshd,
+        &remote,
+        "make",
+        "        - { name: sync-back, value: [out] }\n",
+    );
+    let run_hello = || {
+        String::from_utf8_lossy(
+            &std::process::Command::new(local.path().join("out/hello"))
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned()
+    };
+
+    let run = env.run_with(&yaml, &[], opts()).await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(run_hello(), "version one\n");
+    // Times are kept both ways, to the nanosecond.
+    for (here, there) in [
+        (
+            local.path().join("hello.c"),
+            PathBuf::from(&remote).join("hello.c"),
+        ),
+        (
+            local.path().join("out/hello"),
+            PathBuf::from(&remote).join("out/hello"),
+        ),
+    ] {
+        let (h, t) = (
+            std::fs::metadata(&here).unwrap(),
+            std::fs::metadata(&there).unwrap(),
+        );
+        assert_eq!(
+            (h.mtime(), h.mtime_nsec()),
+            (t.mtime(), t.mtime_nsec()),
+            "{}",
+            here.display()
+        );
+    }
+    let binary = std::fs::metadata(local.path().join("out/hello"))
+        .unwrap()
+        .len();
+    assert_eq!(run.result("build", "bytes-back"), binary.to_string());
+
+    // One source changes: only it goes up, make rebuilds, the new binary
+    // comes back.
+    let v2 = source("version two");
+    std::fs::write(local.path().join("hello.c"), &v2).unwrap();
+    let run = env.run_with(&yaml, &[], opts()).await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(run.result("build", "bytes-up"), v2.len().to_string());
+    assert!(
+        run.log_text().contains("sync up: 1 to send"),
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(run_hello(), "version two\n");
+
+    // Nothing changes: nothing goes up and make has nothing to do.
+    let run = env.run_with(&yaml, &[], opts()).await;
+    assert_eq!(run.result("build", "bytes-up"), "0");
+    assert!(
+        run.log_text().contains("is up to date"),
+        "{}",
+        run.log_text()
+    );
+    let _ = std::fs::remove_dir_all(&remote);
+}

@@ -376,6 +376,8 @@ impl ChunkWriter {
 }
 
 const CHUNK: usize = 256 * 1024;
+/// How often `exec-files` reports how many files it has sent.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl std::io::Write for ChunkWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
@@ -569,12 +571,23 @@ impl HostSession for SshView<'_> {
         // Confined like `files.pack`: a directory of the task's workspaces.
         let root = self.files.open_dir(&dir)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let sink = self.state.sink.clone();
         let packer = tokio::task::spawn_blocking(move || {
             let w = ChunkWriter {
                 tx,
                 buf: Vec::with_capacity(CHUNK),
             };
-            super::files::write_tar(&root, &paths, w)?
+            // Files are counted as they go into the stream (which runs at
+            // the pace the remote side reads it).
+            let total = paths.len();
+            let mut last = std::time::Instant::now();
+            let mut report = |done: usize| {
+                if done == total || last.elapsed() >= PROGRESS_EVERY {
+                    last = std::time::Instant::now();
+                    sink.progress("sending files", done as u64, Some(total as u64));
+                }
+            };
+            super::files::write_tar(&root, &paths, w, &mut report)?
                 .finish()
                 .map_err(|e| failed(format!("packing: {e}")))
         });

@@ -79,6 +79,21 @@ fn run_checked(s: &ssh::Session, what: &str, command: &str) -> Result<ssh::ExecR
     Ok(r)
 }
 
+/// An archive entry's modification time: the PAX `mtime` record (with
+/// its fraction) when there is one, else the header's whole seconds.
+fn entry_mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::time::SystemTime {
+    let pax = entry.pax_extensions().ok().flatten().and_then(|exts| {
+        exts.filter_map(Result::ok)
+            .find(|e| e.key() == Ok("mtime"))
+            .and_then(|e| e.value().ok().map(str::to_string))
+    });
+    let secs = entry.header().mtime().unwrap_or(0);
+    let at = pax
+        .and_then(|v| plan::parse_pax_time(&v))
+        .unwrap_or((secs, 0));
+    std::time::UNIX_EPOCH + std::time::Duration::new(at.0, at.1)
+}
+
 impl Guest for RemoteShell {
     fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
         let host = param_str(&input, "host", None)?;
@@ -119,6 +134,9 @@ impl Guest for RemoteShell {
         )?;
 
         let mut bytes_up = 0u64;
+        // What the remote holds after the sync up: the manifest's path and
+        // contents, updated below with the files brought back.
+        let mut synced: Option<(String, BTreeMap<String, FileState>)> = None;
         if bool_param(&input, "sync-up", "true")? {
             progress("scanning", 0, None);
             let local = scan(&root, &exclude)?;
@@ -145,7 +163,6 @@ impl Guest for RemoteShell {
             );
             if !p.upload.is_empty() {
                 bytes_up = p.upload.iter().map(|path| local[path].size).sum();
-                progress("sync up", 0, Some(p.upload.len() as u64));
                 // The host reads the files and streams the tar straight
                 // into the remote `tar -x` (reading overlaps sending).
                 let r = s.exec_files(
@@ -172,6 +189,7 @@ impl Guest for RemoteShell {
                 )?;
             }
             s.put(&manifest, plan::render_manifest(&local).as_bytes(), 0o644)?;
+            synced = Some((manifest, local));
         }
 
         log(Level::Debug, "sync up done");
@@ -193,15 +211,17 @@ impl Guest for RemoteShell {
             run_checked(
                 &s,
                 "packing the results",
+                // PAX keeps modification times to the nanosecond (GNU tar
+                // and bsdtar both write it).
                 &format!(
-                    "cd {ws} && tar -cf {t} --exclude=./{MANIFEST} -- {}",
+                    "cd {ws} && tar --format=pax -cf {t} --exclude=./{MANIFEST} -- {}",
                     paths.join(" "),
                     t = quote(&tmp)
                 ),
             )?;
             let data = s.get(&tmp)?;
             let _ = s.exec(&format!("rm -f {}", quote(&tmp)), &[]);
-            bytes_back = data.len() as u64;
+            let mut brought = Vec::new();
             let mut archive = tar::Archive::new(data.as_slice());
             for entry in archive
                 .entries()
@@ -232,10 +252,18 @@ impl Guest for RemoteShell {
                         entry
                             .read_to_end(&mut buf)
                             .map_err(|e| failed(format!("{rel}: {e}")))?;
-                        std::fs::write(&target, &buf)
+                        bytes_back += buf.len() as u64;
+                        let mtime = entry_mtime(&mut entry);
+                        let file = std::fs::File::create(&target)
+                            .and_then(|mut f| std::io::Write::write_all(&mut f, &buf).map(|_| f))
                             .map_err(|e| failed(format!("writing {rel}: {e}")))?;
+                        // Keep the build machine's time: the next sync
+                        // sees the file as unchanged, and make as built.
+                        file.set_modified(mtime)
+                            .map_err(|e| failed(format!("setting the time of {rel}: {e}")))?;
                         let exec = entry.header().mode().unwrap_or(0) & 0o111 != 0;
                         files::set_executable(&target.to_string_lossy(), exec)?;
+                        brought.push(rel);
                     }
                     other => log(
                         Level::Warn,
@@ -244,6 +272,19 @@ impl Guest for RemoteShell {
                         ),
                     ),
                 }
+            }
+            // The files brought back are now the same on both sides: record
+            // them, so the next sync does not send them up again.
+            if let Some((manifest, mut known)) = synced
+                && !brought.is_empty()
+            {
+                let now = scan(&root, &exclude)?;
+                for rel in brought {
+                    if let Some(state) = now.get(&rel) {
+                        known.insert(rel, state.clone());
+                    }
+                }
+                s.put(&manifest, plan::render_manifest(&known).as_bytes(), 0o644)?;
             }
         }
         Ok(vec![

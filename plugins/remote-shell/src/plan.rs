@@ -80,6 +80,19 @@ pub fn parse_manifest(text: &str) -> BTreeMap<String, FileState> {
     out
 }
 
+/// A PAX time (`SECONDS[.FRACTION]`, non-negative) as seconds and
+/// nanoseconds; None when malformed.
+pub fn parse_pax_time(v: &str) -> Option<(u64, u32)> {
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs = secs.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = &frac[..frac.len().min(9)];
+    let nanos = format!("{digits:0<9}").parse().ok()?;
+    Some((secs, nanos))
+}
+
 /// `*` matches within a path segment, `**` across segments; a pattern
 /// without `/` matches a file name anywhere.
 ///
@@ -223,6 +236,22 @@ mod tests {
         let m: BTreeMap<_, _> = [("dir/a b".to_string(), f(3, 13))].into();
         assert_eq!(parse_manifest(&render_manifest(&m)), m);
         assert!(parse_manifest("garbage\nmore").is_empty());
+    }
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(parse_pax_time("1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(
+            parse_pax_time("1700000000.5"),
+            Some((1_700_000_000, 500_000_000))
+        );
+        assert_eq!(
+            parse_pax_time("1700000000.1234567891"),
+            Some((1_700_000_000, 123_456_789))
+        );
+        for bad in ["", "-1", "1.x", "abc", "1.-2"] {
+            assert_eq!(parse_pax_time(bad), None, "{bad}");
+        }
     }
 
     #[test]
