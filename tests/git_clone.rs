@@ -154,6 +154,7 @@ fn check_clone(run: &RunOutcome, bare: &Path, rev: &str) -> PathBuf {
         snapshot(archive(bare, rev).path()),
         "files equal git archive"
     );
+    assert_index_matches_the_files(&ws);
     assert_eq!(
         git(&ws, &["status", "--porcelain"]),
         "",
@@ -161,6 +162,23 @@ fn check_clone(run: &RunOutcome, bare: &Path, rev: &str) -> PathBuf {
     );
     git(&ws, &["fsck", "--no-dangling"]);
     ws
+}
+
+/// Right after a clone, before anything refreshes the index (as a build
+/// script's `git diff-index --quiet HEAD || echo -dirty` runs): git's
+/// plumbing, which trusts the index's stat data, sees a clean tree.
+fn assert_index_matches_the_files(ws: &Path) {
+    assert_eq!(
+        git(ws, &["diff-files", "--name-only"]),
+        "",
+        "git diff-files lists no file: the index's stat data matches"
+    );
+    let quiet = Command::new("git")
+        .args(["diff-index", "--quiet", "HEAD"])
+        .current_dir(ws)
+        .status()
+        .unwrap();
+    assert!(quiet.success(), "git diff-index --quiet HEAD says clean");
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use cap_std::fs::PermissionsExt as _;
 
 use super::workspace::WorkspaceMount;
 use super::{LogLevel, TaskSink};
-use crate::runtime::bindings::capstan::plugin::files::{FileInfo, Host};
+use crate::runtime::bindings::capstan::plugin::files::{FileInfo, FileStat, Host};
 use crate::runtime::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskError};
 
 /// Per-task state: the task's workspaces.
@@ -242,6 +242,43 @@ impl Host for FilesState {
         scan_into(&root, "", 0, max, &mut out)
             .map_err(|e| TaskError::Failed(format!("scanning {dir}: {e}")))?;
         Ok(out)
+    }
+
+    fn stat(
+        &mut self,
+        dir: String,
+        paths: Vec<String>,
+    ) -> Result<Vec<Option<FileStat>>, TaskError> {
+        use cap_std::fs::MetadataExt as _;
+        // Bounded like `scan`: one call cannot keep the host busy forever.
+        let max = (self.max_pack_bytes / 64).max(1);
+        if paths.len() > max {
+            return Err(TaskError::InvalidParams(format!(
+                "files.stat: {} paths in one call; at most {max}",
+                paths.len()
+            )));
+        }
+        let root = self.open_dir(&dir)?;
+        let ns =
+            |s: i64, n: i64| (s.max(0) as u64) * 1_000_000_000 + n.clamp(0, 999_999_999) as u64;
+        paths
+            .iter()
+            .map(|p| match root.symlink_metadata(p) {
+                Ok(m) => Ok(Some(FileStat {
+                    mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+                    ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+                    dev: m.dev(),
+                    ino: m.ino(),
+                    uid: m.uid(),
+                    gid: m.gid(),
+                    size: m.len(),
+                })),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                // Escapes (`..`, absolute, through a link) are refused by
+                // cap-std like everywhere else in the workspace.
+                Err(e) => Err(TaskError::Failed(format!("stat {p}: {e}"))),
+            })
+            .collect()
     }
 
     fn pack(&mut self, dir: String, paths: Vec<String>) -> Result<Vec<u8>, TaskError> {

@@ -37,6 +37,49 @@ pub trait Report {
     fn set_executable(&mut self, _path: &Path) -> Result<bool, String> {
         Ok(false)
     }
+    /// `lstat` of `paths` under `root` for the index (None: missing).
+    fn stat(&mut self, root: &Path, paths: &[String]) -> Result<Vec<Option<FileStat>>, String> {
+        native_stat(root, paths)
+    }
+}
+
+/// What git's index records of a checked-out file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub mtime_ns: u64,
+    pub ctime_ns: u64,
+    pub dev: u64,
+    pub ino: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+}
+
+#[cfg(unix)]
+fn native_stat(root: &Path, paths: &[String]) -> Result<Vec<Option<FileStat>>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |s: i64, n: i64| (s.max(0) as u64) * 1_000_000_000 + n.max(0) as u64;
+    paths
+        .iter()
+        .map(|p| match std::fs::symlink_metadata(root.join(p)) {
+            Ok(m) => Ok(Some(FileStat {
+                mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+                ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+                dev: m.dev(),
+                ino: m.ino(),
+                uid: m.uid(),
+                gid: m.gid(),
+                size: m.size(),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("stat {p}: {e}")),
+        })
+        .collect()
+}
+
+#[cfg(not(unix))]
+fn native_stat(_root: &Path, paths: &[String]) -> Result<Vec<Option<FileStat>>, String> {
+    Ok(vec![None; paths.len()])
 }
 
 enum Target {
@@ -260,6 +303,6 @@ fn check_out(
         shallow,
         no_filemode: !checkout.executables.is_empty(),
     }
-    .write(dir, objects, store)?;
+    .write(dir, objects, store, report)?;
     Ok((checkout, commit, committer_date))
 }

@@ -81,6 +81,32 @@ impl clone::Report for HostReport {
             .map_err(|e| format!("making {p} executable: {e:?}"))?;
         Ok(true)
     }
+
+    fn stat(
+        &mut self,
+        root: &std::path::Path,
+        paths: &[String],
+    ) -> Result<Vec<Option<clone::FileStat>>, String> {
+        let dir = root.to_str().ok_or("non-UTF-8 path")?;
+        let mut out = Vec::with_capacity(paths.len());
+        // In slices, well under the host's per-call bound.
+        for chunk in paths.chunks(4096) {
+            let stats = capstan_plugin_sdk::capstan::plugin::files::stat(dir, chunk)
+                .map_err(|e| format!("reading the checkout's stat data: {e:?}"))?;
+            out.extend(stats.into_iter().map(|s| {
+                s.map(|s| clone::FileStat {
+                    mtime_ns: s.mtime_ns,
+                    ctime_ns: s.ctime_ns,
+                    dev: s.dev,
+                    ino: s.ino,
+                    uid: s.uid,
+                    gid: s.gid,
+                    size: s.size,
+                })
+            }));
+        }
+        Ok(out)
+    }
 }
 
 fn bool_param(input: &TaskInput, name: &str, default: &str) -> Result<bool, TaskError> {

@@ -308,6 +308,7 @@ impl GitDir<'_> {
         root: &Path,
         objects: &dyn Objects,
         store: GitObjects<'_>,
+        report: &mut dyn crate::clone::Report,
     ) -> Result<(), String> {
         let git = root.join(".git");
         for d in [
@@ -375,17 +376,51 @@ impl GitDir<'_> {
                 format!("{}\n", s.join("\n")).as_bytes(),
             )?;
         }
-        // The index, so `git status` is clean. Stat data is left zero: git
-        // compares content for such entries and refreshes them.
-        let state =
+        // The index, with each file's stat data as git's own checkout
+        // records it, so `git diff-files` and `git diff-index HEAD` see a
+        // clean tree without reading every file.
+        let mut state =
             gix_index::State::from_tree(&self.tree, FindAdapter(objects), Default::default())
                 .map_err(|e| format!("building .git/index: {e}"))?;
+        fill_stat(&mut state, root, report)?;
         let file = gix_index::File::from_state(state, git.join("index"));
         let mut bytes = Vec::new();
         file.write_to(&mut bytes, gix_index::write::Options::default())
             .map_err(|e| format!("writing .git/index: {e}"))?;
         write(&git.join("index"), &bytes)
     }
+}
+
+/// Set each index entry's stat data from the file on disk (git keeps the
+/// low 32 bits of each number, as here).
+fn fill_stat(
+    state: &mut gix_index::State,
+    root: &Path,
+    report: &mut dyn crate::clone::Report,
+) -> Result<(), String> {
+    let paths: Vec<String> = state
+        .entries()
+        .iter()
+        .map(|e| e.path(state).to_string())
+        .collect();
+    let stats = report.stat(root, &paths)?;
+    for (entry, stat) in state.entries_mut().iter_mut().zip(stats) {
+        let Some(s) = stat else { continue };
+        let time = |ns: u64| gix_index::entry::stat::Time {
+            secs: (ns / 1_000_000_000) as u32,
+            nsecs: (ns % 1_000_000_000) as u32,
+        };
+        entry.stat = gix_index::entry::Stat {
+            mtime: time(s.mtime_ns),
+            ctime: time(s.ctime_ns),
+            dev: s.dev as u32,
+            ino: s.ino as u32,
+            uid: s.uid,
+            gid: s.gid,
+            size: s.size as u32,
+        };
+    }
+    Ok(())
 }
 
 /// Copy a directory tree of regular files (an object store).
