@@ -7,6 +7,7 @@ use gix_hash::ObjectId;
 
 use crate::pack::Pack;
 use crate::protocol::{self, Http};
+use crate::refs::{self, Target};
 use crate::worktree::{self, Checkout, GitDir, GitObjects, Objects};
 
 #[derive(Debug, Clone)]
@@ -82,12 +83,6 @@ fn native_stat(_root: &Path, paths: &[String]) -> Result<Vec<Option<FileStat>>, 
     Ok(vec![None; paths.len()])
 }
 
-enum Target {
-    Branch(String),
-    Tag(String, ObjectId),
-    Detached,
-}
-
 /// The object to fetch and what to check out, from the advertised refs.
 fn select(url: &str, refs: &[protocol::Ref], revision: &str) -> Result<(ObjectId, Target), String> {
     if refs.is_empty() {
@@ -106,8 +101,10 @@ fn select(url: &str, refs: &[protocol::Ref], revision: &str) -> Result<(ObjectId
             .find(|r| r.name == "HEAD")
             .and_then(|r| r.symref_target.as_deref())
         {
-            Some(b) => Target::Branch(b.to_string()),
-            None => Target::Detached,
+            Some(b) if b.starts_with("refs/heads/") && refs::valid_name(b) => {
+                Target::Branch(b.to_string())
+            }
+            _ => Target::Detached,
         };
         (head.oid, target)
     } else if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -138,6 +135,12 @@ fn select(url: &str, refs: &[protocol::Ref], revision: &str) -> Result<(ObjectId
                     names.join(", ")
                 )
             })?;
+        if !refs::valid_name(&found.name) {
+            return Err(format!(
+                "{url}: the server advertised `{}`, which is not a valid ref name",
+                found.name.escape_debug()
+            ));
+        }
         let target = if let Some(tag) = found.name.strip_prefix("refs/tags/") {
             Target::Tag(tag.to_string(), found.oid)
         } else if found.name.starts_with("refs/heads/") {
@@ -191,7 +194,8 @@ pub fn clone(
     let (want, target) = select(url, &remote.refs, &opts.revision)?;
 
     report.progress("fetching", 0, None);
-    let fetched = protocol::fetch(http, &remote, &[want], opts.depth)?;
+    let wants = refs::wants(&remote.refs, want, opts.depth);
+    let fetched = protocol::fetch(http, &remote, &wants, opts.depth)?;
     report.log(&format!("received a {}-byte pack", fetched.pack.len()));
     report.progress("resolving objects", 0, None);
     let pack = Pack::index(fetched.pack)?;
@@ -200,13 +204,14 @@ pub fn clone(
         pack.len() as u64,
         Some(pack.len() as u64),
     );
+    let layout = refs::layout(&remote.refs, &target, opts.depth, &|o| pack.contains(o));
     let (checkout, commit, committer_date) = check_out(
         &pack,
         GitObjects::Pack(&pack),
         dir,
         opts,
         url,
-        &target,
+        (&target, &layout),
         want,
         &fetched.shallow,
         report,
@@ -230,8 +235,17 @@ pub fn clone_local(
     let url = opts.url.as_str();
     report.progress("reading the repository", 0, None);
     let repo = crate::local::LocalRepo::open(path)?;
-    let refs = repo.refs()?;
+    let mut refs = repo.refs()?;
     let (want, target) = select(url, &refs, &opts.revision)?;
+    // packed-refs says "fully-peeled": every annotated tag needs its `^`.
+    for r in refs.iter_mut().filter(|r| r.peeled.is_none()) {
+        if r.name.starts_with("refs/tags/")
+            && matches!(repo.find(&r.oid), Ok((gix_object::Kind::Tag, _)))
+        {
+            r.peeled = Some(worktree::peel(&repo, &r.oid)?);
+        }
+    }
+    let layout = refs::layout(&refs, &target, 0, &|o| repo.find(o).is_ok());
     if opts.depth > 0 {
         report.log("file:// clone: the object store is copied whole, so `depth` does not apply (as with `git clone PATH`)");
     }
@@ -241,7 +255,7 @@ pub fn clone_local(
         dir,
         opts,
         url,
-        &target,
+        (&target, &layout),
         want,
         &[],
         report,
@@ -262,7 +276,7 @@ fn check_out(
     dir: &Path,
     opts: &Options,
     url: &str,
-    target: &Target,
+    (target, layout): (&Target, &refs::Layout),
     want: ObjectId,
     shallow: &[ObjectId],
     report: &mut dyn Report,
@@ -289,15 +303,14 @@ fn check_out(
             "submodule {path} at {id} is not cloned (submodules are not fetched)"
         ));
     }
-    let (branch, tag) = match target {
-        Target::Branch(b) => (Some(b.as_str()), None),
-        Target::Tag(t, id) => (None, Some((t.as_str(), *id))),
-        Target::Detached => (None, None),
+    let branch = match target {
+        Target::Branch(b) => Some(b.as_str()),
+        Target::Tag(..) | Target::Detached => None,
     };
     GitDir {
         url,
         branch,
-        tag,
+        layout,
         commit,
         tree,
         shallow,

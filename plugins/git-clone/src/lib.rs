@@ -10,6 +10,7 @@ pub mod clone;
 pub mod local;
 pub mod pack;
 pub mod protocol;
+pub mod refs;
 pub mod worktree;
 
 use capstan_plugin_sdk::capstan::plugin::log::{Level, log, progress};

@@ -302,6 +302,8 @@ pub fn fetch(
         pkt(&mut body, "ofs-delta\n");
         if depth > 0 {
             pkt(&mut body, &format!("deepen {depth}\n"));
+            // The annotated tags on the fetched commits (git clone --depth).
+            pkt(&mut body, "include-tag\n");
         }
         for w in wants {
             pkt(&mut body, &format!("want {w}\n"));
@@ -313,8 +315,8 @@ pub fn fetch(
     }
     // v0: capabilities on the first want.
     let mut caps = Vec::new();
-    for c in ["side-band-64k", "ofs-delta", "no-progress"] {
-        if remote.has(c) {
+    for c in ["side-band-64k", "ofs-delta", "no-progress", "include-tag"] {
+        if remote.has(c) && (c != "include-tag" || depth > 0) {
             caps.push(c);
         }
     }

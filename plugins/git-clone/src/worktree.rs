@@ -285,8 +285,8 @@ pub struct GitDir<'a> {
     pub url: &'a str,
     /// `refs/heads/X` when a branch was cloned, else None (detached).
     pub branch: Option<&'a str>,
-    /// A tag name when a tag was cloned.
-    pub tag: Option<(&'a str, ObjectId)>,
+    /// The remote-tracking refs, tags and refspec (see [`crate::refs`]).
+    pub layout: &'a crate::refs::Layout,
     pub commit: ObjectId,
     pub tree: ObjectId,
     pub shallow: &'a [ObjectId],
@@ -340,27 +340,32 @@ impl GitDir<'_> {
             !self.no_filemode
         );
         config.push_str(&format!(
-            "[remote \"origin\"]\n\turl = {}\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n",
-            self.url
+            "[remote \"origin\"]\n\turl = {}\n\tfetch = {}\n",
+            self.url, self.layout.refspec
         ));
-        let mut packed = String::from("# pack-refs with: peeled fully-peeled sorted \n");
         match self.branch {
             Some(b) => {
                 let short = b.trim_start_matches("refs/heads/");
                 write(&git.join("HEAD"), format!("ref: {b}\n").as_bytes())?;
                 write(&git.join(b), format!("{}\n", self.commit).as_bytes())?;
-                packed.push_str(&format!("{} refs/remotes/origin/{short}\n", self.commit));
                 config.push_str(&format!(
                     "[branch \"{short}\"]\n\tremote = origin\n\tmerge = {b}\n"
                 ));
             }
             None => write(&git.join("HEAD"), format!("{}\n", self.commit).as_bytes())?,
         }
-        if let Some((tag, id)) = self.tag {
-            packed.push_str(&format!("{id} refs/tags/{tag}\n"));
-            if id != self.commit {
-                packed.push_str(&format!("^{}\n", self.commit));
+        let mut packed = String::from("# pack-refs with: peeled fully-peeled sorted \n");
+        for r in &self.layout.refs {
+            packed.push_str(&format!("{} {}\n", r.oid, r.name));
+            if let Some(p) = r.peeled.filter(|p| *p != r.oid) {
+                packed.push_str(&format!("^{p}\n"));
             }
+        }
+        if let Some(target) = &self.layout.origin_head {
+            write(
+                &git.join("refs/remotes/origin/HEAD"),
+                format!("ref: {target}\n").as_bytes(),
+            )?;
         }
         write(&git.join("packed-refs"), packed.as_bytes())?;
         write(&git.join("config"), config.as_bytes())?;
