@@ -86,7 +86,7 @@ spec:
   tasks:
     - name: clone
       uses: "{{{{git_clone}}}}"
-      params: [{{ name: url, value: "{}" }}]
+      params: [{{ name: url, value: "{}" }}, {{ name: deleteExisting, value: "false" }}]
       workspaces: [{{ name: output, workspace: src }}]
       grants: {{ http: ["{}"] }}
 {}"#,
@@ -96,14 +96,19 @@ spec:
             &sshd,
             &remote,
             "make && echo built: $GREETING",
-            "        - { name: sync-back, value: [out] }\n"
+            "        - { name: sync-back, value: [out] }\n        - { name: exclude, value: [\".git/**\"] }\n"
         )
         .replace(
             "    - name: build\n",
             "    - name: build\n      runAfter: [clone]\n"
         )
     );
-    let run = env.run(&yaml, &[]).await;
+    let checkout = tempfile::tempdir().unwrap();
+    let opts = || capstan::scheduler::RunOptions {
+        workspaces: [("src".to_string(), checkout.path().to_path_buf())].into(),
+        ..Default::default()
+    };
+    let run = env.run_with(&yaml, &[], opts()).await;
     assert_eq!(
         run.status_of("build"),
         TaskStatus::Succeeded,
@@ -125,6 +130,34 @@ spec:
         "hello from the build machine\n"
     );
     assert!(run.result("build", "bytes-back").parse::<u64>().unwrap() > 0);
+
+    // The stale-build case: a one-line commit. The clone updates only
+    // hello.c, only hello.c goes up, the remote make rebuilds, and the new
+    // binary comes back.
+    let v2 =
+        "#include <stdio.h>\nint main(void) { puts(\"rebuilt after the commit\"); return 0; }\n";
+    std::fs::write(work.path().join("hello.c"), v2).unwrap();
+    git(work.path(), &["commit", "-q", "-am", "change the greeting"]);
+    server.push(work.path(), &bare, &["main"]);
+    let run = env.run_with(&yaml, &[], opts()).await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    let log = run.log_text();
+    assert!(log.contains("1 file(s) written"), "{log}");
+    assert!(log.contains("sync up: 1 to send (hello.c)"), "{log}");
+    assert_eq!(run.result("build", "bytes-up"), v2.len().to_string());
+    let out = std::process::Command::new(ws.join("out/hello"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "rebuilt after the commit\n"
+    );
+    let _ = std::fs::remove_dir_all(&remote);
 }
 
 fn sync_yaml(sshd: &Sshd, remote: &str, script: &str, extra: &str) -> String {

@@ -5,6 +5,8 @@
 //! The git-clone and remote-shell parsers are compiled here from their
 //! plugins' sources (those crates build only as wasm components).
 
+#[path = "../../plugins/git-clone/src/idx.rs"]
+pub mod idx;
 #[path = "../../plugins/git-clone/src/pack.rs"]
 pub mod pack;
 #[path = "../../plugins/remote-shell/src/plan.rs"]
@@ -88,14 +90,18 @@ pub fn lockfile(data: &[u8]) {
     }
 }
 
-/// Pack indexing (entry headers, inflation, delta chains, checksums) and
-/// delta application: the first byte picks which.
+/// Pack indexing (entry headers, inflation, delta chains, checksums),
+/// `.idx` parsing (a checkout's own, not trusted) and delta application:
+/// the first byte picks which.
 pub fn packfile(data: &[u8]) {
     match data.split_first() {
         Some((0, rest)) => {
             if let Ok(p) = pack::Pack::index(rest.to_vec()) {
                 let _ = p.len();
             }
+        }
+        Some((1, rest)) => {
+            let _ = idx::parse_idx(rest);
         }
         Some((b, rest)) => {
             let cut = (*b as usize).min(rest.len());

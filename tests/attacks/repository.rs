@@ -63,3 +63,102 @@ spec:
     let ws = std::path::PathBuf::from(&run.run.spec.workspaces["src"]);
     assert!(std::fs::symlink_metadata(ws.join("esc")).is_err());
 }
+
+/// An update in place (`deleteExisting: false`) meets a checkout that an
+/// earlier task (or the repository's own build) may have tampered with. A
+/// tracked directory replaced by a symlink to another part of the
+/// workspace is not written or deleted through: the link is replaced by a
+/// real directory and the files it pointed at are untouched. A damaged
+/// `.git/index` stops the clone with an error that says how to start
+/// afresh, instead of a guess.
+#[tokio::test]
+async fn an_update_does_not_trust_a_tampered_checkout() {
+    let server = GitServer::start(true);
+    let (bare, work) = server.repo("tamper.git");
+    let w = work.path();
+    std::fs::create_dir_all(w.join("keep")).unwrap();
+    std::fs::write(w.join("keep/a.txt"), "a\n").unwrap();
+    std::fs::write(w.join("README.md"), "one\n").unwrap();
+    git(w, &["add", "."]);
+    git(w, &["commit", "-q", "-m", "one"]);
+    server.push(w, &bare, &["main"]);
+    let env = TestEnv::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let yaml = format!(
+        r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: {{ name: clone }}
+spec:
+  workspaces: [{{ name: src }}]
+  tasks:
+    - name: clone
+      uses: "{{{{git_clone}}}}"
+      timeout: 20s
+      params: [{{ name: url, value: "{url}" }}, {{ name: deleteExisting, value: "false" }}]
+      workspaces: [{{ name: output, workspace: src }}]
+      grants: {{ http: ["{origin}"] }}
+"#,
+        url = server.url("tamper.git"),
+        origin = server.origin()
+    );
+    let opts = || capstan::scheduler::RunOptions {
+        workspaces: [("src".to_string(), d.to_path_buf())].into(),
+        ..Default::default()
+    };
+    let run = env.run_with(&yaml, &[], opts()).await;
+    assert_eq!(
+        run.status_of("clone"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+
+    // keep/ becomes a link to other/, which holds a file of the same name.
+    std::fs::create_dir_all(d.join("other")).unwrap();
+    std::fs::write(d.join("other/a.txt"), "precious\n").unwrap();
+    std::fs::remove_dir_all(d.join("keep")).unwrap();
+    std::os::unix::fs::symlink("other", d.join("keep")).unwrap();
+    // Upstream deletes keep/a.txt and adds keep/b.txt.
+    std::fs::remove_file(w.join("keep/a.txt")).unwrap();
+    std::fs::write(w.join("keep/b.txt"), "b\n").unwrap();
+    git(w, &["add", "-A"]);
+    git(w, &["commit", "-q", "-m", "two"]);
+    server.push(w, &bare, &["main"]);
+    let run = env.run_with(&yaml, &[], opts()).await;
+    assert_eq!(
+        run.status_of("clone"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("other/a.txt")).unwrap(),
+        "precious\n",
+        "nothing was deleted through the link"
+    );
+    assert!(
+        !std::fs::symlink_metadata(d.join("keep"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("keep/b.txt")).unwrap(),
+        "b\n"
+    );
+    assert!(
+        !d.join("other/b.txt").exists(),
+        "nothing was written through the link"
+    );
+
+    // A damaged index: a clear error, nothing guessed.
+    std::fs::write(d.join(".git/index"), b"DIRC\0\0\0\x02garbage").unwrap();
+    let run = env.run_with(&yaml, &[], opts()).await;
+    assert_eq!(run.status_of("clone"), TaskStatus::Failed);
+    let m = run.message("clone");
+    assert!(
+        m.contains("cannot be updated") && m.contains("set deleteExisting to true"),
+        "{m}"
+    );
+}

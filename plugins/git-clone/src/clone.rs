@@ -8,7 +8,9 @@ use gix_hash::ObjectId;
 use crate::pack::Pack;
 use crate::protocol::{self, Http};
 use crate::refs::{self, Target};
+use crate::update::{self, Existing, Tracked, Union};
 use crate::worktree::{self, Checkout, GitDir, GitObjects, Objects};
+use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -179,6 +181,7 @@ pub fn clone(
     report: &mut dyn Report,
 ) -> Result<Outcome, String> {
     let url = opts.url.trim_end_matches('/');
+    let existing = open_existing(dir, opts)?;
     report.progress("discovering refs", 0, None);
     let remote = protocol::discover(http, url)?;
     report.log(&format!(
@@ -193,35 +196,96 @@ pub fn clone(
     }
     let (want, target) = select(url, &remote.refs, &opts.revision)?;
 
-    report.progress("fetching", 0, None);
     let wants = refs::wants(&remote.refs, want, opts.depth);
-    let fetched = protocol::fetch(http, &remote, &wants, opts.depth)?;
-    report.log(&format!("received a {}-byte pack", fetched.pack.len()));
-    report.progress("resolving objects", 0, None);
-    let pack = Pack::index(fetched.pack)?;
-    report.progress(
-        "resolving objects",
-        pack.len() as u64,
-        Some(pack.len() as u64),
-    );
-    let layout = refs::layout(&remote.refs, &target, opts.depth, &|o| pack.contains(o));
+    let have = existing
+        .as_ref()
+        .map(|e| e.have.clone())
+        .unwrap_or_default();
+    // Deepening a shallow checkout to full history: git's --unshallow.
+    let unshallow = opts.depth == 0 && !have.shallow.is_empty();
+    let (pack, shallow) = match &existing {
+        Some(e) if !unshallow && e.holds_all(&wants) => {
+            report.log("the checkout already holds the revision: nothing to fetch");
+            (None, have.shallow.clone())
+        }
+        _ => {
+            report.progress("fetching", 0, None);
+            let depth = if unshallow {
+                INFINITE_DEPTH
+            } else {
+                opts.depth
+            };
+            let fetched = protocol::fetch(http, &remote, &wants, depth, &have)?;
+            report.log(&format!("received a {}-byte pack", fetched.pack.len()));
+            report.progress("resolving objects", 0, None);
+            let pack = Pack::index(fetched.pack)?;
+            report.progress(
+                "resolving objects",
+                pack.len() as u64,
+                Some(pack.len() as u64),
+            );
+            let mut shallow = if unshallow {
+                Vec::new()
+            } else {
+                have.shallow.clone()
+            };
+            if opts.depth > 0 {
+                shallow.extend(fetched.shallow.iter().filter(|s| !have.shallow.contains(s)));
+            }
+            (Some(pack), shallow)
+        }
+    };
+    let union;
+    let (objects, store): (&dyn Objects, _) = match (&existing, &pack) {
+        (Some(e), p) => {
+            union = Union {
+                new: p.as_ref(),
+                old: &e.repo,
+            };
+            (&union, GitObjects::Add(p.as_ref()))
+        }
+        (None, Some(p)) => (p, GitObjects::Pack(p)),
+        (None, None) => unreachable!("a fresh clone always fetches"),
+    };
+    let layout = refs::layout(&remote.refs, &target, opts.depth, &|o| {
+        objects.find(o).is_ok()
+    });
     let (checkout, commit, committer_date) = check_out(
-        &pack,
-        GitObjects::Pack(&pack),
+        objects,
+        store,
         dir,
         opts,
         url,
         (&target, &layout),
         want,
-        &fetched.shallow,
+        &shallow,
+        existing.as_ref().map(|e| &e.index),
         report,
     )?;
     Ok(Outcome {
         commit,
         committer_date,
-        objects: pack.len(),
+        objects: pack.as_ref().map_or(0, Pack::len),
         protocol: remote.version,
         checkout,
+    })
+}
+
+/// `deepen` with git's "infinite" depth, as `git fetch --unshallow`.
+const INFINITE_DEPTH: u32 = 0x7fff_ffff;
+
+/// The checkout to update in place, when `deleteExisting` is false and
+/// `dir` holds one.
+fn open_existing(dir: &Path, opts: &Options) -> Result<Option<Existing>, String> {
+    if opts.delete_existing || !dir.join(".git").exists() {
+        return Ok(None);
+    }
+    Existing::open(dir).map(Some).map_err(|e| {
+        format!(
+            "{} holds a checkout that cannot be updated ({e}); set deleteExisting to true to \
+             clone afresh",
+            dir.display()
+        )
     })
 }
 
@@ -258,6 +322,7 @@ pub fn clone_local(
         (&target, &layout),
         want,
         &[],
+        None,
         report,
     )?;
     Ok(Outcome {
@@ -279,20 +344,33 @@ fn check_out(
     (target, layout): (&Target, &refs::Layout),
     want: ObjectId,
     shallow: &[ObjectId],
+    old_index: Option<&HashMap<String, Tracked>>,
     report: &mut dyn Report,
 ) -> Result<(Checkout, ObjectId, i64), String> {
     let commit = worktree::peel(objects, &want)?;
     let (tree, committer_date) = worktree::commit_info(objects, &commit)?;
-    if opts.delete_existing {
-        empty_dir(dir)?;
-    } else if dir.join(".git").exists() {
-        return Err(format!(
-            "{} already holds a repository; set deleteExisting to true",
-            dir.display()
-        ));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let checkout = worktree::checkout(objects, &tree, dir, report)?;
+    let checkout = match old_index {
+        Some(index) => {
+            let u = update::update(objects, &tree, dir, index, report)?;
+            report.log(&format!(
+                "updated the checkout in place: {} file(s) written, {} unchanged, {} removed",
+                u.checkout.files, u.unchanged, u.removed
+            ));
+            u.checkout
+        }
+        None => {
+            if opts.delete_existing {
+                empty_dir(dir)?;
+            } else if dir.join(".git").exists() {
+                return Err(format!(
+                    "{} already holds a repository; set deleteExisting to true",
+                    dir.display()
+                ));
+            }
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            worktree::checkout(objects, &tree, dir, report)?
+        }
+    };
     report.progress(
         "checkout",
         checkout.files as u64,

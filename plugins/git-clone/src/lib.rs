@@ -7,10 +7,12 @@
 //! [`worktree`] (checkout + `.git`), [`clone`]; this file is the binding.
 
 pub mod clone;
+pub mod idx;
 pub mod local;
 pub mod pack;
 pub mod protocol;
 pub mod refs;
+pub mod update;
 pub mod worktree;
 
 use capstan_plugin_sdk::capstan::plugin::log::{Level, log, progress};

@@ -43,12 +43,18 @@ impl LocalRepo {
         if let Ok(entries) = std::fs::read_dir(&pack_dir) {
             for e in entries.flatten() {
                 if e.path().extension().is_some_and(|x| x == "pack") {
-                    let bytes = std::fs::read(e.path())
-                        .map_err(|err| format!("reading {}: {err}", e.path().display()))?;
-                    packs.push(
-                        Pack::index(bytes)
-                            .map_err(|err| format!("{}: {err}", e.path().display()))?,
-                    );
+                    let read = |p: &Path| {
+                        std::fs::read(p).map_err(|err| format!("reading {}: {err}", p.display()))
+                    };
+                    let bytes = read(&e.path())?;
+                    // With its .idx the pack opens without resolving every
+                    // object (reads are verified); without, it is indexed.
+                    let idx_path = e.path().with_extension("idx");
+                    let pack = match idx_path.is_file() {
+                        true => Pack::open(bytes, read(&idx_path)?),
+                        false => Pack::index(bytes),
+                    };
+                    packs.push(pack.map_err(|err| format!("{}: {err}", e.path().display()))?);
                 }
             }
         }

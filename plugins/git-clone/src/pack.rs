@@ -29,14 +29,18 @@ pub type Object = (Kind, Rc<Vec<u8>>);
 
 /// A pack and its index.
 pub struct Pack {
-    pack: Vec<u8>,
-    idx: Vec<u8>,
+    pub(crate) pack: Vec<u8>,
+    pub(crate) idx: Vec<u8>,
     /// object id → offset in the pack
-    offsets: HashMap<ObjectId, u64>,
+    pub(crate) offsets: HashMap<ObjectId, u64>,
     /// Resolved objects by offset (bases are reused by many deltas).
-    cache: RefCell<HashMap<u64, Object>>,
+    pub(crate) cache: RefCell<HashMap<u64, Object>>,
     /// Pack checksum (hex), which names the files.
     pub checksum: String,
+    /// Opened from disk with its `.idx` (see `idx.rs`) rather than
+    /// resolved whole: each object read is hashed and checked against the
+    /// id it was asked for.
+    pub(crate) verify_reads: bool,
 }
 
 impl Pack {
@@ -95,6 +99,7 @@ impl Pack {
             idx: Vec::new(),
             offsets: HashMap::with_capacity(count),
             cache: RefCell::new(HashMap::new()),
+            verify_reads: false,
         };
         // Pass 2: object ids (REF deltas whose base is not known yet are
         // retried after the others).
@@ -159,10 +164,20 @@ impl Pack {
             .offsets
             .get(id)
             .ok_or_else(|| format!("object {id} is not in the fetched pack"))?;
-        self.at(offset, 0)
+        let found = self.at(offset, 0)?;
+        if self.verify_reads {
+            let actual = gix_object::compute_hash(HASH, found.0, &found.1)
+                .map_err(|e| format!("hashing object {id}: {e}"))?;
+            if actual != id {
+                return Err(format!(
+                    "object {id}: the pack holds {actual} there (its .idx does not match the pack)"
+                ));
+            }
+        }
+        Ok(found)
     }
 
-    fn at(&self, offset: u64, depth: usize) -> Result<(Kind, Rc<Vec<u8>>), String> {
+    pub(crate) fn at(&self, offset: u64, depth: usize) -> Result<(Kind, Rc<Vec<u8>>), String> {
         if let Some(hit) = self.cache.borrow().get(&offset) {
             return Ok(hit.clone());
         }
@@ -397,43 +412,8 @@ pub fn apply_delta(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Object id → pack offset, from an index (v2) file.
 #[cfg(test)]
-fn parse_idx(idx: &[u8]) -> Result<HashMap<ObjectId, u64>, String> {
-    let bad = || "malformed pack index".to_string();
-    if idx.len() < 8 + 256 * 4 || &idx[..8] != b"\xfftOc\0\0\0\x02" {
-        return Err(bad());
-    }
-    let u32_at = |i: usize| -> Result<u32, String> {
-        idx.get(i..i + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(bad)
-    };
-    let n = u32_at(8 + 255 * 4)? as usize;
-    let ids = 8 + 256 * 4;
-    let crcs = ids + n * 20;
-    let offs = crcs + n * 4;
-    let large = offs + n * 4;
-    let mut map = HashMap::with_capacity(n);
-    for i in 0..n {
-        let id = ObjectId::from_bytes_or_panic(
-            idx.get(ids + i * 20..ids + i * 20 + 20).ok_or_else(bad)?,
-        );
-        let o = u32_at(offs + i * 4)?;
-        let offset = if o & 0x8000_0000 != 0 {
-            let j = large + (o & 0x7fff_ffff) as usize * 8;
-            let b = idx.get(j..j + 8).ok_or_else(bad)?;
-            u64::from_be_bytes(b.try_into().map_err(|_| bad())?)
-        } else {
-            u64::from(o)
-        };
-        map.insert(id, offset);
-    }
-    Ok(map)
-}
-
-#[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -469,7 +449,7 @@ mod tests {
         let b = ObjectId::from_hex(b"0011111111111111111111111111111111111111").unwrap();
         let mut ids = vec![(a, 1, 12), (b, 2, 3_000_000_000)];
         let idx = write_idx(&mut ids, &[0u8; 20]).unwrap();
-        let map = parse_idx(&idx).unwrap();
+        let (map, _) = super::super::idx::parse_idx(&idx).unwrap();
         assert_eq!(map[&a], 12);
         assert_eq!(map[&b], 3_000_000_000);
     }
@@ -492,7 +472,7 @@ mod tests {
 
     /// A pack from (type, size, payload) entries; OFS deltas pass their
     /// base distance.
-    fn build_pack(entries: &[(u8, usize, Option<u64>, &[u8])], count: u32) -> Vec<u8> {
+    pub(crate) fn build_pack(entries: &[(u8, usize, Option<u64>, &[u8])], count: u32) -> Vec<u8> {
         let mut p = b"PACK\0\0\0\x02".to_vec();
         p.extend_from_slice(&count.to_be_bytes());
         for (ty, size, ofs, payload) in entries {
@@ -523,6 +503,11 @@ mod tests {
         h.update(&p);
         p.extend_from_slice(h.try_finalize().unwrap().as_slice());
         p
+    }
+
+    /// Two blobs, `hello` and `world!`.
+    pub(crate) fn sample_pack() -> Vec<u8> {
+        build_pack(&[(3, 5, None, b"hello"), (3, 6, None, b"world!")], 2)
     }
 
     #[test]

@@ -288,12 +288,24 @@ fn ls_refs(http: &mut dyn Http, remote: &Remote) -> Result<Vec<Ref>, String> {
     Ok(refs)
 }
 
-/// Fetch a pack with `wants` (depth 0 = full history).
+/// What an existing checkout already holds, for an incremental fetch.
+#[derive(Debug, Default, Clone)]
+pub struct Have {
+    /// Commits the client has (with everything they reach, down to its
+    /// shallow boundary).
+    pub commits: Vec<ObjectId>,
+    /// The client's shallow boundary (`.git/shallow`).
+    pub shallow: Vec<ObjectId>,
+}
+
+/// Fetch a pack with `wants` (depth 0 = full history); the server leaves
+/// out what `have` already holds. One round: `have` lines, then `done`.
 pub fn fetch(
     http: &mut dyn Http,
     remote: &Remote,
     wants: &[ObjectId],
     depth: u32,
+    have: &Have,
 ) -> Result<Fetched, String> {
     if remote.version == 2 {
         let mut body = Vec::new();
@@ -307,6 +319,12 @@ pub fn fetch(
         }
         for w in wants {
             pkt(&mut body, &format!("want {w}\n"));
+        }
+        for s in &have.shallow {
+            pkt(&mut body, &format!("shallow {s}\n"));
+        }
+        for h in &have.commits {
+            pkt(&mut body, &format!("have {h}\n"));
         }
         pkt(&mut body, "done\n");
         flush(&mut body);
@@ -337,10 +355,16 @@ pub fn fetch(
             pkt(&mut body, &format!("want {w}\n"));
         }
     }
+    for s in &have.shallow {
+        pkt(&mut body, &format!("shallow {s}\n"));
+    }
     if depth > 0 {
         pkt(&mut body, &format!("deepen {depth}\n"));
     }
     flush(&mut body);
+    for h in &have.commits {
+        pkt(&mut body, &format!("have {h}\n"));
+    }
     pkt(&mut body, "done\n");
     let url = format!("{}/git-upload-pack", base(&remote.url));
     let (status, resp) = http.post(

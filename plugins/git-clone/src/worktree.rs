@@ -47,6 +47,9 @@ pub enum GitObjects<'a> {
     Pack(&'a Pack),
     /// A copy of a local repository's `objects` directory.
     CopyOf(&'a Path),
+    /// The objects already there (an updated checkout), plus a new pack
+    /// when one was fetched.
+    Add(Option<&'a Pack>),
 }
 
 const HASH: gix_hash::Kind = gix_hash::Kind::Sha1;
@@ -107,7 +110,7 @@ pub fn peel(pack: &dyn Objects, id: &ObjectId) -> Result<ObjectId, String> {
 /// loops). A path the tree does not hold is looked up with `on_disk` (true:
 /// a symlink already in the target directory, which is refused: the
 /// checkout may go into a directory that is not empty).
-fn link_stays_inside(
+pub(crate) fn link_stays_inside(
     links: &std::collections::HashMap<PathBuf, String>,
     on_disk: &dyn Fn(&Path) -> bool,
     link: &Path,
@@ -166,7 +169,7 @@ fn link_stays_inside(
     Ok(())
 }
 
-fn safe_name(name: &[u8]) -> Result<&str, String> {
+pub(crate) fn safe_name(name: &[u8]) -> Result<&str, String> {
     let n = std::str::from_utf8(name).map_err(|_| "a path in the tree is not UTF-8".to_string())?;
     if n.is_empty()
         || n == "."
@@ -257,7 +260,7 @@ pub fn checkout(
 
 /// `symlink(2)` through wasi-libc (std's WASI symlink is still unstable).
 #[cfg(target_os = "wasi")]
-fn symlink(target: &str, path: &Path) -> Result<(), String> {
+pub(crate) fn symlink(target: &str, path: &Path) -> Result<(), String> {
     use std::ffi::CString;
     let t = CString::new(target).map_err(|_| "symlink target holds NUL".to_string())?;
     let p = CString::new(path.to_str().ok_or("non-UTF-8 path")?)
@@ -275,7 +278,7 @@ fn symlink(target: &str, path: &Path) -> Result<(), String> {
 }
 
 #[cfg(unix)]
-fn symlink(target: &str, path: &Path) -> Result<(), String> {
+pub(crate) fn symlink(target: &str, path: &Path) -> Result<(), String> {
     std::os::unix::fs::symlink(target, path)
         .map_err(|e| format!("creating symlink {}: {e}", path.display()))
 }
@@ -295,7 +298,14 @@ pub struct GitDir<'a> {
     pub no_filemode: bool,
 }
 
+/// Write `data` at `path`, unless the file already holds exactly that (an
+/// updated checkout keeps the times of `.git` files that did not change).
 fn write(path: &Path, data: &[u8]) -> Result<(), String> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == data.len() as u64)
+        && std::fs::read(path).is_ok_and(|old| old == data)
+    {
+        return Ok(());
+    }
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()))?;
     }
@@ -322,7 +332,7 @@ impl GitDir<'_> {
             std::fs::create_dir_all(git.join(d)).map_err(|e| format!("creating .git/{d}: {e}"))?;
         }
         match store {
-            GitObjects::Pack(pack) => {
+            GitObjects::Pack(pack) | GitObjects::Add(Some(pack)) => {
                 let name = format!("pack-{}", pack.checksum);
                 write(
                     &git.join(format!("objects/pack/{name}.pack")),
@@ -334,6 +344,7 @@ impl GitDir<'_> {
                 )?;
             }
             GitObjects::CopyOf(src) => copy_tree(src, &git.join("objects"))?,
+            GitObjects::Add(None) => {}
         }
         let mut config = format!(
             "[core]\n\trepositoryformatversion = 0\n\tfilemode = {}\n\tbare = false\n\tlogallrefupdates = true\n",
@@ -361,11 +372,20 @@ impl GitDir<'_> {
                 packed.push_str(&format!("^{p}\n"));
             }
         }
-        if let Some(target) = &self.layout.origin_head {
-            write(
-                &git.join("refs/remotes/origin/HEAD"),
-                format!("ref: {target}\n").as_bytes(),
-            )?;
+        let origin_head = git.join("refs/remotes/origin/HEAD");
+        match &self.layout.origin_head {
+            Some(target) => write(&origin_head, format!("ref: {target}\n").as_bytes())?,
+            None => {
+                let _ = std::fs::remove_file(&origin_head);
+            }
+        }
+        // A loose ref (from an earlier checkout, or git run in it) would
+        // hide the packed one: update it in place.
+        for r in &self.layout.refs {
+            let loose = git.join(&r.name);
+            if loose.is_file() {
+                write(&loose, format!("{}\n", r.oid).as_bytes())?;
+            }
         }
         write(&git.join("packed-refs"), packed.as_bytes())?;
         write(&git.join("config"), config.as_bytes())?;
@@ -373,7 +393,9 @@ impl GitDir<'_> {
             &git.join("description"),
             b"Unnamed repository; edit this file 'description' to name the repository.\n",
         )?;
-        if !self.shallow.is_empty() {
+        if self.shallow.is_empty() {
+            let _ = std::fs::remove_file(git.join("shallow"));
+        } else {
             let mut s: Vec<String> = self.shallow.iter().map(|o| o.to_string()).collect();
             s.sort();
             write(

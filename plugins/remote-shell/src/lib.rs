@@ -152,10 +152,16 @@ impl Guest for RemoteShell {
                 BTreeMap::new()
             };
             let p = plan::plan(&local, &known, bool_param(&input, "delete", "true")?);
+            // A few files are named (the usual one-commit case).
+            let named = if (1..=5).contains(&p.upload.len()) {
+                format!(" ({})", p.upload.join(", "))
+            } else {
+                String::new()
+            };
             log(
                 Level::Info,
                 &format!(
-                    "sync up: {} to send, {} to delete, {} unchanged",
+                    "sync up: {} to send{named}, {} to delete, {} unchanged",
                     p.upload.len(),
                     p.delete.len(),
                     local.len() - p.upload.len()
