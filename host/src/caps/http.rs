@@ -168,6 +168,7 @@ pub struct HttpTimeouts {
 
 impl Default for HttpTimeouts {
     fn default() -> Self {
+        // plugins/sdk/src/http.rs names these in its timeout messages.
         HttpTimeouts {
             connect: Duration::from_secs(30),
             first_byte: Duration::from_secs(60),

@@ -132,7 +132,24 @@ pub fn discover(http: &mut dyn Http, url: &str) -> Result<Remote, String> {
     let refs_url = format!("{}/info/refs?service=git-upload-pack", base(url));
     let (status, body) = http.get(&refs_url, &[("Git-Protocol", "version=2")])?;
     check_status(url, status, &body)?;
-    let all = lines(&body)?;
+    // git's own words when the answer is not its protocol (a sign-in page,
+    // a proxy's error page, a web UI at that address).
+    let not_git = |what: String| {
+        format!(
+            "{}/info/refs not valid: is this a git repository? (the server sent {what})",
+            base(url)
+        )
+    };
+    if !body.is_empty() && !body.iter().take(4).all(u8::is_ascii_hexdigit) {
+        let head = String::from_utf8_lossy(&body[..body.len().min(200)]).to_lowercase();
+        let what = if head.trim_start().starts_with('<') {
+            "an HTML page: a sign-in page or a proxy in the way?".to_string()
+        } else {
+            format!("{} bytes that are not git's protocol", body.len())
+        };
+        return Err(not_git(what));
+    }
+    let all = lines(&body).map_err(not_git)?;
     let mut it = all.iter().peekable();
     // Smart HTTP starts with `# service=git-upload-pack` and a flush.
     if let Some(first) = it.peek()
@@ -535,6 +552,26 @@ mod tests {
 
     const A: &str = "1111111111111111111111111111111111111111";
     const B: &str = "2222222222222222222222222222222222222222";
+
+    #[test]
+    fn a_web_page_is_not_a_git_repository() {
+        let page = b"<!DOCTYPE html>\n<html><body>Sign in</body></html>".to_vec();
+        let e = discover(
+            &mut Canned(vec![(200, page)]),
+            "https://git.example/app.git",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "https://git.example/app.git/info/refs not valid: is this a git repository? \
+             (the server sent an HTML page: a sign-in page or a proxy in the way?)"
+        );
+        let e = discover(&mut Canned(vec![(200, b"hello".to_vec())]), "http://x/r").unwrap_err();
+        assert!(e.contains("5 bytes that are not git's protocol"), "{e}");
+        // Framing that starts right and then breaks.
+        let e = discover(&mut Canned(vec![(200, b"0010abc".to_vec())]), "http://x/r").unwrap_err();
+        assert!(e.contains("is this a git repository?"), "{e}");
+    }
 
     #[test]
     fn v0_advertisement_with_symref_and_peeled_tags() {

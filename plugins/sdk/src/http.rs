@@ -136,19 +136,83 @@ impl Read for Response {
                 self.stream = None;
                 Ok(0)
             }
-            Err(StreamError::LastOperationFailed(e)) => Err(std::io::Error::other(format!(
-                "reading the response: {}",
-                e.to_debug_string()
-            ))),
+            Err(StreamError::LastOperationFailed(e)) => {
+                let why = match crate::wasi::http::types::http_error_code(&e) {
+                    // Mid-body, a read timeout is the between-bytes one.
+                    Some(ErrorCode::ConnectionReadTimeout) => {
+                        describe(&ErrorCode::HttpResponseTimeout)
+                    }
+                    Some(code) => describe(&code),
+                    None => e.to_debug_string(),
+                };
+                Err(std::io::Error::other(format!(
+                    "reading the response: {why}"
+                )))
+            }
         }
+    }
+}
+
+/// The timeouts this client asks for: the host's ceilings (see
+/// `HttpTimeouts` in `host/src/caps/http.rs`), which it cannot raise, named
+/// here so that a timeout's message can say the limit.
+pub const CONNECT_TIMEOUT_SECS: u64 = 30;
+pub const FIRST_BYTE_TIMEOUT_SECS: u64 = 60;
+pub const BETWEEN_BYTES_TIMEOUT_SECS: u64 = 60;
+
+/// A wasi:http error in words (the enum's name is not a message).
+pub fn describe(e: &ErrorCode) -> String {
+    match e {
+        ErrorCode::ConnectionTimeout => {
+            format!("could not connect within {CONNECT_TIMEOUT_SECS} s (connect timeout)")
+        }
+        ErrorCode::ConnectionReadTimeout => format!(
+            "the server sent no response within {FIRST_BYTE_TIMEOUT_SECS} s (first-byte timeout)"
+        ),
+        ErrorCode::HttpResponseTimeout => format!(
+            "the server stopped sending for {BETWEEN_BYTES_TIMEOUT_SECS} s (between-bytes timeout)"
+        ),
+        ErrorCode::ConnectionRefused => "connection refused".into(),
+        ErrorCode::ConnectionTerminated => "the server closed the connection".into(),
+        ErrorCode::ConnectionLimitReached => "too many connections".into(),
+        ErrorCode::DestinationNotFound | ErrorCode::DnsError(_) => {
+            "the name does not resolve".into()
+        }
+        ErrorCode::DestinationUnavailable | ErrorCode::DestinationIpUnroutable => {
+            "the destination cannot be reached".into()
+        }
+        ErrorCode::TlsCertificateError => {
+            "the server's TLS certificate is not trusted (the host always verifies)".into()
+        }
+        ErrorCode::TlsProtocolError | ErrorCode::TlsAlertReceived(_) => {
+            "the TLS handshake failed".into()
+        }
+        ErrorCode::HttpResponseIncomplete => "the response ended early".into(),
+        ErrorCode::HttpResponseBodySize(_) | ErrorCode::HttpResponseHeaderSize(_) => {
+            "the response is too large".into()
+        }
+        ErrorCode::HttpProtocolError => "the server broke the HTTP protocol".into(),
+        ErrorCode::InternalError(Some(m)) => m.clone(),
+        other => format!("{other:?}"),
     }
 }
 
 fn error_code(url: &Url, e: ErrorCode) -> Error {
     match e {
         ErrorCode::HttpRequestDenied => Error::Denied(url.origin()),
-        other => Error::Transport(format!("{}: {other:?}", url.origin())),
+        other => Error::Transport(format!("{}: {}", url.origin(), describe(&other))),
     }
+}
+
+/// The request options: this client's timeouts, in nanoseconds.
+fn options() -> RequestOptions {
+    let o = RequestOptions::new();
+    let ns = |secs: u64| Some(secs * 1_000_000_000);
+    // The host bounds them; setting them names the limits we report.
+    let _ = o.set_connect_timeout(ns(CONNECT_TIMEOUT_SECS));
+    let _ = o.set_first_byte_timeout(ns(FIRST_BYTE_TIMEOUT_SECS));
+    let _ = o.set_between_bytes_timeout(ns(BETWEEN_BYTES_TIMEOUT_SECS));
+    o
 }
 
 /// Send a request and wait for the response head.
@@ -185,8 +249,7 @@ pub fn send(
     req.set_path_with_query(Some(&u.path_and_query))
         .map_err(|_| bad("path"))?;
     let outgoing = req.body().map_err(|_| bad("body"))?;
-    let future = outgoing_handler::handle(req, Some(RequestOptions::new()))
-        .map_err(|e| error_code(&u, e))?;
+    let future = outgoing_handler::handle(req, Some(options())).map_err(|e| error_code(&u, e))?;
     {
         let stream = outgoing.write().map_err(|_| bad("body stream"))?;
         if let Some(body) = body {
