@@ -383,9 +383,10 @@ async fn failures_are_clear_errors() {
     );
     assert!(t.elapsed() < std::time::Duration::from_secs(15));
 
-    // TLS verification cannot be switched off by a pipeline.
-    let run = env
-        .run(
+    // TLS verification cannot be switched off by a pipeline: refused when
+    // the pipeline is validated (the manifest's enum), before any run.
+    let e = env
+        .prepare(
             &pipeline(
                 &server.url("app.git"),
                 &origin,
@@ -394,12 +395,9 @@ async fn failures_are_clear_errors() {
             ),
             &[],
         )
-        .await;
-    assert!(
-        msg(&run).contains("sslVerify=false is refused"),
-        "{}",
-        msg(&run)
-    );
+        .err()
+        .expect("sslVerify: false is refused at validation");
+    assert!(e.contains("sslVerify") && e.contains("true"), "{e}");
 }
 
 #[tokio::test]
