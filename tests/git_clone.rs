@@ -12,6 +12,13 @@ use capstan_tests::git::{CREDENTIALS, GitServer, git};
 use capstan_tests::{RunOutcome, TestEnv};
 
 fn pipeline(url: &str, origin: &str, params: &str, extra_grant: &str) -> String {
+    // The sample repository's gitlink has no .gitmodules entry (a gitlink
+    // left as a directory); submodules are tested on their own below.
+    let params = if params.contains("name: submodules") {
+        params.to_string()
+    } else {
+        format!("{params}{}", param("submodules", "false"))
+    };
     format!(
         r#"apiVersion: capstan.dev/v1alpha1
 kind: Pipeline
@@ -194,7 +201,7 @@ async fn clones_head_branch_tag_and_sha_over_protocol_v2() {
     let ws = check_clone(&run, &bare, "main");
     assert!(run.log_text().contains("protocol v2"), "{}", run.log_text());
     assert!(
-        run.log_text().contains("submodule vendor/sub"),
+        run.log_text().contains("submodule vendor/sub at 1111111111111111111111111111111111111111 is not cloned (submodules: false)"),
         "{}",
         run.log_text()
     );
@@ -740,5 +747,151 @@ async fn a_sign_in_page_and_a_silent_server_get_clear_messages() {
     assert!(
         m.contains("the server sent no response within 60 s (first-byte timeout)"),
         "{m}"
+    );
+}
+
+/// Commit `files` and gitlinks (path, commit) to `work` and push `main`.
+fn commit_with_links(
+    server: &GitServer,
+    bare: &Path,
+    work: &Path,
+    files: &[(&str, &str)],
+    links: &[(&str, &str)],
+) -> String {
+    for (p, text) in files {
+        std::fs::write(work.join(p), text).unwrap();
+    }
+    git(work, &["add", "."]);
+    for (p, id) in links {
+        git(
+            work,
+            &[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("160000,{id},{p}"),
+            ],
+        );
+    }
+    git(work, &["commit", "-q", "-m", "commit"]);
+    server.push(work, bare, &["main"]);
+    git(work, &["rev-parse", "HEAD"]).trim().to_string()
+}
+
+/// Submodules side by side with `git clone --recurse-submodules`: a
+/// relative URL, a gitlink that is not the submodule's tip, a submodule of
+/// the submodule; the same files (`gitdir:` files included), the same
+/// `git submodule status --recursive`, clean. Depth 1 clones them shallow.
+#[tokio::test]
+async fn submodules_are_cloned_recursively_like_git() {
+    let server = GitServer::start(true);
+    let (deep, dw) = server.repo("team/deep.git");
+    let deep_head = commit_with_links(&server, &deep, dw.path(), &[("d.txt", "deep\n")], &[]);
+    let (lib, lw) = server.repo("team/lib.git");
+    let lib_v1 = commit_with_links(
+        &server,
+        &lib,
+        lw.path(),
+        &[
+            ("lib.txt", "v1\n"),
+            (
+                ".gitmodules",
+                "[submodule \"inner\"]\n\tpath = inner\n\turl = ./../deep.git\n",
+            ),
+        ],
+        &[("inner", &deep_head)],
+    );
+    commit_with_links(&server, &lib, lw.path(), &[("lib.txt", "v2\n")], &[]);
+    let (sup, sw) = server.repo("team/app.git");
+    commit_with_links(
+        &server,
+        &sup,
+        sw.path(),
+        &[
+            ("README.md", "super\n"),
+            (
+                ".gitmodules",
+                "[submodule \"vendor/lib\"]\n\tpath = vendor/lib\n\turl = ../lib.git\n",
+            ),
+        ],
+        &[("vendor/lib", &lib_v1)],
+    );
+    for b in [&deep, &lib, &sup] {
+        git(
+            b,
+            &["config", "uploadpack.allowReachableSHA1InWant", "true"],
+        );
+    }
+    let url = server.url("team/app.git");
+    let env = TestEnv::new();
+    let submodule_status = |dir: &Path| git(dir, &["submodule", "status", "--recursive"]);
+
+    let run = env
+        .run(
+            &pipeline(
+                &url,
+                &server.origin(),
+                &(param("submodules", "true") + &param("depth", "0")),
+                "",
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        run.status_of("clone"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    let ws = workspace(&run);
+    let theirs = tempfile::tempdir().unwrap();
+    git(
+        theirs.path(),
+        &["clone", "-q", "--recurse-submodules", &url, "."],
+    );
+    assert_eq!(
+        snapshot(&ws),
+        snapshot(theirs.path()),
+        "files, gitdir: files included"
+    );
+    assert_eq!(submodule_status(&ws), submodule_status(theirs.path()));
+    assert!(
+        submodule_status(&ws).contains(&lib_v1),
+        "{}",
+        submodule_status(&ws)
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("vendor/lib/lib.txt")).unwrap(),
+        "v1\n",
+        "the gitlink's commit, not the tip"
+    );
+    assert_eq!(
+        git(&ws, &["status", "--porcelain", "--ignore-submodules=none"]),
+        ""
+    );
+    assert_eq!(
+        git(&ws.join("vendor/lib/inner"), &["rev-parse", "HEAD"]).trim(),
+        deep_head
+    );
+    git(&ws.join("vendor/lib"), &["fsck", "--no-dangling"]);
+
+    // Shallow: the submodules at depth 1 too.
+    let run = env
+        .run(
+            &pipeline(&url, &server.origin(), &param("submodules", "true"), ""),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        run.status_of("clone"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    let ws = workspace(&run);
+    assert_eq!(snapshot(&ws), snapshot(theirs.path()));
+    assert_eq!(
+        git(&ws.join("vendor/lib"), &["rev-list", "--count", "HEAD"]).trim(),
+        "1"
     );
 }

@@ -162,3 +162,82 @@ spec:
         "{m}"
     );
 }
+
+/// A hostile `.gitmodules`: a submodule name that climbs out of
+/// `.git/modules` (git's CVE-2018-11235) is refused before anything is
+/// written there, and a submodule URL on an authority the task was not
+/// granted is denied, with no request reaching it.
+#[tokio::test]
+async fn hostile_gitmodules_are_refused() {
+    let server = GitServer::start(true);
+    let other = GitServer::start(true);
+    let clone_yaml = |name: &str| {
+        format!(
+            r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: {{ name: clone }}
+spec:
+  workspaces: [{{ name: src }}]
+  tasks:
+    - name: clone
+      uses: "{{{{git_clone}}}}"
+      timeout: 20s
+      params: [{{ name: url, value: "{url}" }}]
+      workspaces: [{{ name: output, workspace: src }}]
+      grants: {{ http: ["{origin}"] }}
+"#,
+            url = server.url(name),
+            origin = server.origin()
+        )
+    };
+    let link = "1111111111111111111111111111111111111111";
+    let make = |name: &str, gitmodules: String| {
+        let (bare, work) = server.repo(name);
+        let w = work.path();
+        std::fs::write(w.join(".gitmodules"), gitmodules).unwrap();
+        git(w, &["add", "."]);
+        git(
+            w,
+            &[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("160000,{link},vendor/x"),
+            ],
+        );
+        git(w, &["commit", "-q", "-m", "x"]);
+        server.push(w, &bare, &["main"]);
+        work
+    };
+    let _a = make(
+        "climb.git",
+        "[submodule \"../../../escape\"]\n\tpath = vendor/x\n\turl = ../lib.git\n".into(),
+    );
+    let _b = make(
+        "elsewhere.git",
+        format!(
+            "[submodule \"x\"]\n\tpath = vendor/x\n\turl = {}\n",
+            other.url("lib.git")
+        ),
+    );
+    let env = TestEnv::new();
+
+    let run = env.run(&clone_yaml("climb.git"), &[]).await;
+    assert_eq!(run.status_of("clone"), TaskStatus::Failed);
+    let m = run.message("clone");
+    assert!(
+        m.contains("is refused (it would leave .git/modules)"),
+        "{m}"
+    );
+
+    let before = other.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let run = env.run(&clone_yaml("elsewhere.git"), &[]).await;
+    assert_eq!(run.status_of("clone"), TaskStatus::Failed);
+    let m = run.message("clone");
+    assert!(m.contains("denied") || m.contains("not granted"), "{m}");
+    assert_eq!(
+        other.requests.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "no request reached the other server"
+    );
+}

@@ -20,6 +20,28 @@ pub struct Options {
     /// 0 = full history.
     pub depth: u32,
     pub delete_existing: bool,
+    /// Clone the submodules too (recursively), as Tekton's `submodules`.
+    pub submodules: bool,
+    /// Where the git directory goes when it is not `DIR/.git` (a
+    /// submodule's, under the superproject's `.git/modules/`).
+    pub git_dir: Option<std::path::PathBuf>,
+    /// How deep in submodules this clone is (0: the repository itself).
+    pub nesting: u8,
+}
+
+impl Options {
+    /// The top-level clone of `url` at `revision`.
+    pub fn new(url: &str, revision: &str, depth: u32) -> Options {
+        Options {
+            url: url.to_string(),
+            revision: revision.to_string(),
+            depth,
+            delete_existing: true,
+            submodules: false,
+            git_dir: None,
+            nesting: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -155,6 +177,15 @@ fn select(url: &str, refs: &[protocol::Ref], revision: &str) -> Result<(ObjectId
     Ok((want, target))
 }
 
+fn remove_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("removing {}: {e}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn empty_dir(dir: &Path) -> Result<(), String> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -247,9 +278,14 @@ pub fn clone(
         (None, Some(p)) => (p, GitObjects::Pack(p)),
         (None, None) => unreachable!("a fresh clone always fetches"),
     };
-    let layout = refs::layout(&remote.refs, &target, opts.depth, &|o| {
+    let mut layout = refs::layout(&remote.refs, &target, opts.depth, &|o| {
         objects.find(o).is_ok()
     });
+    if opts.nesting > 0 {
+        // `git submodule update` clones the submodule (a local branch for
+        // the remote's default) and then detaches at the gitlink.
+        refs::add_default_branch(&mut layout, &remote.refs, &|o| objects.find(o).is_ok());
+    }
     let (checkout, commit, committer_date) = check_out(
         objects,
         store,
@@ -262,6 +298,10 @@ pub fn clone(
         existing.as_ref().map(|e| &e.index),
         report,
     )?;
+    if opts.submodules && !checkout.submodules.is_empty() {
+        let git_dir = opts.git_dir.clone().unwrap_or_else(|| dir.join(".git"));
+        crate::submodules::update(http, dir, &git_dir, &checkout.submodules, opts, report)?;
+    }
     Ok(Outcome {
         commit,
         committer_date,
@@ -325,6 +365,13 @@ pub fn clone_local(
         None,
         report,
     )?;
+    if opts.submodules {
+        for (path, id) in &checkout.submodules {
+            report.log(&format!(
+                "submodule {path} at {id} is not cloned (file:// clones do not fetch submodules)"
+            ));
+        }
+    }
     Ok(Outcome {
         commit,
         committer_date,
@@ -361,6 +408,9 @@ fn check_out(
         None => {
             if opts.delete_existing {
                 empty_dir(dir)?;
+                if let Some(g) = &opts.git_dir {
+                    remove_dir(g)?;
+                }
             } else if dir.join(".git").exists() {
                 return Err(format!(
                     "{} already holds a repository; set deleteExisting to true",
@@ -376,10 +426,12 @@ fn check_out(
         checkout.files as u64,
         Some(checkout.files as u64),
     );
-    for (path, id) in &checkout.submodules {
-        report.log(&format!(
-            "submodule {path} at {id} is not cloned (submodules are not fetched)"
-        ));
+    if !opts.submodules {
+        for (path, id) in &checkout.submodules {
+            report.log(&format!(
+                "submodule {path} at {id} is not cloned (submodules: false)"
+            ));
+        }
     }
     let branch = match target {
         Target::Branch(b) => Some(b.as_str()),
@@ -387,6 +439,7 @@ fn check_out(
     };
     GitDir {
         url,
+        git_dir: opts.git_dir.as_deref(),
         branch,
         layout,
         commit,

@@ -7,11 +7,13 @@
 //! [`worktree`] (checkout + `.git`), [`clone`]; this file is the binding.
 
 pub mod clone;
+pub mod gitmodules;
 pub mod idx;
 pub mod local;
 pub mod pack;
 pub mod protocol;
 pub mod refs;
+pub mod submodules;
 pub mod update;
 pub mod worktree;
 
@@ -146,10 +148,9 @@ impl Guest for GitClone {
             root.join(&sub)
         };
         let opts = clone::Options {
-            url: url.clone(),
-            revision: param_str(&input, "revision", Some(""))?,
-            depth,
             delete_existing: bool_param(&input, "deleteExisting", "true")?,
+            submodules: bool_param(&input, "submodules", "true")?,
+            ..clone::Options::new(&url, &param_str(&input, "revision", Some(""))?, depth)
         };
         let mut transport = WasiHttp { denied: None };
         let result = match url.strip_prefix("file://") {

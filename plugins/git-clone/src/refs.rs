@@ -122,6 +122,28 @@ pub fn layout(refs: &[Ref], target: &Target, depth: u32, has: &dyn Fn(&oid) -> b
     }
 }
 
+/// The local branch `git clone` makes for the remote's default branch
+/// (when its commit is held), as a submodule's clone has it.
+pub fn add_default_branch(layout: &mut Layout, refs: &[Ref], has: &dyn Fn(&oid) -> bool) {
+    let Some(head) = refs.iter().find(|r| r.name == "HEAD") else {
+        return;
+    };
+    let Some(target) = head.symref_target.as_deref() else {
+        return;
+    };
+    if !target.starts_with("refs/heads/") || !valid_name(target) || !has(&head.oid) {
+        return;
+    }
+    if layout.refs.iter().all(|w| w.name != target) {
+        layout.refs.push(Written {
+            name: target.to_string(),
+            oid: head.oid,
+            peeled: None,
+        });
+        layout.refs.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

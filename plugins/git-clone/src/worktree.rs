@@ -286,6 +286,10 @@ pub(crate) fn symlink(target: &str, path: &Path) -> Result<(), String> {
 /// The `.git` directory of a fresh clone.
 pub struct GitDir<'a> {
     pub url: &'a str,
+    /// The git directory when it is not `ROOT/.git` (a submodule's): then
+    /// `ROOT/.git` is a `gitdir:` file pointing to it, and its config names
+    /// the work tree.
+    pub git_dir: Option<&'a Path>,
     /// `refs/heads/X` when a branch was cloned, else None (detached).
     pub branch: Option<&'a str>,
     /// The remote-tracking refs, tags and refspec (see [`crate::refs`]).
@@ -320,7 +324,10 @@ impl GitDir<'_> {
         store: GitObjects<'_>,
         report: &mut dyn crate::clone::Report,
     ) -> Result<(), String> {
-        let git = root.join(".git");
+        let git = self
+            .git_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| root.join(".git"));
         for d in [
             "objects/info",
             "objects/pack",
@@ -350,6 +357,16 @@ impl GitDir<'_> {
             "[core]\n\trepositoryformatversion = 0\n\tfilemode = {}\n\tbare = false\n\tlogallrefupdates = true\n",
             !self.no_filemode
         );
+        if self.git_dir.is_some() {
+            write(
+                &root.join(".git"),
+                format!("gitdir: {}\n", relative(root, &git).display()).as_bytes(),
+            )?;
+            config.push_str(&format!(
+                "\tworktree = {}\n",
+                relative(&git, root).display()
+            ));
+        }
         config.push_str(&format!(
             "[remote \"origin\"]\n\turl = {}\n\tfetch = {}\n",
             self.url, self.layout.refspec
@@ -416,6 +433,22 @@ impl GitDir<'_> {
             .map_err(|e| format!("writing .git/index: {e}"))?;
         write(&git.join("index"), &bytes)
     }
+}
+
+/// The path from directory `from` to `to` (both absolute, without `..`),
+/// as git writes `gitdir:` files and `core.worktree`.
+pub(crate) fn relative(from: &Path, to: &Path) -> PathBuf {
+    let a: Vec<_> = from.components().collect();
+    let b: Vec<_> = to.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..a.len() {
+        out.push("..");
+    }
+    for c in &b[common..] {
+        out.push(c);
+    }
+    out
 }
 
 /// Set each index entry's stat data from the file on disk (git keeps the
