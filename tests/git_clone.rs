@@ -895,3 +895,73 @@ async fn submodules_are_cloned_recursively_like_git() {
         "1"
     );
 }
+
+/// Tekton's `refspec`: a pull request's ref fetched into a local branch and
+/// checked out by `revision`, side by side with what git-init runs
+/// (`git fetch origin SPEC`, `git checkout -f REVISION`); over protocol v2
+/// (where the ref must be asked for by prefix) and v0.
+#[tokio::test]
+async fn a_refspec_fetches_a_pull_request_ref() {
+    for v2 in [true, false] {
+        let server = GitServer::start(v2);
+        let (bare, work) = sample_repo(&server, "pr.git");
+        let w = work.path();
+        git(w, &["checkout", "-q", "-b", "pr"]);
+        std::fs::write(w.join("pr.txt"), "proposed\n").unwrap();
+        git(w, &["add", "."]);
+        git(w, &["commit", "-q", "-m", "pr"]);
+        git(
+            w,
+            &["push", "-q", bare.to_str().unwrap(), "pr:refs/pull/1/head"],
+        );
+        let url = server.url("pr.git");
+        let env = TestEnv::new();
+        let spec = "refs/pull/1/head:refs/heads/pr";
+        let run = env
+            .run(
+                &pipeline(
+                    &url,
+                    &server.origin(),
+                    &(param("refspec", spec) + &param("revision", "pr")),
+                    "",
+                ),
+                &[],
+            )
+            .await;
+        let ws = check_clone(&run, &bare, "refs/pull/1/head");
+        let theirs = tempfile::tempdir().unwrap();
+        let t = theirs.path();
+        git(t, &["init", "-q"]);
+        git(t, &["remote", "add", "origin", &url]);
+        git(t, &["fetch", "-q", "origin", spec]);
+        git(t, &["checkout", "-q", "-f", "pr"]);
+        for args in [
+            &["rev-parse", "HEAD"][..],
+            &["symbolic-ref", "HEAD"],
+            &["rev-parse", "refs/heads/pr"],
+        ] {
+            assert_eq!(git(&ws, args), git(t, args), "v2 {v2}: git {args:?}");
+        }
+        assert!(ws.join("pr.txt").is_file());
+
+        // A refspec naming a ref the remote lacks is a clear error.
+        let run = env
+            .run(
+                &pipeline(
+                    &url,
+                    &server.origin(),
+                    &param("refspec", "refs/pull/2/head:refs/heads/x"),
+                    "",
+                ),
+                &[],
+            )
+            .await;
+        assert_eq!(run.status_of("clone"), TaskStatus::Failed);
+        assert!(
+            run.message("clone")
+                .contains("the remote has no ref `refs/pull/2/head`"),
+            "{}",
+            run.message("clone")
+        );
+    }
+}

@@ -27,6 +27,8 @@ pub struct Options {
     pub git_dir: Option<std::path::PathBuf>,
     /// How deep in submodules this clone is (0: the repository itself).
     pub nesting: u8,
+    /// Space-separated refspecs fetched as well (Tekton's `refspec`).
+    pub refspec: String,
 }
 
 impl Options {
@@ -40,6 +42,7 @@ impl Options {
             submodules: false,
             git_dir: None,
             nesting: 0,
+            refspec: String::new(),
         }
     }
 }
@@ -213,8 +216,9 @@ pub fn clone(
 ) -> Result<Outcome, String> {
     let url = opts.url.trim_end_matches('/');
     let existing = open_existing(dir, opts)?;
+    let specs = crate::refspec::parse(&opts.refspec)?;
     report.progress("discovering refs", 0, None);
-    let remote = protocol::discover(http, url)?;
+    let remote = protocol::discover_with(http, url, &crate::refspec::prefixes(&specs))?;
     report.log(&format!(
         "{url}: protocol v{}, {} refs",
         remote.version,
@@ -225,9 +229,29 @@ pub fn clone(
             "{url}: the repository is empty (no commits to clone)"
         ));
     }
-    let (want, target) = select(url, &remote.refs, &opts.revision)?;
+    // A refspec's refs are fetched too, and `revision` may name the local
+    // refs they write (Tekton: fetch the refspec, then check out revision).
+    let fetched_refs = crate::refspec::expand(&specs, &remote.refs)?;
+    let mut known = remote.refs.clone();
+    for (dst, id) in &fetched_refs {
+        if let Some(d) = dst {
+            known.retain(|r| &r.name != d);
+            known.push(protocol::Ref {
+                name: d.clone(),
+                oid: *id,
+                peeled: None,
+                symref_target: None,
+            });
+        }
+    }
+    let (want, target) = select(url, &known, &opts.revision)?;
 
-    let wants = refs::wants(&remote.refs, want, opts.depth);
+    let mut wants = refs::wants(&remote.refs, want, opts.depth);
+    for (_, id) in &fetched_refs {
+        if !wants.contains(id) {
+            wants.push(*id);
+        }
+    }
     let have = existing
         .as_ref()
         .map(|e| e.have.clone())
@@ -278,9 +302,28 @@ pub fn clone(
         (None, Some(p)) => (p, GitObjects::Pack(p)),
         (None, None) => unreachable!("a fresh clone always fetches"),
     };
-    let mut layout = refs::layout(&remote.refs, &target, opts.depth, &|o| {
+    // A branch the refspec made locally is not the remote's: no
+    // single-branch refspec or remote-tracking ref for it.
+    let layout_target = match &target {
+        Target::Branch(b) if !remote.refs.iter().any(|r| &r.name == b) => Target::Detached,
+        t => t.clone(),
+    };
+    let mut layout = refs::layout(&remote.refs, &layout_target, opts.depth, &|o| {
         objects.find(o).is_ok()
     });
+    for (dst, id) in &fetched_refs {
+        if let Some(d) = dst
+            && objects.find(id).is_ok()
+        {
+            layout.refs.retain(|w| &w.name != d);
+            layout.refs.push(refs::Written {
+                name: d.clone(),
+                oid: *id,
+                peeled: None,
+            });
+        }
+    }
+    layout.refs.sort_by(|a, b| a.name.cmp(&b.name));
     if opts.nesting > 0 {
         // `git submodule update` clones the submodule (a local branch for
         // the remote's default) and then detaches at the gitlink.

@@ -13,6 +13,7 @@ pub mod local;
 pub mod pack;
 pub mod protocol;
 pub mod refs;
+pub mod refspec;
 pub mod submodules;
 pub mod update;
 pub mod worktree;
@@ -150,6 +151,7 @@ impl Guest for GitClone {
         let opts = clone::Options {
             delete_existing: bool_param(&input, "deleteExisting", "true")?,
             submodules: bool_param(&input, "submodules", "true")?,
+            refspec: param_str(&input, "refspec", Some(""))?,
             ..clone::Options::new(&url, &param_str(&input, "revision", Some(""))?, depth)
         };
         let mut transport = WasiHttp { denied: None };

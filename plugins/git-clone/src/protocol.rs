@@ -129,6 +129,16 @@ fn base(url: &str) -> &str {
 
 /// `GET info/refs`, asking for protocol v2.
 pub fn discover(http: &mut dyn Http, url: &str) -> Result<Remote, String> {
+    discover_with(http, url, &[])
+}
+
+/// [`discover`], also listing refs under `prefixes` (a refspec's sources,
+/// e.g. `refs/pull/`; v2 lists only what is asked for).
+pub fn discover_with(
+    http: &mut dyn Http,
+    url: &str,
+    prefixes: &[String],
+) -> Result<Remote, String> {
     let refs_url = format!("{}/info/refs?service=git-upload-pack", base(url));
     let (status, body) = http.get(&refs_url, &[("Git-Protocol", "version=2")])?;
     check_status(url, status, &body)?;
@@ -179,7 +189,7 @@ pub fn discover(http: &mut dyn Http, url: &str) -> Result<Remote, String> {
             capabilities,
             refs: vec![],
         };
-        remote.refs = ls_refs(http, &remote)?;
+        remote.refs = ls_refs(http, &remote, prefixes)?;
         return Ok(remote);
     }
     // v0/v1: `<oid> <name>\0<caps>` then `<oid> <name>`, then flush.
@@ -263,7 +273,7 @@ fn command_header(out: &mut Vec<u8>, remote: &Remote, command: &str) {
 }
 
 /// v2 `ls-refs` for HEAD, branches and tags (peeled, with symrefs).
-fn ls_refs(http: &mut dyn Http, remote: &Remote) -> Result<Vec<Ref>, String> {
+fn ls_refs(http: &mut dyn Http, remote: &Remote, prefixes: &[String]) -> Result<Vec<Ref>, String> {
     let mut body = Vec::new();
     command_header(&mut body, remote, "ls-refs");
     for l in [
@@ -274,6 +284,9 @@ fn ls_refs(http: &mut dyn Http, remote: &Remote) -> Result<Vec<Ref>, String> {
         "ref-prefix refs/tags/\n",
     ] {
         pkt(&mut body, l);
+    }
+    for p in prefixes {
+        pkt(&mut body, &format!("ref-prefix {p}\n"));
     }
     flush(&mut body);
     let resp = v2_post(http, remote, &body)?;

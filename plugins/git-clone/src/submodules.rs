@@ -93,6 +93,7 @@ pub fn update(
                 submodules: true,
                 git_dir: Some(module_git),
                 nesting: opts.nesting + 1,
+                refspec: String::new(),
             };
             crate::clone::clone(http, &worktree, &sub_opts, report)
                 .map_err(|e| format!("submodule {path}: {e}"))?;
