@@ -110,6 +110,18 @@ impl GitServer {
         (bare, work)
     }
 
+    /// Serve an existing repository (bare, or a work tree's `.git`) as
+    /// `name`, without copying it.
+    pub fn add_existing(&self, name: &str, repo: &Path) {
+        let git_dir = if repo.join(".git").is_dir() {
+            repo.join(".git")
+        } else {
+            repo.to_path_buf()
+        };
+        std::os::unix::fs::symlink(git_dir.canonicalize().unwrap(), self.root.path().join(name))
+            .unwrap();
+    }
+
     pub fn push(&self, work: &Path, bare: &Path, refs: &[&str]) {
         let mut args = vec!["push", "-q", bare.to_str().unwrap()];
         args.extend_from_slice(refs);
@@ -200,6 +212,11 @@ fn serve(conn: TcpStream, backend: &Path, root: &Path, v2: bool) -> std::io::Res
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
+    // git gzips large request bodies (many wants); http-backend inflates
+    // them when told.
+    if let Some(e) = header("content-encoding") {
+        cmd.env("HTTP_CONTENT_ENCODING", e);
+    }
     if v2 && let Some(p) = header("git-protocol") {
         cmd.env("GIT_PROTOCOL", p);
     }
