@@ -445,3 +445,101 @@ async fn a_changed_source_is_rebuilt_remotely_and_only_it_is_sent() {
     );
     let _ = std::fs::remove_dir_all(&remote);
 }
+
+/// The seed scenario on a real project nobody here wrote (antirez/kilo,
+/// from `tests/fixtures/kilo.bundle`), served by `git http-backend`: clone,
+/// `make` on the build machine over a real sshd, the binary back; then a
+/// one-line commit: the checkout rewrites one file, one file goes up, make
+/// rebuilds, the new binary comes back — no stale build.
+#[tokio::test]
+async fn a_real_project_is_rebuilt_after_a_commit() {
+    let sshd = Sshd::start();
+    let server = GitServer::start(true);
+    let bundle = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kilo.bundle");
+    let bare = server.root.path().join("kilo.git");
+    git(
+        server.root.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            bundle.to_str().unwrap(),
+            "kilo.git",
+        ],
+    );
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["clone", "-q", bare.to_str().unwrap(), "."]);
+    let env = env(&sshd);
+    let remote = remote_dir();
+    let yaml = format!(
+        r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: {{ name: kilo }}
+spec:
+  workspaces: [{{ name: src }}]
+  tasks:
+    - name: clone
+      uses: "{{{{git_clone}}}}"
+      params:
+        - {{ name: url, value: "{}" }}
+        - {{ name: deleteExisting, value: "false" }}
+      workspaces: [{{ name: output, workspace: src }}]
+      grants: {{ http: ["{}"] }}
+{}"#,
+        server.url("kilo.git"),
+        server.origin(),
+        remote_task(
+            &sshd,
+            &remote,
+            "make",
+            "        - { name: sync-back, value: [kilo] }\n        - { name: exclude, value: [\".git/**\"] }\n"
+        )
+        .replace("    - name: build\n", "    - name: build\n      runAfter: [clone]\n")
+    );
+    let checkout = tempfile::tempdir().unwrap();
+    let opts = || capstan::scheduler::RunOptions {
+        workspaces: [("src".to_string(), checkout.path().to_path_buf())].into(),
+        ..Default::default()
+    };
+    let usage = || {
+        let out = std::process::Command::new(checkout.path().join("kilo"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let run = env.run_with(&yaml, &[], opts()).await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(usage(), "Usage: kilo <filename>\n");
+    assert_eq!(
+        git(checkout.path(), &["diff-files", "--name-only"]),
+        "",
+        "{}",
+        run.log_text()
+    );
+
+    let source = std::fs::read_to_string(work.path().join("kilo.c")).unwrap();
+    std::fs::write(
+        work.path().join("kilo.c"),
+        source.replace("Usage: kilo <filename>", "Usage: kilo-rebuilt <filename>"),
+    )
+    .unwrap();
+    git(work.path(), &["commit", "-q", "-am", "a one-line change"]);
+    git(work.path(), &["push", "-q", "origin", "HEAD"]);
+    let run = env.run_with(&yaml, &[], opts()).await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    let log = run.log_text();
+    assert!(log.contains("1 file(s) written"), "{log}");
+    assert!(log.contains("sync up: 1 to send (kilo.c)"), "{log}");
+    assert_eq!(usage(), "Usage: kilo-rebuilt <filename>\n");
+    let _ = std::fs::remove_dir_all(&remote);
+}
