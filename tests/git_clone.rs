@@ -390,6 +390,21 @@ async fn failures_are_clear_errors() {
     );
     assert!(t.elapsed() < std::time::Duration::from_secs(15));
 
+    // SSH and git:// remotes: a clear refusal naming what to use instead.
+    for url in [
+        "git@github.com:team/app.git",
+        "ssh://git@host/app.git",
+        "git://host/app.git",
+    ] {
+        let run = env.run(&pipeline(url, &origin, "", ""), &[]).await;
+        assert_eq!(run.status_of("clone"), TaskStatus::Failed);
+        assert!(
+            msg(&run).contains("not supported") && msg(&run).contains("https://"),
+            "{url}: {}",
+            msg(&run)
+        );
+    }
+
     // TLS verification cannot be switched off by a pipeline: refused when
     // the pipeline is validated (the manifest's enum), before any run.
     let e = env

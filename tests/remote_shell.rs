@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use capstan::caps::secrets::LocalSecrets;
 use capstan::store::TaskStatus;
-use capstan_tests::git::{GitServer, git};
+use capstan_tests::git::{GitServer, clone_pipeline, git};
 use capstan_tests::sshd::{Sshd, USER};
 use capstan_tests::{RunOutcome, TestEnv};
 
@@ -77,22 +77,11 @@ async fn git_clone_then_remote_make_brings_the_artifact_back() {
     server.push(work.path(), &bare, &["main"]);
     let env = env(&sshd);
     let remote = remote_dir();
-    let yaml = format!(
-        r#"apiVersion: capstan.dev/v1alpha1
-kind: Pipeline
-metadata: {{ name: seed }}
-spec:
-  workspaces: [{{ name: src }}]
-  tasks:
-    - name: clone
-      uses: "{{{{git_clone}}}}"
-      params: [{{ name: url, value: "{}" }}, {{ name: deleteExisting, value: "false" }}]
-      workspaces: [{{ name: output, workspace: src }}]
-      grants: {{ http: ["{}"] }}
-{}"#,
-        server.url("hello.git"),
-        server.origin(),
-        remote_task(
+    let yaml = clone_pipeline(
+        &server.url("hello.git"),
+        &server.origin(),
+        &[("deleteExisting", "false")],
+        &remote_task(
             &sshd,
             &remote,
             "make && echo built: $GREETING",
@@ -471,24 +460,11 @@ async fn a_real_project_is_rebuilt_after_a_commit() {
     git(work.path(), &["clone", "-q", bare.to_str().unwrap(), "."]);
     let env = env(&sshd);
     let remote = remote_dir();
-    let yaml = format!(
-        r#"apiVersion: capstan.dev/v1alpha1
-kind: Pipeline
-metadata: {{ name: kilo }}
-spec:
-  workspaces: [{{ name: src }}]
-  tasks:
-    - name: clone
-      uses: "{{{{git_clone}}}}"
-      params:
-        - {{ name: url, value: "{}" }}
-        - {{ name: deleteExisting, value: "false" }}
-      workspaces: [{{ name: output, workspace: src }}]
-      grants: {{ http: ["{}"] }}
-{}"#,
-        server.url("kilo.git"),
-        server.origin(),
-        remote_task(
+    let yaml = clone_pipeline(
+        &server.url("kilo.git"),
+        &server.origin(),
+        &[("deleteExisting", "false")],
+        &remote_task(
             &sshd,
             &remote,
             "make",

@@ -7,7 +7,7 @@
 
 use capstan::store::TaskStatus;
 use capstan_tests::TestEnv;
-use capstan_tests::git::{GitServer, git};
+use capstan_tests::git::{GitServer, clone_pipeline, git};
 
 #[tokio::test]
 async fn chained_symlinks_in_a_repository_are_refused_by_git_clone() {
@@ -24,26 +24,11 @@ async fn chained_symlinks_in_a_repository_are_refused_by_git_clone() {
     let env = TestEnv::new();
     let run = env
         .run(
-            &format!(
-                r#"apiVersion: capstan.dev/v1alpha1
-kind: Pipeline
-metadata: {{ name: clone }}
-spec:
-  workspaces: [{{ name: src }}]
-  tasks:
-    - name: clone
-      uses: "{{{{git_clone}}}}"
-      timeout: 20s
-      params: [{{ name: url, value: "{url}" }}]
-      workspaces: [{{ name: output, workspace: src }}]
-      grants: {{ http: ["{origin}"] }}
-    - name: use-it
-      runAfter: [clone]
-      uses: "{{{{echo}}}}"
-      params: [{{ name: message, value: hi }}]
-"#,
-                url = server.url("chain.git"),
-                origin = server.origin()
+            &clone_pipeline(
+                &server.url("chain.git"),
+                &server.origin(),
+                &[],
+                "    - name: use-it\n      runAfter: [clone]\n      uses: \"{{echo}}\"\n      params: [{ name: message, value: hi }]\n",
             ),
             &[],
         )
@@ -85,22 +70,11 @@ async fn an_update_does_not_trust_a_tampered_checkout() {
     let env = TestEnv::new();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let yaml = format!(
-        r#"apiVersion: capstan.dev/v1alpha1
-kind: Pipeline
-metadata: {{ name: clone }}
-spec:
-  workspaces: [{{ name: src }}]
-  tasks:
-    - name: clone
-      uses: "{{{{git_clone}}}}"
-      timeout: 20s
-      params: [{{ name: url, value: "{url}" }}, {{ name: deleteExisting, value: "false" }}]
-      workspaces: [{{ name: output, workspace: src }}]
-      grants: {{ http: ["{origin}"] }}
-"#,
-        url = server.url("tamper.git"),
-        origin = server.origin()
+    let yaml = clone_pipeline(
+        &server.url("tamper.git"),
+        &server.origin(),
+        &[("deleteExisting", "false")],
+        "",
     );
     let opts = || capstan::scheduler::RunOptions {
         workspaces: [("src".to_string(), d.to_path_buf())].into(),
@@ -171,25 +145,7 @@ spec:
 async fn hostile_gitmodules_are_refused() {
     let server = GitServer::start(true);
     let other = GitServer::start(true);
-    let clone_yaml = |name: &str| {
-        format!(
-            r#"apiVersion: capstan.dev/v1alpha1
-kind: Pipeline
-metadata: {{ name: clone }}
-spec:
-  workspaces: [{{ name: src }}]
-  tasks:
-    - name: clone
-      uses: "{{{{git_clone}}}}"
-      timeout: 20s
-      params: [{{ name: url, value: "{url}" }}]
-      workspaces: [{{ name: output, workspace: src }}]
-      grants: {{ http: ["{origin}"] }}
-"#,
-            url = server.url(name),
-            origin = server.origin()
-        )
-    };
+    let clone_yaml = |name: &str| clone_pipeline(&server.url(name), &server.origin(), &[], "");
     let link = "1111111111111111111111111111111111111111";
     let make = |name: &str, gitmodules: String| {
         let (bare, work) = server.repo(name);

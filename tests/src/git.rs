@@ -37,6 +37,31 @@ fn need_git() -> PathBuf {
     backend
 }
 
+/// A pipeline (workspace `src`) whose task `clone` runs git-clone on `url`
+/// with `params` after it and an `http` grant for `origin`; `rest` (more
+/// task items) follows.
+pub fn clone_pipeline(url: &str, origin: &str, params: &[(&str, &str)], rest: &str) -> String {
+    let mut items = format!("{{ name: url, value: \"{url}\" }}");
+    for (k, v) in params {
+        items.push_str(&format!(", {{ name: {k}, value: \"{v}\" }}"));
+    }
+    format!(
+        r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: {{ name: clone }}
+spec:
+  workspaces: [{{ name: src }}]
+  tasks:
+    - name: clone
+      uses: "{{{{git_clone}}}}"
+      timeout: 20s
+      params: [{items}]
+      workspaces: [{{ name: output, workspace: src }}]
+      grants: {{ http: ["{origin}"] }}
+{rest}"#
+    )
+}
+
 /// Run git in `dir`, panicking with its stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")

@@ -125,6 +125,26 @@ fn bool_param(input: &TaskInput, name: &str, default: &str) -> Result<bool, Task
     }
 }
 
+/// URL forms this plugin does not clone, with what to do instead.
+fn unsupported_url(url: &str) -> Option<String> {
+    let scp_like = !url.contains("://")
+        && url
+            .split_once(':')
+            .is_some_and(|(host, _)| !host.is_empty() && !host.contains('/'));
+    if url.starts_with("ssh://") || url.starts_with("git+ssh://") || scp_like {
+        return Some(format!(
+            "`{url}`: SSH remotes are not supported yet; use the repository's https:// URL \
+             with a token in grants.http"
+        ));
+    }
+    if url.starts_with("git://") {
+        return Some(format!(
+            "`{url}`: the unauthenticated git:// protocol is not supported; use https://"
+        ));
+    }
+    None
+}
+
 impl Guest for GitClone {
     fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
         let url = param_str(&input, "url", None)?;
@@ -154,6 +174,9 @@ impl Guest for GitClone {
             refspec: param_str(&input, "refspec", Some(""))?,
             ..clone::Options::new(&url, &param_str(&input, "revision", Some(""))?, depth)
         };
+        if let Some(why) = unsupported_url(&url) {
+            return Err(TaskError::InvalidParams(why));
+        }
         let mut transport = WasiHttp { denied: None };
         let result = match url.strip_prefix("file://") {
             Some(path) => {
