@@ -126,6 +126,39 @@ async fn an_update_does_not_trust_a_tampered_checkout() {
         "nothing was written through the link"
     );
 
+    // `.git` files planted as links to a tracked file: an index that is a
+    // link is unreadable (a clear error); any other is replaced, never
+    // written through.
+    std::fs::remove_file(d.join(".git/index")).unwrap();
+    std::os::unix::fs::symlink("../README.md", d.join(".git/index")).unwrap();
+    let run = env.run_with(&yaml, &[], opts()).await;
+    assert_eq!(
+        run.status_of("clone"),
+        TaskStatus::Failed,
+        "an index that is a link is unreadable: {}",
+        run.log_text()
+    );
+    std::fs::remove_file(d.join(".git/index")).unwrap();
+    std::fs::remove_file(d.join(".git/description")).unwrap();
+    std::os::unix::fs::symlink("../README.md", d.join(".git/description")).unwrap();
+    let run = env.run_with(&yaml, &[], opts()).await;
+    assert_eq!(
+        run.status_of("clone"),
+        TaskStatus::Succeeded,
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("README.md")).unwrap(),
+        "one\n"
+    );
+    assert!(
+        !std::fs::symlink_metadata(d.join(".git/description"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
     // A damaged index: a clear error, nothing guessed.
     std::fs::write(d.join(".git/index"), b"DIRC\0\0\0\x02garbage").unwrap();
     let run = env.run_with(&yaml, &[], opts()).await;

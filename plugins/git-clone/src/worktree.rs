@@ -305,6 +305,11 @@ pub struct GitDir<'a> {
 /// Write `data` at `path`, unless the file already holds exactly that (an
 /// updated checkout keeps the times of `.git` files that did not change).
 fn write(path: &Path, data: &[u8]) -> Result<(), String> {
+    // A link planted where a `.git` file goes is replaced, not written
+    // through (an updated checkout's `.git` is the workspace's).
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(path).map_err(|e| format!("removing {}: {e}", path.display()))?;
+    }
     if std::fs::metadata(path).is_ok_and(|m| m.len() == data.len() as u64)
         && std::fs::read(path).is_ok_and(|old| old == data)
     {
@@ -328,6 +333,27 @@ impl GitDir<'_> {
             .git_dir
             .map(Path::to_path_buf)
             .unwrap_or_else(|| root.join(".git"));
+        // Nor are directories reached through links.
+        for d in [
+            "",
+            "objects",
+            "objects/pack",
+            "refs",
+            "refs/heads",
+            "refs/tags",
+            "refs/remotes",
+            "refs/remotes/origin",
+            "info",
+            "hooks",
+            "modules",
+        ] {
+            if std::fs::symlink_metadata(git.join(d)).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(format!(
+                    "{} is a symbolic link; set deleteExisting to true to clone afresh",
+                    git.join(d).display()
+                ));
+            }
+        }
         for d in [
             "objects/info",
             "objects/pack",
