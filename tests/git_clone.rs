@@ -980,3 +980,112 @@ async fn a_refspec_fetches_a_pull_request_ref() {
         );
     }
 }
+
+/// Tekton's `sparseCheckoutDirectories`, side by side with
+/// `git sparse-checkout set --no-cone` (what git-init writes): the same
+/// files in the work tree and the same `git ls-files -t` (skip-worktree
+/// entries as `S`), for anchored, negated, directory and basename
+/// patterns; `git status` clean.
+#[tokio::test]
+async fn sparse_checkout_matches_git() {
+    let server = GitServer::start(true);
+    let (bare, work) = server.repo("sparse.git");
+    let w = work.path();
+    for f in [
+        "README.md",
+        "Makefile",
+        "docs/guide.md",
+        "docs/img/x.png",
+        "src/main.rs",
+        "src/docs/inner.md",
+        "task/git-clone/0.9/README.md",
+        "task/git-clone/0.9/git-clone.yaml",
+        "task/kaniko/README.md",
+    ] {
+        std::fs::create_dir_all(w.join(f).parent().unwrap()).unwrap();
+        std::fs::write(w.join(f), format!("{f}\n")).unwrap();
+    }
+    git(w, &["add", "."]);
+    git(w, &["commit", "-q", "-m", "tree"]);
+    server.push(w, &bare, &["main"]);
+    let url = server.url("sparse.git");
+    let env = TestEnv::new();
+    for patterns in [
+        "/*,!/*/,/docs/",
+        "task/git-clone",
+        "*.md",
+        "src/,!src/docs/",
+        "docs/",
+    ] {
+        let run = env
+            .run(
+                &pipeline(
+                    &url,
+                    &server.origin(),
+                    &param("sparseCheckoutDirectories", patterns),
+                    "",
+                ),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            run.status_of("clone"),
+            TaskStatus::Succeeded,
+            "{}",
+            run.log_text()
+        );
+        let ws = workspace(&run);
+        let theirs = tempfile::tempdir().unwrap();
+        let t = theirs.path();
+        git(t, &["clone", "-q", "--no-checkout", &url, "."]);
+        let mut args = vec!["sparse-checkout", "set", "--no-cone"];
+        args.extend(patterns.split(','));
+        git(t, &args);
+        git(t, &["checkout", "-q", "main"]);
+        let files = |d: &Path| snapshot(d).into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+        assert_eq!(files(&ws), files(t), "`{patterns}`: the same files");
+        assert_eq!(
+            git(&ws, &["ls-files", "-t"]),
+            git(t, &["ls-files", "-t"]),
+            "`{patterns}`: the same skip-worktree entries"
+        );
+        assert_eq!(git(&ws, &["status", "--porcelain"]), "", "`{patterns}`");
+        assert_eq!(
+            std::fs::read_to_string(ws.join(".git/info/sparse-checkout")).unwrap(),
+            std::fs::read_to_string(t.join(".git/info/sparse-checkout")).unwrap()
+        );
+    }
+
+    // An update in place with other patterns: what they leave out goes.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || capstan::scheduler::RunOptions {
+        workspaces: [("src".to_string(), dir.path().to_path_buf())].into(),
+        ..Default::default()
+    };
+    for (patterns, want) in [
+        (
+            "docs/",
+            vec!["docs/guide.md", "docs/img/x.png", "src/docs/inner.md"],
+        ),
+        ("/src/", vec!["src/docs/inner.md", "src/main.rs"]),
+    ] {
+        let params =
+            param("sparseCheckoutDirectories", patterns) + &param("deleteExisting", "false");
+        let run = env
+            .run_with(&pipeline(&url, &server.origin(), &params, ""), &[], opts())
+            .await;
+        assert_eq!(
+            run.status_of("clone"),
+            TaskStatus::Succeeded,
+            "{}",
+            run.log_text()
+        );
+        let files: Vec<String> = snapshot(dir.path()).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(files, want, "`{patterns}`");
+        assert_eq!(
+            git(dir.path(), &["status", "--porcelain"]),
+            "",
+            "`{patterns}`"
+        );
+    }
+}

@@ -29,6 +29,8 @@ pub struct Options {
     pub nesting: u8,
     /// Space-separated refspecs fetched as well (Tekton's `refspec`).
     pub refspec: String,
+    /// Sparse checkout (Tekton's `sparseCheckoutDirectories`).
+    pub sparse: Option<crate::sparse::Sparse>,
 }
 
 impl Options {
@@ -43,6 +45,7 @@ impl Options {
             git_dir: None,
             nesting: 0,
             refspec: String::new(),
+            sparse: None,
         }
     }
 }
@@ -441,7 +444,7 @@ fn check_out(
     let (tree, committer_date) = worktree::commit_info(objects, &commit)?;
     let checkout = match old_index {
         Some(index) => {
-            let u = update::update(objects, &tree, dir, index, report)?;
+            let u = update::update(objects, &tree, dir, index, opts.sparse.as_ref(), report)?;
             report.log(&format!(
                 "updated the checkout in place: {} file(s) written, {} unchanged, {} removed",
                 u.checkout.files, u.unchanged, u.removed
@@ -461,7 +464,7 @@ fn check_out(
                 ));
             }
             std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-            worktree::checkout(objects, &tree, dir, report)?
+            worktree::checkout(objects, &tree, dir, opts.sparse.as_ref(), report)?
         }
     };
     report.progress(
@@ -483,6 +486,7 @@ fn check_out(
     GitDir {
         url,
         git_dir: opts.git_dir.as_deref(),
+        sparse: opts.sparse.as_ref(),
         branch,
         layout,
         commit,

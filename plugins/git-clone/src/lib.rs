@@ -14,6 +14,7 @@ pub mod pack;
 pub mod protocol;
 pub mod refs;
 pub mod refspec;
+pub mod sparse;
 pub mod submodules;
 pub mod update;
 pub mod worktree;
@@ -125,6 +126,11 @@ fn bool_param(input: &TaskInput, name: &str, default: &str) -> Result<bool, Task
     }
 }
 
+fn git_clone_sparse(input: &TaskInput) -> Result<Option<sparse::Sparse>, TaskError> {
+    sparse::Sparse::parse(&param_str(input, "sparseCheckoutDirectories", Some(""))?)
+        .map_err(TaskError::InvalidParams)
+}
+
 /// URL forms this plugin does not clone, with what to do instead.
 fn unsupported_url(url: &str) -> Option<String> {
     let scp_like = !url.contains("://")
@@ -172,6 +178,7 @@ impl Guest for GitClone {
             delete_existing: bool_param(&input, "deleteExisting", "true")?,
             submodules: bool_param(&input, "submodules", "true")?,
             refspec: param_str(&input, "refspec", Some(""))?,
+            sparse: git_clone_sparse(&input)?,
             ..clone::Options::new(&url, &param_str(&input, "revision", Some(""))?, depth)
         };
         if let Some(why) = unsupported_url(&url) {

@@ -94,6 +94,7 @@ pub fn update(
                 git_dir: Some(module_git),
                 nesting: opts.nesting + 1,
                 refspec: String::new(),
+                sparse: None,
             };
             crate::clone::clone(http, &worktree, &sub_opts, report)
                 .map_err(|e| format!("submodule {path}: {e}"))?;

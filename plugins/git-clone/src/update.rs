@@ -254,9 +254,13 @@ pub fn update(
     tree: &ObjectId,
     root: &Path,
     old: &HashMap<String, Tracked>,
+    sparse: Option<&crate::sparse::Sparse>,
     report: &mut dyn Report,
 ) -> Result<Updated, String> {
-    let entries = flatten(objects, tree)?;
+    // Paths a sparse checkout leaves out are treated as absent (and
+    // removed if an earlier checkout wrote them).
+    let mut entries = flatten(objects, tree)?;
+    entries.retain(|(p, ..)| sparse.is_none_or(|s| s.selects(p)));
     let keep: HashSet<&str> = entries.iter().map(|(p, ..)| p.as_str()).collect();
     let mut out = Updated::default();
     let mut gone: Vec<&String> = old.keys().filter(|p| !keep.contains(p.as_str())).collect();

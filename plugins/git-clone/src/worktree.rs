@@ -188,9 +188,13 @@ pub fn checkout(
     pack: &dyn Objects,
     tree: &ObjectId,
     root: &Path,
+    sparse: Option<&crate::sparse::Sparse>,
     report: &mut dyn crate::clone::Report,
 ) -> Result<Checkout, String> {
     let mut out = Checkout::default();
+    let keep = |p: &Path| sparse.is_none_or(|s| s.selects(&p.to_string_lossy()));
+    let mut skipped_links = std::collections::HashSet::new();
+    let mut made = std::collections::HashSet::new();
     let mut links = std::collections::HashMap::new();
     let mut stack: Vec<(ObjectId, PathBuf)> = vec![(*tree, PathBuf::new())];
     while let Some((tid, rel)) = stack.pop() {
@@ -200,8 +204,19 @@ pub fn checkout(
         }
         let t =
             gix_object::TreeRef::from_bytes(&data, HASH).map_err(|e| format!("tree {tid}: {e}"))?;
+        // A directory is made when something is written in it (a sparse
+        // checkout leaves no empty directories, as git's does not).
         let dir = root.join(&rel);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let mut ensure_dir = || -> Result<(), String> {
+            if made.insert(dir.clone()) {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            }
+            Ok(())
+        };
+        if sparse.is_none() {
+            ensure_dir()?;
+        }
         for e in &t.entries {
             let name = safe_name(e.filename)?;
             let path_rel = rel.join(name);
@@ -209,11 +224,13 @@ pub fn checkout(
             let id = e.oid.to_owned();
             match e.mode.kind() {
                 EntryKind::Tree => stack.push((id, path_rel)),
+                EntryKind::Blob | EntryKind::BlobExecutable if !keep(&path_rel) => {}
                 EntryKind::Blob | EntryKind::BlobExecutable => {
                     let (k, blob) = pack.find(&id)?;
                     if k != Kind::Blob {
                         return Err(format!("{} should be a blob", path_rel.display()));
                     }
+                    ensure_dir()?;
                     std::fs::write(&path, blob.as_slice())
                         .map_err(|e| format!("writing {}: {e}", path.display()))?;
                     if e.mode.kind() == EntryKind::BlobExecutable
@@ -231,9 +248,14 @@ pub fn checkout(
                     let target = String::from_utf8(target.to_vec())
                         .map_err(|_| format!("symlink {} is not UTF-8", path_rel.display()))?;
                     // Written last, once every link of the tree is known.
+                    if !keep(&path_rel) {
+                        skipped_links.insert(path_rel.clone());
+                    }
                     links.insert(path_rel, target);
                 }
+                EntryKind::Commit if !keep(&path_rel) => {}
                 EntryKind::Commit => {
+                    ensure_dir()?;
                     std::fs::create_dir_all(&path)
                         .map_err(|e| format!("creating {}: {e}", path.display()))?;
                     out.submodules.push((path_rel.display().to_string(), id));
@@ -252,6 +274,13 @@ pub fn checkout(
         link_stays_inside(&links, &on_disk, rel, target)?;
     }
     for (rel, target) in sorted {
+        if skipped_links.contains(rel) {
+            continue;
+        }
+        if let Some(parent) = root.join(rel).parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
         symlink(target, &root.join(rel))?;
         out.symlinks += 1;
     }
@@ -297,6 +326,8 @@ pub struct GitDir<'a> {
     pub commit: ObjectId,
     pub tree: ObjectId,
     pub shallow: &'a [ObjectId],
+    /// Sparse checkout patterns, when the clone is sparse.
+    pub sparse: Option<&'a crate::sparse::Sparse>,
     /// Executable files were written without the bit (WASI): record
     /// `core.filemode = false` so git does not report them as changed.
     pub no_filemode: bool,
@@ -393,6 +424,9 @@ impl GitDir<'_> {
                 relative(&git, root).display()
             ));
         }
+        if self.sparse.is_some() {
+            config.push_str("\tsparseCheckout = true\n");
+        }
         config.push_str(&format!(
             "[remote \"origin\"]\n\turl = {}\n\tfetch = {}\n",
             self.url, self.layout.refspec
@@ -453,6 +487,10 @@ impl GitDir<'_> {
             gix_index::State::from_tree(&self.tree, FindAdapter(objects), Default::default())
                 .map_err(|e| format!("building .git/index: {e}"))?;
         fill_stat(&mut state, root, report)?;
+        if let Some(sp) = self.sparse {
+            crate::sparse::mark(&mut state, sp);
+            write(&git.join("info/sparse-checkout"), sp.file().as_bytes())?;
+        }
         let file = gix_index::File::from_state(state, git.join("index"));
         let mut bytes = Vec::new();
         file.write_to(&mut bytes, gix_index::write::Options::default())
