@@ -5,11 +5,12 @@ use std::path::Path;
 
 use gix_hash::ObjectId;
 
+use crate::gitdir::{GitDir, GitObjects};
 use crate::pack::Pack;
 use crate::protocol::{self, Http};
 use crate::refs::{self, Target};
 use crate::update::{self, Existing, Tracked, Union};
-use crate::worktree::{self, Checkout, GitDir, GitObjects, Objects};
+use crate::worktree::{self, Checkout, Objects};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone)]

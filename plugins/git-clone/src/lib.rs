@@ -7,6 +7,7 @@
 //! [`worktree`] (checkout + `.git`), [`clone`]; this file is the binding.
 
 pub mod clone;
+pub mod gitdir;
 pub mod gitmodules;
 pub mod idx;
 pub mod local;
