@@ -313,11 +313,11 @@ pub fn clone(
         t => t.clone(),
     };
     let mut layout = refs::layout(&remote.refs, &layout_target, opts.depth, &|o| {
-        objects.find(o).is_ok()
+        objects.contains(o)
     });
     for (dst, id) in &fetched_refs {
         if let Some(d) = dst
-            && objects.find(id).is_ok()
+            && objects.contains(id)
         {
             layout.refs.retain(|w| &w.name != d);
             layout.refs.push(refs::Written {
@@ -331,7 +331,7 @@ pub fn clone(
     if opts.nesting > 0 {
         // `git submodule update` clones the submodule (a local branch for
         // the remote's default) and then detaches at the gitlink.
-        refs::add_default_branch(&mut layout, &remote.refs, &|o| objects.find(o).is_ok());
+        refs::add_default_branch(&mut layout, &remote.refs, &|o| objects.contains(o));
     }
     let (checkout, commit, committer_date) = check_out(
         objects,
@@ -396,7 +396,7 @@ pub fn clone_local(
             r.peeled = Some(worktree::peel(&repo, &r.oid)?);
         }
     }
-    let layout = refs::layout(&refs, &target, 0, &|o| repo.find(o).is_ok());
+    let layout = refs::layout(&refs, &target, 0, &|o| repo.contains(o));
     if opts.depth > 0 {
         report.log("file:// clone: the object store is copied whole, so `depth` does not apply (as with `git clone PATH`)");
     }

@@ -176,6 +176,17 @@ impl Objects for LocalRepo {
         }
         Err(format!("object {hex} is not in the repository"))
     }
+
+    fn contains(&self, id: &oid) -> bool {
+        let hex = id.to_string();
+        self.packs.iter().any(|p| p.contains(id))
+            || self
+                .git_dir
+                .join("objects")
+                .join(&hex[..2])
+                .join(&hex[2..])
+                .is_file()
+    }
 }
 
 fn inflate_all(input: &[u8]) -> Result<Vec<u8>, String> {

@@ -90,6 +90,7 @@ impl Existing {
     /// Whether every object in `ids` is already here (then nothing is
     /// fetched).
     pub fn holds_all(&self, ids: &[ObjectId]) -> bool {
+        // Read, not just looked up: a damaged object means fetching again.
         ids.iter().all(|id| self.repo.find(id).is_ok())
     }
 }
@@ -145,6 +146,10 @@ impl Objects for Union<'_> {
             Some(p) if p.contains(id) => p.find(id),
             _ => self.old.find(id),
         }
+    }
+
+    fn contains(&self, id: &oid) -> bool {
+        self.new.is_some_and(|p| p.contains(id)) || self.old.contains(id)
     }
 }
 

@@ -14,11 +14,17 @@ use crate::pack::{Object, Pack};
 /// repository's object store.
 pub trait Objects {
     fn find(&self, id: &gix_hash::oid) -> Result<Object, String>;
+    /// Whether the object is here, without reading it.
+    fn contains(&self, id: &gix_hash::oid) -> bool;
 }
 
 impl Objects for Pack {
     fn find(&self, id: &gix_hash::oid) -> Result<Object, String> {
         Pack::find(self, id)
+    }
+
+    fn contains(&self, id: &gix_hash::oid) -> bool {
+        Pack::contains(self, id)
     }
 }
 
