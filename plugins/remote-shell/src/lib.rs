@@ -269,7 +269,7 @@ impl Guest for RemoteShell {
                             .map_err(|e| failed(format!("setting the time of {rel}: {e}")))?;
                         let exec = entry.header().mode().unwrap_or(0) & 0o111 != 0;
                         files::set_executable(&target.to_string_lossy(), exec)?;
-                        brought.push(rel);
+                        brought.push((rel, exec));
                     }
                     other => log(
                         Level::Warn,
@@ -284,10 +284,23 @@ impl Guest for RemoteShell {
             if let Some((manifest, mut known)) = synced
                 && !brought.is_empty()
             {
-                let now = scan(&root, &exclude)?;
-                for rel in brought {
-                    if let Some(state) = now.get(&rel) {
-                        known.insert(rel, state.clone());
+                // Their state as the local side now sees it: one stat of
+                // just those files, not a rescan of the workspace.
+                brought.retain(|(rel, _)| {
+                    rel != MANIFEST && !exclude.iter().any(|g| plan::glob(g, rel))
+                });
+                let paths: Vec<String> = brought.iter().map(|(rel, _)| rel.clone()).collect();
+                let stats = files::stat(&root.to_string_lossy(), &paths)?;
+                for ((rel, executable), stat) in brought.into_iter().zip(stats) {
+                    if let Some(st) = stat {
+                        known.insert(
+                            rel,
+                            FileState {
+                                size: st.size,
+                                mtime: st.mtime_ns,
+                                executable,
+                            },
+                        );
                     }
                 }
                 s.put(&manifest, plan::render_manifest(&known).as_bytes(), 0o644)?;
