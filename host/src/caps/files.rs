@@ -233,12 +233,19 @@ impl std::io::Write for Capped {
     }
 }
 
+impl FilesState {
+    /// Entries one `scan` or `stat` call handles: host memory is bounded
+    /// like `pack`'s (about 64 bytes an entry).
+    fn max_entries(&self) -> usize {
+        (self.max_pack_bytes / 64).max(1)
+    }
+}
+
 impl Host for FilesState {
     fn scan(&mut self, dir: String) -> Result<Vec<FileInfo>, TaskError> {
         let root = self.open_dir(&dir)?;
         let mut out = Vec::new();
-        // Host memory is bounded like `pack`'s (about 64 bytes an entry).
-        let max = (self.max_pack_bytes / 64).max(1);
+        let max = self.max_entries();
         scan_into(&root, "", 0, max, &mut out)
             .map_err(|e| TaskError::Failed(format!("scanning {dir}: {e}")))?;
         Ok(out)
@@ -251,7 +258,7 @@ impl Host for FilesState {
     ) -> Result<Vec<Option<FileStat>>, TaskError> {
         use cap_std::fs::MetadataExt as _;
         // Bounded like `scan`: one call cannot keep the host busy forever.
-        let max = (self.max_pack_bytes / 64).max(1);
+        let max = self.max_entries();
         if paths.len() > max {
             return Err(TaskError::InvalidParams(format!(
                 "files.stat: {} paths in one call; at most {max}",
