@@ -250,7 +250,7 @@ fn start_until_b_runs(state: &Path, file: &str, ws: &Path) -> (std::process::Chi
                 .iter()
                 .any(|t| t.name == "b" && t.status == TaskStatus::Running)
             // ...and the plugin itself is executing (it wrote its marker).
-            && std::fs::read_to_string(ws.join("runs.txt")).is_ok_and(|m| m.contains("b attempt 1"))
+            && std::fs::read_to_string(ws.join("runs.txt")).is_ok_and(|m| m.contains("b attempt 1\n"))
         {
             return (child, run.id.clone());
         }

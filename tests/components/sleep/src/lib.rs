@@ -38,7 +38,11 @@ impl Guest for Sleep {
                 .append(true)
                 .open(format!("{}/{marker}", ws.path))
                 .map_err(|e| TaskError::Failed(e.to_string()))?;
-            writeln!(f, "{} attempt {}", input.info.task_name, input.info.attempt)
+            // One write of the whole line: `writeln!` may split it into
+            // several writes, and a test that kills the run as soon as the
+            // marker appears would then see a line without its newline.
+            let line = format!("{} attempt {}\n", input.info.task_name, input.info.attempt);
+            f.write_all(line.as_bytes())
                 .map_err(|e| TaskError::Failed(e.to_string()))?;
         }
         log(Level::Info, &format!("sleeping {millis} ms"));
