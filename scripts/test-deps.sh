@@ -2,8 +2,10 @@
 # Install the real servers the tests run against, from Debian's packages, if
 # they are missing: an OCI registry (docker-registry), htpasswd
 # (apache2-utils) for its basic-auth variant, git (git http-backend serves
-# the git-clone tests), OpenSSH's sshd (the ssh tests) and rsync (the
-# remote-shell benchmark's baseline). Tests start and stop their own
+# the git-clone tests), OpenSSH's sshd (the ssh tests), rsync (the
+# remote-shell benchmark's baseline), and for the git-clone transport
+# tests openssl (a private CA), stunnel4 (TLS in front of the git server)
+# and tinyproxy (an HTTP proxy). Tests start and stop their own
 # instances on 127.0.0.1 with temp dirs; nothing here starts a service.
 set -euo pipefail
 
@@ -13,6 +15,9 @@ command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 { command -v git >/dev/null 2>&1 && [ -x "$(git --exec-path)/git-http-backend" ]; } || need+=(git)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
+command -v tinyproxy >/dev/null 2>&1 || need+=(tinyproxy)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "test-deps: installing ${need[*]}" >&2

@@ -491,5 +491,7 @@ mod messages;
 mod options;
 #[path = "git_clone/refs.rs"]
 mod refs;
+#[path = "git_clone/transport.rs"]
+mod transport;
 #[path = "git_clone/update.rs"]
 mod update;

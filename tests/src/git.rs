@@ -72,6 +72,8 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_NAME", "Capstan Test")
         .env("GIT_COMMITTER_EMAIL", "test@capstan.invalid")
         .env("GIT_CONFIG_NOSYSTEM", "1")
+        // Machines set this to the system bundle; it overrides -c http.sslCAInfo.
+        .env_remove("GIT_SSL_CAINFO")
         .env("HOME", dir)
         .output()
         .expect("running git");

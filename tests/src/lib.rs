@@ -32,6 +32,7 @@ use capstan::store::{
 pub mod git;
 pub mod httpd;
 pub mod kube;
+pub mod netfront;
 pub mod oci;
 pub mod soak;
 pub mod sshd;

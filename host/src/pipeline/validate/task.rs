@@ -142,9 +142,14 @@ fn params(
                 ),
             ));
         } else if let Some(e) = enum_problem(refs, &spec.allowed, &p.value) {
+            // The description says why the enum is what it is.
+            let why = match spec.description.as_str() {
+                "" => String::new(),
+                d => format!(" ({d})"),
+            };
             d.push(doc.diag(
                 &format!("{ppath}.value"),
-                format!("plugin `{}` param `{}`: {e}", m.name, p.name),
+                format!("plugin `{}` param `{}`: {e}{why}", m.name, p.name),
             ));
         }
     }
@@ -307,6 +312,15 @@ fn grants(refs: &Refs<'_>, at: &str, t: &PipelineTask, d: &mut Vec<Diagnostic>) 
         );
         if let Some((secret, _)) = h.secret() {
             push(format!("{at}.grants.http[{j}].secret"), check_name(secret));
+        }
+        if let Some(ca) = h.ca_secret() {
+            push(format!("{at}.grants.http[{j}].caSecret"), check_name(ca));
+        }
+        if let Some(proxy) = h.proxy() {
+            push(
+                format!("{at}.grants.http[{j}].proxy"),
+                crate::caps::http::Proxy::parse(proxy).map(|_| ()),
+            );
         }
     }
     for (j, s) in g.ssh.iter().enumerate() {

@@ -13,11 +13,13 @@ impl<'a> Execution<'a> {
         let mut http = Vec::new();
         for g in &grants.http {
             let authority = Authority::parse(g.url())?;
+            let ca = g.ca_secret().map(|n| read(n).map(|v| (n, v))).transpose()?;
+            let transport = Transport::new(g.proxy(), ca.as_ref().map(|(n, v)| (*n, &v[..])))?;
             let grant = match g.secret() {
-                None => HttpGrant::new(authority, None)?,
+                None => HttpGrant::new(authority, None, transport)?,
                 Some((name, auth)) => {
                     let value = read(name)?;
-                    HttpGrant::new(authority, Some((&value, auth)))
+                    HttpGrant::new(authority, Some((&value, auth)), transport)
                         .map_err(|e| format!("secret `{name}`: {e}"))?
                 }
             };
@@ -94,8 +96,8 @@ impl<'a> Execution<'a> {
             names.extend(
                 g.http
                     .iter()
-                    .filter_map(|h| h.secret())
-                    .map(|(n, _)| n.to_string()),
+                    .flat_map(|h| h.secret_names())
+                    .map(str::to_string),
             );
             names.extend(g.secrets.iter().map(|s| s.name().to_string()));
             names.extend(g.ssh.iter().map(|s| s.secret.clone()));

@@ -22,7 +22,7 @@ use super::recorder::StartRecord;
 use super::sink::StoreSink;
 use super::{Event, Prepared, Scheduler, approval, disk};
 use crate::caps::LogLevel;
-use crate::caps::http::{Authority, HttpGrant};
+use crate::caps::http::{Authority, HttpGrant, Transport};
 use crate::caps::redact::Redactor;
 use crate::caps::secrets::{LocalSecrets, SecretGrant, SecretSource};
 use crate::caps::ssh::SshGrant;

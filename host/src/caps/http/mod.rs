@@ -8,8 +8,14 @@
 //!   `Authorization` header itself. Guests may never set `Authorization`
 //!   (or the hop-by-hop headers wasmtime already forbids), so the plugin
 //!   never sees the token, and nothing logs it.
-//! - TLS certificates are always verified (webpki roots); connect, first
-//!   byte and between-bytes timeouts are bounded.
+//! - TLS certificates are always verified: against the public web roots,
+//!   or only against the grant's own CA bundle (`caSecret`). A grant may
+//!   name an HTTP proxy (`proxy`); otherwise the proxy environment of the
+//!   Capstan process applies (`send.rs`). Connect, first byte and
+//!   between-bytes timeouts are bounded.
+
+mod send;
+pub use send::Proxy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +72,11 @@ impl Authority {
         })
     }
 
+    /// `host:port`, for connecting.
+    fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
     fn of_request(uri: &http::Uri) -> Option<Authority> {
         let scheme = uri.scheme_str()?.to_ascii_lowercase();
         let auth = uri.authority()?;
@@ -103,6 +114,48 @@ pub struct HttpGrant {
     pub authority: Authority,
     /// The `Authorization` header value, if a secret is bound.
     authorization: Option<http::HeaderValue>,
+    /// The grant's own proxy and TLS roots, if it names them.
+    route: Transport,
+}
+
+/// How a grant's requests travel, as the pipeline wrote it.
+#[derive(Clone, Default)]
+pub struct Transport {
+    /// `proxy:` of the grant; none: the process environment decides.
+    pub proxy: Option<Proxy>,
+    /// `caSecret:` of the grant: its name and the TLS config built from it.
+    pub ca: Option<(String, Arc<rustls::ClientConfig>)>,
+}
+
+impl Transport {
+    /// Parse a grant's `proxy` URL and `caSecret` (name, PEM value).
+    pub fn new(proxy: Option<&str>, ca: Option<(&str, &[u8])>) -> Result<Transport, String> {
+        let proxy = proxy.map(Proxy::parse).transpose()?;
+        let ca = match ca {
+            None => None,
+            Some((name, pem)) => Some((
+                name.to_string(),
+                send::own_roots(pem).map_err(|e| format!("secret `{name}` (caSecret): {e}"))?,
+            )),
+        };
+        Ok(Transport { proxy, ca })
+    }
+
+    /// The route for a request to `uri`.
+    fn route(&self, uri: &http::Uri) -> send::Route {
+        let (tls, trust) = match &self.ca {
+            Some((name, tls)) => (
+                tls.clone(),
+                format!("only the CA bundle in secret `{name}`"),
+            ),
+            None => (send::public_roots(), "the public web roots".to_string()),
+        };
+        send::Route {
+            proxy: self.proxy.clone().or_else(|| Proxy::from_env(uri)),
+            tls,
+            trust: trust.into(),
+        }
+    }
 }
 
 impl std::fmt::Debug for HttpGrant {
@@ -113,6 +166,8 @@ impl std::fmt::Debug for HttpGrant {
                 "authorization",
                 &self.authorization.as_ref().map(|_| "<redacted>"),
             )
+            .field("proxy", &self.route.proxy)
+            .field("ca", &self.route.ca.as_ref().map(|(name, _)| name))
             .finish()
     }
 }
@@ -121,6 +176,7 @@ impl HttpGrant {
     pub fn new(
         authority: Authority,
         secret: Option<(&[u8], AuthScheme)>,
+        route: Transport,
     ) -> Result<HttpGrant, String> {
         let authorization = match secret {
             None => None,
@@ -154,6 +210,7 @@ impl HttpGrant {
         Ok(HttpGrant {
             authority,
             authorization,
+            route,
         })
     }
 }
@@ -233,10 +290,21 @@ impl WasiHttpHooks for HttpHooks {
             ),
         };
         _ = fut;
+        let route = grant.route.route(request.uri());
+        let (sink, method, uri) = (
+            self.sink.clone(),
+            request.method().clone(),
+            request.uri().clone(),
+        );
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (res, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (res, io) = send::send(request, &route, options)
+                .await
+                .inspect_err(|e| {
+                    if let HttpError::InternalError(Some(why)) = e {
+                        sink.log(LogLevel::Warn, &format!("http {method} {uri}: {why}"));
+                    }
+                })?;
             Ok((
                 res.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
@@ -286,9 +354,13 @@ pub async fn host_post_json(
         first_byte_timeout: Some(t),
         between_bytes_timeout: Some(t),
     };
-    let (res, io) = wasmtime_wasi_http::default_send_request(req, Some(options))
+    let route = grant.route.route(req.uri());
+    let (res, io) = send::send(req, &route, options)
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| match e {
+            HttpError::InternalError(Some(why)) => why,
+            e => format!("{e:?}"),
+        })?;
     let status = res.status().as_u16();
     drop(res);
     tokio::spawn(io);
@@ -322,14 +394,27 @@ mod tests {
     #[test]
     fn credentials_become_headers_and_stay_out_of_debug() {
         let a = Authority::parse("https://x").unwrap();
-        let g = HttpGrant::new(a.clone(), Some((b"bob:pw\n", AuthScheme::Basic))).unwrap();
+        let g = HttpGrant::new(
+            a.clone(),
+            Some((b"bob:pw\n", AuthScheme::Basic)),
+            Transport::default(),
+        )
+        .unwrap();
         assert_eq!(
             g.authorization.as_ref().unwrap().to_str().unwrap(),
             "Basic Ym9iOnB3"
         );
         assert!(!format!("{g:?}").contains("Ym9i"));
-        assert!(HttpGrant::new(a.clone(), Some((b"token", AuthScheme::Basic))).is_err());
-        let b = HttpGrant::new(a, Some((b"tok", AuthScheme::Bearer))).unwrap();
+        assert!(
+            HttpGrant::new(
+                a.clone(),
+                Some((b"token", AuthScheme::Basic)),
+                Transport::default()
+            )
+            .is_err()
+        );
+        let b =
+            HttpGrant::new(a, Some((b"tok", AuthScheme::Bearer)), Transport::default()).unwrap();
         assert_eq!(b.authorization.unwrap().to_str().unwrap(), "Bearer tok");
     }
 }
