@@ -126,7 +126,7 @@ fn snapshot(dir: &Path) -> Vec<(String, String)> {
 fn archive(bare: &Path, rev: &str) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
     let tar = Command::new("git")
-        .args(["archive", "--format=tar", rev])
+        .args(["-c", "safe.directory=*", "archive", "--format=tar", rev])
         .current_dir(bare)
         .output()
         .unwrap();
@@ -390,19 +390,17 @@ async fn failures_are_clear_errors() {
     );
     assert!(t.elapsed() < std::time::Duration::from_secs(15));
 
-    // SSH and git:// remotes: a clear refusal naming what to use instead.
-    for url in [
-        "git@github.com:team/app.git",
-        "ssh://git@host/app.git",
-        "git://host/app.git",
+    // SSH remotes need an ssh grant (denied before connecting, naming the
+    // host); git:// and other schemes: a clear refusal naming what to use.
+    for (url, want) in [
+        ("git@github.com:team/app.git", "denied: ssh `github.com:22`"),
+        ("ssh://git@host:2222/app.git", "denied: ssh `host:2222`"),
+        ("git://host/app.git", "git:// protocol is not supported; use https:// or ssh://"),
+        ("ftp://host/app.git", "not a repository URL this plugin clones"),
     ] {
         let run = env.run(&pipeline(url, &origin, "", ""), &[]).await;
         assert_eq!(run.status_of("clone"), TaskStatus::Failed);
-        assert!(
-            msg(&run).contains("not supported") && msg(&run).contains("https://"),
-            "{url}: {}",
-            msg(&run)
-        );
+        assert!(msg(&run).contains(want), "{url}: {}", msg(&run));
     }
 
     // TLS verification cannot be switched off by a pipeline: refused when
@@ -491,6 +489,8 @@ mod messages;
 mod options;
 #[path = "git_clone/refs.rs"]
 mod refs;
+#[path = "git_clone/ssh.rs"]
+mod ssh;
 #[path = "git_clone/transport.rs"]
 mod transport;
 #[path = "git_clone/update.rs"]

@@ -69,6 +69,11 @@ fn ensure_user() -> PathBuf {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Self::start_with("")
+    }
+
+    /// [`Sshd::start`] with `extra` lines of sshd_config (`AcceptEnv …`).
+    pub fn start_with(extra: &str) -> Sshd {
         assert!(
             Path::new("/usr/sbin/sshd").exists(),
             "OpenSSH sshd is not installed; run scripts/test-deps.sh (apt-get install openssh-server)"
@@ -106,7 +111,7 @@ impl Sshd {
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\n\
                      AuthorizedKeysFile {ak}\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
                      UsePAM no\nStrictModes no\nPermitRootLogin no\nAllowUsers {USER}\nLogLevel VERBOSE\n\
-                     ClientAliveInterval 5\n",
+                     ClientAliveInterval 5\n{extra}",
                     hk = d.join("host_key").display(),
                     pid = d.join("sshd.pid").display(),
                     ak = d.join("authorized_keys").display(),

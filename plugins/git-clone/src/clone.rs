@@ -7,7 +7,7 @@ use gix_hash::ObjectId;
 
 use crate::gitdir::{GitDir, GitObjects};
 use crate::pack::Pack;
-use crate::protocol::{self, Http};
+use crate::protocol::{self, Connect};
 use crate::refs::{self, Target};
 use crate::update::{self, Existing, Tracked, Union};
 use crate::worktree::{self, Checkout, Objects};
@@ -213,7 +213,7 @@ fn empty_dir(dir: &Path) -> Result<(), String> {
 }
 
 pub fn clone(
-    http: &mut dyn Http,
+    net: &mut dyn Connect,
     dir: &Path,
     opts: &Options,
     report: &mut dyn Report,
@@ -222,7 +222,8 @@ pub fn clone(
     let existing = open_existing(dir, opts)?;
     let specs = crate::refspec::parse(&opts.refspec)?;
     report.progress("discovering refs", 0, None);
-    let remote = protocol::discover_with(http, url, &crate::refspec::prefixes(&specs))?;
+    let mut transport = net.open(url)?;
+    let remote = protocol::discover_with(transport.as_mut(), &crate::refspec::prefixes(&specs))?;
     report.log(&format!(
         "{url}: protocol v{}, {} refs",
         remote.version,
@@ -274,7 +275,7 @@ pub fn clone(
             } else {
                 opts.depth
             };
-            let fetched = protocol::fetch(http, &remote, &wants, depth, &have)?;
+            let fetched = protocol::fetch(transport.as_mut(), &remote, &wants, depth, &have)?;
             report.log(&format!("received a {}-byte pack", fetched.pack.len()));
             report.progress("resolving objects", 0, None);
             let pack = Pack::index(fetched.pack)?;
@@ -294,6 +295,8 @@ pub fn clone(
             (Some(pack), shallow)
         }
     };
+    // The conversation is over (a stateful transport's command ends here).
+    drop(transport);
     let union;
     let (objects, store): (&dyn Objects, _) = match (&existing, &pack) {
         (Some(e), p) => {
@@ -347,7 +350,7 @@ pub fn clone(
     )?;
     if opts.submodules && !checkout.submodules.is_empty() {
         let git_dir = opts.git_dir.clone().unwrap_or_else(|| dir.join(".git"));
-        crate::submodules::update(http, dir, &git_dir, &checkout.submodules, opts, report)?;
+        crate::submodules::update(net, dir, &git_dir, &checkout.submodules, opts, report)?;
     }
     Ok(Outcome {
         commit,

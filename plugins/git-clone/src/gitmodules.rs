@@ -200,6 +200,12 @@ pub fn resolve_url(base: &str, url: &str) -> String {
             match base.rfind('/') {
                 // Never past the authority (`scheme://host`).
                 Some(i) if !base[..i].ends_with('/') => base.truncate(i),
+                // scp-like `host:repo.git`: up to the colon (git's rule).
+                None if crate::ssh::SshUrl::parse(&base).is_some() => {
+                    let colon = base.find(':').map_or(0, |c| c + 1);
+                    base.truncate(colon);
+                    return format!("{base}{}", rest.trim_start_matches("../"));
+                }
                 _ => {}
             }
         } else {
@@ -285,6 +291,12 @@ b\n\
             resolve_url("http://h/app.git", "../../x.git"),
             "http://h/x.git"
         );
+        // scp-like, as git resolves them.
+        assert_eq!(
+            resolve_url("git@h:org/app.git", "../lib.git"),
+            "git@h:org/lib.git"
+        );
+        assert_eq!(resolve_url("git@h:app.git", "../lib.git"), "git@h:lib.git");
         assert_eq!(
             resolve_url("http://h/a.git", "https://o/b.git"),
             "https://o/b.git"

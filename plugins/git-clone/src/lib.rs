@@ -1,7 +1,10 @@
-//! `git-clone`: clone a repository over git smart HTTP inside the sandbox.
+//! `git-clone`: clone a repository over git smart HTTP or SSH inside the
+//! sandbox.
 //!
 //! The git protocol runs here, in the plugin; the host only carries HTTP to
-//! the one authority the pipeline granted (and adds its credentials). The
+//! the authorities the pipeline granted (and adds its credentials), or runs
+//! upload-pack over SSH on a granted host (authenticating it, verifying its
+//! host key). The
 //! logic lives in plain modules with native unit tests: [`protocol`]
 //! (smart HTTP v2 with v0 fallback), [`pack`] (index + object reads),
 //! [`worktree`] (checkout + `.git`), [`clone`]; this file is the binding.
@@ -16,11 +19,13 @@ pub mod protocol;
 pub mod refs;
 pub mod refspec;
 pub mod sparse;
+pub mod ssh;
 pub mod submodules;
 pub mod update;
 pub mod worktree;
 
 use capstan_plugin_sdk::capstan::plugin::log::{Level, log, progress};
+use capstan_plugin_sdk::capstan::plugin::ssh as host_ssh;
 use capstan_plugin_sdk::capstan::plugin::types::{
     Denial, GrantLayer, TaskError, TaskInput, TaskResult,
 };
@@ -69,6 +74,75 @@ impl protocol::Http for WasiHttp {
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), String> {
         self.call("POST", url, headers, Some(body))
+    }
+}
+
+/// SSH remotes through the host's `ssh` capability: a session to the
+/// granted host (authenticated by the host, host key verified), and
+/// upload-pack started on it.
+struct HostPipe {
+    // Dropped first: the process, then its session.
+    process: host_ssh::Process,
+    _session: host_ssh::Session,
+}
+
+impl HostPipe {
+    fn error(e: TaskError) -> String {
+        match e {
+            TaskError::Failed(m) | TaskError::InvalidParams(m) => m,
+            other => format!("{other:?}"),
+        }
+    }
+}
+
+impl crate::ssh::Pipe for HostPipe {
+    fn write(&mut self, data: &[u8]) -> Result<(), String> {
+        self.process.write(data).map_err(Self::error)
+    }
+    fn close_stdin(&mut self) -> Result<(), String> {
+        self.process.close_stdin().map_err(Self::error)
+    }
+    fn read(&mut self) -> Result<Vec<u8>, String> {
+        self.process.read(1 << 20).map_err(Self::error)
+    }
+    fn finish(&mut self) -> Result<(i32, String), String> {
+        let r = self.process.wait().map_err(Self::error)?;
+        Ok((r.exit_code, r.stderr_tail))
+    }
+}
+
+/// Opens http(s) remotes over wasi:http and SSH remotes over the `ssh`
+/// capability; remembers a denial so the task fails as denied.
+struct Remotes {
+    http: WasiHttp,
+    denied: Option<(&'static str, String)>,
+}
+
+impl protocol::Connect for Remotes {
+    fn open<'a>(&'a mut self, url: &str) -> Result<Box<dyn protocol::Transport + 'a>, String> {
+        let Some(remote) = crate::ssh::SshUrl::parse(url) else {
+            return Ok(Box::new(protocol::SmartHttp {
+                http: &mut self.http,
+                url: url.to_string(),
+            }));
+        };
+        let session = host_ssh::connect(&remote.host, remote.port, &remote.user).map_err(|e| {
+            if let TaskError::Denied(d) = &e {
+                self.denied = Some(("ssh", d.target.clone()));
+            }
+            format!("{url}: {}", HostPipe::error(e))
+        })?;
+        let env = [("GIT_PROTOCOL".to_string(), "version=2".to_string())];
+        let process = session
+            .start(&remote.upload_pack(), &env)
+            .map_err(|e| format!("{url}: {}", HostPipe::error(e)))?;
+        Ok(Box::new(crate::ssh::SshTransport::new(
+            HostPipe {
+                process,
+                _session: session,
+            },
+            url,
+        )))
     }
 }
 
@@ -134,19 +208,16 @@ fn git_clone_sparse(input: &TaskInput) -> Result<Option<sparse::Sparse>, TaskErr
 
 /// URL forms this plugin does not clone, with what to do instead.
 fn unsupported_url(url: &str) -> Option<String> {
-    let scp_like = !url.contains("://")
-        && url
-            .split_once(':')
-            .is_some_and(|(host, _)| !host.is_empty() && !host.contains('/'));
-    if url.starts_with("ssh://") || url.starts_with("git+ssh://") || scp_like {
-        return Some(format!(
-            "`{url}`: SSH remotes are not supported yet; use the repository's https:// URL \
-             with a token in grants.http"
-        ));
-    }
     if url.starts_with("git://") {
         return Some(format!(
-            "`{url}`: the unauthenticated git:// protocol is not supported; use https://"
+            "`{url}`: the unauthenticated git:// protocol is not supported; use https:// or ssh://"
+        ));
+    }
+    let known = ["http://", "https://", "file://"];
+    if !known.iter().any(|k| url.starts_with(k)) && crate::ssh::SshUrl::parse(url).is_none() {
+        return Some(format!(
+            "`{url}`: not a repository URL this plugin clones (https://, ssh://, user@host:path, \
+             or file:///workspace/repository/…)"
         ));
     }
     None
@@ -185,20 +256,24 @@ impl Guest for GitClone {
         if let Some(why) = unsupported_url(&url) {
             return Err(TaskError::InvalidParams(why));
         }
-        let mut transport = WasiHttp { denied: None };
+        let mut remotes = Remotes {
+            http: WasiHttp { denied: None },
+            denied: None,
+        };
         let result = match url.strip_prefix("file://") {
             Some(path) => {
                 clone::clone_local(std::path::Path::new(path), &dir, &opts, &mut HostReport)
             }
-            None => clone::clone(&mut transport, &dir, &opts, &mut HostReport),
+            None => clone::clone(&mut remotes, &dir, &opts, &mut HostReport),
         };
         let out = match result {
             Ok(o) => o,
             Err(e) => {
-                if let Some(a) = transport.denied {
+                let denied = (remotes.http.denied.map(|a| ("http", a))).or(remotes.denied);
+                if let Some((capability, target)) = denied {
                     return Err(TaskError::Denied(Denial {
-                        capability: "http".into(),
-                        target: a,
+                        capability: capability.into(),
+                        target,
                         layer: GrantLayer::Pipeline,
                     }));
                 }

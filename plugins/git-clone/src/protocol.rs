@@ -1,8 +1,9 @@
-//! Git smart HTTP, client side: discovery, `ls-refs` and `fetch` in
+//! The git protocol, client side: discovery, `ls-refs` and `fetch` in
 //! protocol v2, with the v0/v1 exchange for servers that do not speak v2.
 //!
-//! Plain code over a small [`Http`] trait, so it runs natively in unit tests
-//! and over wasi:http in the component. Framing uses `gix-packetline`.
+//! Plain code over a [`Transport`] (smart HTTP over a small [`Http`] trait
+//! here; SSH in `ssh.rs`), so it runs natively in unit tests and over the
+//! host's capabilities in the component. Framing uses `gix-packetline`.
 
 use gix_hash::ObjectId;
 use gix_packetline::PacketLineRef;
@@ -16,6 +17,110 @@ pub trait Http {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), String>;
+}
+
+/// One conversation with a remote's upload-pack, whatever carries it.
+pub trait Transport {
+    /// The remote's URL, for messages.
+    fn url(&self) -> &str;
+    /// upload-pack's first words (v2 capabilities, or the v0 ref
+    /// advertisement), having asked for protocol v2.
+    fn advertise(&mut self) -> Result<Vec<u8>, String>;
+    /// One request and its whole response. `last`: no request follows (a
+    /// stateful transport ends its input and reads to the end).
+    fn request(&mut self, body: &[u8], version: u8, last: bool) -> Result<Vec<u8>, String>;
+}
+
+/// Opens a [`Transport`] to a URL.
+pub trait Connect {
+    fn open<'a>(&'a mut self, url: &str) -> Result<Box<dyn Transport + 'a>, String>;
+}
+
+/// Any [`Http`] connects to http(s) URLs by smart HTTP.
+impl<H: Http> Connect for H {
+    fn open<'a>(&'a mut self, url: &str) -> Result<Box<dyn Transport + 'a>, String> {
+        Ok(Box::new(SmartHttp {
+            http: self,
+            url: url.to_string(),
+        }))
+    }
+}
+
+/// Git's smart HTTP: `GET info/refs`, then a `POST git-upload-pack` per
+/// request (stateless).
+pub struct SmartHttp<'a> {
+    pub http: &'a mut dyn Http,
+    pub url: String,
+}
+
+impl Transport for SmartHttp<'_> {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn advertise(&mut self) -> Result<Vec<u8>, String> {
+        let url = self.url.as_str();
+        let refs_url = format!("{}/info/refs?service=git-upload-pack", base(url));
+        let (status, mut body) = self.http.get(&refs_url, &[("Git-Protocol", "version=2")])?;
+        check_status(url, status, &body)?;
+        // git's own words when the answer is not its protocol (a sign-in
+        // page, a proxy's error page, a web UI at that address).
+        let not_git = |what: String| {
+            format!(
+                "{}/info/refs not valid: is this a git repository? (the server sent {what})",
+                base(url)
+            )
+        };
+        if !body.is_empty() && !body.iter().take(4).all(u8::is_ascii_hexdigit) {
+            let head = String::from_utf8_lossy(&body[..body.len().min(200)]).to_lowercase();
+            let what = if head.trim_start().starts_with('<') {
+                "an HTML page: a sign-in page or a proxy in the way?".to_string()
+            } else {
+                format!("{} bytes that are not git's protocol", body.len())
+            };
+            return Err(not_git(what));
+        }
+        let all = lines(&body).map_err(not_git)?;
+        // Smart HTTP starts with `# service=git-upload-pack` and a flush.
+        let mut skip = 0;
+        if let Some(first) = all.first()
+            && text(first).is_some_and(|t| t.starts_with("# service="))
+        {
+            skip = 1 + usize::from(matches!(all.get(1), Some(PacketLineRef::Flush)));
+        } else if !body.is_empty()
+            && !matches!(all.first(), Some(PacketLineRef::Data(d)) if d.starts_with(b"version 2"))
+        {
+            return Err(format!(
+                "{url}: not a git smart-HTTP server (dumb HTTP is not supported)"
+            ));
+        }
+        let consumed: usize = all[..skip].iter().map(encoded_len).sum();
+        drop(all);
+        body.drain(..consumed);
+        Ok(body)
+    }
+
+    fn request(&mut self, body: &[u8], version: u8, _last: bool) -> Result<Vec<u8>, String> {
+        let url = format!("{}/git-upload-pack", base(&self.url));
+        let mut headers = vec![
+            ("Content-Type", "application/x-git-upload-pack-request"),
+            ("Accept", "application/x-git-upload-pack-result"),
+        ];
+        if version == 2 {
+            headers.push(("Git-Protocol", "version=2"));
+        }
+        let (status, resp) = self.http.post(&url, &headers, body)?;
+        check_status(&self.url, status, &resp)?;
+        Ok(resp)
+    }
+}
+
+/// Bytes a pkt-line takes on the wire.
+fn encoded_len(l: &PacketLineRef<'_>) -> usize {
+    match l {
+        PacketLineRef::Data(d) => 4 + d.len(),
+        _ => 4,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,56 +232,19 @@ fn base(url: &str) -> &str {
     url.trim_end_matches('/')
 }
 
-/// `GET info/refs`, asking for protocol v2.
-pub fn discover(http: &mut dyn Http, url: &str) -> Result<Remote, String> {
-    discover_with(http, url, &[])
+/// The remote's advertisement, asking for protocol v2.
+pub fn discover(t: &mut dyn Transport) -> Result<Remote, String> {
+    discover_with(t, &[])
 }
 
 /// [`discover`], also listing refs under `prefixes` (a refspec's sources,
 /// e.g. `refs/pull/`; v2 lists only what is asked for).
-pub fn discover_with(
-    http: &mut dyn Http,
-    url: &str,
-    prefixes: &[String],
-) -> Result<Remote, String> {
-    let refs_url = format!("{}/info/refs?service=git-upload-pack", base(url));
-    let (status, body) = http.get(&refs_url, &[("Git-Protocol", "version=2")])?;
-    check_status(url, status, &body)?;
-    // git's own words when the answer is not its protocol (a sign-in page,
-    // a proxy's error page, a web UI at that address).
-    let not_git = |what: String| {
-        format!(
-            "{}/info/refs not valid: is this a git repository? (the server sent {what})",
-            base(url)
-        )
-    };
-    if !body.is_empty() && !body.iter().take(4).all(u8::is_ascii_hexdigit) {
-        let head = String::from_utf8_lossy(&body[..body.len().min(200)]).to_lowercase();
-        let what = if head.trim_start().starts_with('<') {
-            "an HTML page: a sign-in page or a proxy in the way?".to_string()
-        } else {
-            format!("{} bytes that are not git's protocol", body.len())
-        };
-        return Err(not_git(what));
-    }
-    let all = lines(&body).map_err(not_git)?;
-    let mut it = all.iter().peekable();
-    // Smart HTTP starts with `# service=git-upload-pack` and a flush.
-    if let Some(first) = it.peek()
-        && text(first).is_some_and(|t| t.starts_with("# service="))
-    {
-        it.next();
-        if matches!(it.peek(), Some(PacketLineRef::Flush)) {
-            it.next();
-        }
-    } else if !body.is_empty()
-        && !matches!(all.first(), Some(PacketLineRef::Data(d)) if d.starts_with(b"version 2"))
-    {
-        return Err(format!(
-            "{url}: not a git smart-HTTP server (dumb HTTP is not supported)"
-        ));
-    }
-    let rest: Vec<&PacketLineRef<'_>> = it.collect();
+pub fn discover_with(t: &mut dyn Transport, prefixes: &[String]) -> Result<Remote, String> {
+    let body = t.advertise()?;
+    let url = t.url().to_string();
+    let all =
+        lines(&body).map_err(|e| format!("{url}: the advertisement is not git's protocol: {e}"))?;
+    let rest: Vec<&PacketLineRef<'_>> = all.iter().collect();
     if rest.first().and_then(|l| text(l)).as_deref() == Some("version 2") {
         let capabilities = rest[1..]
             .iter()
@@ -189,7 +257,7 @@ pub fn discover_with(
             capabilities,
             refs: vec![],
         };
-        remote.refs = ls_refs(http, &remote, prefixes)?;
+        remote.refs = ls_refs(t, &remote, prefixes)?;
         return Ok(remote);
     }
     // v0/v1: `<oid> <name>\0<caps>` then `<oid> <name>`, then flush.
@@ -248,21 +316,6 @@ pub fn discover_with(
     Ok(remote)
 }
 
-fn v2_post(http: &mut dyn Http, remote: &Remote, body: &[u8]) -> Result<Vec<u8>, String> {
-    let url = format!("{}/git-upload-pack", base(&remote.url));
-    let (status, resp) = http.post(
-        &url,
-        &[
-            ("Content-Type", "application/x-git-upload-pack-request"),
-            ("Accept", "application/x-git-upload-pack-result"),
-            ("Git-Protocol", "version=2"),
-        ],
-        body,
-    )?;
-    check_status(&remote.url, status, &resp)?;
-    Ok(resp)
-}
-
 fn command_header(out: &mut Vec<u8>, remote: &Remote, command: &str) {
     pkt(out, &format!("command={command}\n"));
     pkt(out, "agent=capstan-git-clone/0.1\n");
@@ -273,7 +326,11 @@ fn command_header(out: &mut Vec<u8>, remote: &Remote, command: &str) {
 }
 
 /// v2 `ls-refs` for HEAD, branches and tags (peeled, with symrefs).
-fn ls_refs(http: &mut dyn Http, remote: &Remote, prefixes: &[String]) -> Result<Vec<Ref>, String> {
+fn ls_refs(
+    t: &mut dyn Transport,
+    remote: &Remote,
+    prefixes: &[String],
+) -> Result<Vec<Ref>, String> {
     let mut body = Vec::new();
     command_header(&mut body, remote, "ls-refs");
     for l in [
@@ -289,7 +346,7 @@ fn ls_refs(http: &mut dyn Http, remote: &Remote, prefixes: &[String]) -> Result<
         pkt(&mut body, &format!("ref-prefix {p}\n"));
     }
     flush(&mut body);
-    let resp = v2_post(http, remote, &body)?;
+    let resp = t.request(&body, 2, false)?;
     let mut refs = Vec::new();
     for l in lines(&resp)? {
         let Some(line) = text(&l) else { break };
@@ -331,7 +388,7 @@ pub struct Have {
 /// Fetch a pack with `wants` (depth 0 = full history); the server leaves
 /// out what `have` already holds. One round: `have` lines, then `done`.
 pub fn fetch(
-    http: &mut dyn Http,
+    t: &mut dyn Transport,
     remote: &Remote,
     wants: &[ObjectId],
     depth: u32,
@@ -358,7 +415,7 @@ pub fn fetch(
         }
         pkt(&mut body, "done\n");
         flush(&mut body);
-        let resp = v2_post(http, remote, &body)?;
+        let resp = t.request(&body, 2, true)?;
         return parse_v2_fetch(&remote.url, &resp);
     }
     // v0: capabilities on the first want.
@@ -396,16 +453,7 @@ pub fn fetch(
         pkt(&mut body, &format!("have {h}\n"));
     }
     pkt(&mut body, "done\n");
-    let url = format!("{}/git-upload-pack", base(&remote.url));
-    let (status, resp) = http.post(
-        &url,
-        &[
-            ("Content-Type", "application/x-git-upload-pack-request"),
-            ("Accept", "application/x-git-upload-pack-result"),
-        ],
-        &body,
-    )?;
-    check_status(&remote.url, status, &resp)?;
+    let resp = t.request(&body, 0, true)?;
     parse_v0_fetch(
         &remote.url,
         &resp,

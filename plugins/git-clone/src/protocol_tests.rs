@@ -23,6 +23,11 @@ impl Http for Canned {
     }
 }
 
+/// [`discover`] over smart HTTP answered by `http`.
+fn discover(http: &mut Canned, url: &str) -> Result<Remote, String> {
+    super::discover(http.open(url)?.as_mut())
+}
+
 const A: &str = "1111111111111111111111111111111111111111";
 const B: &str = "2222222222222222222222222222222222222222";
 

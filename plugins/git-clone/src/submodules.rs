@@ -19,7 +19,7 @@ use gix_hash::ObjectId;
 
 use crate::clone::{Options, Report};
 use crate::gitmodules;
-use crate::protocol::Http;
+use crate::protocol::Connect;
 
 /// Deepest submodule nesting followed.
 const MAX_NESTING: u8 = 8;
@@ -40,7 +40,7 @@ fn head_of(git_dir: &Path) -> Option<ObjectId> {
 
 /// Clone every gitlink of the checkout at `dir` (git directory `git_dir`).
 pub fn update(
-    http: &mut dyn Http,
+    net: &mut dyn Connect,
     dir: &Path,
     git_dir: &Path,
     gitlinks: &[(String, ObjectId)],
@@ -74,9 +74,12 @@ pub fn update(
             ));
         }
         let url = gitmodules::resolve_url(&opts.url, sub.url.as_deref().ok_or_else(no_url)?);
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !(url.starts_with("http://")
+            || url.starts_with("https://")
+            || crate::ssh::SshUrl::parse(&url).is_some())
+        {
             return Err(format!(
-                "submodule {path}: `{url}` is not an http(s) URL (only http(s) submodules are cloned)"
+                "submodule {path}: `{url}` is not an http(s) or SSH URL (only those submodules are cloned)"
             ));
         }
         let module_git = git_dir.join("modules").join(&sub.name);
@@ -96,7 +99,7 @@ pub fn update(
                 refspec: String::new(),
                 sparse: None,
             };
-            crate::clone::clone(http, &worktree, &sub_opts, report)
+            crate::clone::clone(net, &worktree, &sub_opts, report)
                 .map_err(|e| format!("submodule {path}: {e}"))?;
         }
         let quoted = sub.name.replace('\\', "\\\\").replace('"', "\\\"");

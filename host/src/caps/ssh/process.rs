@@ -83,11 +83,7 @@ impl SshView<'_> {
             return Ok(false);
         };
         match msg {
-            ChannelMsg::Data { data } => {
-                if !p.stdout_done {
-                    p.pending = data.into();
-                }
-            }
+            ChannelMsg::Data { data } if !p.stdout_done => p.pending = data,
             ChannelMsg::ExtendedData { data, .. } => {
                 p.stderr.feed(&*sink, &budget, &data);
                 push_tail(&mut p.stderr_tail, &data);
