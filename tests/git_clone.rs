@@ -395,8 +395,14 @@ async fn failures_are_clear_errors() {
     for (url, want) in [
         ("git@github.com:team/app.git", "denied: ssh `github.com:22`"),
         ("ssh://git@host:2222/app.git", "denied: ssh `host:2222`"),
-        ("git://host/app.git", "git:// protocol is not supported; use https:// or ssh://"),
-        ("ftp://host/app.git", "not a repository URL this plugin clones"),
+        (
+            "git://host/app.git",
+            "git:// protocol is not supported; use https:// or ssh://",
+        ),
+        (
+            "ftp://host/app.git",
+            "not a repository URL this plugin clones",
+        ),
     ] {
         let run = env.run(&pipeline(url, &origin, "", ""), &[]).await;
         assert_eq!(run.status_of("clone"), TaskStatus::Failed);

@@ -230,3 +230,50 @@ async fn hostile_gitmodules_are_refused() {
         "no request reached the other server"
     );
 }
+
+/// A repository URL written to break out of the remote command's quoting
+/// (on a server whose login shell runs the command line): the path goes
+/// to upload-pack as one quoted argument, so the shell runs nothing else.
+/// Against a real sshd with a real shell.
+#[tokio::test]
+async fn an_ssh_url_cannot_inject_a_remote_command() {
+    use capstan::caps::secrets::LocalSecrets;
+    use capstan_tests::sshd::{Sshd, USER};
+    let sshd = Sshd::start();
+    let env = TestEnv::new();
+    LocalSecrets::new(&env.sched.state_dir.join("secrets"))
+        .set("deploy-key", sshd.client_key.as_bytes())
+        .unwrap();
+    let marker = std::path::PathBuf::from(format!("/tmp/capstan-injected-{}", sshd.port));
+    let _ = std::fs::remove_file(&marker);
+    for path in [
+        format!("/x'; touch {}; echo '", marker.display()),
+        format!("/x'\\''; touch {}; '", marker.display()),
+        format!("/x!$(touch {})", marker.display()),
+        format!("/x'\"'\"'; touch {}; '", marker.display()),
+        format!("/x`touch {}`", marker.display()),
+    ] {
+        let url = format!("ssh://127.0.0.1:{}{path}", sshd.port);
+        // (Escaped for the YAML double-quoted scalar it goes into.)
+        let quoted = url.replace('\\', "\\\\").replace('"', "\\\"");
+        let yaml = clone_pipeline(&quoted, "https://unused.invalid", &[], "").replace(
+            "grants: { http: [\"https://unused.invalid\"] }",
+            &format!(
+                "grants: {{ ssh: [{{ host: 127.0.0.1, port: {}, user: {USER}, secret: deploy-key, knownHosts: \"{}\" }}] }}",
+                sshd.port, sshd.known_hosts
+            ),
+        );
+        let run = env.run(&yaml, &[]).await;
+        assert_eq!(run.status_of("clone"), TaskStatus::Failed, "{path}");
+        assert!(
+            run.message("clone")
+                .contains("does not appear to be a git repository"),
+            "{path}: {}",
+            run.message("clone")
+        );
+        assert!(
+            !marker.exists(),
+            "{path}: the remote shell ran an injected command"
+        );
+    }
+}
