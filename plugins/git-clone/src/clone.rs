@@ -73,6 +73,34 @@ pub trait Report {
     fn stat(&mut self, root: &Path, paths: &[String]) -> Result<Vec<Option<FileStat>>, String> {
         native_stat(root, paths)
     }
+    /// Write new files under `root` (parents made; 0755 when executable),
+    /// many at once. Natively: one at a time.
+    fn write_files(&mut self, root: &Path, files: &[NewFile]) -> Result<(), String> {
+        for f in files {
+            let path = root.join(&f.path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            }
+            std::fs::write(&path, f.contents.as_slice())
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = if f.executable { 0o755 } else { 0o644 };
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file a checkout writes (relative to the work tree, `/`-separated).
+pub struct NewFile {
+    pub path: String,
+    pub contents: std::rc::Rc<Vec<u8>>,
+    pub executable: bool,
 }
 
 /// What git's index records of a checked-out file.

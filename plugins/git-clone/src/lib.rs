@@ -164,6 +164,27 @@ impl clone::Report for HostReport {
         Ok(true)
     }
 
+    fn write_files(
+        &mut self,
+        root: &std::path::Path,
+        files: &[clone::NewFile],
+    ) -> Result<(), String> {
+        use capstan_plugin_sdk::capstan::plugin::files;
+        let dir = root.to_str().ok_or("non-UTF-8 path")?;
+        let files: Vec<files::NewFile> = files
+            .iter()
+            .map(|f| files::NewFile {
+                path: f.path.clone(),
+                contents: f.contents.to_vec(),
+                executable: f.executable,
+            })
+            .collect();
+        files::write_files(dir, &files).map_err(|e| match e {
+            TaskError::Failed(m) | TaskError::InvalidParams(m) => m,
+            e => format!("{e:?}"),
+        })
+    }
+
     fn stat(
         &mut self,
         root: &std::path::Path,

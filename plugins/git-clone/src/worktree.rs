@@ -160,6 +160,28 @@ pub(crate) fn safe_name(name: &[u8]) -> Result<&str, String> {
 }
 
 /// Write `tree` under `root`.
+/// Files waiting to be written, flushed every few MiB.
+#[derive(Default)]
+struct Batch {
+    files: Vec<crate::clone::NewFile>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn full(&self) -> bool {
+        self.bytes >= 8 << 20 || self.files.len() >= 2048
+    }
+
+    fn flush(&mut self, root: &Path, report: &mut dyn crate::clone::Report) -> Result<(), String> {
+        if !self.files.is_empty() {
+            report.write_files(root, &self.files)?;
+        }
+        self.files.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
 pub fn checkout(
     pack: &dyn Objects,
     tree: &ObjectId,
@@ -173,6 +195,7 @@ pub fn checkout(
     let mut made = std::collections::HashSet::new();
     let mut links = std::collections::HashMap::new();
     let mut stack: Vec<(ObjectId, PathBuf)> = vec![(*tree, PathBuf::new())];
+    let mut batch = Batch::default();
     while let Some((tid, rel)) = stack.pop() {
         let (kind, data) = pack.find(&tid)?;
         if kind != Kind::Tree {
@@ -206,13 +229,15 @@ pub fn checkout(
                     if k != Kind::Blob {
                         return Err(format!("{} should be a blob", path_rel.display()));
                     }
-                    ensure_dir()?;
-                    std::fs::write(&path, blob.as_slice())
-                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
-                    if e.mode.kind() == EntryKind::BlobExecutable
-                        && !report.set_executable(&path)?
-                    {
-                        out.executables.push(path_rel.display().to_string());
+                    // Written in batches: one host call for many files.
+                    batch.bytes += blob.len();
+                    batch.files.push(crate::clone::NewFile {
+                        path: path_rel.to_string_lossy().into_owned(),
+                        contents: blob,
+                        executable: e.mode.kind() == EntryKind::BlobExecutable,
+                    });
+                    if batch.full() {
+                        batch.flush(root, report)?;
                     }
                     out.files += 1;
                     if out.files % 500 == 0 {
@@ -239,6 +264,7 @@ pub fn checkout(
             }
         }
     }
+    batch.flush(root, report)?;
     // Judge every link by where it really resolves in this tree, then
     // write them all (nothing was written through a link before this).
     let mut sorted: Vec<_> = links.iter().collect();

@@ -9,7 +9,9 @@ use cap_std::fs::PermissionsExt as _;
 
 use super::workspace::WorkspaceMount;
 use super::{LogLevel, TaskSink};
-use crate::runtime::bindings::capstan::plugin::files::{FileInfo, FileStat, Host};
+use crate::runtime::bindings::capstan::plugin::files::{FileInfo, FileStat, Host, NewFile};
+
+mod write;
 use crate::runtime::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskError};
 
 /// Per-task state: the task's workspaces.
@@ -48,11 +50,20 @@ impl FilesState {
 
     /// A directory inside a workspace, opened (confined) as a `Dir`.
     pub(crate) fn open_dir(&mut self, path: &str) -> Result<cap_std::fs::Dir, TaskError> {
+        self.open_dir_for(path, false)
+    }
+
+    /// [`FilesState::open_dir`] in a workspace the task may write.
+    fn open_dir_writable(&mut self, path: &str) -> Result<cap_std::fs::Dir, TaskError> {
+        self.open_dir_for(path, true)
+    }
+
+    fn open_dir_for(&mut self, path: &str, write: bool) -> Result<cap_std::fs::Dir, TaskError> {
         let trimmed = match path.trim_end_matches('/') {
             "" => path,
             t => t,
         };
-        let (root, rel) = self.resolve_in(trimmed, false, true)?;
+        let (root, rel) = self.resolve_in(trimmed, write, true)?;
         if rel.is_empty() || rel == "." {
             return root
                 .try_clone()
@@ -242,6 +253,10 @@ impl FilesState {
 }
 
 impl Host for FilesState {
+    fn write_files(&mut self, dir: String, files: Vec<NewFile>) -> Result<(), TaskError> {
+        self.write_new_files(dir, files)
+    }
+
     fn scan(&mut self, dir: String) -> Result<Vec<FileInfo>, TaskError> {
         let root = self.open_dir(&dir)?;
         let mut out = Vec::new();
