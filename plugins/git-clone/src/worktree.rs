@@ -204,7 +204,8 @@ pub fn checkout(
         let t =
             gix_object::TreeRef::from_bytes(&data, HASH).map_err(|e| format!("tree {tid}: {e}"))?;
         // A directory is made when something is written in it (a sparse
-        // checkout leaves no empty directories, as git's does not).
+        // checkout leaves no empty directories, as git's does not): files'
+        // parents by the host with the batch, links' and submodules' here.
         let dir = root.join(&rel);
         let mut ensure_dir = || -> Result<(), String> {
             if made.insert(dir.clone()) {
@@ -213,9 +214,6 @@ pub fn checkout(
             }
             Ok(())
         };
-        if sparse.is_none() {
-            ensure_dir()?;
-        }
         for e in &t.entries {
             let name = safe_name(e.filename)?;
             let path_rel = rel.join(name);
