@@ -168,9 +168,11 @@ async fn the_host_side_files_interface_stays_inside() {
         .in_box(&b)
         .run(&env)
         .await;
-    assert_all_denied(&run, 15);
+    assert_all_denied(&run, 24);
     assert!(!outcome(&run).contains(OUTSIDE));
     b.assert_untouched();
+    assert!(!std::path::Path::new("/tmp/capstan-pwned").exists());
+    assert!(!std::path::Path::new("/etc/capstan-pwned").exists());
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! Attack: the `files` interface runs on the host, so trick it: escape
+//! Attack: the `files` interface runs on the host, so trick it (scan,
+//! pack, is/set-executable, write-files): escape
 //! paths, absolute paths, a planted symlink (`abs` → an outside file;
 //! `root` → `/`), and a read-only workspace. `arg` is the outside file's
 //! name (beside the workspace).
@@ -64,6 +65,29 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
         "set-executable in the read-only workspace",
         files::set_executable("/workspace/ro/file", true).map_err(e),
     );
+    // write-files: through the planted links, out by `..`, absolute, into
+    // the read-only workspace, from a directory outside.
+    let new = |path: String| files::NewFile {
+        path,
+        contents: b"pwned\n".to_vec(),
+        executable: true,
+    };
+    for (dir, path) in [
+        ("/workspace/ws", format!("../{name}")),
+        ("/workspace/ws", "abs".to_string()),
+        ("/workspace/ws", "root/tmp/capstan-pwned".to_string()),
+        ("/workspace/ws", "/etc/capstan-pwned".to_string()),
+        ("/workspace/ws", "a/../../x".to_string()),
+        ("/workspace/ws/..", name.clone()),
+        ("/workspace/ws/root", "tmp/capstan-pwned".to_string()),
+        ("/workspace/ro", "file".to_string()),
+        ("/", "tmp/capstan-pwned".to_string()),
+    ] {
+        t.must_fail(
+            &format!("write-files {dir} [{path}]"),
+            files::write_files(dir, &[new(path.clone())]).map_err(e),
+        );
+    }
     t.finish()
 }
 
