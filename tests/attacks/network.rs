@@ -161,7 +161,7 @@ async fn authority_confusion_and_host_headers_do_not_redirect_requests() {
         .extra(&grant(&[format!("http://localhost:{}", server.port)]))
         .run(&env)
         .await;
-    assert_all_denied(&run, 15);
+    assert_all_denied(&run, 17);
     wire.assert_untouched();
     // Whatever reached the granted server said Host: localhost:P.
     for head in server.requests() {

@@ -230,6 +230,34 @@ fn the_process_proxy_environment_applies_unless_no_proxy_says_otherwise() {
     );
     run("b", &[("NO_PROXY", "127.0.0.1")]);
     assert_eq!(proxy.log(), log, "NO_PROXY=127.0.0.1 goes direct");
+
+    // A proxy this host cannot use is an error, never a silent direct
+    // connection around it.
+    let ws = dir.path().join("c");
+    std::fs::create_dir_all(&ws).unwrap();
+    let requests = server.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let out = capstan_tests::cli_env(
+        cli,
+        &dir.path().join("c-state"),
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "-w",
+            &format!("src={}", ws.display()),
+        ],
+        &[("HTTP_PROXY", std::ffi::OsStr::new("socks5://127.0.0.1:1"))],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("only http:// proxies are supported"),
+        "{text}"
+    );
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::Relaxed),
+        requests
+    );
 }
 
 /// Tekton's proxy and CA params are the grant's business: a pipeline that

@@ -70,7 +70,10 @@ impl SshUrl {
     }
 
     fn new(user: &str, host: &str, port: u16, path: String) -> Option<SshUrl> {
-        if host.is_empty() || path.is_empty() || host.starts_with('-') {
+        // An option where a host or a path goes (git blocks these: "strange
+        // hostname/pathname"), and control characters anywhere.
+        let odd = |s: &str| s.starts_with('-') || s.chars().any(char::is_control);
+        if host.is_empty() || path.is_empty() || odd(host) || odd(&path) || odd(user) {
             return None;
         }
         Some(SshUrl {

@@ -78,8 +78,16 @@ fn urls_are_read_as_git_reads_them() {
     ] {
         assert_eq!(SshUrl::parse(not_ssh), None, "{not_ssh}");
     }
-    // An option where the host goes is never a host.
-    assert_eq!(SshUrl::parse("ssh://-oProxyCommand=x/r.git"), None);
+    // An option where the host or the path goes, or a control character,
+    // is never taken.
+    for bad in [
+        "ssh://-oProxyCommand=x/r.git",
+        "host:-u/../x",
+        "ssh://host/r.git\nrm",
+        "-u@host:r.git",
+    ] {
+        assert_eq!(SshUrl::parse(bad), None, "{bad}");
+    }
 }
 
 /// A local `git-upload-pack` as the remote command.

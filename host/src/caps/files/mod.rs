@@ -253,8 +253,8 @@ impl FilesState {
 }
 
 impl Host for FilesState {
-    fn write_files(&mut self, dir: String, files: Vec<NewFile>) -> Result<(), TaskError> {
-        self.write_new_files(dir, files)
+    async fn write_files(&mut self, dir: String, files: Vec<NewFile>) -> Result<(), TaskError> {
+        self.write_new_files(dir, files).await
     }
 
     fn scan(&mut self, dir: String) -> Result<Vec<FileInfo>, TaskError> {

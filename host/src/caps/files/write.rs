@@ -4,24 +4,28 @@
 //!
 //! Confinement is the workspace's, as for every `files` call: the directory
 //! is a writable workspace's (cap-std, no escape), paths are relative with
-//! no `.`/`..`/empty components, no existing component may be a symbolic
-//! link (a parent that is one, or a link at the file's path, is refused,
-//! never followed), and the file is opened `O_NOFOLLOW | O_NONBLOCK`, so a
-//! link swapped in after the check fails and a FIFO planted at a path
-//! cannot hang the host.
+//! no `.`/`..`/empty components, and every component is opened on its own,
+//! relative to its parent's handle, without following links
+//! (`open_dir_nofollow`, and `FollowSymlinks::No` with `O_NONBLOCK` for the
+//! file): a link — planted before the call or swapped in during it, by a
+//! task sharing the workspace — is refused, never followed, even inside
+//! the workspace, and a FIFO at a path cannot hang the host. The writes run
+//! on a blocking thread, not on the runtime's workers.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::fs::File;
 use std::io::Write as _;
+use std::path::Path;
 
-use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _, Permissions, PermissionsExt as _};
+use cap_primitives::fs::{DirOptions, FollowSymlinks, OpenOptions, OpenOptionsExt as _};
 
 use super::FilesState;
 use crate::runtime::bindings::capstan::plugin::files::NewFile;
 use crate::runtime::bindings::capstan::plugin::types::TaskError;
 
 impl FilesState {
-    /// `files.write-files`.
-    pub(super) fn write_new_files(
+    /// `files.write-files`: checks, then the writes on a blocking thread.
+    pub(super) async fn write_new_files(
         &mut self,
         dir: String,
         files: Vec<NewFile>,
@@ -33,24 +37,57 @@ impl FilesState {
                 files.len()
             )));
         }
-        let root = self.open_dir_writable(&dir)?;
-        let mut dirs = HashSet::new();
-        for f in &files {
-            write_one(&root, f, &mut dirs).map_err(|e| {
-                let path = crate::caps::log::one_line(&f.path);
-                TaskError::Failed(format!("writing {dir}/{path}: {e}"))
-            })?;
-        }
-        Ok(())
+        let root = self.open_dir_writable(&dir)?.into_std_file();
+        tokio::task::spawn_blocking(move || write_all(root, &dir, &files))
+            .await
+            .map_err(|e| TaskError::Failed(format!("files.write-files: {e}")))?
     }
+}
+
+fn write_all(root: File, dir: &str, files: &[NewFile]) -> Result<(), TaskError> {
+    // Directories opened so far, by `/`-joined prefix ("" is the root).
+    let mut dirs: HashMap<String, File> = HashMap::new();
+    dirs.insert(String::new(), root);
+    for f in files {
+        write_one(f, &mut dirs).map_err(|e| {
+            let path = crate::caps::log::one_line(&f.path);
+            TaskError::Failed(format!("writing {dir}/{path}: {e}"))
+        })?;
+    }
+    Ok(())
 }
 
 fn refuse(why: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, why)
 }
 
-/// Write `f` under `root`; `dirs` holds the parents already checked.
-fn write_one(root: &Dir, f: &NewFile, dirs: &mut HashSet<String>) -> std::io::Result<()> {
+/// Open (making it if missing) directory `name` in `parent`, never through
+/// a link.
+fn subdir(parent: &File, name: &str, shown: &str) -> std::io::Result<File> {
+    let open = |p: &File| cap_primitives::fs::open_dir_nofollow(p, Path::new(name));
+    let linkish = |e: std::io::Error| {
+        if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+            refuse(format!(
+                "{shown} is not a directory (a link is never followed)"
+            ))
+        } else {
+            e
+        }
+    };
+    match open(parent) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match cap_primitives::fs::create_dir(parent, Path::new(name), &DirOptions::new()) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+            open(parent).map_err(linkish)
+        }
+        r => r.map_err(linkish),
+    }
+}
+
+/// Write `f`, opening its parents one component at a time.
+fn write_one(f: &NewFile, dirs: &mut HashMap<String, File>) -> std::io::Result<()> {
     let parts: Vec<&str> = f.path.split('/').collect();
     if parts
         .iter()
@@ -58,26 +95,18 @@ fn write_one(root: &Dir, f: &NewFile, dirs: &mut HashSet<String>) -> std::io::Re
     {
         return Err(refuse("not a plain relative path".into()));
     }
+    let (name, parents) = parts.split_last().expect("split yields one part");
     let mut prefix = String::new();
-    for part in &parts[..parts.len() - 1] {
+    for part in parents {
+        let parent_key = prefix.clone();
         if !prefix.is_empty() {
             prefix.push('/');
         }
         prefix.push_str(part);
-        if dirs.contains(&prefix) {
-            continue;
+        if !dirs.contains_key(&prefix) {
+            let d = subdir(&dirs[&parent_key], part, &prefix)?;
+            dirs.insert(prefix.clone(), d);
         }
-        match root.symlink_metadata(&prefix) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(refuse(format!("{prefix} is not a directory"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => root.create_dir(&prefix)?,
-            Err(e) => return Err(e),
-        }
-        dirs.insert(prefix.clone());
-    }
-    match root.symlink_metadata(&f.path) {
-        Ok(m) if !m.is_file() => return Err(refuse("something other than a file is there".into())),
-        _ => {}
     }
     let mode = if f.executable { 0o755 } else { 0o644 };
     let mut opts = OpenOptions::new();
@@ -85,12 +114,26 @@ fn write_one(root: &Dir, f: &NewFile, dirs: &mut HashSet<String>) -> std::io::Re
         .create(true)
         .truncate(true)
         .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    let mut file = root.open_with(&f.path, &opts)?;
+        .custom_flags(libc::O_NONBLOCK);
+    // What cap-fs-ext's `OpenOptionsFollowExt::follow` sets.
+    opts._cap_fs_ext_follow(FollowSymlinks::No);
+    let mut file =
+        cap_primitives::fs::open(&dirs[&prefix], Path::new(name), &opts).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                refuse("a symbolic link is there (never followed)".into())
+            } else {
+                e
+            }
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refuse("something other than a file is there".into()));
+    }
     file.write_all(&f.contents)?;
     // `mode` applies to new files only; a replaced one gets it too.
-    if file.metadata()?.permissions().mode() & 0o777 != mode {
-        file.set_permissions(Permissions::from_mode(mode))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    if meta.permissions().mode() & 0o777 != mode {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
     Ok(())
 }
@@ -120,8 +163,8 @@ mod tests {
 
     /// Files land inside the writable workspace only, with their modes;
     /// links, escapes and a FIFO are refused, and nothing outside changes.
-    #[test]
-    fn new_files_stay_inside_and_never_follow_links() {
+    #[tokio::test]
+    async fn new_files_stay_inside_and_never_follow_links() {
         let root = tempfile::tempdir().unwrap();
         let (ws, ro) = (root.path().join("ws"), root.path().join("ro"));
         std::fs::create_dir_all(&ws).unwrap();
@@ -157,6 +200,7 @@ mod tests {
                 new("top", "t\n", false),
             ],
         )
+        .await
         .unwrap();
         assert_eq!(
             std::fs::read_to_string(ws.join("a/b/c.txt")).unwrap(),
@@ -166,6 +210,7 @@ mod tests {
         assert_eq!((mode("a/run.sh"), mode("top")), (0o755, 0o644));
         // Replacing a file takes the new mode and contents.
         f.write_new_files("/workspace/out".into(), vec![new("top", "new\n", true)])
+            .await
             .unwrap();
         assert_eq!(
             (
@@ -186,16 +231,19 @@ mod tests {
         ] {
             assert!(
                 f.write_new_files("/workspace/out".into(), vec![new(bad, "x", false)])
+                    .await
                     .is_err(),
                 "{bad:?}"
             );
         }
         assert!(
             f.write_new_files("/workspace/src".into(), vec![new("x", "x", false)])
+                .await
                 .is_err()
         );
         assert!(
             f.write_new_files("/workspace/out/..".into(), vec![new("x", "x", false)])
+                .await
                 .is_err()
         );
         assert_eq!(

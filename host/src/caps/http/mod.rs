@@ -77,9 +77,16 @@ impl Authority {
         format!("{}:{}", self.host, self.port)
     }
 
+    /// The authority a request goes to; none for a URI without one or
+    /// with user info. `http` takes the host after the *last* `@`, but a
+    /// proxy or front end may read `http://x@evil:80@granted/` as
+    /// `evil:80`: credentials come from grants, so any `@` is refused.
     fn of_request(uri: &http::Uri) -> Option<Authority> {
         let scheme = uri.scheme_str()?.to_ascii_lowercase();
         let auth = uri.authority()?;
+        if auth.as_str().contains('@') {
+            return None;
+        }
         let port = auth
             .port_u16()
             .unwrap_or(if scheme == "https" { 443 } else { 80 });
@@ -142,7 +149,7 @@ impl Transport {
     }
 
     /// The route for a request to `uri`.
-    fn route(&self, uri: &http::Uri) -> send::Route {
+    fn route(&self, uri: &http::Uri) -> Result<send::Route, String> {
         let (tls, trust) = match &self.ca {
             Some((name, tls)) => (
                 tls.clone(),
@@ -150,11 +157,15 @@ impl Transport {
             ),
             None => (send::public_roots(), "the public web roots".to_string()),
         };
-        send::Route {
-            proxy: self.proxy.clone().or_else(|| Proxy::from_env(uri)),
+        let proxy = match &self.proxy {
+            Some(p) => Some(p.clone()),
+            None => Proxy::from_env(uri)?,
+        };
+        Ok(send::Route {
+            proxy,
             tls,
             trust: trust.into(),
-        }
+        })
     }
 }
 
@@ -262,6 +273,15 @@ impl WasiHttpHooks for HttpHooks {
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let Some(authority) = Authority::of_request(request.uri()) else {
+            self.sink.log(
+                LogLevel::Warn,
+                &super::log::one_line(&format!(
+                    "denied: http {} {} (layer: host; no authority, or user info in it: \
+                     credentials come from the grant)",
+                    request.method(),
+                    request.uri()
+                )),
+            );
             return Box::new(async { Err(HttpError::HttpRequestUriInvalid) });
         };
         let Some(grant) = self.grants.iter().find(|g| g.authority == authority) else {
@@ -290,7 +310,14 @@ impl WasiHttpHooks for HttpHooks {
             ),
         };
         _ = fut;
-        let route = grant.route.route(request.uri());
+        let route = match grant.route.route(request.uri()) {
+            Ok(r) => r,
+            Err(why) => {
+                self.sink
+                    .log(LogLevel::Error, &format!("http {authority}: {why}"));
+                return Box::new(async { Err(HttpError::InternalError(Some(why))) });
+            }
+        };
         let (sink, method, uri) = (
             self.sink.clone(),
             request.method().clone(),
@@ -354,7 +381,7 @@ pub async fn host_post_json(
         first_byte_timeout: Some(t),
         between_bytes_timeout: Some(t),
     };
-    let route = grant.route.route(req.uri());
+    let route = grant.route.route(req.uri())?;
     let (res, io) = send::send(req, &route, options)
         .await
         .map_err(|e| match e {
@@ -389,6 +416,15 @@ mod tests {
         ] {
             assert!(Authority::parse(bad).is_err(), "{bad}");
         }
+        // A request's user info is refused, whatever host follows it.
+        for uri in [
+            "http://x@evil:80@granted/",
+            "http://u@granted/",
+            "http://granted:80@evil/",
+        ] {
+            assert_eq!(Authority::of_request(&uri.parse().unwrap()), None, "{uri}");
+        }
+        assert!(Authority::of_request(&"http://granted:8080/p".parse().unwrap()).is_some());
     }
 
     #[test]

@@ -76,20 +76,29 @@ impl Proxy {
     /// `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, as curl and git read them)
     /// names for `uri`, if any. Read once per process: it is the platform's
     /// setting, not a task's.
-    pub fn from_env(uri: &http::Uri) -> Option<Proxy> {
+    pub fn from_env(uri: &http::Uri) -> Result<Option<Proxy>, String> {
         static ENV: OnceLock<hyper_util::client::proxy::matcher::Matcher> = OnceLock::new();
-        let hit = ENV
+        let Some(hit) = ENV
             .get_or_init(hyper_util::client::proxy::matcher::Matcher::from_env)
-            .intercept(uri)?;
+            .intercept(uri)
+        else {
+            return Ok(None);
+        };
         let p = hit.uri();
-        if p.scheme_str() != Some("http") {
-            return None;
+        let host = p.host().unwrap_or_default().to_ascii_lowercase();
+        // Never a silent direct connection where the platform wants a proxy.
+        if p.scheme_str() != Some("http") || host.is_empty() {
+            return Err(format!(
+                "the proxy environment (HTTPS_PROXY/HTTP_PROXY/ALL_PROXY) names {}://{host} for \
+                 this request: only http:// proxies are supported",
+                p.scheme_str().unwrap_or("?")
+            ));
         }
-        Some(Proxy {
-            host: p.host()?.to_ascii_lowercase(),
+        Ok(Some(Proxy {
+            host,
             port: p.port_u16().unwrap_or(80),
             authorization: hit.basic_auth().cloned(),
-        })
+        }))
     }
 
     fn addr(&self) -> String {

@@ -8,6 +8,9 @@
 //!   message carried (the channel window bounds that) and at most 1 MiB.
 //! - stderr streams into the task log (redacted, within the budget), as
 //!   `exec`'s does.
+//! - A process is read by its plugin: russh queues a bounded number of
+//!   messages per channel, and one nobody reads holds up its connection's
+//!   other channels (so open a session per concurrent conversation).
 
 use bytes::Bytes;
 use russh::client::Msg;
@@ -89,6 +92,14 @@ impl SshView<'_> {
                 push_tail(&mut p.stderr_tail, &data);
             }
             ChannelMsg::Eof => p.stdout_done = true,
+            // The reply to `exec`: the server would not run the command.
+            ChannelMsg::Failure => {
+                p.stdout_done = true;
+                return Err(failed(format!(
+                    "ssh {}: the server refused to run the command",
+                    p.label
+                )));
+            }
             ChannelMsg::ExitStatus { exit_status } => p.code = Some(exit_status as i32),
             ChannelMsg::ExitSignal { signal_name, .. } => {
                 sink.log(
@@ -142,6 +153,8 @@ impl HostProcess for SshView<'_> {
             let p = self.table.get_mut(&r).map_err(failed)?;
             p.stdout_done = true;
             p.pending = Bytes::new();
+            // A command still reading its input would never end otherwise.
+            let _ = p.write.eof().await;
         }
         while self.next_message(&r).await? {}
         let p = self.table.get(&r).map_err(failed)?;

@@ -13,6 +13,10 @@ fn run(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let (p, q) = a.split_once('|').unwrap_or((&a, "1"));
     for authority in [
         format!("localhost:{p}@127.0.0.1:{q}"),
+        // The host after the last `@` is granted; a proxy reading up to the
+        // first `@` would go to Q.
+        format!("127.0.0.1:{q}@localhost:{p}"),
+        format!("x@127.0.0.1:{q}@localhost:{p}"),
         format!("localhost%3A{p}@127.0.0.1:{q}"),
         format!("localhost:{p}%40127.0.0.1:{q}"),
         format!("127.0.0.1:{q}#@localhost:{p}"),
