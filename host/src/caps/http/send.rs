@@ -154,11 +154,11 @@ trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
 impl<T> Stream for T where T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
 
 /// Open the connection `req` needs (TCP, through the proxy if any, then
-/// TLS for https), bounded by `timeout`.
+/// TLS for https), all of it by `deadline`.
 async fn connect(
     target: &Authority,
     route: &Route,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<Box<dyn Stream>, HttpError> {
     let tls = target.scheme == "https";
     let open = async {
@@ -175,7 +175,7 @@ async fn connect(
         }
         Ok(tcp)
     };
-    let tcp = tokio::time::timeout(timeout, open)
+    let tcp = tokio::time::timeout_at(deadline, open)
         .await
         .map_err(|_| HttpError::ConnectionTimeout)??;
     if !tls {
@@ -185,7 +185,7 @@ async fn connect(
         .map_err(|_| HttpError::HttpRequestUriInvalid)?
         .to_owned();
     let connector = tokio_rustls::TlsConnector::from(route.tls.clone());
-    let stream = tokio::time::timeout(timeout, connector.connect(name, tcp))
+    let stream = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
         .await
         .map_err(|_| HttpError::ConnectionTimeout)?
         .map_err(|e| tls_error(e, target, &route.trust))?;
@@ -272,9 +272,11 @@ where
         .between_bytes_timeout
         .unwrap_or(long)
         .max(Duration::from_nanos(1));
-    let stream = connect(&target, route, connect_timeout).await?;
-    let (mut sender, conn) = tokio::time::timeout(
-        connect_timeout,
+    // One deadline for TCP, the proxy's tunnel, TLS and the HTTP handshake.
+    let deadline = tokio::time::Instant::now() + connect_timeout;
+    let stream = connect(&target, route, deadline).await?;
+    let (mut sender, conn) = tokio::time::timeout_at(
+        deadline,
         hyper::client::conn::http1::Builder::new().handshake(hyper_util::rt::TokioIo::new(stream)),
     )
     .await
