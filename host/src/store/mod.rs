@@ -187,6 +187,10 @@ impl RunStore {
         })
     }
 
+    /// Every write transaction here is IMMEDIATE: it takes the write lock
+    /// up front, waiting through the busy handler. A deferred one that
+    /// reads and then writes fails at once with SQLITE_BUSY when another
+    /// process (a `capstan serve`, a CLI) wrote in between.
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -207,7 +211,9 @@ impl RunStore {
         tasks: &[(String, bool)],
     ) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
         let spec_json = serde_json::to_string(spec).expect("RunSpec serializes");
         tx.execute(
             "INSERT INTO runs (id, pipeline, status, created_at, spec) VALUES (?1, ?2, 'Queued', ?3, ?4)",
@@ -396,7 +402,9 @@ impl RunStore {
     /// one transaction.
     pub fn start_attempts(&self, starts: &[(&str, &str, u32, i64)]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
         for (run_id, task, attempt, dispatched_at) in starts {
             tx.execute(
                 "UPDATE tasks SET status = 'Running', attempts = ?3, started_at = COALESCE(started_at, ?4), \
@@ -430,7 +438,9 @@ impl RunStore {
         let now = now_us();
         let json = serde_json::to_string(results).expect("results serialize");
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
         tx.execute(
             "UPDATE attempts SET status = ?4, entered_at = ?5, finished_at = ?6, message = ?7 \
              WHERE run_id = ?1 AND task = ?2 AND attempt = ?3",

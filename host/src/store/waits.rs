@@ -120,7 +120,9 @@ impl RunStore {
     ) -> Result<()> {
         let now = now_us();
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
         let what = format!("waiting for {kind}");
         tx.execute(
             "UPDATE attempts SET status = 'Waiting', entered_at = ?4, message = ?5 \
@@ -157,7 +159,9 @@ impl RunStore {
     /// are marked applied.
     pub fn resuspend(&self, run_id: &str, task: &str, state: &str, applied: &[i64]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
         tx.execute(
             "UPDATE waits SET state = ?3 WHERE run_id = ?1 AND task = ?2",
             params![run_id, task, state],
@@ -176,7 +180,9 @@ impl RunStore {
     /// The wait ended (`approved`, `rejected`, `timed-out`, `cancelled`).
     pub fn close_wait(&self, run_id: &str, task: &str, phase: &str, applied: &[i64]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
         let history: Option<String> = tx
             .query_row(
                 "SELECT history FROM waits WHERE run_id = ?1 AND task = ?2",
@@ -211,7 +217,9 @@ impl RunStore {
         note: Option<&str>,
     ) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
         let history: Option<String> = tx
             .query_row(
                 "SELECT history FROM waits WHERE run_id = ?1 AND task = ?2 AND open = 1",
