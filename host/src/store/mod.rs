@@ -161,26 +161,7 @@ impl RunStore {
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
-        // Several processes may open a new store at once. Switching it to
-        // WAL and upgrading a read to a write can fail with SQLITE_BUSY
-        // *without* waiting (SQLite's deadlock avoidance), so the whole
-        // setup is retried for as long as the busy timeout would wait.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let setup = conn
-                .pragma_update(None, "journal_mode", "WAL")
-                .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
-                .and_then(|()| schema::migrate(&conn));
-            match setup {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => break r.map_err(err)?,
-            }
-        }
+        schema::set_up(&conn).map_err(err)?;
         Ok(RunStore {
             conn: Mutex::new(conn),
             path,

@@ -108,6 +108,30 @@ fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<
 /// the columns it lacks. Several processes may open a store at once: the
 /// check is repeated inside one write transaction, so exactly one of them
 /// migrates. A store from a newer binary (a higher version) is refused.
+/// WAL, `synchronous = NORMAL`, and the schema brought up to date.
+/// Several processes may open a new store at once: switching it to WAL and
+/// upgrading a read to a write can fail with SQLITE_BUSY *without* waiting
+/// (SQLite's deadlock avoidance), so the whole setup is retried for as long
+/// as the busy timeout would wait.
+pub(super) fn set_up(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let setup = conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+            .and_then(|()| migrate(conn));
+        match setup {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version = |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
     let v = version(conn)?;
