@@ -70,6 +70,7 @@ impl Pack {
             idx,
             offsets,
             cache: RefCell::new(HashMap::new()),
+            inflater: RefCell::new(gix_zlib::Inflate::default()),
             verify_reads: true,
         })
     }

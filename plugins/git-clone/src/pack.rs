@@ -35,6 +35,8 @@ pub struct Pack {
     pub(crate) offsets: HashMap<ObjectId, u64>,
     /// Resolved objects by offset (bases are reused by many deltas).
     pub(crate) cache: RefCell<HashMap<u64, Object>>,
+    /// One inflater, reset per object (its window is 32 KiB).
+    pub(crate) inflater: RefCell<gix_zlib::Inflate>,
     /// Pack checksum (hex), which names the files.
     pub checksum: String,
     /// Opened from disk with its `.idx` (see `idx.rs`) rather than
@@ -66,45 +68,19 @@ impl Pack {
                 "the pack's checksum does not match its content (truncated or corrupt)".into(),
             );
         }
-        // Pass 1: entry boundaries and CRCs.
-        let mut entries: Vec<(u64, u32)> = Vec::with_capacity(count);
-        let mut offset = 12usize;
-        let mut scratch = vec![0u8; 64 * 1024];
-        for i in 0..count {
-            if offset >= body_end {
-                return Err(format!("the pack ends after {i} of {count} objects"));
-            }
-            let entry =
-                gix_pack::data::Entry::from_bytes(&pack[offset..body_end], offset as u64, HASH)
-                    .map_err(|e| format!("malformed pack entry at offset {offset}: {e}"))?;
-            let data_start = offset + entry.header_size();
-            let consumed = inflated_len(
-                &pack[data_start..body_end],
-                entry.decompressed_size as usize,
-                &mut scratch,
-            )
-            .map_err(|e| format!("malformed pack entry at offset {offset}: {e}"))?;
-            let end = data_start + consumed;
-            let mut crc = crc32::Hasher::new();
-            crc.update(&pack[offset..end]);
-            entries.push((offset as u64, crc.finalize()));
-            offset = end;
-        }
-        if offset != body_end {
-            return Err("trailing data after the pack's last object".into());
-        }
+        let (mut ids, deltas) = scan(&pack, count, body_end)?;
         let mut p = Pack {
             checksum: actual.to_string(),
             pack,
             idx: Vec::new(),
-            offsets: HashMap::with_capacity(count),
+            offsets: ids.iter().map(|(id, _, off)| (*id, *off)).collect(),
             cache: RefCell::new(HashMap::new()),
+            inflater: RefCell::new(gix_zlib::Inflate::default()),
             verify_reads: false,
         };
-        // Pass 2: object ids (REF deltas whose base is not known yet are
+        // Pass 2: deltas (REF deltas whose base is not known yet are
         // retried after the others).
-        let mut ids: Vec<(ObjectId, u32, u64)> = Vec::with_capacity(count);
-        let mut pending: Vec<(u64, u32)> = entries;
+        let mut pending = deltas;
         while !pending.is_empty() {
             let mut retry = Vec::new();
             let before = pending.len();
@@ -192,8 +168,12 @@ impl Pack {
         let entry = gix_pack::data::Entry::from_bytes(&self.pack[start..], offset, HASH)
             .map_err(|e| bad(&e.to_string()))?;
         let data_start = start + entry.header_size();
-        let raw = inflate(&self.pack[data_start..], entry.decompressed_size as usize)
-            .map_err(|e| bad(&e))?;
+        let raw = inflate(
+            &mut self.inflater.borrow_mut(),
+            &self.pack[data_start..],
+            entry.decompressed_size as usize,
+        )
+        .map_err(|e| bad(&e))?;
         let resolved = match entry.header {
             Header::Commit => (Kind::Commit, raw),
             Header::Tree => (Kind::Tree, raw),
@@ -226,15 +206,23 @@ impl Pack {
 
 /// How many input bytes the zlib stream of an entry takes, checking that it
 /// inflates to exactly `size` bytes.
-fn inflated_len(input: &[u8], size: usize, scratch: &mut [u8]) -> Result<usize, String> {
+fn inflated_len(
+    dec: &mut gix_zlib::Decompress,
+    input: &[u8],
+    size: usize,
+    scratch: &mut [u8],
+    each: &mut dyn FnMut(&[u8]),
+) -> Result<usize, String> {
     let mut produced = 0usize;
-    let consumed = inflate_stream(input, scratch, &mut |chunk| {
+    dec.reset();
+    let consumed = inflate_with(dec, input, scratch, &mut |chunk| {
         produced += chunk.len();
         if produced > size {
             return Err(format!(
                 "inflates to more than the {size} bytes its header says"
             ));
         }
+        each(chunk);
         Ok(())
     })?;
     if produced != size {
@@ -250,7 +238,17 @@ pub(crate) fn inflate_stream(
     scratch: &mut [u8],
     sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<usize, String> {
-    let mut dec = gix_zlib::Decompress::new();
+    inflate_with(&mut gix_zlib::Decompress::new(), input, scratch, sink)
+}
+
+/// [`inflate_stream`] with a decompressor the caller reuses (fresh or
+/// reset).
+fn inflate_with(
+    dec: &mut gix_zlib::Decompress,
+    input: &[u8],
+    scratch: &mut [u8],
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+) -> Result<usize, String> {
     let mut consumed = 0usize;
     loop {
         let (before_in, before_out) = (dec.total_in(), dec.total_out());
@@ -266,6 +264,80 @@ pub(crate) fn inflate_stream(
             }
             _ => {}
         }
+    }
+}
+
+/// Pass 1 over a pack's entries: boundaries and CRCs; whole objects are
+/// hashed as they inflate (each is inflated once, as git's index-pack
+/// does). Returns the whole objects' ids and the deltas left to resolve.
+#[allow(clippy::type_complexity)]
+fn scan(
+    pack: &[u8],
+    count: usize,
+    body_end: usize,
+) -> Result<(Vec<(ObjectId, u32, u64)>, Vec<(u64, u32)>), String> {
+    let mut deltas: Vec<(u64, u32)> = Vec::new();
+    let mut ids: Vec<(ObjectId, u32, u64)> = Vec::with_capacity(count);
+    let mut offset = 12usize;
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut dec = gix_zlib::Decompress::new();
+    for i in 0..count {
+        if offset >= body_end {
+            return Err(format!("the pack ends after {i} of {count} objects"));
+        }
+        let entry = gix_pack::data::Entry::from_bytes(&pack[offset..body_end], offset as u64, HASH)
+            .map_err(|e| format!("malformed pack entry at offset {offset}: {e}"))?;
+        let data_start = offset + entry.header_size();
+        let kind = whole_kind(&entry.header);
+        let mut hasher = kind.map(|kind| {
+            let mut h = gix_hash::hasher(HASH);
+            h.update(&gix_object::encode::loose_header(
+                kind,
+                entry.decompressed_size,
+            ));
+            h
+        });
+        let consumed = inflated_len(
+            &mut dec,
+            &pack[data_start..body_end],
+            entry.decompressed_size as usize,
+            &mut scratch,
+            &mut |chunk| {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(chunk);
+                }
+            },
+        )
+        .map_err(|e| format!("malformed pack entry at offset {offset}: {e}"))?;
+        let end = data_start + consumed;
+        let mut crc = crc32::Hasher::new();
+        crc.update(&pack[offset..end]);
+        let crc = crc.finalize();
+        match hasher {
+            Some(h) => {
+                let id = h
+                    .try_finalize()
+                    .map_err(|e| format!("hashing object at {offset}: {e}"))?;
+                ids.push((id, crc, offset as u64));
+            }
+            None => deltas.push((offset as u64, crc)),
+        }
+        offset = end;
+    }
+    if offset != body_end {
+        return Err("trailing data after the pack's last object".into());
+    }
+    Ok((ids, deltas))
+}
+
+/// The kind of a whole (non-delta) entry; `None` for deltas.
+fn whole_kind(header: &Header) -> Option<Kind> {
+    match header {
+        Header::Commit => Some(Kind::Commit),
+        Header::Tree => Some(Kind::Tree),
+        Header::Blob => Some(Kind::Blob),
+        Header::Tag => Some(Kind::Tag),
+        Header::OfsDelta { .. } | Header::RefDelta { .. } => None,
     }
 }
 
@@ -315,9 +387,9 @@ fn write_idx(ids: &mut [(ObjectId, u32, u64)], pack_checksum: &[u8]) -> Result<V
 }
 
 /// Inflate exactly `size` bytes.
-fn inflate(input: &[u8], size: usize) -> Result<Vec<u8>, String> {
+fn inflate(inf: &mut gix_zlib::Inflate, input: &[u8], size: usize) -> Result<Vec<u8>, String> {
     let mut out = vec![0u8; size];
-    let mut inf = gix_zlib::Inflate::default();
+    inf.reset();
     let (_, _, written) = inf
         .once(input, &mut out)
         .map_err(|e| format!("zlib: {e}"))?;
