@@ -18,6 +18,7 @@
 //! ```
 
 pub mod api;
+pub mod bindings;
 pub mod caps;
 pub mod cli;
 pub mod cluster;

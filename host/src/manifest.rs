@@ -15,8 +15,6 @@
 //! without compiling it, and checks that every import is covered by a
 //! capability the manifest declares.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use wasmtime::wasmparser::{Encoding, Parser, Payload};
 
@@ -67,60 +65,7 @@ pub enum PluginError {
     NoTaskExport { origin: String },
 }
 
-/// A capability a plugin may declare and a pipeline may grant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Capability {
-    /// Outbound HTTP (wasi:http) to granted authorities.
-    Http,
-    /// Opaque secret handles.
-    Secrets,
-    /// SSH sessions to granted hosts.
-    Ssh,
-    /// Kubernetes API requests within the grant.
-    Kube,
-    /// Durable suspension (approval gates).
-    Approval,
-}
-
-impl Capability {
-    pub const ALL: [Capability; 5] = [
-        Capability::Http,
-        Capability::Secrets,
-        Capability::Ssh,
-        Capability::Kube,
-        Capability::Approval,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Capability::Http => "http",
-            Capability::Secrets => "secrets",
-            Capability::Ssh => "ssh",
-            Capability::Kube => "kube",
-            Capability::Approval => "approval",
-        }
-    }
-
-    /// Whether this build of the host links the capability. Plugins that
-    /// declare one that is not are refused at load time with a clear error.
-    pub fn implemented(self) -> bool {
-        matches!(
-            self,
-            Capability::Http
-                | Capability::Secrets
-                | Capability::Ssh
-                | Capability::Kube
-                | Capability::Approval
-        )
-    }
-}
-
-impl fmt::Display for Capability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::caps::set::Capability;
 
 /// What an import needs: nothing beyond the base world, or one capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,21 +83,12 @@ pub enum ImportClass {
 /// the `http` capability, which checks authorities).
 pub fn classify_import(name: &str) -> ImportClass {
     let iface = name.split('@').next().unwrap_or(name);
-    let (pkg, _) = iface.split_once('/').unwrap_or((iface, ""));
-    match pkg {
-        "wasi:cli" | "wasi:clocks" | "wasi:filesystem" | "wasi:io" | "wasi:random"
-        | "wasi:sockets" => ImportClass::Base,
-        "wasi:http" => ImportClass::Needs(Capability::Http),
-        "capstan:plugin" => match iface {
-            "capstan:plugin/log" | "capstan:plugin/types" | "capstan:plugin/files" => {
-                ImportClass::Base
-            }
-            "capstan:plugin/secrets" => ImportClass::Needs(Capability::Secrets),
-            "capstan:plugin/ssh" => ImportClass::Needs(Capability::Ssh),
-            "capstan:plugin/kube" => ImportClass::Needs(Capability::Kube),
-            _ => ImportClass::Unknown,
-        },
-        _ => ImportClass::Unknown,
+    if crate::caps::set::is_base_interface(iface) {
+        ImportClass::Base
+    } else if let Some(cap) = Capability::for_interface(iface) {
+        ImportClass::Needs(cap)
+    } else {
+        ImportClass::Unknown
     }
 }
 

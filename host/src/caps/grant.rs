@@ -9,7 +9,7 @@
 //! capability's host code; this module checks, before anything runs, that
 //! each granted capability is allowed at all.
 
-use super::spec::Grants;
+use super::set::Grants;
 use crate::identity::{PluginIdentity, PluginSource};
 use crate::manifest::{Capability, Manifest};
 
@@ -88,7 +88,7 @@ pub struct Refusal {
 pub type CeilingOf<'a> = &'a dyn Fn(Capability) -> Result<(), String>;
 
 /// Check a task's grants against its plugin's manifest, the policy's
-/// ceiling for it, and what this build implements. Returns every refusal.
+/// ceiling for it. Returns every refusal.
 pub fn check(manifest: &Manifest, grants: &Grants, ceiling: CeilingOf) -> Vec<Refusal> {
     let mut out = Vec::new();
     for (cap, field) in grants.granted() {
@@ -104,11 +104,6 @@ pub fn check(manifest: &Manifest, grants: &Grants, ceiling: CeilingOf) -> Vec<Re
             Some((
                 Some(Layer::Policy),
                 format!("denied by layer `policy`: {reason}"),
-            ))
-        } else if !cap.implemented() {
-            Some((
-                None,
-                format!("capability `{cap}` is not provided by this Capstan build yet"),
             ))
         } else {
             None

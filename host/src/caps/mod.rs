@@ -1,17 +1,20 @@
 //! Capabilities: what a task may use beyond its own memory.
 //!
-//! Each capability is one module with one shape: its grant config (validated
-//! from the pipeline), its per-task state, and its generated `Host` impl in
-//! `host.rs`. The host enforces the intersection of three layers:
-//! the plugin manifest ∩ the pipeline's grant ∩ the platform policy.
+//! Each capability has one shape ([`capability::Capability`], after spin's
+//! factors): it links its bindings, declares and checks its grant type,
+//! prepares what an attempt needs at dispatch, and builds its per-attempt
+//! state, on which its generated `Host` impls live (`caps/X/host.rs`). The
+//! set of capabilities is listed once, in [`set`], and everything else —
+//! manifest names, the pipeline's `grants`, the store's state, the linker —
+//! is derived from it. The host enforces the intersection of three layers:
+//! the plugin manifest ∩ the pipeline's grant ∩ the platform policy
+//! ([`grant`]).
 //!
-//! Implemented here: `log` (every task), `workspace` (WASI preopens),
-//! `http` (wasi:http to granted authorities, host-side credentials) and
-//! `secrets` (opaque handles, values only when granted). The `ssh`, `kube`
-//! and `approval` capabilities are part of the WIT contract and the grant
-//! model, and are refused at load time by this build (see
-//! [`crate::manifest::Capability::implemented`]).
+//! Every task has `log` and `files` (its workspaces); `http`, `secrets`,
+//! `ssh` and `kube` are granted per task. Raw sockets are linked but every
+//! address is denied ([`network`]).
 
+pub mod capability;
 pub mod files;
 pub mod grant;
 pub mod http;
@@ -20,8 +23,9 @@ pub mod log;
 pub mod network;
 pub mod redact;
 pub mod secrets;
-pub mod spec;
+pub mod set;
 pub mod ssh;
 pub mod workspace;
 
 pub use log::{LogLevel, TaskSink};
+pub use set::Grants;

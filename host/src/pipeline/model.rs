@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::caps::spec::{Grants, HttpGrantSpec, SecretGrantSpec, SshAuth, SshGrantSpec};
+pub use crate::caps::Grants;
 use crate::params::ParamValue;
 
 pub const API_VERSION: &str = "capstan.dev/v1alpha1";

@@ -8,7 +8,7 @@
 //!   task's workspaces, clocks and random (no env, no args, no stdin, no
 //!   network), a memory cap, a log budget, a result-size cap and a timeout.
 
-pub mod bindings;
+pub use crate::bindings;
 mod limits;
 
 use std::collections::HashMap;
@@ -23,15 +23,15 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 use self::limits::Limiter;
 pub use self::limits::TaskLimits;
-use crate::caps::http::{HttpGrant, HttpHooks, HttpTimeouts};
-use crate::caps::log::{Budget, LogState, StdioCapture};
+use crate::caps::capability::{TaskCtx, TaskData};
+use crate::caps::log::{Budget, StdioCapture};
 use crate::caps::network;
 use crate::caps::redact::Redactor;
-use crate::caps::secrets::{SecretGrant, SecretsState, SecretsView};
+use crate::caps::set::{Prepared, States};
 use crate::caps::workspace::WorkspaceMount;
 use crate::caps::{LogLevel, TaskSink};
 use crate::digest::Digest;
@@ -110,80 +110,32 @@ impl Plugin {
     }
 }
 
-/// Store data for one task attempt.
+/// Store data for one task attempt: WASI, the memory limiter, and every
+/// capability's state ([`crate::caps::set::States`]).
 pub struct TaskState {
     wasi: WasiCtx,
-    table: ResourceTable,
     limiter: Limiter,
-    pub(crate) log: LogState,
-    http: WasiHttpCtx,
-    http_hooks: HttpHooks,
-    secrets: SecretsState,
-    files: crate::caps::files::FilesState,
-    ssh: crate::caps::ssh::SshState,
-    kube: crate::caps::kube::KubeState,
+    pub(crate) caps: States,
 }
 
 impl WasiView for TaskState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
-            table: &mut self.table,
+            table: &mut self.caps.table,
         }
     }
 }
 
 impl WasiHttpView for TaskState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.http_hooks,
-        }
+        self.caps.http_view()
     }
 }
 
-/// `HasData` for the secrets interface: a view over the task's grants and
-/// its resource table.
-struct SecretsData;
-
-impl wasmtime::component::HasData for SecretsData {
-    type Data<'a> = SecretsView<'a>;
-}
-
-/// `HasData` for the ssh interface.
-struct SshData;
-
-impl wasmtime::component::HasData for SshData {
-    type Data<'a> = crate::caps::ssh::SshView<'a>;
-}
-
-fn ssh_view(s: &mut TaskState) -> crate::caps::ssh::SshView<'_> {
-    crate::caps::ssh::SshView {
-        state: &mut s.ssh,
-        files: &mut s.files,
-        table: &mut s.table,
-    }
-}
-
-/// `HasData` for the kube interface.
-struct KubeData;
-
-impl wasmtime::component::HasData for KubeData {
-    type Data<'a> = crate::caps::kube::KubeView<'a>;
-}
-
-fn kube_view(s: &mut TaskState) -> crate::caps::kube::KubeView<'_> {
-    crate::caps::kube::KubeView {
-        state: &mut s.kube,
-        table: &mut s.table,
-    }
-}
-
-fn secrets_view(s: &mut TaskState) -> SecretsView<'_> {
-    SecretsView {
-        state: &mut s.secrets,
-        table: &mut s.table,
+impl TaskData for TaskState {
+    fn caps(&mut self) -> &mut States {
+        &mut self.caps
     }
 }
 
@@ -196,16 +148,8 @@ pub struct Invocation {
     pub workspaces: Vec<WorkspaceMount>,
     pub limits: TaskLimits,
     pub sink: Arc<dyn TaskSink>,
-    /// Granted HTTP authorities (with host-side credentials).
-    pub http: Vec<HttpGrant>,
-    /// Granted secrets.
-    pub secrets: Vec<SecretGrant>,
-    /// Granted SSH endpoints (credentials resolved).
-    pub ssh: Vec<crate::caps::ssh::SshGrant>,
-    /// Granted Kubernetes requests.
-    pub kube: Vec<crate::caps::kube::KubeGrant>,
-    /// The API the kube capability talks to (and as whom).
-    pub kube_target: Option<crate::caps::kube::KubeTarget>,
+    /// The task's grants, resolved for this attempt (secrets read).
+    pub grants: Prepared,
     /// Redacts the run's secret values from everything the task writes.
     pub redactor: Arc<Redactor>,
     /// Carries a message when the attempt must stop now (the run went over
@@ -297,30 +241,7 @@ impl Runtime {
 
         let mut linker = Linker::<TaskState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        bindings::capstan::plugin::log::add_to_linker::<
-            TaskState,
-            wasmtime::component::HasSelf<TaskState>,
-        >(&mut linker, |s| s)
-        .map_err(anyhow::Error::from)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)?;
-        bindings::capstan::plugin::files::add_to_linker::<
-            TaskState,
-            wasmtime::component::HasSelf<crate::caps::files::FilesState>,
-        >(&mut linker, |s| &mut s.files)
-        .map_err(anyhow::Error::from)?;
-        bindings::capstan::plugin::ssh::add_to_linker::<TaskState, SshData>(&mut linker, ssh_view)
-            .map_err(anyhow::Error::from)?;
-        bindings::capstan::plugin::kube::add_to_linker::<TaskState, KubeData>(
-            &mut linker,
-            kube_view,
-        )
-        .map_err(anyhow::Error::from)?;
-        bindings::capstan::plugin::secrets::add_to_linker::<TaskState, SecretsData>(
-            &mut linker,
-            secrets_view,
-        )
-        .map_err(anyhow::Error::from)?;
+        crate::caps::set::link_all(&mut linker).map_err(anyhow::Error::from)?;
 
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
@@ -365,15 +286,6 @@ impl Runtime {
             return Ok(p.clone());
         }
         let info = manifest::inspect(bytes, origin)?;
-        for cap in &info.manifest.capabilities {
-            if !cap.implemented() {
-                anyhow::bail!(
-                    "{origin}: plugin `{}` needs capability `{cap}`, which this Capstan build does not \
-                     provide yet",
-                    info.manifest.name
-                );
-            }
-        }
         let component = self.compile(bytes, &digest, origin)?;
         let pre = self
             .linker
@@ -531,49 +443,18 @@ impl Runtime {
                 .map_err(|e| (FailureKind::Setup, format!("{e:#}")))?;
         }
         let memory_cap = inv.limits.memory_bytes.min(self.config.max_memory_bytes);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(inv.limits.handles);
+        let task = TaskCtx {
+            sink,
+            budget: budget.clone(),
+            mounts: inv.workspaces.clone(),
+            memory_cap,
+        };
         let state = TaskState {
             wasi: builder.build(),
-            table: {
-                let mut t = ResourceTable::new();
-                t.set_max_capacity(inv.limits.handles);
-                t
-            },
-            limiter: Limiter::new(
-                inv.limits.memory_bytes.min(self.config.max_memory_bytes),
-                100_000,
-            ),
-            log: LogState::new(sink.clone(), budget.clone()),
-            http: WasiHttpCtx::new(),
-            http_hooks: HttpHooks {
-                grants: Arc::new(inv.http),
-                sink: sink.clone(),
-                timeouts: HttpTimeouts::default(),
-            },
-            secrets: SecretsState {
-                granted: inv
-                    .secrets
-                    .into_iter()
-                    .map(|g| (g.name.clone(), g))
-                    .collect(),
-                sink: sink.clone(),
-            },
-            files: crate::caps::files::FilesState {
-                mounts: inv.workspaces.clone(),
-                sink: sink.clone(),
-                max_pack_bytes: memory_cap,
-            },
-            ssh: crate::caps::ssh::SshState {
-                grants: inv.ssh,
-                sink: sink.clone(),
-                connect_timeout: Duration::from_secs(30),
-                max_collect_bytes: memory_cap,
-                budget: budget.clone(),
-            },
-            kube: crate::caps::kube::KubeState {
-                grants: inv.kube,
-                target: inv.kube_target,
-                sink: sink.clone(),
-            },
+            limiter: Limiter::new(memory_cap, 100_000),
+            caps: States::new(table, task, inv.grants),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -663,7 +544,7 @@ impl Runtime {
             Some(t) => match tokio::time::timeout(t, call).await {
                 Ok(r) => r,
                 Err(_) => {
-                    *entered = store.data().log.entered;
+                    *entered = store.data().caps.log.entered;
                     return Err((
                         FailureKind::TimedOut,
                         format!("timed out after {}", humantime(t)),
@@ -675,13 +556,13 @@ impl Runtime {
         let result = match result {
             Ok(r) => r,
             Err(message) => {
-                *entered = store.data().log.entered;
+                *entered = store.data().caps.log.entered;
                 return Err((FailureKind::LimitExceeded, message));
             }
         };
         stdout.flush_partial();
         stderr.flush_partial();
-        *entered = store.data().log.entered;
+        *entered = store.data().caps.log.entered;
         let results = match result {
             Err(trap) => {
                 if let Some(msg) = store.data_mut().limiter.exceeded.take() {

@@ -7,12 +7,42 @@ use std::sync::Arc;
 
 use cap_std::fs::PermissionsExt as _;
 
+use wasmtime::component::Linker;
+
+use super::capability::{Capability, Data, NoGrant, PrepareCtx, TaskCtx, TaskData, view};
 use super::workspace::WorkspaceMount;
 use super::{LogLevel, TaskSink};
-use crate::runtime::bindings::capstan::plugin::files::{FileInfo, FileStat, Host, NewFile};
+use crate::bindings::capstan::plugin::files::{FileInfo, FileStat};
 
+mod host;
 mod write;
-use crate::runtime::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskError};
+use crate::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskError};
+
+/// The files capability: every task has it, confined to its workspaces.
+pub struct FilesCap;
+
+impl Capability for FilesCap {
+    const NAME: &'static str = "files";
+    const INTERFACES: &'static [&'static str] = &["capstan:plugin/files"];
+    type Grant = NoGrant;
+    type Prepared = ();
+    type State = FilesState;
+
+    fn link<T: TaskData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        crate::bindings::capstan::plugin::files::add_to_linker::<T, Data<Self>>(
+            linker,
+            view::<Self, T>,
+        )
+    }
+
+    fn prepare(_: &[NoGrant], _: &PrepareCtx<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn instantiate(_: (), task: &TaskCtx) -> FilesState {
+        FilesState::of(task)
+    }
+}
 
 /// Per-task state: the task's workspaces.
 pub struct FilesState {
@@ -21,6 +51,17 @@ pub struct FilesState {
     /// Most bytes `pack` builds in host memory (the task's memory limit:
     /// the guest could not hold more anyway).
     pub max_pack_bytes: usize,
+}
+
+impl FilesState {
+    /// The files state of a task (also what `ssh exec-files` reads from).
+    pub fn of(task: &TaskCtx) -> FilesState {
+        FilesState {
+            mounts: task.mounts.clone(),
+            sink: task.sink.clone(),
+            max_pack_bytes: task.memory_cap,
+        }
+    }
 }
 
 fn deny(sink: &dyn TaskSink, path: &str, why: &str) -> TaskError {
@@ -252,12 +293,10 @@ impl FilesState {
     }
 }
 
-impl Host for FilesState {
-    async fn write_files(&mut self, dir: String, files: Vec<NewFile>) -> Result<(), TaskError> {
-        self.write_new_files(dir, files).await
-    }
-
-    fn scan(&mut self, dir: String) -> Result<Vec<FileInfo>, TaskError> {
+/// The `files` calls (the generated `Host` impl in `host.rs` delegates
+/// here).
+impl FilesState {
+    pub(crate) fn scan(&mut self, dir: String) -> Result<Vec<FileInfo>, TaskError> {
         let root = self.open_dir(&dir)?;
         let mut out = Vec::new();
         let max = self.max_entries();
@@ -266,7 +305,7 @@ impl Host for FilesState {
         Ok(out)
     }
 
-    fn stat(
+    pub(crate) fn stat(
         &mut self,
         dir: String,
         paths: Vec<String>,
@@ -303,7 +342,7 @@ impl Host for FilesState {
             .collect()
     }
 
-    fn pack(&mut self, dir: String, paths: Vec<String>) -> Result<Vec<u8>, TaskError> {
+    pub(crate) fn pack(&mut self, dir: String, paths: Vec<String>) -> Result<Vec<u8>, TaskError> {
         let root = self.open_dir(&dir)?;
         let limit = self.max_pack_bytes;
         write_tar(
@@ -325,7 +364,7 @@ impl Host for FilesState {
         })
     }
 
-    fn is_executable(&mut self, path: String) -> Result<bool, TaskError> {
+    pub(crate) fn is_executable(&mut self, path: String) -> Result<bool, TaskError> {
         let (dir, rel) = self.resolve(&path, false)?;
         let meta = dir
             .metadata(rel)
@@ -333,7 +372,11 @@ impl Host for FilesState {
         Ok(meta.is_file() && meta.permissions().mode() & 0o111 != 0)
     }
 
-    fn set_executable(&mut self, path: String, executable: bool) -> Result<(), TaskError> {
+    pub(crate) fn set_executable(
+        &mut self,
+        path: String,
+        executable: bool,
+    ) -> Result<(), TaskError> {
         let sink = self.sink.clone();
         let (dir, rel) = self.resolve(&path, true)?;
         let failed = |e: std::io::Error| TaskError::Failed(format!("{path}: {e}"));

@@ -20,8 +20,8 @@ use std::path::Path;
 use cap_primitives::fs::{DirOptions, FollowSymlinks, OpenOptions, OpenOptionsExt as _};
 
 use super::FilesState;
-use crate::runtime::bindings::capstan::plugin::files::NewFile;
-use crate::runtime::bindings::capstan::plugin::types::TaskError;
+use crate::bindings::capstan::plugin::files::NewFile;
+use crate::bindings::capstan::plugin::types::TaskError;
 
 impl FilesState {
     /// `files.write-files`: checks, then the writes on a blocking thread.

@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::LogLevel;
-use crate::runtime::TaskState;
-use crate::runtime::bindings::capstan::plugin::log::{Host, Level};
+use super::{LogLevel, LogState};
+use crate::bindings::capstan::plugin::log::{Host, Level};
+use crate::caps::capability::View;
 
 /// At most one progress update per step per this interval reaches the sink
 /// (the last update of a step, current == total, always does).
@@ -22,19 +22,19 @@ impl From<Level> for LogLevel {
     }
 }
 
-impl Host for TaskState {
+impl Host for View<'_, LogState> {
     fn log(&mut self, level: Level, message: String) {
-        self.log.mark_entered();
-        self.log
+        self.state.mark_entered();
+        self.task
             .budget
-            .emit(&*self.log.sink, level.into(), &message);
+            .emit(&*self.task.sink, level.into(), &message);
     }
 
     fn progress(&mut self, step: String, current: u64, total: Option<u64>) {
-        self.log.mark_entered();
+        self.state.mark_entered();
         let now = Instant::now();
         let finished = total.is_some_and(|t| current >= t);
-        if let Some((last_step, at)) = &self.log.last_progress
+        if let Some((last_step, at)) = &self.state.last_progress
             && *last_step == step
             && now.duration_since(*at) < PROGRESS_INTERVAL
             && !finished
@@ -42,13 +42,13 @@ impl Host for TaskState {
             return;
         }
         // Redacted before it is cut, so no prefix of a secret survives.
-        let step = self.log.budget.redactor.string(step);
+        let step = self.task.budget.redactor.string(step);
         let step = if step.len() > 128 {
             step[..step.floor_char_boundary(128)].to_string()
         } else {
             step
         };
-        self.log.sink.progress(&step, current, total);
-        self.log.last_progress = Some((step, now));
+        self.task.sink.progress(&step, current, total);
+        self.state.last_progress = Some((step, now));
     }
 }

@@ -11,6 +11,9 @@ use std::time::Instant;
 
 pub(crate) use stdio::StdioCapture;
 
+use wasmtime::component::Linker;
+
+use super::capability::{Capability, Data, NoGrant, PrepareCtx, TaskCtx, TaskData, view};
 use super::redact::Redactor;
 
 pub use crate::store::LogLevel;
@@ -25,16 +28,42 @@ pub trait TaskSink: Send + Sync {
 /// Longest single log line kept; longer lines are cut with a marker.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
-/// Per-attempt log state shared by the log import and stdio capture.
-pub(crate) struct LogState {
-    pub sink: Arc<dyn TaskSink>,
-    budget: Arc<Budget>,
+/// The log capability: every task has it.
+pub struct LogCap;
+
+impl Capability for LogCap {
+    const NAME: &'static str = "log";
+    const INTERFACES: &'static [&'static str] = &["capstan:plugin/log"];
+    type Grant = NoGrant;
+    type Prepared = ();
+    type State = LogState;
+
+    fn link<T: TaskData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        crate::bindings::capstan::plugin::log::add_to_linker::<T, Data<Self>>(
+            linker,
+            view::<Self, T>,
+        )
+    }
+
+    fn prepare(_: &[NoGrant], _: &PrepareCtx<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn instantiate(_: (), _: &TaskCtx) -> LogState {
+        LogState::default()
+    }
+}
+
+/// Per-attempt log state (the sink and budget are the task's, in
+/// [`TaskCtx`]).
+#[derive(Default)]
+pub struct LogState {
     /// When the guest first called the host (for start-latency figures).
     pub entered: Option<Instant>,
     last_progress: Option<(String, Instant)>,
 }
 
-pub(crate) struct Budget {
+pub struct Budget {
     remaining: AtomicUsize,
     truncated: AtomicBool,
     /// Applied before a line is cut, so a secret across the cut is caught.
@@ -87,15 +116,6 @@ impl Budget {
 }
 
 impl LogState {
-    pub fn new(sink: Arc<dyn TaskSink>, budget: Arc<Budget>) -> Self {
-        LogState {
-            sink,
-            budget,
-            entered: None,
-            last_progress: None,
-        }
-    }
-
     fn mark_entered(&mut self) {
         if self.entered.is_none() {
             self.entered = Some(Instant::now());

@@ -5,8 +5,8 @@
 use russh::ChannelMsg;
 
 use super::{Session, failed};
+use crate::bindings::capstan::plugin::types::TaskError;
 use crate::caps::{LogLevel, TaskSink};
-use crate::runtime::bindings::capstan::plugin::types::TaskError;
 
 pub(super) const TAIL: usize = 4096;
 

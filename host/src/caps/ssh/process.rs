@@ -19,9 +19,9 @@ use wasmtime::component::Resource;
 
 use super::exec::{LineLog, push_tail};
 use super::{Session, SshView, failed, valid_env_name};
+use crate::bindings::capstan::plugin::ssh::{ExecResult, HostProcess};
+use crate::bindings::capstan::plugin::types::TaskError;
 use crate::caps::LogLevel;
-use crate::runtime::bindings::capstan::plugin::ssh::{ExecResult, HostProcess};
-use crate::runtime::bindings::capstan::plugin::types::TaskError;
 
 /// Most bytes one `read` returns.
 const MAX_READ: usize = 1 << 20;

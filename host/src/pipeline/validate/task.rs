@@ -299,45 +299,12 @@ fn ordering(
 fn grants(refs: &Refs<'_>, at: &str, t: &PipelineTask, d: &mut Vec<Diagnostic>) {
     let doc = refs.doc;
     let g = &t.grants;
-    let check_name = crate::caps::secrets::check_name;
     let mut push = |path: String, r: Result<(), String>| {
         if let Err(e) = r {
             d.push(doc.diag(&path, e));
         }
     };
-    for (j, h) in g.http.iter().enumerate() {
-        push(
-            format!("{at}.grants.http[{j}]"),
-            crate::caps::http::Authority::parse(h.url()).map(|_| ()),
-        );
-        if let Some((secret, _)) = h.secret() {
-            push(format!("{at}.grants.http[{j}].secret"), check_name(secret));
-        }
-        if let Some(ca) = h.ca_secret() {
-            push(format!("{at}.grants.http[{j}].caSecret"), check_name(ca));
-        }
-        if let Some(proxy) = h.proxy() {
-            push(
-                format!("{at}.grants.http[{j}].proxy"),
-                crate::caps::http::Proxy::parse(proxy).map(|_| ()),
-            );
-        }
-    }
-    for (j, s) in g.ssh.iter().enumerate() {
-        let key =
-            crate::caps::ssh::SshGrant::host_key(s.host_key.as_deref(), s.known_hosts.as_deref());
-        push(format!("{at}.grants.ssh[{j}]"), key.map(|_| ()));
-        push(
-            format!("{at}.grants.ssh[{j}].secret"),
-            check_name(&s.secret),
-        );
-    }
-    for (j, k) in g.kube.iter().enumerate() {
-        push(format!("{at}.grants.kube[{j}]"), k.check());
-    }
-    for (j, s) in g.secrets.iter().enumerate() {
-        push(format!("{at}.grants.secrets[{j}]"), check_name(s.name()));
-    }
+    g.check(&mut |path, message| push(format!("{at}.grants.{path}"), Err(message)));
     let text = serde_json::to_string(g).unwrap_or_default();
     if text.contains("$(") {
         push(

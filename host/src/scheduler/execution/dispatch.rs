@@ -190,7 +190,7 @@ impl<'a> Execution<'a> {
         let workspaces = self.mounts(t, manifest, attempt - 1)?;
         let mut limits = self.sched.limits.clone();
         limits.timeout = t.timeout;
-        let ResolvedGrants { http, secrets, ssh } = self.grants_of(&t.spec.grants)?;
+        let grants = self.grants_of(&t.spec.grants)?;
 
         let rt = self.state.get_mut(&name).unwrap();
         let call = match resume {
@@ -237,15 +237,7 @@ impl<'a> Execution<'a> {
             workspaces,
             limits,
             sink,
-            http,
-            secrets,
-            ssh,
-            kube: t.spec.grants.kube.clone(),
-            kube_target: if t.spec.grants.kube.is_empty() {
-                None
-            } else {
-                self.kube_target()
-            },
+            grants,
             redactor: self.redactor(),
             abort: (!t.spec.workspaces.is_empty()).then(|| self.disk.over.clone()),
         };

@@ -1,54 +1,20 @@
 //! A task's grants with their secrets read, and the run's redactor.
 
 use super::*;
+use crate::caps::capability::PrepareCtx;
 
 impl<'a> Execution<'a> {
-    /// A task's grants with their secrets read from the secret store. A
-    /// missing secret fails the task before it starts, naming the secret.
+    /// A task's grants resolved for one attempt (each capability's
+    /// `prepare`), secrets read from the secret store. A missing secret
+    /// fails the task before it starts, naming the secret.
     pub(super) fn grants_of(
         &self,
         grants: &crate::pipeline::Grants,
-    ) -> Result<ResolvedGrants, String> {
-        let read = |name: &str| self.secrets.require(name);
-        let mut http = Vec::new();
-        for g in &grants.http {
-            let authority = Authority::parse(g.url())?;
-            let ca = g.ca_secret().map(|n| read(n).map(|v| (n, v))).transpose()?;
-            let transport = Transport::new(g.proxy(), ca.as_ref().map(|(n, v)| (*n, &v[..])))?;
-            let grant = match g.secret() {
-                None => HttpGrant::new(authority, None, transport)?,
-                Some((name, auth)) => {
-                    let value = read(name)?;
-                    HttpGrant::new(authority, Some((&value, auth)), transport)
-                        .map_err(|e| format!("secret `{name}`: {e}"))?
-                }
-            };
-            http.push(grant);
-        }
-        let mut secrets = Vec::new();
-        for g in &grants.secrets {
-            secrets.push(SecretGrant {
-                name: g.name().to_string(),
-                reveal: g.reveal(),
-                value: Arc::new(read(g.name())?),
-            });
-        }
-        let mut ssh = Vec::new();
-        for g in &grants.ssh {
-            let value = read(&g.secret)?;
-            ssh.push(SshGrant {
-                host: g.host.clone(),
-                port: g.port,
-                user: g.user.clone(),
-                credential: SshGrant::credential(
-                    &value,
-                    g.auth == crate::pipeline::SshAuth::Password,
-                )
-                .map_err(|e| format!("secret `{}`: {e}", g.secret))?,
-                host_key: SshGrant::host_key(g.host_key.as_deref(), g.known_hosts.as_deref())?,
-            });
-        }
-        Ok(ResolvedGrants { http, secrets, ssh })
+    ) -> Result<crate::caps::set::Prepared, String> {
+        grants.prepare(&PrepareCtx {
+            secret: &|name| self.secrets.require(name),
+            cluster: &|| self.kube_target(),
+        })
     }
 
     /// In cluster mode, read the Secrets the run's tasks are granted (as
@@ -92,15 +58,7 @@ impl<'a> Execution<'a> {
     pub(super) fn granted_secret_names(&self) -> Vec<String> {
         let mut names = Vec::new();
         for t in &self.prepared.plan.tasks {
-            let g = &t.spec.grants;
-            names.extend(
-                g.http
-                    .iter()
-                    .flat_map(|h| h.secret_names())
-                    .map(str::to_string),
-            );
-            names.extend(g.secrets.iter().map(|s| s.name().to_string()));
-            names.extend(g.ssh.iter().map(|s| s.secret.clone()));
+            names.extend(t.spec.grants.secret_names().into_iter().map(str::to_string));
         }
         names.sort();
         names.dedup();

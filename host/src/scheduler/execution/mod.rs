@@ -22,10 +22,8 @@ use super::recorder::StartRecord;
 use super::sink::StoreSink;
 use super::{Event, Prepared, Scheduler, approval, disk};
 use crate::caps::LogLevel;
-use crate::caps::http::{Authority, HttpGrant, Transport};
 use crate::caps::redact::Redactor;
-use crate::caps::secrets::{LocalSecrets, SecretGrant, SecretSource};
-use crate::caps::ssh::SshGrant;
+use crate::caps::secrets::{LocalSecrets, SecretSource};
 use crate::caps::workspace::WorkspaceMount;
 use crate::pipeline::subst::Scope;
 use crate::pipeline::{OnError, PlannedTask};
@@ -198,13 +196,6 @@ fn load_state(
 }
 
 type AttemptDone = (String, u32, i64, Instant, AttemptReport);
-
-/// A task's grants with their secrets read.
-struct ResolvedGrants {
-    http: Vec<HttpGrant>,
-    secrets: Vec<SecretGrant>,
-    ssh: Vec<SshGrant>,
-}
 
 impl<'a> Execution<'a> {
     pub(in crate::scheduler) fn new(

@@ -17,11 +17,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
-use wasmtime::component::Resource;
+use wasmtime::component::Linker;
 
-use super::{LogLevel, TaskSink};
-use crate::runtime::bindings::capstan::plugin::secrets::{Host, HostSecret};
-use crate::runtime::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskError};
+mod host;
+mod spec;
+
+use super::capability::{Capability, Data, PrepareCtx, TaskCtx, TaskData, view};
+pub use spec::SecretGrantSpec;
 
 /// Secret names: what Kubernetes accepts for a Secret (DNS subdomain).
 pub fn check_name(name: &str) -> Result<(), String> {
@@ -263,77 +265,55 @@ pub struct Secret {
 /// Per-task state of the secrets interface.
 pub struct SecretsState {
     pub granted: HashMap<String, SecretGrant>,
-    pub sink: Arc<dyn TaskSink>,
 }
 
-fn denied(target: &str, why: &str) -> TaskError {
-    TaskError::Denied(Denial {
-        capability: "secrets".into(),
-        target: format!("{target}: {why}"),
-        layer: GrantLayer::Pipeline,
-    })
-}
+/// The `secrets` capability: opaque handles by name; values only where the
+/// grant says `reveal: true`.
+pub struct SecretsCap;
 
-impl SecretsState {
-    fn table_get<'a>(
-        table: &'a wasmtime::component::ResourceTable,
-        r: &Resource<Secret>,
-    ) -> wasmtime::Result<&'a Secret> {
-        Ok(table.get(r)?)
-    }
-}
+impl Capability for SecretsCap {
+    const NAME: &'static str = "secrets";
+    const INTERFACES: &'static [&'static str] = &["capstan:plugin/secrets"];
+    type Grant = SecretGrantSpec;
+    type Prepared = Vec<SecretGrant>;
+    type State = SecretsState;
 
-/// The view the generated `Host` traits are implemented on.
-pub struct SecretsView<'a> {
-    pub state: &'a mut SecretsState,
-    pub table: &'a mut wasmtime::component::ResourceTable,
-}
-
-impl HostSecret for SecretsView<'_> {
-    fn name(&mut self, s: Resource<Secret>) -> String {
-        SecretsState::table_get(self.table, &s)
-            .map(|s| s.name.clone())
-            .unwrap_or_default()
+    fn link<T: TaskData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        crate::bindings::capstan::plugin::secrets::add_to_linker::<T, Data<Self>>(
+            linker,
+            view::<Self, T>,
+        )
     }
 
-    fn drop(&mut self, s: Resource<Secret>) -> wasmtime::Result<()> {
-        self.table.delete(s)?;
-        Ok(())
-    }
-}
-
-impl Host for SecretsView<'_> {
-    fn open(&mut self, name: String) -> Result<Resource<Secret>, TaskError> {
-        if !self.state.granted.contains_key(&name) {
-            self.state.sink.log(
-                LogLevel::Warn,
-                &format!(
-                    "denied: secrets open `{name}` (layer: pipeline; not in this task's grants.secrets)"
-                ),
-            );
-            return Err(denied(&name, "not granted to this task"));
+    fn check(grant: &SecretGrantSpec, report: &mut dyn FnMut(&str, String)) {
+        if let Err(e) = check_name(grant.name()) {
+            report("", e);
         }
-        self.table
-            .push(Secret { name })
-            .map_err(|e| TaskError::Failed(format!("secret handle: {e}")))
     }
 
-    fn reveal(&mut self, s: Resource<Secret>) -> Result<Vec<u8>, TaskError> {
-        let name = SecretsState::table_get(self.table, &s)
-            .map_err(|e| TaskError::Failed(format!("secret handle: {e}")))?
-            .name
-            .clone();
-        match self.state.granted.get(&name) {
-            Some(g) if g.reveal => Ok(g.value.to_vec()),
-            _ => {
-                self.state.sink.log(
-                    LogLevel::Warn,
-                    &format!(
-                        "denied: secrets reveal `{name}` (layer: pipeline; the grant does not say `reveal: true`)"
-                    ),
-                );
-                Err(denied(&name, "the grant does not allow reading the value"))
-            }
+    fn secret_names(grant: &SecretGrantSpec) -> Vec<&str> {
+        vec![grant.name()]
+    }
+
+    fn prepare(
+        grants: &[SecretGrantSpec],
+        ctx: &PrepareCtx<'_>,
+    ) -> Result<Vec<SecretGrant>, String> {
+        grants
+            .iter()
+            .map(|g| {
+                Ok(SecretGrant {
+                    name: g.name().to_string(),
+                    reveal: g.reveal(),
+                    value: Arc::new((ctx.secret)(g.name())?),
+                })
+            })
+            .collect()
+    }
+
+    fn instantiate(prepared: Vec<SecretGrant>, _: &TaskCtx) -> SecretsState {
+        SecretsState {
+            granted: prepared.into_iter().map(|g| (g.name.clone(), g)).collect(),
         }
     }
 }
