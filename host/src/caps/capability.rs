@@ -90,7 +90,7 @@ pub struct TaskCtx {
     /// The task's log budget, with the run's redactor.
     pub budget: Arc<Budget>,
     /// The task's workspaces, as it sees them.
-    pub mounts: Vec<WorkspaceMount>,
+    pub mounts: Arc<[WorkspaceMount]>,
     /// The most memory the task may use: no host call collects more for it.
     pub memory_cap: usize,
 }

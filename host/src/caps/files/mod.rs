@@ -46,7 +46,7 @@ impl Capability for FilesCap {
 
 /// Per-task state: the task's workspaces.
 pub struct FilesState {
-    pub mounts: Vec<WorkspaceMount>,
+    pub mounts: Arc<[WorkspaceMount]>,
     pub sink: Arc<dyn TaskSink>,
     /// Most bytes `pack` builds in host memory (the task's memory limit:
     /// the guest could not hold more anyway).
@@ -439,7 +439,8 @@ mod tests {
                     shown: ro.clone(),
                     read_only: true,
                 },
-            ],
+            ]
+            .into(),
             sink: Arc::new(Quiet),
             max_pack_bytes: 1 << 20,
         };

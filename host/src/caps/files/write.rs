@@ -188,7 +188,7 @@ mod tests {
             read_only,
         };
         let mut f = FilesState {
-            mounts: vec![mount("out", &ws, false), mount("src", &ro, true)],
+            mounts: vec![mount("out", &ws, false), mount("src", &ro, true)].into(),
             sink: Arc::new(Quiet),
             max_pack_bytes: 1 << 20,
         };
