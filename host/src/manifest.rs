@@ -374,6 +374,15 @@ mod tests {
             ImportClass::Needs(Capability::Http)
         );
         assert_eq!(
+            classify_import("wasi:http/types@0.2.12"),
+            ImportClass::Needs(Capability::Http)
+        );
+        // Only what the host links: another wasi:http interface is unknown.
+        assert_eq!(
+            classify_import("wasi:http/incoming-handler@0.2.12"),
+            ImportClass::Unknown
+        );
+        assert_eq!(
             classify_import("capstan:plugin/ssh@0.1.0"),
             ImportClass::Needs(Capability::Ssh)
         );

@@ -1,5 +1,5 @@
 //! The one shape of a capability, after spin's factors
-//! (`spin-factors/src/factor.rs`): a capability links its WIT bindings,
+//! (`crates/factors/src/factor.rs` in spinframework/spin): a capability links its WIT bindings,
 //! declares its grant type (one entry of `grants.<name>` in a pipeline) and
 //! checks it, prepares what an attempt needs when the task is dispatched
 //! (secrets read, a cluster client chosen), and builds its per-attempt state,

@@ -73,7 +73,7 @@ macro_rules! capabilities {
         /// A task's `grants:`: one list per capability, each naming concrete
         /// scopes; nothing is granted that is not listed.
         #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-        #[serde(deny_unknown_fields)]
+        #[serde(deny_unknown_fields, rename_all = "camelCase")]
         pub struct Grants {
             $(
                 #[serde(default, skip_serializing_if = "Vec::is_empty")]

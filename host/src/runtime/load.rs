@@ -20,8 +20,8 @@ impl Runtime {
         self.load_bytes(&bytes, &path.display().to_string())
     }
 
-    /// Load a plugin from its bytes: inspect, check imports against the
-    /// manifest and this build's capabilities, compile (or reuse the cached
+    /// Load a plugin from its bytes: inspect (its imports against its
+    /// manifest's capabilities), compile (or reuse the cached
     /// artifact) and pre-instantiate. Cached per digest.
     pub fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<Arc<Plugin>> {
         let digest = Digest::of(bytes);

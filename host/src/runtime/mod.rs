@@ -1,7 +1,8 @@
 //! The sandboxed Wasm host: one [`Runtime`] per process.
 //!
 //! - One wasmtime `Engine` with the pooling allocator and epoch interruption.
-//! - One `Linker` with the base world (WASI + `capstan:plugin/log`).
+//! - One `Linker`: WASI and every capability ([`crate::caps::set::link_all`]);
+//!   what a call may do is decided per use from the attempt's grants.
 //! - One `InstancePre` cached per component digest; compiled artifacts are
 //!   cached on disk keyed by digest and engine settings.
 //! - Per task attempt: a fresh `Store` whose WASI context grants only the

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One `grants.http` entry.
+/// One `grants.http` entry: an outbound HTTP authority,
+/// `https://git.example.com`, or `{ url: …, secret: NAME, auth: basic|bearer,
+/// proxy: URL, caSecret: NAME }` to have the host send the secret as the
+/// `Authorization` header, go through an HTTP proxy, or trust a private CA.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum HttpGrantSpec {

@@ -29,7 +29,8 @@ mod host;
 /// Largest response body a plugin gets (bytes).
 pub const MAX_BODY: usize = 8 << 20;
 
-/// One `grants.kube` entry.
+/// One `grants.kube` entry: `{ verbs, resources, namespaces?, names? }`
+/// (resources as `pods`, `deployments.apps`, `pods/log`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct KubeGrant {

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One `grants.secrets` entry.
+/// One `grants.secrets` entry: a secret the plugin may open by name,
+/// `NAME`, or `{ name: NAME, reveal: true }` to let it read the value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SecretGrantSpec {

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One `grants.ssh` entry.
+/// One `grants.ssh` entry: `{ host, port, user?, secret, auth: key|password,
+/// hostKey: SHA256:… | knownHosts: "…" }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SshGrantSpec {
