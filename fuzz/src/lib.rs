@@ -5,6 +5,8 @@
 //! The git-clone and remote-shell parsers are compiled here from their
 //! plugins' sources (those crates build only as wasm components).
 
+#[path = "../../plugins/git-clone/src/digest.rs"]
+pub mod digest;
 #[path = "../../plugins/git-clone/src/idx.rs"]
 pub mod idx;
 #[path = "../../plugins/git-clone/src/pack.rs"]

@@ -31,6 +31,7 @@ wasmtime::component::bindgen!({
     with: {
         "wasi": wasmtime_wasi::p2::bindings,
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "capstan:plugin/digest.hasher": crate::caps::digest::Hasher,
         "capstan:plugin/secrets.secret": crate::caps::secrets::Secret,
         "capstan:plugin/ssh.session": crate::caps::ssh::Session,
         "capstan:plugin/ssh.process": crate::caps::ssh::Process,

@@ -227,3 +227,31 @@ async fn holding_open_files_is_capped_per_task() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_digest_capability_bounds_host_work_and_refuses_collisions() {
+    let env = TestEnv::new();
+    let run = Attack::new("res_digest").run(&env).await;
+    assert_all_denied(&run, 7);
+    let o = outcome(&run);
+    assert!(o.contains("at most 16777216 per call"), "{o}");
+    assert!(o.contains("collision attack detected"), "{o}");
+    assert!(o.contains("refused at hasher 62"), "{o}");
+}
+
+#[tokio::test]
+async fn hashing_forever_on_the_host_is_stopped_by_the_timeout() {
+    let env = TestEnv::new();
+    let run = Attack::new("res_digest")
+        .arg("burn")
+        .extra("      timeout: 1s")
+        .run(&env)
+        .await;
+    assert_eq!(
+        run.status_of("attack"),
+        TaskStatus::TimedOut,
+        "{}",
+        run.log_text()
+    );
+    assert!(run.message("attack").contains("timed out after 1s"));
+}

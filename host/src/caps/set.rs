@@ -191,6 +191,7 @@ capabilities! {
     base {
         log: super::log::LogCap,
         files: super::files::FilesCap,
+        digest: super::digest::DigestCap,
     }
     granted {
         http: Http = super::http::HttpCap,

@@ -10,6 +10,7 @@
 //! [`worktree`] (checkout + `.git`), [`clone`]; this file is the binding.
 
 pub mod clone;
+pub mod digest;
 pub mod gitdir;
 pub mod gitmodules;
 pub mod idx;

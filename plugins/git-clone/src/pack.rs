@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use super::digest::Sha1;
 use crc32fast as crc32;
 use gix_hash::{ObjectId, oid};
 use gix_object::Kind;
@@ -37,6 +38,8 @@ pub struct Pack {
     pub(crate) cache: RefCell<HashMap<u64, Object>>,
     /// One inflater, reset per object (its window is 32 KiB).
     pub(crate) inflater: RefCell<gix_zlib::Inflate>,
+    /// Object ids are computed by the host (see `digest.rs`).
+    pub(crate) hasher: RefCell<Sha1>,
     /// Pack checksum (hex), which names the files.
     pub checksum: String,
     /// Opened from disk with its `.idx` (see `idx.rs`) rather than
@@ -58,17 +61,15 @@ impl Pack {
         }
         let count = u32::from_be_bytes(pack[8..12].try_into().expect("4 bytes")) as usize;
         let body_end = pack.len() - HASH.len_in_bytes();
-        let mut hasher = gix_hash::hasher(HASH);
-        hasher.update(&pack[..body_end]);
-        let actual = hasher
-            .try_finalize()
-            .map_err(|e| format!("hashing the pack: {e}"))?;
+        let mut sha = Sha1::new()?;
+        sha.update(&pack[..body_end])?;
+        let actual = sha.finish().map_err(|e| format!("hashing the pack: {e}"))?;
         if actual.as_slice() != &pack[body_end..] {
             return Err(
                 "the pack's checksum does not match its content (truncated or corrupt)".into(),
             );
         }
-        let (mut ids, deltas) = scan(&pack, count, body_end)?;
+        let (mut ids, deltas) = scan(&pack, count, body_end, &mut sha)?;
         let mut p = Pack {
             checksum: actual.to_string(),
             pack,
@@ -76,6 +77,7 @@ impl Pack {
             offsets: ids.iter().map(|(id, _, off)| (*id, *off)).collect(),
             cache: RefCell::new(HashMap::new()),
             inflater: RefCell::new(gix_zlib::Inflate::default()),
+            hasher: RefCell::new(sha),
             verify_reads: false,
         };
         // Pass 2: deltas (REF deltas whose base is not known yet are
@@ -87,7 +89,10 @@ impl Pack {
             for (off, crc) in pending {
                 match p.at(off, 0) {
                     Ok((kind, data)) => {
-                        let id = gix_object::compute_hash(HASH, kind, &data)
+                        let id = p
+                            .hasher
+                            .borrow_mut()
+                            .object_id(kind, &data)
                             .map_err(|e| format!("hashing object at {off}: {e}"))?;
                         p.offsets.insert(id, off);
                         ids.push((id, crc, off));
@@ -106,7 +111,8 @@ impl Pack {
         }
         // Bases stay cached for checkout; drop resolved blobs.
         p.cache.borrow_mut().retain(|_, (k, _)| *k != Kind::Blob);
-        p.idx = write_idx(&mut ids, &p.checksum_bytes())?;
+        let checksum = p.checksum_bytes();
+        p.idx = write_idx(&mut ids, &checksum, &mut p.hasher.borrow_mut())?;
         Ok(p)
     }
 
@@ -142,7 +148,10 @@ impl Pack {
             .ok_or_else(|| format!("object {id} is not in the fetched pack"))?;
         let found = self.at(offset, 0)?;
         if self.verify_reads {
-            let actual = gix_object::compute_hash(HASH, found.0, &found.1)
+            let actual = self
+                .hasher
+                .borrow_mut()
+                .object_id(found.0, &found.1)
                 .map_err(|e| format!("hashing object {id}: {e}"))?;
             if actual != id {
                 return Err(format!(
@@ -211,7 +220,7 @@ fn inflated_len(
     input: &[u8],
     size: usize,
     scratch: &mut [u8],
-    each: &mut dyn FnMut(&[u8]),
+    each: &mut dyn FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<usize, String> {
     let mut produced = 0usize;
     dec.reset();
@@ -222,8 +231,7 @@ fn inflated_len(
                 "inflates to more than the {size} bytes its header says"
             ));
         }
-        each(chunk);
-        Ok(())
+        each(chunk)
     })?;
     if produced != size {
         return Err(format!("inflated {produced} bytes, the header says {size}"));
@@ -275,6 +283,7 @@ fn scan(
     pack: &[u8],
     count: usize,
     body_end: usize,
+    sha: &mut Sha1,
 ) -> Result<(Vec<(ObjectId, u32, u64)>, Vec<(u64, u32)>), String> {
     let mut deltas: Vec<(u64, u32)> = Vec::new();
     let mut ids: Vec<(ObjectId, u32, u64)> = Vec::with_capacity(count);
@@ -288,24 +297,18 @@ fn scan(
         let entry = gix_pack::data::Entry::from_bytes(&pack[offset..body_end], offset as u64, HASH)
             .map_err(|e| format!("malformed pack entry at offset {offset}: {e}"))?;
         let data_start = offset + entry.header_size();
-        let kind = whole_kind(&entry.header);
-        let mut hasher = kind.map(|kind| {
-            let mut h = gix_hash::hasher(HASH);
-            h.update(&gix_object::encode::loose_header(
-                kind,
-                entry.decompressed_size,
-            ));
-            h
-        });
+        let whole = whole_kind(&entry.header);
+        if let Some(kind) = whole {
+            sha.start_object(kind, entry.decompressed_size)?;
+        }
         let consumed = inflated_len(
             &mut dec,
             &pack[data_start..body_end],
             entry.decompressed_size as usize,
             &mut scratch,
-            &mut |chunk| {
-                if let Some(h) = hasher.as_mut() {
-                    h.update(chunk);
-                }
+            &mut |chunk| match whole {
+                Some(_) => sha.update(chunk),
+                None => Ok(()),
             },
         )
         .map_err(|e| format!("malformed pack entry at offset {offset}: {e}"))?;
@@ -313,10 +316,10 @@ fn scan(
         let mut crc = crc32::Hasher::new();
         crc.update(&pack[offset..end]);
         let crc = crc.finalize();
-        match hasher {
-            Some(h) => {
-                let id = h
-                    .try_finalize()
+        match whole {
+            Some(_) => {
+                let id = sha
+                    .finish()
                     .map_err(|e| format!("hashing object at {offset}: {e}"))?;
                 ids.push((id, crc, offset as u64));
             }
@@ -342,7 +345,11 @@ fn whole_kind(header: &Header) -> Option<Kind> {
 }
 
 /// A pack index, version 2 (git's pack-format.txt).
-fn write_idx(ids: &mut [(ObjectId, u32, u64)], pack_checksum: &[u8]) -> Result<Vec<u8>, String> {
+fn write_idx(
+    ids: &mut [(ObjectId, u32, u64)],
+    pack_checksum: &[u8],
+    sha: &mut Sha1,
+) -> Result<Vec<u8>, String> {
     ids.sort_by_key(|e| e.0);
     let mut out = Vec::with_capacity(8 + 1024 + ids.len() * 28 + 40);
     out.extend_from_slice(b"\xfftOc\0\0\0\x02");
@@ -377,10 +384,9 @@ fn write_idx(ids: &mut [(ObjectId, u32, u64)], pack_checksum: &[u8]) -> Result<V
         out.extend_from_slice(&off.to_be_bytes());
     }
     out.extend_from_slice(pack_checksum);
-    let mut hasher = gix_hash::hasher(HASH);
-    hasher.update(&out);
-    let sum = hasher
-        .try_finalize()
+    sha.update(&out)?;
+    let sum = sha
+        .finish()
         .map_err(|e| format!("hashing the index: {e}"))?;
     out.extend_from_slice(sum.as_slice());
     Ok(out)
