@@ -5,7 +5,10 @@
 # the git-clone tests), OpenSSH's sshd (the ssh tests), rsync (the
 # remote-shell benchmark's baseline), and for the git-clone transport
 # tests openssl (a private CA), stunnel4 (TLS in front of the git server)
-# and tinyproxy (an HTTP proxy). Tests start and stop their own
+# and tinyproxy (an HTTP proxy), and for container steps podman with runc
+# (the Docker Engine API; runc because crun cannot run on a hybrid cgroup
+# host) and mmdebstrap (test images from Debian packages). Tests start and
+# stop their own
 # instances on 127.0.0.1 with temp dirs; nothing here starts a service.
 set -euo pipefail
 
@@ -18,6 +21,11 @@ command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
 command -v tinyproxy >/dev/null 2>&1 || need+=(tinyproxy)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+# podman's init process for `Init: true` (a Recommends, which --no-install-recommends skips).
+[ -x /usr/bin/catatonit ] || [ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "test-deps: installing ${need[*]}" >&2

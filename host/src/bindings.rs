@@ -24,6 +24,7 @@ wasmtime::component::bindgen!({
         "capstan:plugin/ssh.[method]process.read": async,
         "capstan:plugin/ssh.[method]process.wait": async,
         "capstan:plugin/files.write-files": async,
+        "capstan:plugin/container.run": async,
         "capstan:plugin/kube.send": async,
         "capstan:plugin/kube.start-watch": async,
         "capstan:plugin/kube.[method]watch.next": async,

@@ -34,6 +34,7 @@ pub mod httpd;
 pub mod kube;
 pub mod netfront;
 pub mod oci;
+pub mod podman;
 pub mod soak;
 pub mod sshd;
 

@@ -15,6 +15,7 @@
 //! address is denied ([`network`]).
 
 pub mod capability;
+pub mod container;
 pub mod digest;
 pub mod files;
 pub mod grant;

@@ -198,6 +198,7 @@ capabilities! {
         secrets: Secrets = super::secrets::SecretsCap,
         ssh: Ssh = super::ssh::SshCap,
         kube: Kube = super::kube::KubeCap,
+        container: Container = super::container::ContainerCap,
     }
     exported {
         Approval = "approval",

@@ -66,9 +66,9 @@ fn capstan_toml(name: &str) -> String {
 name = "{name}"
 version = "1.0.0"
 description = "Greets someone and counts the files in its workspace."
-# The WIT world (wit/plugin.wit): base | http-task | ssh-task | http-ssh-task | kube-task | approval-task.
+# The WIT world (wit/plugin.wit): base | http-task | ssh-task | http-ssh-task | kube-task | container-task | approval-task.
 world = "base"
-# What the plugin may ever be granted (http, secrets, ssh, kube, approval); none here.
+# What the plugin may ever be granted (http, secrets, ssh, kube, container, approval); none here.
 capabilities = []
 
 [[params]]

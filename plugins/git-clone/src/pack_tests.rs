@@ -34,12 +34,7 @@ fn index_round_trips() {
     let a = ObjectId::from_hex(b"1111111111111111111111111111111111111111").unwrap();
     let b = ObjectId::from_hex(b"0011111111111111111111111111111111111111").unwrap();
     let mut ids = vec![(a, 1, 12), (b, 2, 3_000_000_000)];
-    let idx = write_idx(
-        &mut ids,
-        &[0u8; 20],
-        &mut super::Sha1::new().unwrap(),
-    )
-    .unwrap();
+    let idx = write_idx(&mut ids, &[0u8; 20], &mut super::Sha1::new().unwrap()).unwrap();
     let (map, _) = super::super::idx::parse_idx(&idx).unwrap();
     assert_eq!(map[&a], 12);
     assert_eq!(map[&b], 3_000_000_000);

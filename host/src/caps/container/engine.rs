@@ -1,0 +1,303 @@
+//! The local backend: the Docker Engine API over a Unix socket (Docker's,
+//! or Podman's `podman system service`), through bollard.
+//!
+//! One container per call: created with the task's workspaces bind-mounted,
+//! every capability dropped, no new privileges, no network unless granted,
+//! an init process (so a PID 1 that ignores SIGTERM cannot stall a stop);
+//! logs followed to the end (podman 4's `/wait` burns CPU while it waits,
+//! so it is only asked once the logs have ended); killed on timeout; removed
+//! afterwards, and on cancel (a dropped call) by [`Removal`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, KillContainerOptions, LogsOptions, RemoveContainerOptions,
+    WaitContainerOptions,
+};
+use futures::StreamExt;
+
+/// Where the engine's socket is looked for, in order, after
+/// `CAPSTAN_CONTAINER_HOST` and `DOCKER_HOST` (`unix://PATH`).
+const DEFAULT_SOCKETS: &[&str] = &["/run/podman/podman.sock", "/var/run/docker.sock"];
+
+/// An engine to run containers on.
+pub struct Engine {
+    docker: Docker,
+    pub socket: String,
+}
+
+/// One container to run (already checked against the grants).
+pub struct Job {
+    pub image: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    /// `host:container[:ro]` bind mounts.
+    pub binds: Vec<String>,
+    pub network: bool,
+    pub nano_cpus: Option<i64>,
+    pub memory: Option<i64>,
+    pub timeout: Option<Duration>,
+}
+
+/// How a container ended.
+pub struct Ended {
+    pub exit_code: i64,
+    pub timed_out: bool,
+}
+
+/// Which output stream a piece of a container's log came from.
+pub enum Stream {
+    Out,
+    Err,
+}
+
+impl Engine {
+    /// The engine at `CAPSTAN_CONTAINER_HOST`, `DOCKER_HOST`, or the first
+    /// default socket that exists; the error names where it looked.
+    pub fn connect() -> Result<Engine, String> {
+        let from_env = ["CAPSTAN_CONTAINER_HOST", "DOCKER_HOST"]
+            .iter()
+            .find_map(|k| {
+                std::env::var(k)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (*k, v))
+            });
+        let socket = match &from_env {
+            Some((k, v)) => v
+                .strip_prefix("unix://")
+                .map(str::to_string)
+                .ok_or_else(|| format!("{k}={v}: only a Unix socket (`unix:///PATH`) is supported"))?,
+            None => DEFAULT_SOCKETS
+                .iter()
+                .find(|p| Path::new(p).exists())
+                .map(|p| p.to_string())
+                .ok_or_else(|| {
+                    format!(
+                        "no container engine: no socket at {} (start Docker or `podman system service --time=0 unix:///run/podman/podman.sock`, or set CAPSTAN_CONTAINER_HOST=unix:///PATH)",
+                        DEFAULT_SOCKETS.join(" or ")
+                    )
+                })?,
+        };
+        if !Path::new(&socket).exists() {
+            return Err(format!(
+                "no container engine: no socket at {socket} (is the engine running?)"
+            ));
+        }
+        // The version podman 4 and Docker 20.10+ both serve.
+        let version = bollard::ClientVersion {
+            major_version: 1,
+            minor_version: 41,
+        };
+        // Requests have no client timeout: a follow lasts as long as the
+        // container; the task's timeout and the job's own bound it.
+        let docker = Docker::connect_with_unix(&socket, 365 * 24 * 3600, &version)
+            .map_err(|e| format!("container engine at {socket}: {e}"))?;
+        Ok(Engine { docker, socket })
+    }
+
+    fn err(&self, what: &str, e: bollard::errors::Error) -> String {
+        format!("container engine at {}: {what}: {e}", self.socket)
+    }
+
+    /// Run `job`, handing its output to `out` as it comes.
+    pub async fn run(
+        &self,
+        job: Job,
+        out: &mut (dyn FnMut(Stream, &[u8]) + Send),
+    ) -> Result<Ended, String> {
+        if let Err(e) = self.docker.inspect_image(&job.image).await {
+            return Err(match e {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                } => format!(
+                    "image `{}` is not in the container engine at {} (Capstan does not pull images yet: pull or load it first)",
+                    job.image, self.socket
+                ),
+                e => self.err("inspecting the image", e),
+            });
+        }
+        let body = ContainerCreateBody {
+            image: Some(job.image.clone()),
+            entrypoint: job.entrypoint.clone(),
+            cmd: (!job.cmd.is_empty()).then(|| job.cmd.clone()),
+            env: Some(job.env.clone()),
+            working_dir: job.working_dir.clone(),
+            labels: Some(HashMap::from([(
+                "dev.capstan.task".to_string(),
+                "true".to_string(),
+            )])),
+            network_disabled: Some(!job.network),
+            host_config: Some(HostConfig {
+                binds: Some(job.binds.clone()),
+                network_mode: (!job.network).then(|| "none".to_string()),
+                privileged: Some(false),
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                init: Some(true),
+                memory: job.memory,
+                nano_cpus: job.nano_cpus,
+                pids_limit: Some(4096),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .map_err(|e| self.err("creating the container", e))?;
+        let removal = Removal {
+            docker: Some(self.docker.clone()),
+            id: created.id.clone(),
+        };
+        let ended = self.start_and_follow(&created.id, &job, out).await;
+        removal.now().await;
+        ended
+    }
+
+    async fn start_and_follow(
+        &self,
+        id: &str,
+        job: &Job,
+        out: &mut (dyn FnMut(Stream, &[u8]) + Send),
+    ) -> Result<Ended, String> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| self.err("starting the container", e))?;
+        let follow = async {
+            let mut logs = self.docker.logs(
+                id,
+                Some(LogsOptions {
+                    follow: true,
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            );
+            while let Some(piece) = logs.next().await {
+                match piece.map_err(|e| self.err("following the logs", e))? {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        out(Stream::Out, &message)
+                    }
+                    LogOutput::StdErr { message } => out(Stream::Err, &message),
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+            Ok::<(), String>(())
+        };
+        let timed_out = match job.timeout {
+            Some(limit) => match tokio::time::timeout(limit, follow).await {
+                Ok(r) => {
+                    r?;
+                    false
+                }
+                Err(_) => {
+                    let kill = KillContainerOptions {
+                        signal: "SIGKILL".into(),
+                    };
+                    let _ = self.docker.kill_container(id, Some(kill)).await;
+                    true
+                }
+            },
+            None => {
+                follow.await?;
+                false
+            }
+        };
+        let exit_code = self.exit_code(id).await?;
+        Ok(Ended {
+            exit_code,
+            timed_out,
+        })
+    }
+
+    /// The exit code of a container whose logs have ended.
+    async fn exit_code(&self, id: &str) -> Result<i64, String> {
+        let mut wait = self.docker.wait_container(
+            id,
+            Some(WaitContainerOptions {
+                condition: "not-running".into(),
+            }),
+        );
+        match wait.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            // bollard reports a non-zero exit as an error carrying the code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(self.err("waiting for the container", e)),
+            None => Err(format!(
+                "container engine at {}: the wait ended without a status",
+                self.socket
+            )),
+        }
+    }
+}
+
+/// Removes a container when dropped (a cancelled or timed-out task drops
+/// the call mid-way), or now.
+struct Removal {
+    docker: Option<Docker>,
+    id: String,
+}
+
+impl Removal {
+    async fn now(mut self) {
+        if let Some(d) = self.docker.take() {
+            let _ = d.remove_container(&self.id, Some(force())).await;
+        }
+    }
+}
+
+fn force() -> RemoveContainerOptions {
+    RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    }
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        if let (Some(d), Ok(rt)) = (self.docker.take(), tokio::runtime::Handle::try_current()) {
+            let id = std::mem::take(&mut self.id);
+            rt.spawn(async move {
+                let _ = d.remove_container(&id, Some(force())).await;
+            });
+        }
+    }
+}
+
+/// A path the engine can bind-mount for an open directory: where the
+/// opened directory is now (its `/proc/self/fd` link, which follows the
+/// directory, not the name it was opened by), checked to be that same
+/// directory with no link on the way. The engine looks the path up again
+/// when it mounts; a link planted in between by another task of the run is
+/// the window left (the task making this call is itself blocked in it).
+pub fn bind_source(dir: &cap_std::fs::Dir) -> Result<PathBuf, String> {
+    use cap_std::fs::MetadataExt as _;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt as _;
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .map_err(|e| format!("locating a workspace: {e}"))?;
+    let opened = dir
+        .dir_metadata()
+        .map_err(|e| format!("locating a workspace: {e}"))?;
+    let same = std::fs::canonicalize(&path).is_ok_and(|c| c == path)
+        && std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_dir() && m.dev() == opened.dev() && m.ino() == opened.ino());
+    if !same {
+        return Err(format!(
+            "the workspace at {} is no longer where it was opened; not mounting it",
+            path.display()
+        ));
+    }
+    Ok(path)
+}

@@ -1,0 +1,240 @@
+//! Generated `Host` impl for `capstan:plugin/container`: checks a run
+//! against the grants, lays out its scratch directory (script, results),
+//! runs it on the engine with its output in the task log, and reads the
+//! results back.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Waker};
+
+use tokio::io::AsyncWrite;
+
+use super::engine::{Job, Stream, bind_source};
+use super::{ContainerState, spec};
+use crate::bindings::capstan::plugin::container::{Host, RunOutcome, RunSpec};
+use crate::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskError, TaskResult};
+use crate::caps::LogLevel;
+use crate::caps::capability::View;
+use crate::caps::log::StdioCapture;
+
+/// Most bytes of results a container hands back (as the task's own).
+const MAX_RESULTS: usize = 1 << 20;
+/// Where the results directory is in the container.
+const RESULTS: &str = "/capstan/results";
+const SCRIPTS: &str = "/capstan/scripts";
+
+fn invalid(m: String) -> TaskError {
+    TaskError::InvalidParams(m)
+}
+
+impl Host for View<'_, ContainerState> {
+    async fn run(&mut self, spec: RunSpec) -> Result<RunOutcome, TaskError> {
+        let image = spec::normalize(&spec.image).map_err(invalid)?;
+        let network = self
+            .state
+            .prepared
+            .allowed
+            .iter()
+            .filter(|(p, _)| spec::matches(p, &image))
+            .map(|(_, n)| *n)
+            .reduce(|a, b| a || b);
+        let (Some(network), Some(engine)) = (network, self.state.prepared.engine.clone()) else {
+            self.task.sink.log(
+                LogLevel::Warn,
+                &format!(
+                    "denied: container image `{image}` (layer: pipeline; not in this task's grants.container)"
+                ),
+            );
+            return Err(TaskError::Denied(Denial {
+                capability: "container".into(),
+                target: image,
+                layer: GrantLayer::Pipeline,
+            }));
+        };
+        check_spec(&spec)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("capstan-container-")
+            .tempdir()
+            .map_err(|e| TaskError::Failed(format!("container scratch directory: {e}")))?;
+        let job = self.job(&spec, image, network, scratch.path())?;
+        let out = StdioCapture::new(
+            self.task.sink.clone(),
+            self.task.budget.clone(),
+            LogLevel::Info,
+        );
+        let err = StdioCapture::new(
+            self.task.sink.clone(),
+            self.task.budget.clone(),
+            LogLevel::Warn,
+        );
+        let mut emit = |stream: Stream, bytes: &[u8]| {
+            let mut w = match stream {
+                Stream::Out => out.clone(),
+                Stream::Err => err.clone(),
+            };
+            // Always ready: the capture writes lines into the task log.
+            let _ = Pin::new(&mut w).poll_write(&mut Context::from_waker(Waker::noop()), bytes);
+        };
+        let ended = engine.run(job, &mut emit).await;
+        out.flush_partial();
+        err.flush_partial();
+        let ended = ended.map_err(TaskError::Failed)?;
+        let results = read_results(&scratch.path().join("results"))?;
+        Ok(RunOutcome {
+            exit_code: i32::try_from(ended.exit_code).unwrap_or(i32::MAX),
+            results,
+            timed_out: ended.timed_out,
+        })
+    }
+}
+
+impl View<'_, ContainerState> {
+    /// The engine job for `spec`: the task's workspaces and the scratch
+    /// directory mounted, the script written.
+    fn job(
+        &self,
+        spec: &RunSpec,
+        image: String,
+        network: bool,
+        scratch: &Path,
+    ) -> Result<Job, TaskError> {
+        let io = |e: std::io::Error| TaskError::Failed(format!("container scratch directory: {e}"));
+        let results = scratch.join("results");
+        let scripts = scratch.join("scripts");
+        std::fs::create_dir(&results).map_err(io)?;
+        std::fs::create_dir(&scripts).map_err(io)?;
+        let mut binds = Vec::new();
+        for m in self.task.mounts.iter() {
+            let ro = if m.read_only { ":ro" } else { "" };
+            let source = bind_source(&m.dir).map_err(TaskError::Failed)?;
+            binds.push(format!("{}:{}{ro}", source.display(), m.guest_path()));
+        }
+        binds.push(format!("{}:{RESULTS}", results.display()));
+        binds.push(format!("{}:{SCRIPTS}:ro", scripts.display()));
+        let (entrypoint, cmd) = match &spec.script {
+            Some(script) => {
+                write_script(&scripts.join("script"), script).map_err(io)?;
+                (Some(vec![format!("{SCRIPTS}/script")]), spec.args.clone())
+            }
+            None => (None, spec.args.clone()),
+        };
+        let mut env: Vec<String> = spec
+            .env
+            .iter()
+            .map(|v| format!("{}={}", v.name, v.value))
+            .collect();
+        env.push(format!("CAPSTAN_RESULTS={RESULTS}"));
+        Ok(Job {
+            image,
+            entrypoint,
+            cmd,
+            env,
+            working_dir: spec.working_dir.clone(),
+            binds,
+            network,
+            nano_cpus: spec.cpu_millis.map(|m| i64::from(m) * 1_000_000),
+            memory: spec.memory_bytes.map(|b| b.min(i64::MAX as u64) as i64),
+            timeout: spec
+                .timeout_seconds
+                .map(|s| std::time::Duration::from_secs(s.into())),
+        })
+    }
+}
+
+/// Names and strings the engine would misread: refused, not passed on.
+fn check_spec(spec: &RunSpec) -> Result<(), TaskError> {
+    for v in &spec.env {
+        let ok_name = !v.name.is_empty()
+            && !v.name.starts_with(|c: char| c.is_ascii_digit())
+            && v.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok_name {
+            return Err(invalid(format!(
+                "environment variable name `{}`: letters, digits and `_`, not starting with a digit",
+                crate::caps::log::one_line(&v.name)
+            )));
+        }
+        if v.name.starts_with("CAPSTAN_") {
+            return Err(invalid(format!("`{}`: CAPSTAN_* is the host's", v.name)));
+        }
+    }
+    let strings = spec
+        .env
+        .iter()
+        .map(|v| v.value.as_str())
+        .chain(spec.args.iter().map(String::as_str))
+        .chain(spec.working_dir.as_deref())
+        .chain(spec.script.as_deref());
+    for s in strings {
+        if s.contains('\0') {
+            return Err(invalid("a NUL byte in an argument, value or script".into()));
+        }
+    }
+    if let Some(w) = &spec.working_dir
+        && !w.starts_with('/')
+    {
+        return Err(invalid(format!("workingDir `{w}` must be absolute")));
+    }
+    if spec.cpu_millis == Some(0) || spec.memory_bytes == Some(0) {
+        return Err(invalid("a CPU or memory limit of 0".into()));
+    }
+    Ok(())
+}
+
+/// A Tekton-style script: without a `#!` line it runs under `/bin/sh`
+/// with `set -e` (what Tekton prepends).
+fn write_script(path: &Path, script: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let body = if script.starts_with("#!") {
+        script.to_string()
+    } else {
+        format!("#!/bin/sh\nset -e\n{script}")
+    };
+    std::fs::write(path, body)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+/// The regular files the command left in the results directory, as
+/// results named by file; a link or anything else is skipped (never
+/// followed), and more than [`MAX_RESULTS`] bytes in all is an error.
+fn read_results(dir: &Path) -> Result<Vec<TaskResult>, TaskError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e: std::io::Error| TaskError::Failed(format!("reading the container's results: {e}"));
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        if !e.file_type().map_err(io)?.is_file() {
+            continue;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(e.path())
+            .map_err(io)?;
+        let mut value = Vec::new();
+        file.take((MAX_RESULTS - total + 1) as u64)
+            .read_to_end(&mut value)
+            .map_err(io)?;
+        total += name.len() + value.len();
+        if total > MAX_RESULTS {
+            return Err(TaskError::Failed(format!(
+                "the container's results are over {MAX_RESULTS} bytes"
+            )));
+        }
+        out.push(TaskResult {
+            name,
+            value: String::from_utf8_lossy(&value).into_owned(),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,294 @@
+//! Container steps on a real engine: Debian's podman serving the Docker
+//! Engine API (tests/src/podman.rs), a busybox image built from Debian
+//! packages, the `script` plugin and the host's `container` capability.
+//! Each test checks that no container is left behind. They run one at a
+//! time (they share the engine and its container list).
+
+use capstan::store::{RunStatus, TaskStatus};
+use capstan_tests::TestEnv;
+use capstan_tests::podman::{IMAGE, podman_engine};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const HEADER: &str =
+    "apiVersion: capstan.dev/v1alpha1\nkind: Pipeline\nmetadata: { name: ctr }\nspec:\n";
+
+/// A pipeline: write `hello.txt` into workspace `src`, then run `script`
+/// (more `params:` entries in `extra`) in `image`, granted `grant`.
+fn pipeline(image: &str, grant: &str, script: &str, extra: &str) -> String {
+    format!(
+        r#"{HEADER}  workspaces: [{{ name: src }}]
+  tasks:
+    - name: write
+      uses: "{{{{write_file}}}}"
+      params: [{{ name: path, value: hello.txt }}, {{ name: content, value: "hello from the workspace\n" }}]
+      workspaces: [{{ name: output, workspace: src }}]
+    - name: build
+      uses: "{{{{script}}}}"
+      runAfter: [write]
+      params:
+        - {{ name: image, value: "{image}" }}
+        - name: script
+          value: |
+{script}
+{extra}      workspaces: [{{ name: source, workspace: src }}]
+      grants:
+        container: [{{ image: "{grant}" }}]
+"#
+    )
+}
+
+fn indent(script: &str) -> String {
+    script
+        .lines()
+        .map(|l| format!("            {l}\n"))
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_script_runs_in_the_image_on_the_task_workspace() {
+    let _one = SERIAL.lock().await;
+    let engine = podman_engine();
+    let env = TestEnv::new();
+    let script = indent(
+        "cat hello.txt\necho \"cwd=$(pwd) user=$(id -u) v=$GREETING\"\necho to-stderr >&2\necho built > artifact.txt\ncp artifact.txt \"$CAPSTAN_RESULTS/ignored\"",
+    );
+    let extra = "        - { name: env, value: { GREETING: hi } }\n";
+    let yaml = pipeline(IMAGE, "localhost/capstan-busybox:*", &script, extra);
+    let run = env.run(&yaml, &[]).await;
+    let log = run.log_text();
+    assert_eq!(run.status, RunStatus::Succeeded, "{log}");
+    assert_eq!(run.result("build", "exit-code"), "0");
+    assert!(log.contains("hello from the workspace"), "{log}");
+    assert!(log.contains("cwd=/workspace/source user=0 v=hi"), "{log}");
+    assert!(log.contains("to-stderr"), "{log}");
+    assert!(log.contains("result `ignored`"), "{log}");
+    // The file the container wrote is in the run's workspace on the host.
+    let ws = walk(env.dir.path(), "artifact.txt");
+    assert_eq!(std::fs::read_to_string(ws).unwrap(), "built\n");
+    assert_eq!(engine.leftovers(), Vec::<String>::new());
+}
+
+/// The first file named `name` under `dir`.
+fn walk(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == name) {
+            return p;
+        }
+        if e.file_type().unwrap().is_dir()
+            && let Some(found) = std::panic::catch_unwind(|| walk(&p, name)).ok()
+        {
+            return found;
+        }
+    }
+    panic!("no {name} under {}", dir.display())
+}
+
+#[tokio::test]
+async fn a_failing_script_fails_the_task_with_its_exit_code() {
+    let _one = SERIAL.lock().await;
+    let engine = podman_engine();
+    let env = TestEnv::new();
+    // `set -e` (Tekton's default for a script without `#!`): `false` stops it.
+    let yaml = pipeline(
+        IMAGE,
+        "localhost/capstan-busybox:*",
+        &indent("echo before\nfalse\necho never-printed"),
+        "",
+    );
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Failed,
+        "{}",
+        run.log_text()
+    );
+    assert!(
+        run.message("build").contains("exited with 1"),
+        "{}",
+        run.message("build")
+    );
+    assert!(!run.log_text().contains("never-printed"));
+    let yaml = pipeline(IMAGE, "localhost/capstan-busybox:*", &indent("exit 3"), "");
+    let run = env.run(&yaml, &[]).await;
+    assert!(
+        run.message("build").contains("exited with 3"),
+        "{}",
+        run.message("build")
+    );
+    assert_eq!(engine.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_image_outside_the_grant_is_denied_before_anything_runs() {
+    let _one = SERIAL.lock().await;
+    let engine = podman_engine();
+    let env = TestEnv::new();
+    for grant in [
+        "localhost/other:*",
+        "localhost/capstan-busybox-evil:*",
+        "docker.io/library/capstan-busybox:*",
+    ] {
+        let yaml = pipeline(IMAGE, grant, &indent("echo ran"), "");
+        let run = env.run(&yaml, &[]).await;
+        let log = run.log_text();
+        assert_eq!(run.status_of("build"), TaskStatus::Failed, "{log}");
+        assert!(
+            log.contains("denied: container image `localhost/capstan-busybox:bookworm`"),
+            "{log}"
+        );
+        assert!(!log.contains("\nran"), "{log}");
+    }
+    assert_eq!(engine.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_container_past_its_timeout_is_killed_and_removed() {
+    let _one = SERIAL.lock().await;
+    let engine = podman_engine();
+    let env = TestEnv::new();
+    let started = std::time::Instant::now();
+    let yaml = pipeline(
+        IMAGE,
+        "localhost/capstan-busybox:*",
+        &indent("trap '' TERM\necho sleeping\nsleep 60"),
+        "        - { name: timeout, value: 2s }\n",
+    );
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Failed,
+        "{}",
+        run.log_text()
+    );
+    assert!(
+        run.message("build").contains("timeout passed"),
+        "{}",
+        run.message("build")
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(50));
+    assert_eq!(engine.leftovers(), Vec::<String>::new());
+    // The task's own timeout (the call dropped mid-run) removes it too.
+    let yaml = pipeline(
+        IMAGE,
+        "localhost/capstan-busybox:*",
+        &indent("sleep 60"),
+        "",
+    )
+    .replace(
+        "      runAfter: [write]\n",
+        "      runAfter: [write]\n      timeout: 2s\n",
+    );
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::TimedOut,
+        "{}",
+        run.log_text()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !engine.leftovers().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container outlived its task"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn without_an_engine_the_task_fails_naming_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    let yaml = pipeline(
+        IMAGE,
+        "localhost/capstan-busybox:*",
+        &indent("echo ran"),
+        "",
+    );
+    std::fs::write(&file, capstan_tests::expand(&yaml)).unwrap();
+    let out = capstan_tests::cli_env(
+        env!("CARGO_BIN_EXE_capstan-cli"),
+        &dir.path().join("state"),
+        &["run", file.to_str().unwrap()],
+        &[(
+            "CAPSTAN_CONTAINER_HOST",
+            std::ffi::OsStr::new("unix:///nonexistent/engine.sock"),
+        )],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("no container engine: no socket at /nonexistent/engine.sock"),
+        "{text}"
+    );
+}
+
+/// A hostile script (what a pull request can change): it tries to mount,
+/// to reach a listener on the host, to gain privileges, and to have the
+/// host read a host file for it by leaving a link in the results directory.
+#[tokio::test]
+async fn a_hostile_script_stays_in_its_container() {
+    let _one = SERIAL.lock().await;
+    let engine = podman_engine();
+    let env = TestEnv::new();
+    let tripwire = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tripwire.set_nonblocking(true).unwrap();
+    let port = tripwire.local_addr().unwrap().port();
+    let script = indent(&format!(
+        "set +e\n\
+         mount -t tmpfs none /mnt && echo ESCAPED-mount\n\
+         wget -q -T 2 -O- http://127.0.0.1:{port}/ && echo ESCAPED-net\n\
+         wget -q -T 2 -O- http://10.0.2.2:{port}/ && echo ESCAPED-net2\n\
+         mknod /tmp/sda b 8 0 && echo ESCAPED-mknod\n\
+         chown 1:1 /workspace/source/hello.txt && echo ESCAPED-chown\n\
+         ln -s /etc/shadow \"$CAPSTAN_RESULTS/shadow\"\n\
+         ln -s /workspace/source/hello.txt \"$CAPSTAN_RESULTS/inner\"\n\
+         echo done-trying"
+    ));
+    let yaml = pipeline(IMAGE, "localhost/capstan-busybox:*", &script, "");
+    let run = env.run(&yaml, &[]).await;
+    let log = run.log_text();
+    assert_eq!(run.status, RunStatus::Succeeded, "{log}");
+    assert!(log.contains("done-trying"), "{log}");
+    assert!(!log.contains("ESCAPED"), "{log}");
+    // Links in the results directory are never followed (nor passed on).
+    assert!(
+        !log.contains("result `shadow`") && !log.contains("result `inner`"),
+        "{log}"
+    );
+    assert!(
+        matches!(tripwire.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the container reached a listener on the host"
+    );
+    assert_eq!(engine.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn results_over_the_cap_fail_the_task() {
+    let _one = SERIAL.lock().await;
+    let engine = podman_engine();
+    let env = TestEnv::new();
+    let script = indent("head -c 2000000 /dev/zero > \"$CAPSTAN_RESULTS/big\"");
+    let yaml = pipeline(IMAGE, "localhost/capstan-busybox:*", &script, "");
+    let run = env.run(&yaml, &[]).await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Failed,
+        "{}",
+        run.log_text()
+    );
+    assert!(
+        run.message("build").contains("over 1048576 bytes"),
+        "{}",
+        run.message("build")
+    );
+    assert_eq!(engine.leftovers(), Vec::<String>::new());
+}

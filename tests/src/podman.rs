@@ -1,0 +1,172 @@
+//! A real container engine for tests: Debian's podman (runc), serving the
+//! Docker Engine API on a socket in a temp dir (`podman system service`),
+//! with a test image built from Debian packages (mmdebstrap: busybox on
+//! bookworm; no registry is needed). `scripts/test-deps.sh` installs
+//! podman, runc and mmdebstrap.
+//!
+//! One service per test binary, started on first use and killed when the
+//! process exits (its parent-death signal); it exports
+//! `CAPSTAN_CONTAINER_HOST` so the scheduler in the same process finds it.
+//! The image is built once per machine (kept in podman's store).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The test image: busybox on Debian bookworm.
+pub const IMAGE: &str = "localhost/capstan-busybox:bookworm";
+
+pub struct Podman {
+    pub socket: PathBuf,
+    /// Its `containers.conf` (runc; ulimits this VM accepts).
+    pub conf: PathBuf,
+}
+
+fn need(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "the container tests need `{tool}`: run scripts/test-deps.sh (apt-get install podman runc mmdebstrap)"
+    );
+}
+
+fn podman(conf: &PathBuf) -> Command {
+    let mut c = Command::new("podman");
+    c.env("CONTAINERS_CONF", conf).arg("--runtime").arg("runc");
+    c
+}
+
+/// The engine for this test process.
+pub fn podman_engine() -> &'static Podman {
+    static P: OnceLock<Podman> = OnceLock::new();
+    P.get_or_init(start)
+}
+
+fn start() -> Podman {
+    for tool in ["podman", "runc", "mmdebstrap"] {
+        need(tool);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("capstan-podman-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    let conf = dir.join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\n",
+    )
+    .unwrap();
+    ensure_image(&conf, &dir);
+    let socket = dir.join("podman.sock");
+    let (s, c) = (socket.clone(), conf.clone());
+    // A thread that lives as long as the process owns the service: the
+    // parent-death signal fires when the spawning thread ends.
+    let (tx, rx) = std::sync::mpsc::channel();
+    #[allow(unsafe_code)]
+    std::thread::spawn(move || {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = podman(&c);
+        cmd.args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", s.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn();
+        let ok = child.is_ok();
+        tx.send(child.map(|_| ()).map_err(|e| e.to_string()))
+            .unwrap();
+        if ok {
+            loop {
+                std::thread::park();
+            }
+        }
+    });
+    rx.recv()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("starting `podman system service`: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "podman system service did not create {} in 30 s",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: set once, before any scheduler in this process reads it: the
+    // container tests run one at a time and call this first; no other
+    // thread reads the environment meanwhile.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var(
+            "CAPSTAN_CONTAINER_HOST",
+            format!("unix://{}", socket.display()),
+        )
+    };
+    Podman { socket, conf }
+}
+
+/// Build and import the test image unless podman's store has it.
+fn ensure_image(conf: &PathBuf, dir: &std::path::Path) {
+    let exists = podman(conf)
+        .args(["image", "exists", IMAGE])
+        .status()
+        .is_ok_and(|s| s.success());
+    if exists {
+        return;
+    }
+    let tar = dir.join("rootfs.tar");
+    let out = Command::new("mmdebstrap")
+        .args([
+            "--variant=essential",
+            "--include=busybox",
+            "--format=tar",
+            "bookworm",
+        ])
+        .arg(&tar)
+        .output()
+        .expect("mmdebstrap");
+    assert!(
+        out.status.success(),
+        "building the test image with mmdebstrap failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = podman(conf)
+        .args(["import", "-q"])
+        .arg(&tar)
+        .arg(IMAGE)
+        .output()
+        .expect("podman import");
+    assert!(
+        out.status.success(),
+        "podman import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(&tar);
+}
+
+impl Podman {
+    /// Containers Capstan made that still exist (should be none after a
+    /// task).
+    pub fn leftovers(&self) -> Vec<String> {
+        let out = podman(&self.conf)
+            .args(["ps", "-a", "-q", "--filter", "label=dev.capstan.task"])
+            .output()
+            .expect("podman ps");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
