@@ -7,6 +7,30 @@
 use gix_hash::ObjectId;
 use gix_object::Kind;
 
+thread_local! {
+    static SHARED: std::cell::RefCell<Option<Sha1>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with the plugin's one hasher, made on first use: the host lets
+/// a task hold at most 64, and a clone may open many packs. If `f` fails
+/// part-way, what it fed is discarded.
+pub fn with<R>(f: impl FnOnce(&mut Sha1) -> Result<R, String>) -> Result<R, String> {
+    SHARED.with(|cell| {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| "digest: the hasher is already in use".to_string())?;
+        if slot.is_none() {
+            *slot = Some(Sha1::new()?);
+        }
+        let sha = slot.as_mut().expect("just made");
+        let out = f(sha);
+        if out.is_err() {
+            let _ = sha.finish();
+        }
+        out
+    })
+}
+
 /// An incremental SHA-1 hasher, reused: `finish` starts it over.
 pub struct Sha1(imp::Inner);
 

@@ -71,7 +71,6 @@ impl Pack {
             offsets,
             cache: RefCell::new(HashMap::new()),
             inflater: RefCell::new(gix_zlib::Inflate::default()),
-            hasher: RefCell::new(super::digest::Sha1::new()?),
             verify_reads: true,
         })
     }

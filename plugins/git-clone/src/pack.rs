@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::digest::Sha1;
+use super::digest::{self, Sha1};
 use crc32fast as crc32;
 use gix_hash::{ObjectId, oid};
 use gix_object::Kind;
@@ -38,8 +38,6 @@ pub struct Pack {
     pub(crate) cache: RefCell<HashMap<u64, Object>>,
     /// One inflater, reset per object (its window is 32 KiB).
     pub(crate) inflater: RefCell<gix_zlib::Inflate>,
-    /// Object ids are computed by the host (see `digest.rs`).
-    pub(crate) hasher: RefCell<Sha1>,
     /// Pack checksum (hex), which names the files.
     pub checksum: String,
     /// Opened from disk with its `.idx` (see `idx.rs`) rather than
@@ -61,15 +59,17 @@ impl Pack {
         }
         let count = u32::from_be_bytes(pack[8..12].try_into().expect("4 bytes")) as usize;
         let body_end = pack.len() - HASH.len_in_bytes();
-        let mut sha = Sha1::new()?;
-        sha.update(&pack[..body_end])?;
-        let actual = sha.finish().map_err(|e| format!("hashing the pack: {e}"))?;
+        let actual = digest::with(|sha| {
+            sha.update(&pack[..body_end])?;
+            sha.finish()
+        })
+        .map_err(|e| format!("hashing the pack: {e}"))?;
         if actual.as_slice() != &pack[body_end..] {
             return Err(
                 "the pack's checksum does not match its content (truncated or corrupt)".into(),
             );
         }
-        let (mut ids, deltas) = scan(&pack, count, body_end, &mut sha)?;
+        let (mut ids, deltas) = digest::with(|sha| scan(&pack, count, body_end, sha))?;
         let mut p = Pack {
             checksum: actual.to_string(),
             pack,
@@ -77,7 +77,6 @@ impl Pack {
             offsets: ids.iter().map(|(id, _, off)| (*id, *off)).collect(),
             cache: RefCell::new(HashMap::new()),
             inflater: RefCell::new(gix_zlib::Inflate::default()),
-            hasher: RefCell::new(sha),
             verify_reads: false,
         };
         // Pass 2: deltas (REF deltas whose base is not known yet are
@@ -89,10 +88,7 @@ impl Pack {
             for (off, crc) in pending {
                 match p.at(off, 0) {
                     Ok((kind, data)) => {
-                        let id = p
-                            .hasher
-                            .borrow_mut()
-                            .object_id(kind, &data)
+                        let id = digest::with(|h| h.object_id(kind, &data))
                             .map_err(|e| format!("hashing object at {off}: {e}"))?;
                         p.offsets.insert(id, off);
                         ids.push((id, crc, off));
@@ -112,7 +108,7 @@ impl Pack {
         // Bases stay cached for checkout; drop resolved blobs.
         p.cache.borrow_mut().retain(|_, (k, _)| *k != Kind::Blob);
         let checksum = p.checksum_bytes();
-        p.idx = write_idx(&mut ids, &checksum, &mut p.hasher.borrow_mut())?;
+        p.idx = digest::with(|h| write_idx(&mut ids, &checksum, h))?;
         Ok(p)
     }
 
@@ -148,10 +144,7 @@ impl Pack {
             .ok_or_else(|| format!("object {id} is not in the fetched pack"))?;
         let found = self.at(offset, 0)?;
         if self.verify_reads {
-            let actual = self
-                .hasher
-                .borrow_mut()
-                .object_id(found.0, &found.1)
+            let actual = digest::with(|h| h.object_id(found.0, &found.1))
                 .map_err(|e| format!("hashing object {id}: {e}"))?;
             if actual != id {
                 return Err(format!(

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountBindOptions, MountType};
 use bollard::query_parameters::{
     CreateContainerOptions, KillContainerOptions, LogsOptions, RemoveContainerOptions,
     WaitContainerOptions,
@@ -38,8 +38,8 @@ pub struct Job {
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub working_dir: Option<String>,
-    /// `host:container[:ro]` bind mounts.
-    pub binds: Vec<String>,
+    /// Bind mounts: (host directory, path in the container, read-only).
+    pub binds: Vec<(PathBuf, String, bool)>,
     pub network: bool,
     pub nano_cpus: Option<i64>,
     pub memory: Option<i64>,
@@ -74,7 +74,10 @@ impl Engine {
             Some((k, v)) => v
                 .strip_prefix("unix://")
                 .map(str::to_string)
-                .ok_or_else(|| format!("{k}={v}: only a Unix socket (`unix:///PATH`) is supported"))?,
+                .ok_or_else(|| {
+                    // Not echoing the value: a tcp:// URL may carry credentials.
+                    format!("{k} is not a Unix socket: only `unix:///PATH` is supported")
+                })?,
             None => DEFAULT_SOCKETS
                 .iter()
                 .find(|p| Path::new(p).exists())
@@ -136,7 +139,24 @@ impl Engine {
             )])),
             network_disabled: Some(!job.network),
             host_config: Some(HostConfig {
-                binds: Some(job.binds.clone()),
+                // Typed mounts: a missing source fails (a `binds` string
+                // would have it created, as root) and no `:` is parsed.
+                mounts: Some(
+                    job.binds
+                        .iter()
+                        .map(|(source, target, ro)| Mount {
+                            typ: Some(MountType::BIND),
+                            source: Some(source.display().to_string()),
+                            target: Some(target.clone()),
+                            read_only: Some(*ro),
+                            bind_options: Some(MountBindOptions {
+                                create_mountpoint: Some(false),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
                 network_mode: (!job.network).then(|| "none".to_string()),
                 privileged: Some(false),
                 cap_drop: Some(vec!["ALL".into()]),
@@ -149,16 +169,22 @@ impl Engine {
             }),
             ..Default::default()
         };
-        let created = self
-            .docker
-            .create_container(None::<CreateContainerOptions>, body)
-            .await
-            .map_err(|e| self.err("creating the container", e))?;
+        // Named by us, so the removal guard exists before the create: a
+        // call dropped mid-create still removes what the engine made.
+        let name = unique_name();
         let removal = Removal {
             docker: Some(self.docker.clone()),
-            id: created.id.clone(),
+            id: name.clone(),
         };
-        let ended = self.start_and_follow(&created.id, &job, out).await;
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| self.err("creating the container", e))?;
+        let ended = self.start_and_follow(&name, &job, out).await;
         removal.now().await;
         ended
     }
@@ -241,6 +267,20 @@ impl Engine {
     }
 }
 
+/// `capstan-<pid>-<nanos>-<n>`: unique on this engine for this process.
+fn unique_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "capstan-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Removes a container when dropped (a cancelled or timed-out task drops
 /// the call mid-way), or now.
 struct Removal {
@@ -249,9 +289,27 @@ struct Removal {
 }
 
 impl Removal {
+    /// Remove it now, on a spawned task (so cancelling the caller
+    /// mid-removal does not stop it), waiting for it to finish.
     async fn now(mut self) {
         if let Some(d) = self.docker.take() {
-            let _ = d.remove_container(&self.id, Some(force())).await;
+            let id = std::mem::take(&mut self.id);
+            let _ = tokio::spawn(async move { remove(&d, &id).await }).await;
+        }
+    }
+}
+
+async fn remove(d: &Docker, id: &str) {
+    if let Err(e) = d.remove_container(id, Some(force())).await {
+        // A create that never happened leaves nothing to remove (404).
+        if !matches!(
+            e,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        ) {
+            tracing::warn!(container = id, error = %e, "removing a task's container failed");
         }
     }
 }
@@ -268,9 +326,7 @@ impl Drop for Removal {
     fn drop(&mut self) {
         if let (Some(d), Ok(rt)) = (self.docker.take(), tokio::runtime::Handle::try_current()) {
             let id = std::mem::take(&mut self.id);
-            rt.spawn(async move {
-                let _ = d.remove_container(&id, Some(force())).await;
-            });
+            rt.spawn(async move { remove(&d, &id).await });
         }
     }
 }

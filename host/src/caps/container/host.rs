@@ -22,6 +22,8 @@ use crate::caps::log::StdioCapture;
 const MAX_RESULTS: usize = 1 << 20;
 /// Where the results directory is in the container.
 const RESULTS: &str = "/capstan/results";
+/// Most entries read from the results directory.
+const MAX_RESULT_FILES: usize = 1000;
 const SCRIPTS: &str = "/capstan/scripts";
 
 fn invalid(m: String) -> TaskError {
@@ -106,18 +108,19 @@ impl View<'_, ContainerState> {
         std::fs::create_dir(&scripts).map_err(io)?;
         let mut binds = Vec::new();
         for m in self.task.mounts.iter() {
-            let ro = if m.read_only { ":ro" } else { "" };
             let source = bind_source(&m.dir).map_err(TaskError::Failed)?;
-            binds.push(format!("{}:{}{ro}", source.display(), m.guest_path()));
+            binds.push((source, m.guest_path(), m.read_only));
         }
-        binds.push(format!("{}:{RESULTS}", results.display()));
-        binds.push(format!("{}:{SCRIPTS}:ro", scripts.display()));
-        let (entrypoint, cmd) = match &spec.script {
-            Some(script) => {
+        binds.push((results.clone(), RESULTS.to_string(), false));
+        binds.push((scripts.clone(), SCRIPTS.to_string(), true));
+        let (entrypoint, cmd) = match (&spec.script, spec.args.split_first()) {
+            (Some(script), _) => {
                 write_script(&scripts.join("script"), script).map_err(io)?;
                 (Some(vec![format!("{SCRIPTS}/script")]), spec.args.clone())
             }
-            None => (None, spec.args.clone()),
+            // The command itself (not arguments to the image's entrypoint).
+            (None, Some((first, rest))) => (Some(vec![first.clone()]), rest.to_vec()),
+            (None, None) => (None, Vec::new()),
         };
         let mut env: Vec<String> = spec
             .env
@@ -204,11 +207,19 @@ fn read_results(dir: &Path) -> Result<Vec<TaskResult>, TaskError> {
     let io = |e: std::io::Error| TaskError::Failed(format!("reading the container's results: {e}"));
     let mut out = Vec::new();
     let mut total = 0usize;
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io)?
-        .collect::<Result<_, _>>()
-        .map_err(io)?;
+    let mut entries = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        let e = e.map_err(io)?;
+        total += e.file_name().len();
+        if entries.len() >= MAX_RESULT_FILES || total > MAX_RESULTS {
+            return Err(TaskError::Failed(format!(
+                "the container left more than {MAX_RESULT_FILES} entries or {MAX_RESULTS} bytes of names in its results directory"
+            )));
+        }
+        entries.push(e);
+    }
     entries.sort_by_key(|e| e.file_name());
+    total = 0;
     for e in entries {
         let Ok(name) = e.file_name().into_string() else {
             continue;

@@ -9,13 +9,15 @@
 //! Backends: the Docker Engine API over a Unix socket (`engine.rs`: Docker,
 //! or `podman system service`). Pods in the cluster are not done yet.
 //!
-//! Attacker's eye (tests/attacks/container.rs): an image outside the
-//! grant, a look-alike repository (`golang-evil`), a registry-prefix trick,
-//! privileged or host-network containers, mounts of host paths, a results
-//! file that is a link to a host file, results too large, output that
-//! forges log lines or carries a secret, a container that ignores SIGTERM
-//! or outlives its timeout, and a task cancelled mid-run (its container must
-//! not survive).
+//! Attacker's eye (tests/container.rs): an image outside the grant, a
+//! look-alike repository (`…-evil`), a registry-prefix trick; inside the
+//! container, mounts, device nodes, chown, the host's network; a results
+//! file that is a link to a host file, results too large; a container that
+//! ignores SIGTERM or outlives its timeout, and a task whose own timeout
+//! drops the call mid-run (its container must not survive). Known gap: the
+//! engine looks a workspace's path up again when it mounts it, so a task
+//! running at the same time with write access to a parent of another task's
+//! `subPath` could swap a directory for a link in between.
 
 mod engine;
 mod host;
