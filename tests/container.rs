@@ -5,8 +5,8 @@
 //! time (they share the engine and its container list).
 
 use capstan::store::{RunStatus, TaskStatus};
-use capstan_tests::TestEnv;
 use capstan_tests::podman::{IMAGE, podman_engine};
+use capstan_tests::{RunOutcome, TestEnv};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -38,6 +38,24 @@ fn pipeline(image: &str, grant: &str, script: &str, extra: &str) -> String {
     )
 }
 
+/// The grant every test but the denial one gives.
+const GRANT: &str = "localhost/capstan-busybox:*";
+
+/// The `build` task failed with a message saying `says`.
+fn assert_build_failed(run: &RunOutcome, says: &str) {
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Failed,
+        "{}",
+        run.log_text()
+    );
+    assert!(
+        run.message("build").contains(says),
+        "{}",
+        run.message("build")
+    );
+}
+
 fn indent(script: &str) -> String {
     script
         .lines()
@@ -56,7 +74,7 @@ async fn a_script_runs_in_the_image_on_the_task_workspace() {
         "cat hello.txt\necho \"cwd=$(pwd) user=$(id -u) v=$GREETING\"\necho to-stderr >&2\necho built > artifact.txt\ncp artifact.txt \"$CAPSTAN_RESULTS/ignored\"",
     );
     let extra = "        - { name: env, value: { GREETING: hi } }\n";
-    let yaml = pipeline(IMAGE, "localhost/capstan-busybox:*", &script, extra);
+    let yaml = pipeline(IMAGE, GRANT, &script, extra);
     let run = env.run(&yaml, &[]).await;
     let log = run.log_text();
     assert_eq!(run.status, RunStatus::Succeeded, "{log}");
@@ -66,25 +84,24 @@ async fn a_script_runs_in_the_image_on_the_task_workspace() {
     assert!(log.contains("to-stderr"), "{log}");
     assert!(log.contains("result `ignored`"), "{log}");
     // The file the container wrote is in the run's workspace on the host.
-    let ws = walk(env.dir.path(), "artifact.txt");
+    let ws = find(env.dir.path(), "artifact.txt")
+        .unwrap_or_else(|| panic!("no artifact.txt under {}", env.dir.path().display()));
     assert_eq!(std::fs::read_to_string(ws).unwrap(), "built\n");
     assert_eq!(engine.leftovers(), Vec::<String>::new());
 }
 
 /// The first file named `name` under `dir`.
-fn walk(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
+fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
         let p = e.path();
         if p.file_name().is_some_and(|n| n == name) {
-            return p;
+            Some(p)
+        } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+            find(&p, name)
+        } else {
+            None
         }
-        if e.file_type().unwrap().is_dir()
-            && let Some(found) = std::panic::catch_unwind(|| walk(&p, name)).ok()
-        {
-            return found;
-        }
-    }
-    panic!("no {name} under {}", dir.display())
+    })
 }
 
 #[tokio::test]
@@ -95,30 +112,16 @@ async fn a_failing_script_fails_the_task_with_its_exit_code() {
     // `set -e` (Tekton's default for a script without `#!`): `false` stops it.
     let yaml = pipeline(
         IMAGE,
-        "localhost/capstan-busybox:*",
+        GRANT,
         &indent("echo before\nfalse\necho never-printed"),
         "",
     );
     let run = env.run(&yaml, &[]).await;
-    assert_eq!(
-        run.status_of("build"),
-        TaskStatus::Failed,
-        "{}",
-        run.log_text()
-    );
-    assert!(
-        run.message("build").contains("exited with 1"),
-        "{}",
-        run.message("build")
-    );
+    assert_build_failed(&run, "exited with 1");
     assert!(!run.log_text().contains("never-printed"));
-    let yaml = pipeline(IMAGE, "localhost/capstan-busybox:*", &indent("exit 3"), "");
+    let yaml = pipeline(IMAGE, GRANT, &indent("exit 3"), "");
     let run = env.run(&yaml, &[]).await;
-    assert!(
-        run.message("build").contains("exited with 3"),
-        "{}",
-        run.message("build")
-    );
+    assert_build_failed(&run, "exited with 3");
     assert_eq!(engine.leftovers(), Vec::<String>::new());
 }
 
@@ -153,32 +156,16 @@ async fn a_container_past_its_timeout_is_killed_and_removed() {
     let started = std::time::Instant::now();
     let yaml = pipeline(
         IMAGE,
-        "localhost/capstan-busybox:*",
+        GRANT,
         &indent("trap '' TERM\necho sleeping\nsleep 60"),
         "        - { name: timeout, value: 2s }\n",
     );
     let run = env.run(&yaml, &[]).await;
-    assert_eq!(
-        run.status_of("build"),
-        TaskStatus::Failed,
-        "{}",
-        run.log_text()
-    );
-    assert!(
-        run.message("build").contains("timeout passed"),
-        "{}",
-        run.message("build")
-    );
+    assert_build_failed(&run, "timeout passed");
     assert!(started.elapsed() < std::time::Duration::from_secs(50));
     assert_eq!(engine.leftovers(), Vec::<String>::new());
     // The task's own timeout (the call dropped mid-run) removes it too.
-    let yaml = pipeline(
-        IMAGE,
-        "localhost/capstan-busybox:*",
-        &indent("sleep 60"),
-        "",
-    )
-    .replace(
+    let yaml = pipeline(IMAGE, GRANT, &indent("sleep 60"), "").replace(
         "      runAfter: [write]\n",
         "      runAfter: [write]\n      timeout: 2s\n",
     );
@@ -203,12 +190,7 @@ async fn a_container_past_its_timeout_is_killed_and_removed() {
 fn without_an_engine_the_task_fails_naming_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.yaml");
-    let yaml = pipeline(
-        IMAGE,
-        "localhost/capstan-busybox:*",
-        &indent("echo ran"),
-        "",
-    );
+    let yaml = pipeline(IMAGE, GRANT, &indent("echo ran"), "");
     std::fs::write(&file, capstan_tests::expand(&yaml)).unwrap();
     let out = capstan_tests::cli_env(
         env!("CARGO_BIN_EXE_capstan-cli"),
@@ -253,7 +235,7 @@ async fn a_hostile_script_stays_in_its_container() {
          ln -s /workspace/source/hello.txt \"$CAPSTAN_RESULTS/inner\"\n\
          echo done-trying"
     ));
-    let yaml = pipeline(IMAGE, "localhost/capstan-busybox:*", &script, "");
+    let yaml = pipeline(IMAGE, GRANT, &script, "");
     let run = env.run(&yaml, &[]).await;
     let log = run.log_text();
     assert_eq!(run.status, RunStatus::Succeeded, "{log}");
@@ -277,18 +259,8 @@ async fn results_over_the_cap_fail_the_task() {
     let engine = podman_engine();
     let env = TestEnv::new();
     let script = indent("head -c 2000000 /dev/zero > \"$CAPSTAN_RESULTS/big\"");
-    let yaml = pipeline(IMAGE, "localhost/capstan-busybox:*", &script, "");
+    let yaml = pipeline(IMAGE, GRANT, &script, "");
     let run = env.run(&yaml, &[]).await;
-    assert_eq!(
-        run.status_of("build"),
-        TaskStatus::Failed,
-        "{}",
-        run.log_text()
-    );
-    assert!(
-        run.message("build").contains("over 1048576 bytes"),
-        "{}",
-        run.message("build")
-    );
+    assert_build_failed(&run, "over 1048576 bytes");
     assert_eq!(engine.leftovers(), Vec::<String>::new());
 }

@@ -128,11 +128,11 @@ impl Engine {
             });
         }
         let body = ContainerCreateBody {
-            image: Some(job.image.clone()),
-            entrypoint: job.entrypoint.clone(),
-            cmd: (!job.cmd.is_empty()).then(|| job.cmd.clone()),
-            env: Some(job.env.clone()),
-            working_dir: job.working_dir.clone(),
+            image: Some(job.image),
+            entrypoint: job.entrypoint,
+            cmd: (!job.cmd.is_empty()).then_some(job.cmd),
+            env: Some(job.env),
+            working_dir: job.working_dir,
             labels: Some(HashMap::from([(
                 "dev.capstan.task".to_string(),
                 "true".to_string(),
@@ -143,12 +143,12 @@ impl Engine {
                 // would have it created, as root) and no `:` is parsed.
                 mounts: Some(
                     job.binds
-                        .iter()
+                        .into_iter()
                         .map(|(source, target, ro)| Mount {
                             typ: Some(MountType::BIND),
                             source: Some(source.display().to_string()),
-                            target: Some(target.clone()),
-                            read_only: Some(*ro),
+                            target: Some(target),
+                            read_only: Some(ro),
                             bind_options: Some(MountBindOptions {
                                 create_mountpoint: Some(false),
                                 ..Default::default()
@@ -184,7 +184,7 @@ impl Engine {
             .create_container(Some(options), body)
             .await
             .map_err(|e| self.err("creating the container", e))?;
-        let ended = self.start_and_follow(&name, &job, out).await;
+        let ended = self.start_and_follow(&name, job.timeout, out).await;
         removal.now().await;
         ended
     }
@@ -192,7 +192,7 @@ impl Engine {
     async fn start_and_follow(
         &self,
         id: &str,
-        job: &Job,
+        timeout: Option<Duration>,
         out: &mut (dyn FnMut(Stream, &[u8]) + Send),
     ) -> Result<Ended, String> {
         self.docker
@@ -220,7 +220,7 @@ impl Engine {
             }
             Ok::<(), String>(())
         };
-        let timed_out = match job.timeout {
+        let timed_out = match timeout {
             Some(limit) => match tokio::time::timeout(limit, follow).await {
                 Ok(r) => {
                     r?;

@@ -70,13 +70,14 @@ impl Host for View<'_, ContainerState> {
             self.task.budget.clone(),
             LogLevel::Warn,
         );
+        let (mut to_out, mut to_err) = (out.clone(), err.clone());
         let mut emit = |stream: Stream, bytes: &[u8]| {
-            let mut w = match stream {
-                Stream::Out => out.clone(),
-                Stream::Err => err.clone(),
+            let w = match stream {
+                Stream::Out => &mut to_out,
+                Stream::Err => &mut to_err,
             };
             // Always ready: the capture writes lines into the task log.
-            let _ = Pin::new(&mut w).poll_write(&mut Context::from_waker(Waker::noop()), bytes);
+            let _ = Pin::new(w).poll_write(&mut Context::from_waker(Waker::noop()), bytes);
         };
         let ended = engine.run(job, &mut emit).await;
         out.flush_partial();
