@@ -13,6 +13,8 @@
 
 #[path = "attacks/api.rs"]
 mod api;
+#[path = "attacks/container.rs"]
+mod container;
 #[path = "attacks/disk.rs"]
 mod disk;
 #[path = "attacks/filesystem.rs"]

@@ -264,3 +264,148 @@ async fn results_over_the_cap_fail_the_task() {
     assert_build_failed(&run, "over 1048576 bytes");
     assert_eq!(engine.leftovers(), Vec::<String>::new());
 }
+
+/// Publish the `script` plugin into `env`'s local registry (what a
+/// container step, `image:` + `script:`, runs).
+fn publish_script(env: &TestEnv) {
+    let out = capstan_tests::cli(
+        env!("CARGO_BIN_EXE_capstan-cli"),
+        &env.sched.state_dir,
+        &["plugin", "publish", capstan_tests::components::SCRIPT],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Tekton's own example of results (`examples/v1/taskruns/task-result.yaml`
+/// in tektoncd/pipeline: `date +%s | tee $(results.….path)`), as a
+/// container step, with a second step reading the result and a secret
+/// passed by name; the values are what the command wrote, byte for byte.
+#[tokio::test]
+async fn a_container_step_runs_like_a_tekton_step() {
+    let _one = SERIAL.lock().await;
+    let engine = podman_engine();
+    let env = TestEnv::new();
+    publish_script(&env);
+    capstan::caps::secrets::LocalSecrets::new(&env.sched.state_dir.join("secrets"))
+        .set("api-token", b"s3cr3t-value-99")
+        .unwrap();
+    let yaml = format!(
+        r#"{HEADER}  workspaces: [{{ name: src }}]
+  tasks:
+    - name: print-date
+      image: {IMAGE}
+      results:
+        - {{ name: current-date-unix-timestamp, description: The current date in unix timestamp format }}
+        - {{ name: current-date-human-readable }}
+      script: |
+        #!/bin/sh
+        date +%s | tee $(results.current-date-unix-timestamp.path)
+        date | tee $(results.current-date-human-readable.path)
+        printf '%s' "$TOKEN" | wc -c > $(workspaces.source.path)/token-length
+        echo "the token is $TOKEN"
+      env:
+        - {{ name: TOKEN, secret: api-token }}
+      workspaces: [{{ name: source, workspace: src }}]
+    - name: read
+      image: {IMAGE}
+      command: [sh, -c]
+      args: ["echo \"got $(tasks.print-date.results.current-date-unix-timestamp)\"; cat token-length"]
+      workspaces: [{{ name: source, workspace: src }}]
+"#
+    );
+    let run = env.run(&yaml, &[]).await;
+    let log = run.log_text();
+    assert_eq!(run.status, RunStatus::Succeeded, "{log}");
+    let stamp = run.result("print-date", "current-date-unix-timestamp");
+    // `tee` wrote the line with its newline, and the result is that text.
+    assert!(stamp.ends_with('\n'), "{stamp:?}");
+    let secs: u64 = stamp.trim().parse().unwrap_or_else(|_| panic!("{stamp:?}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(secs) < 600, "{secs} vs {now}");
+    assert!(
+        !run.result("print-date", "current-date-human-readable")
+            .is_empty(),
+        "{log}"
+    );
+    assert!(log.contains(&format!("got {}", stamp.trim())), "{log}");
+    // The container had the secret (15 bytes); the log never shows it.
+    assert!(log.contains("the token is ***"), "{log}");
+    assert!(
+        run.task_log("read").iter().any(|l| l.trim() == "15"),
+        "{log}"
+    );
+    capstan_tests::assert_not_in_state(&env.sched.state_dir, "s3cr3t-value-99");
+    assert_eq!(engine.leftovers(), Vec::<String>::new());
+}
+
+/// The platform policy's `[container]` ceilings: a registry not listed and
+/// a network are refused when the pipeline is checked, naming the field;
+/// a container gets the memory ceiling as its limit when it sets none, and
+/// one asking for more is denied by layer `policy`.
+#[tokio::test]
+async fn the_policy_sets_container_ceilings() {
+    let _one = SERIAL.lock().await;
+    let engine = podman_engine();
+    let mut env = TestEnv::new();
+    publish_script(&env);
+    let policy = env.path("policy.toml");
+    std::fs::write(
+        &policy,
+        "[container]\nregistries = [\"localhost\"]\nmax-memory = \"64Mi\"\n",
+    )
+    .unwrap();
+    env.sched.policy = std::sync::Arc::new(capstan::policy::PolicyFile::load(&policy).unwrap());
+    let step = |image: &str, extra: &str| {
+        format!(
+            "{HEADER}  tasks:\n    - name: build\n      image: {image}\n      script: |\n        cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max\n{extra}"
+        )
+    };
+    let err = env.prepare(&step("golang:1.22", ""), &[]).err().unwrap();
+    assert!(
+        err.contains("spec.tasks[0].grants.container[0].image")
+            && err.contains("registry `docker.io` is not one the platform policy allows"),
+        "{err}"
+    );
+    let net = step(
+        IMAGE,
+        &format!("      grants: {{ container: [{{ image: \"{IMAGE}\", network: true }}] }}\n"),
+    );
+    let err = env.prepare(&net, &[]).err().unwrap();
+    assert!(
+        err.contains("grants.container[0].network") && err.contains("no network"),
+        "{err}"
+    );
+    let run = env.run(&step(IMAGE, ""), &[]).await;
+    let log = run.log_text();
+    assert_eq!(run.status, RunStatus::Succeeded, "{log}");
+    assert!(
+        run.task_log("build").iter().any(|l| l.trim() == "67108864"),
+        "{log}"
+    );
+    let run = env
+        .run(
+            &step(IMAGE, "      resources: { limits: { memory: 1Gi } }\n"),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        run.status_of("build"),
+        TaskStatus::Failed,
+        "{}",
+        run.log_text()
+    );
+    assert!(
+        run.log_text()
+            .contains("(layer: policy; a memory limit of 1073741824 bytes is over"),
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(engine.leftovers(), Vec::<String>::new());
+}

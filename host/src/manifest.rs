@@ -158,6 +158,11 @@ pub struct Manifest {
     /// Capabilities the plugin may ask for (the first grant layer).
     #[serde(default)]
     pub capabilities: Vec<Capability>,
+    /// The pipeline task declares further results (`results:`) that the
+    /// plugin passes on from what it runs (the `script` plugin: a
+    /// container's results directory).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub task_results: bool,
 }
 
 fn default_world() -> String {

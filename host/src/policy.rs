@@ -28,6 +28,13 @@
 //!
 //! [limits]
 //! workspace-budget = "20Gi"   # the most spec.workspaceBudget may be
+//!
+//! [container]                 # ceilings on container steps (grants.container)
+//! registries = ["localhost", "registry.internal:5000"]  # default: any
+//! require-digest = true       # every granted image pinned @sha256:…
+//! network = false             # may a grant give a network (default: no)
+//! max-cpu = "2"               # per container; also the limit when none is set
+//! max-memory = "4Gi"
 //! ```
 //!
 //! **Names are identities, not claims.** Rules match where a plugin was
@@ -73,6 +80,63 @@ pub struct PolicyFile {
     pub paths: Paths,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub container: ContainerSection,
+    /// `container`, checked and parsed by [`PolicyFile::load`].
+    #[serde(skip)]
+    container_limits: crate::caps::container::Limits,
+}
+
+/// `[container]`: ceilings on container steps, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ContainerSection {
+    #[serde(default)]
+    pub registries: Vec<String>,
+    #[serde(default)]
+    pub require_digest: bool,
+    #[serde(default)]
+    pub network: bool,
+    #[serde(default)]
+    pub max_cpu: Option<String>,
+    #[serde(default)]
+    pub max_memory: Option<String>,
+}
+
+impl ContainerSection {
+    fn parse(&self) -> Result<crate::caps::container::Limits, String> {
+        let max_cpu_millis = match &self.max_cpu {
+            None => None,
+            Some(c) => Some(
+                crate::pipeline::size::cpu_millis(c)
+                    .map_err(|e| format!("container.max-cpu: {e}"))?,
+            ),
+        };
+        let max_memory = match &self.max_memory {
+            None => None,
+            Some(m) => Some(
+                crate::pipeline::size::parse(m)
+                    .map_err(|e| format!("container.max-memory: {e}"))?,
+            ),
+        };
+        for r in &self.registries {
+            let ok = !r.is_empty()
+                && r.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+            if !ok {
+                return Err(format!(
+                    "container.registries: `{r}` is not a registry host (`localhost`, `registry.internal:5000`)"
+                ));
+            }
+        }
+        Ok(crate::caps::container::Limits {
+            registries: self.registries.clone(),
+            require_digest: self.require_digest,
+            network: self.network,
+            max_cpu_millis,
+            max_memory,
+        })
+    }
 }
 
 /// Ceilings on what a pipeline may ask for.
@@ -195,7 +259,8 @@ impl PolicyFile {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let policy: PolicyFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let mut policy: PolicyFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        policy.container_limits = policy.container.parse().map_err(err)?;
         if let Some(b) = &policy.limits.workspace_budget {
             crate::pipeline::size::parse(b)
                 .map_err(|e| err(format!("limits.workspace-budget: {e}")))?;
@@ -278,6 +343,10 @@ impl Policy for PolicyFile {
             ids(trusted.iter().map(|k| k.id()).collect()),
             ids(signatures.iter().map(|s| s.key_id.clone()).collect()),
         ))
+    }
+
+    fn container_limits(&self) -> Option<&crate::caps::container::Limits> {
+        Some(&self.container_limits)
     }
 
     fn workspace_budget(&self) -> Option<u64> {

@@ -80,6 +80,9 @@ pub struct PrepareCtx<'a> {
     /// Where the run's cluster requests go and as whom (cluster mode, or a
     /// local run given a kubeconfig); `None` without a cluster.
     pub cluster: &'a dyn Fn() -> Option<super::kube::KubeTarget>,
+    /// The platform policy (ceilings within a capability, such as which
+    /// registries containers may come from).
+    pub policy: &'a dyn super::grant::Policy,
 }
 
 /// The attempt's context every capability may read: its log, its

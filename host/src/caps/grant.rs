@@ -50,6 +50,11 @@ pub trait Policy: Send + Sync {
         None
     }
 
+    /// Ceilings on containers (`[container]`); None: none.
+    fn container_limits(&self) -> Option<&super::container::Limits> {
+        None
+    }
+
     /// Which trusted key signed the component from `source` with `digest`,
     /// given its stored signatures. `Err` if the policy requires a trusted
     /// signature and there is none. Default: no trust requirement.

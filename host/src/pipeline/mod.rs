@@ -21,6 +21,7 @@ mod fields;
 pub mod model;
 pub mod size;
 pub mod source;
+pub mod step;
 pub mod subst;
 mod validate;
 
@@ -242,7 +243,7 @@ impl Document {
             },
             None => None,
         };
-        Ok(Document {
+        let mut doc = Document {
             source,
             base_dir: PathBuf::new(),
             name,
@@ -251,7 +252,34 @@ impl Document {
             spec_path,
             run: run.map(|(r, d)| (r.spec, d)),
             run_name,
-        })
+        };
+        doc.desugar_steps()?;
+        Ok(doc)
+    }
+
+    /// Container steps (`image:`) become the `script` plugin's tasks.
+    fn desugar_steps(&mut self) -> Result<(), Diagnostics> {
+        let mut diags = Vec::new();
+        for (list, tasks) in [
+            ("tasks", &mut self.spec.tasks),
+            ("finally", &mut self.spec.finally),
+        ] {
+            for (i, t) in tasks.iter_mut().enumerate() {
+                for (field, message) in step::desugar(t) {
+                    let at = match field.as_str() {
+                        "" => format!("{list}[{i}]"),
+                        f => format!("{list}[{i}].{f}"),
+                    };
+                    diags.push((at, message));
+                }
+            }
+        }
+        if diags.is_empty() {
+            return Ok(());
+        }
+        Err(Diagnostics(
+            diags.into_iter().map(|(at, m)| self.diag(&at, m)).collect(),
+        ))
     }
 
     /// Diagnostic at a field of the pipeline spec (`tasks[0].uses`).

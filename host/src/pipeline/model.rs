@@ -92,7 +92,10 @@ pub struct PipelineResult {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PipelineTask {
     pub name: String,
-    /// The plugin: a path to a `.wasm` (relative to the pipeline file).
+    /// The plugin: a registry reference (`git-clone@0.1`) or a path to a
+    /// `.wasm` (relative to the pipeline file). Empty for a container step
+    /// (`image:`), which is the `script` plugin.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uses: String,
     #[serde(default)]
     pub params: Vec<Param>,
@@ -123,6 +126,31 @@ pub struct PipelineTask {
     /// `stopAndFail` (the default) or `continue`.
     #[serde(default, skip_serializing_if = "OnError::is_default")]
     pub on_error: OnError,
+    /// A container step instead of `uses:` (Tekton's step fields; see
+    /// [`super::step`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<super::step::EnvEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(
+        default,
+        alias = "computeResources",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resources: Option<super::step::Resources>,
+    /// Results the task declares (a container step's, written to
+    /// `$(results.NAME.path)`); only for plugins whose manifest says
+    /// `task-results = true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<super::step::ResultDecl>,
 }
 
 /// `matrix:` of a task.

@@ -31,6 +31,26 @@ pub fn parse(text: &str) -> Result<u64, String> {
     }
 }
 
+/// CPU as Kubernetes writes it: `500m`, `2`, `0.5` (cores), in thousandths
+/// of a core.
+pub fn cpu_millis(text: &str) -> Result<u32, String> {
+    let bad = || format!("cpu `{text}`: `500m`, `2` or `0.5` (cores)");
+    let millis = match text.strip_suffix('m') {
+        Some(m) => m.parse::<u32>().map_err(|_| bad())?,
+        None => {
+            let cores: f64 = text.parse().map_err(|_| bad())?;
+            if !(cores.is_finite() && cores > 0.0 && cores <= 1024.0) {
+                return Err(bad());
+            }
+            (cores * 1000.0).round() as u32
+        }
+    };
+    if millis == 0 {
+        return Err(bad());
+    }
+    Ok(millis)
+}
+
 /// `2Gi`-style text for messages (the largest binary unit that divides).
 pub fn show(bytes: u64) -> String {
     for (unit, m) in [

@@ -50,7 +50,7 @@ impl Runtime {
     async fn run_inner(
         &self,
         plugin: &Plugin,
-        inv: Invocation,
+        mut inv: Invocation,
         call: Call,
         entered: &mut Option<Instant>,
     ) -> Result<(Vec<(String, String)>, Option<Suspend>), (FailureKind, String)> {
@@ -68,6 +68,7 @@ impl Runtime {
         let limits = inv.limits.clone();
         let abort = inv.abort.clone();
         let report_sink = inv.sink.clone();
+        let task_results = std::mem::take(&mut inv.task_results);
         let (mut store, stdio, budget) = self.new_store(inv)?;
         let guest = guarded(
             call_guest(&plugin.pre, &mut store, &input, call),
@@ -86,7 +87,13 @@ impl Runtime {
                 return check_suspend(req, limits.result_bytes).map(|s| (Vec::new(), Some(s)));
             }
         };
-        let out = check_results(plugin, results, limits.result_bytes)?;
+        let out = check_results(
+            plugin,
+            &task_results,
+            results,
+            limits.result_bytes,
+            &*report_sink,
+        )?;
         if budget.truncated() {
             report_sink.log(
                 LogLevel::Warn,
@@ -283,11 +290,16 @@ fn trapped(
     )
 }
 
-/// The results, within the size limit and declared by the manifest.
+/// The results, within the size limit and declared by the manifest (or
+/// by the task, for a plugin that passes a command's on: what the command
+/// wrote beyond those is dropped with a warning, as Tekton reads only the
+/// declared ones).
 fn check_results(
     plugin: &Plugin,
+    task_results: &[String],
     results: Vec<bindings::TaskResult>,
     limit: usize,
+    sink: &dyn TaskSink,
 ) -> Result<Vec<(String, String)>, (FailureKind, String)> {
     let size: usize = results.iter().map(|r| r.name.len() + r.value.len()).sum();
     if size > limit {
@@ -296,22 +308,32 @@ fn check_results(
             format!("results total {size} bytes; the limit is {limit} bytes"),
         ));
     }
-    let declared = &plugin.info.manifest.results;
-    results
-        .into_iter()
-        .map(|r| {
-            if declared.iter().all(|d| d.name != r.name) {
-                return Err((
-                    FailureKind::Failed,
-                    format!(
-                        "the plugin returned result `{}`, which its manifest does not declare",
-                        r.name
-                    ),
-                ));
-            }
-            Ok((r.name, r.value))
-        })
-        .collect()
+    let manifest = &plugin.info.manifest;
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        if manifest.results.iter().any(|d| d.name == r.name)
+            || (manifest.task_results && task_results.contains(&r.name))
+        {
+            out.push((r.name, r.value));
+        } else if manifest.task_results {
+            sink.log(
+                LogLevel::Warn,
+                &format!(
+                    "result `{}` was written but the task does not declare it (`results:`): dropped",
+                    crate::caps::log::one_line(&r.name)
+                ),
+            );
+        } else {
+            return Err((
+                FailureKind::Failed,
+                format!(
+                    "the plugin returned result `{}`, which its manifest does not declare",
+                    r.name
+                ),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Check a suspend request: a kind this host understands, JSON detail, and

@@ -160,6 +160,9 @@ pub struct Invocation {
     /// Carries a message when the attempt must stop now (the run went over
     /// its workspace disk budget); it then fails as over a limit.
     pub abort: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    /// Results the pipeline task declares beyond the manifest's (for a
+    /// plugin whose manifest says `task-results`; checked at validation).
+    pub task_results: Vec<String>,
 }
 
 /// Why an attempt did not succeed.

@@ -123,6 +123,18 @@ impl Scheduler {
             Some(id) => self.policy.ceiling(id, cap),
             None => Err(format!("`{uses}` was not resolved")),
         };
+        // Container grants against the platform's container ceilings.
+        if let Some(limits) = self.policy.container_limits() {
+            for (at, t) in doc.all_tasks() {
+                for (i, g) in t.grants.container.iter().enumerate() {
+                    for (field, message) in limits.check_grant(g) {
+                        diags.push(
+                            doc.diag(&format!("{at}.grants.container[{i}].{field}"), message),
+                        );
+                    }
+                }
+            }
+        }
         let plan = match crate::pipeline::validate(&doc, &manifest_of, overrides, &ceiling_of) {
             Ok(plan)
                 if let (Some(b), Some(max)) =

@@ -5,7 +5,7 @@
 //!
 //! The parsing lives in plain functions with native unit tests.
 
-use capstan_plugin_sdk::capstan::plugin::container::{self, EnvVar, RunSpec};
+use capstan_plugin_sdk::capstan::plugin::container::{self, EnvVar, RunSpec, SecretEnv};
 use capstan_plugin_sdk::capstan::plugin::log::{Level, log};
 use capstan_plugin_sdk::capstan::plugin::types::{ParamValue, TaskError, TaskInput, TaskResult};
 use capstan_plugin_sdk::exports::capstan::plugin::task::Guest;
@@ -93,22 +93,19 @@ pub fn seconds(s: &str) -> Result<Option<u32>, String> {
     u32::try_from(total).map(Some).map_err(|_| bad())
 }
 
-fn env(input: &TaskInput) -> Result<Vec<EnvVar>, TaskError> {
+/// An object param as (key, value) pairs.
+fn object(input: &TaskInput, name: &str) -> Result<Vec<(String, String)>, TaskError> {
     match input
         .params
         .iter()
-        .find(|p| p.name == "env")
+        .find(|p| p.name == name)
         .map(|p| &p.value)
     {
         None => Ok(Vec::new()),
-        Some(ParamValue::Object(kv)) => Ok(kv
-            .iter()
-            .map(|(name, value)| EnvVar {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect()),
-        Some(_) => Err(TaskError::InvalidParams("`env` must be an object".into())),
+        Some(ParamValue::Object(kv)) => Ok(kv.clone()),
+        Some(_) => Err(TaskError::InvalidParams(format!(
+            "`{name}` must be an object"
+        ))),
     }
 }
 
@@ -131,7 +128,14 @@ fn spec(input: &TaskInput) -> Result<RunSpec, TaskError> {
         image: param_str(input, "image", None)?,
         script: (!script.is_empty()).then_some(script),
         args,
-        env: env(input)?,
+        env: object(input, "env")?
+            .into_iter()
+            .map(|(name, value)| EnvVar { name, value })
+            .collect(),
+        secret_env: object(input, "secretEnv")?
+            .into_iter()
+            .map(|(name, secret)| SecretEnv { name, secret })
+            .collect(),
         working_dir,
         cpu_millis: cpu_millis(&param_str(input, "cpu", Some(""))?).map_err(invalid)?,
         memory_bytes: memory_bytes(&param_str(input, "memory", Some(""))?).map_err(invalid)?,
@@ -144,15 +148,6 @@ impl Guest for Script {
         let spec = spec(&input)?;
         let image = spec.image.clone();
         let outcome = container::run(&spec)?;
-        for r in &outcome.results {
-            log(
-                Level::Warn,
-                &format!(
-                    "result `{}` written to $CAPSTAN_RESULTS is not passed on: named results from a script are not supported yet",
-                    r.name
-                ),
-            );
-        }
         if outcome.timed_out {
             return Err(TaskError::Failed(format!(
                 "the container ({image}) was killed: its timeout passed"
@@ -165,10 +160,18 @@ impl Guest for Script {
             )));
         }
         log(Level::Info, &format!("the script succeeded in {image}"));
-        Ok(vec![TaskResult {
+        // The task's declared results, as the command wrote them (the host
+        // refuses any the task does not declare).
+        let mut results: Vec<TaskResult> = outcome
+            .results
+            .into_iter()
+            .filter(|r| r.name != "exit-code")
+            .collect();
+        results.push(TaskResult {
             name: "exit-code".into(),
             value: outcome.exit_code.to_string(),
-        }])
+        });
+        Ok(results)
     }
 }
 

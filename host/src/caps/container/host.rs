@@ -11,7 +11,7 @@ use std::task::{Context, Waker};
 use tokio::io::AsyncWrite;
 
 use super::engine::{Job, Stream, bind_source};
-use super::{ContainerState, spec};
+use super::{Allowed, ContainerState, spec};
 use crate::bindings::capstan::plugin::container::{Host, RunOutcome, RunSpec};
 use crate::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskError, TaskResult};
 use crate::caps::LogLevel;
@@ -33,33 +33,66 @@ fn invalid(m: String) -> TaskError {
 impl Host for View<'_, ContainerState> {
     async fn run(&mut self, spec: RunSpec) -> Result<RunOutcome, TaskError> {
         let image = spec::normalize(&spec.image).map_err(invalid)?;
-        let network = self
-            .state
-            .prepared
+        check_spec(&spec)?;
+        let prepared = &self.state.prepared;
+        let granted: Vec<&Allowed> = prepared
             .allowed
             .iter()
-            .filter(|(p, _)| spec::matches(p, &image))
-            .map(|(_, n)| *n)
-            .reduce(|a, b| a || b);
-        let (Some(network), Some(engine)) = (network, self.state.prepared.engine.clone()) else {
-            self.task.sink.log(
-                LogLevel::Warn,
-                &format!(
-                    "denied: container image `{image}` (layer: pipeline; not in this task's grants.container)"
-                ),
-            );
-            return Err(TaskError::Denied(Denial {
-                capability: "container".into(),
-                target: image,
-                layer: GrantLayer::Pipeline,
-            }));
+            .filter(|a| spec::matches(&a.pattern, &image))
+            .collect();
+        let Some(engine) = prepared.engine.clone().filter(|_| !granted.is_empty()) else {
+            return Err(self.deny(
+                GrantLayer::Pipeline,
+                "image",
+                image,
+                "not in this task's grants.container",
+            ));
         };
-        check_spec(&spec)?;
+        let network = granted.iter().any(|a| a.network);
+        if let Err(why) = prepared.limits.check_image(&image) {
+            return Err(self.deny(GrantLayer::Policy, "image", image, &why));
+        }
+        let (cpu, memory) = match prepared
+            .limits
+            .resources(spec.cpu_millis, spec.memory_bytes)
+        {
+            Ok(r) => r,
+            Err(why) => return Err(self.deny(GrantLayer::Policy, "image", image, &why)),
+        };
+        let mut secret_env = Vec::new();
+        for e in &spec.secret_env {
+            let Some(value) = granted
+                .iter()
+                .flat_map(|a| &a.secrets)
+                .find(|(n, _)| *n == e.secret)
+                .map(|(_, v)| v)
+            else {
+                return Err(self.deny(
+                    GrantLayer::Pipeline,
+                    "secret",
+                    crate::caps::log::one_line(&e.secret),
+                    &format!("not in the secrets of a grants.container entry allowing {image}"),
+                ));
+            };
+            let value = std::str::from_utf8(value)
+                .ok()
+                .filter(|v| !v.contains('\0'))
+                .ok_or_else(|| {
+                    TaskError::Failed(format!(
+                        "secret `{}` cannot be an environment variable: it is not UTF-8 text without NUL bytes",
+                        e.secret
+                    ))
+                })?;
+            secret_env.push(format!("{}={value}", e.name));
+        }
         let scratch = tempfile::Builder::new()
             .prefix("capstan-container-")
             .tempdir()
             .map_err(|e| TaskError::Failed(format!("container scratch directory: {e}")))?;
-        let job = self.job(&spec, image, network, scratch.path())?;
+        let mut job = self.job(&spec, image, network, scratch.path())?;
+        job.env.extend(secret_env);
+        job.nano_cpus = cpu.map(|m| i64::from(m) * 1_000_000);
+        job.memory = memory.map(|b| b.min(i64::MAX as u64) as i64);
         let out = StdioCapture::new(
             self.task.sink.clone(),
             self.task.budget.clone(),
@@ -93,6 +126,23 @@ impl Host for View<'_, ContainerState> {
 }
 
 impl View<'_, ContainerState> {
+    /// Log a denial and the error the plugin gets.
+    fn deny(&self, layer: GrantLayer, kind: &str, target: String, why: &str) -> TaskError {
+        let name = match layer {
+            GrantLayer::Policy => "policy",
+            _ => "pipeline",
+        };
+        self.task.sink.log(
+            LogLevel::Warn,
+            &format!("denied: container {kind} `{target}` (layer: {name}; {why})"),
+        );
+        TaskError::Denied(Denial {
+            capability: "container".into(),
+            target,
+            layer,
+        })
+    }
+
     /// The engine job for `spec`: the task's workspaces and the scratch
     /// directory mounted, the script written.
     fn job(
@@ -137,8 +187,8 @@ impl View<'_, ContainerState> {
             working_dir: spec.working_dir.clone(),
             binds,
             network,
-            nano_cpus: spec.cpu_millis.map(|m| i64::from(m) * 1_000_000),
-            memory: spec.memory_bytes.map(|b| b.min(i64::MAX as u64) as i64),
+            nano_cpus: None,
+            memory: None,
             timeout: spec
                 .timeout_seconds
                 .map(|s| std::time::Duration::from_secs(s.into())),
@@ -148,20 +198,18 @@ impl View<'_, ContainerState> {
 
 /// Names and strings the engine would misread: refused, not passed on.
 fn check_spec(spec: &RunSpec) -> Result<(), TaskError> {
-    for v in &spec.env {
-        let ok_name = !v.name.is_empty()
-            && !v.name.starts_with(|c: char| c.is_ascii_digit())
-            && v.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ok_name {
+    let mut names = std::collections::BTreeSet::new();
+    let all_names = spec
+        .env
+        .iter()
+        .map(|v| &v.name)
+        .chain(spec.secret_env.iter().map(|v| &v.name));
+    for name in all_names {
+        spec::check_env_name(name).map_err(invalid)?;
+        if !names.insert(name) {
             return Err(invalid(format!(
-                "environment variable name `{}`: letters, digits and `_`, not starting with a digit",
-                crate::caps::log::one_line(&v.name)
+                "environment variable `{name}` is set twice"
             )));
-        }
-        if v.name.starts_with("CAPSTAN_") {
-            return Err(invalid(format!("`{}`: CAPSTAN_* is the host's", v.name)));
         }
     }
     let strings = spec

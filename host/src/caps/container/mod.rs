@@ -21,6 +21,7 @@
 
 mod engine;
 mod host;
+mod limits;
 pub mod spec;
 
 use std::sync::Arc;
@@ -29,15 +30,28 @@ use wasmtime::component::Linker;
 
 use super::capability::{Capability, Data, PrepareCtx, TaskCtx, TaskData, view};
 pub use engine::Engine;
+pub use limits::Limits;
 pub use spec::ContainerGrant;
 
 /// The container capability.
 pub struct ContainerCap;
 
-/// A task's container grants, resolved: normalized patterns and the engine.
+/// A task's container grants, resolved: normalized patterns with what
+/// their containers get, the platform's ceilings, and the engine.
 pub struct Prepared {
-    pub allowed: Vec<(String, bool)>,
+    pub allowed: Vec<Allowed>,
+    pub limits: Limits,
     pub engine: Option<Arc<Engine>>,
+}
+
+/// One grant, resolved.
+pub struct Allowed {
+    /// The normalized image pattern.
+    pub pattern: String,
+    pub network: bool,
+    /// Secrets its containers may be given as environment variables, with
+    /// their values (read at dispatch; redacted from every log of the run).
+    pub secrets: Vec<(String, Vec<u8>)>,
 }
 
 impl Capability for ContainerCap {
@@ -58,21 +72,42 @@ impl Capability for ContainerCap {
         if let Err(e) = spec::normalize_pattern(&grant.image) {
             report("image", e);
         }
+        for s in &grant.secrets {
+            if let Err(e) = super::secrets::check_name(s) {
+                report("secrets", e);
+            }
+        }
     }
 
-    fn prepare(grants: &[ContainerGrant], _: &PrepareCtx<'_>) -> Result<Prepared, String> {
+    fn secret_names(grant: &ContainerGrant) -> Vec<&str> {
+        grant.secrets.iter().map(String::as_str).collect()
+    }
+
+    fn prepare(grants: &[ContainerGrant], ctx: &PrepareCtx<'_>) -> Result<Prepared, String> {
+        let limits = ctx.policy.container_limits().cloned().unwrap_or_default();
         if grants.is_empty() {
             return Ok(Prepared {
                 allowed: Vec::new(),
+                limits,
                 engine: None,
             });
         }
-        let allowed = grants
-            .iter()
-            .map(|g| spec::normalize_pattern(&g.image).map(|p| (p, g.network)))
-            .collect::<Result<_, _>>()?;
+        let mut allowed = Vec::new();
+        for g in grants {
+            let mut secrets = Vec::new();
+            for name in &g.secrets {
+                let value = (ctx.secret)(name)?;
+                secrets.push((name.clone(), value));
+            }
+            allowed.push(Allowed {
+                pattern: spec::normalize_pattern(&g.image)?,
+                network: g.network,
+                secrets,
+            });
+        }
         Ok(Prepared {
             allowed,
+            limits,
             engine: Some(Arc::new(Engine::connect()?)),
         })
     }

@@ -5,13 +5,36 @@ use serde::{Deserialize, Serialize};
 /// One `grants.container` entry: images the task may run, as a pattern
 /// over the full reference (`localhost/golang:*`,
 /// `docker.io/library/golang@sha256:…`), and whether their containers get
-/// a network (default: none, deny by default).
+/// a network (default: none, deny by default) and which secrets they may
+/// be given as environment variables (by the host; the plugin only names
+/// them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ContainerGrant {
     pub image: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub network: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
+/// An environment variable name a container may be given: letters, digits
+/// and `_`, not starting with a digit, not `CAPSTAN_*` (the host's).
+pub fn check_env_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 256
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(format!(
+            "environment variable name `{}`: letters, digits and `_`, not starting with a digit",
+            crate::caps::log::one_line(name)
+        ));
+    }
+    if name.starts_with("CAPSTAN_") {
+        return Err(format!("`{name}`: CAPSTAN_* is the host's"));
+    }
+    Ok(())
 }
 
 /// An image reference in full: `registry/repository` plus `:tag` and/or

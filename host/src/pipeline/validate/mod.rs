@@ -82,6 +82,51 @@ pub struct PlannedTask {
 
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// The manifest a task is checked against: its plugin's, with the results
+/// the task declares (`results:`, for plugins that pass on a command's).
+fn with_task_results(
+    doc: &Document,
+    at: &str,
+    t: &PipelineTask,
+    mut m: Manifest,
+    d: &mut Vec<Diagnostic>,
+) -> Manifest {
+    if t.results.is_empty() {
+        return m;
+    }
+    if !m.task_results {
+        d.push(doc.diag(
+            &format!("{at}.results"),
+            format!(
+                "plugin `{}` has the results its manifest declares; only a container step (or `uses: script`) declares its own",
+                m.name
+            ),
+        ));
+        return m;
+    }
+    for (i, r) in t.results.iter().enumerate() {
+        let path = format!("{at}.results[{i}].name");
+        if !is_name(&r.name) {
+            d.push(doc.diag(
+                &path,
+                format!("`{}`: lowercase letters, digits, `-` and `_`", r.name),
+            ));
+        } else if m.results.iter().any(|x| x.name == r.name) {
+            d.push(doc.diag(
+                &path,
+                format!("`{}` is declared twice (the plugin has it)", r.name),
+            ));
+        } else {
+            m.results.push(crate::manifest::ResultSpec {
+                name: r.name.clone(),
+                ty: Default::default(),
+                description: r.description.clone(),
+            });
+        }
+    }
+    m
+}
+
 /// Validate `doc`. `manifest_of` gives the manifest of a task's plugin (by
 /// `uses`), or an error already reported by the caller (None). `overrides`
 /// are `-p name=value` values from the command line; `ceiling_of` is the
@@ -98,7 +143,10 @@ pub fn validate(
     let kinds = task_names(doc, &mut d);
     let manifests: HashMap<&str, Option<Manifest>> = doc
         .all_tasks()
-        .map(|(_, t)| (t.name.as_str(), manifest_of(&t.uses)))
+        .map(|(at, t)| {
+            let m = manifest_of(&t.uses).map(|m| with_task_results(doc, &at, t, m, &mut d));
+            (t.name.as_str(), m)
+        })
         .collect();
     let matrixed: BTreeSet<&str> = doc
         .all_tasks()

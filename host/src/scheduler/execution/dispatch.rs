@@ -240,6 +240,7 @@ impl<'a> Execution<'a> {
             grants,
             redactor: self.redactor(),
             abort: (!t.spec.workspaces.is_empty()).then(|| self.disk.over.clone()),
+            task_results: t.spec.results.iter().map(|r| r.name.clone()).collect(),
         };
         let runtime = self.sched.runtime.clone();
         running.spawn(async move {

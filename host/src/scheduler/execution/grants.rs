@@ -14,6 +14,7 @@ impl<'a> Execution<'a> {
         grants.prepare(&PrepareCtx {
             secret: &|name| self.secrets.require(name),
             cluster: &|| self.kube_target(),
+            policy: &*self.sched.policy,
         })
     }
 
