@@ -306,6 +306,7 @@ async fn a_container_step_runs_like_a_tekton_step() {
         date +%s | tee $(results.current-date-unix-timestamp.path)
         date | tee $(results.current-date-human-readable.path)
         printf '%s' "$TOKEN" | wc -c > $(workspaces.source.path)/token-length
+        touch "$(results.current-date-human-readable.path)-$TOKEN"
         echo "the token is $TOKEN"
       env:
         - {{ name: TOKEN, secret: api-token }}

@@ -92,7 +92,8 @@ async fn a_secret_printed_by_the_script_is_redacted() {
     let _one = SERIAL.lock().await;
     let engine = podman_engine();
     let env = env_with_secret();
-    let script = "echo \"token=$TOKEN\"; echo \"$TOKEN\" >&2; printf %s \"$TOKEN\" > \"$CAPSTAN_RESULTS/leak\"".to_string();
+    // Also as the name of a result file (dropped, with a warning naming it).
+    let script = "echo \"token=$TOKEN\"; echo \"$TOKEN\" >&2; printf %s \"$TOKEN\" > \"$CAPSTAN_RESULTS/leak\"; touch \"$CAPSTAN_RESULTS/$TOKEN\"".to_string();
     let run = Attack::new("ctr_tricks")
         .arg(script)
         .extra(GRANT)

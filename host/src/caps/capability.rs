@@ -59,6 +59,11 @@ pub trait Capability: Sized + Send + 'static {
         Vec::new()
     }
 
+    /// Whether the secrets a grant names can reach the plugin (a container
+    /// runs what the plugin writes, so it can hand them back): such a grant
+    /// also needs the `secrets` capability in the manifest and the policy.
+    const SECRETS_REACH_PLUGIN: bool = false;
+
     /// Resolve a task's grants for one attempt. An error fails the task
     /// before it starts (e.g. a missing secret, by name).
     fn prepare(grants: &[Self::Grant], ctx: &PrepareCtx<'_>) -> Result<Self::Prepared, String>;

@@ -97,11 +97,18 @@ pub type CeilingOf<'a> = &'a dyn Fn(Capability) -> Result<(), String>;
 pub fn check(manifest: &Manifest, grants: &Grants, ceiling: CeilingOf) -> Vec<Refusal> {
     let mut out = Vec::new();
     for (cap, field) in grants.granted() {
+        // `secrets` asked for at another capability's field: its secrets
+        // can reach the plugin (a container's).
+        let why = if field != cap.as_str() {
+            " (secrets given to what it runs can reach it)"
+        } else {
+            ""
+        };
         let refusal = if !manifest.capabilities.contains(&cap) {
             Some((
                 Some(Layer::Manifest),
                 format!(
-                    "denied by layer `manifest`: plugin `{}` does not declare capability `{cap}`",
+                    "denied by layer `manifest`: plugin `{}` does not declare capability `{cap}`{why}",
                     manifest.name
                 ),
             ))
@@ -175,5 +182,35 @@ mod tests {
         );
         // Nothing granted: nothing to refuse.
         assert!(check(&manifest(""), &Grants::default(), &no_ssh).is_empty());
+    }
+
+    /// A container given secrets can hand them to the plugin that wrote
+    /// its script: that grant also needs `secrets`, at both layers.
+    #[test]
+    fn secrets_for_containers_need_the_secrets_capability() {
+        let g: Grants =
+            serde_yaml::from_str("container: [{image: \"localhost/go:1\", secrets: [tok]}]")
+                .unwrap();
+        let r = check(&manifest("\"container\""), &g, &any);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(
+            (r[0].field, r[0].capability),
+            ("container", Capability::Secrets)
+        );
+        assert!(r[0].message.contains("can reach it"), "{}", r[0].message);
+        let no_secrets = |c: Capability| {
+            if c == Capability::Secrets {
+                Err("no secrets".to_string())
+            } else {
+                Ok(())
+            }
+        };
+        let r = check(&manifest("\"container\", \"secrets\""), &g, &no_secrets);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].layer, Some(Layer::Policy));
+        assert!(check(&manifest("\"container\", \"secrets\""), &g, &any).is_empty());
+        // Without secrets, `container` alone is enough.
+        let g: Grants = serde_yaml::from_str("container: [{image: \"localhost/go:1\"}]").unwrap();
+        assert!(check(&manifest("\"container\""), &g, &any).is_empty());
     }
 }

@@ -87,12 +87,18 @@ macro_rules! capabilities {
             }
 
             /// Capabilities this grant gives something to, with the YAML
-            /// field name.
+            /// field name (`secrets` too for a grant whose secrets can
+            /// reach the plugin, at that grant's field).
             pub fn granted(&self) -> Vec<(Capability, &'static str)> {
                 let mut out = Vec::new();
                 $(
                     if !self.$field.is_empty() {
                         out.push((Capability::$Variant, <$C as Cap>::NAME));
+                    }
+                    if <$C as Cap>::SECRETS_REACH_PLUGIN
+                        && self.$field.iter().any(|g| !<$C as Cap>::secret_names(g).is_empty())
+                    {
+                        out.push((Capability::Secrets, <$C as Cap>::NAME));
                     }
                 )*
                 out

@@ -131,6 +131,26 @@ pub fn desugar(t: &mut PipelineTask) -> Problems {
             "a container step is set by its fields (`script`, `args`, `env`, `workingDir`, `resources`), not params; use $(params.NAME) of the pipeline in them".into(),
         ));
     }
+    if t.matrix.is_some() {
+        p.push((
+            "matrix".into(),
+            "a matrix fans out plugin params: use `uses: script@0.1` with a matrix over its params (`image`, `script`, …)".into(),
+        ));
+    }
+    if !image.contains("$(")
+        && let Err(e) = crate::caps::container::spec::normalize(&image)
+    {
+        p.push(("image".into(), e));
+    }
+    if let Some(w) = &t.working_dir
+        && !w.starts_with('/')
+        && !w.starts_with("$(")
+    {
+        p.push((
+            "workingDir".into(),
+            format!("`{w}` must be an absolute path in the container"),
+        ));
+    }
     let params = params(t, &image, &mut p);
     grant(t, &image, &mut p);
     if p.is_empty() {
@@ -168,18 +188,18 @@ fn params(t: &PipelineTask, image: &str, p: &mut Problems) -> Vec<Param> {
             "script",
             ParamValue::String(local("script".into(), script, p)),
         ));
-    } else if t.command.is_empty() && t.args.is_empty() {
-        p.push((
-            String::new(),
-            "a container step needs `script`, or `command`/`args`".into(),
-        ));
     }
-    let argv: Vec<String> = (t.command.iter().enumerate().map(|(i, a)| ("command", i, a)))
-        .chain(t.args.iter().enumerate().map(|(i, a)| ("args", i, a)))
-        .map(|(f, i, a)| local(format!("{f}[{i}]"), a, p))
-        .collect();
-    if !argv.is_empty() {
-        out.push(param("args", ParamValue::Array(argv)));
+    // Kubernetes' rules: `command` replaces the image's entrypoint, `args`
+    // are its arguments (or the script's `$1`…).
+    for (field, list) in [("command", &t.command), ("args", &t.args)] {
+        let items: Vec<String> = list
+            .iter()
+            .enumerate()
+            .map(|(i, a)| local(format!("{field}[{i}]"), a, p))
+            .collect();
+        if !items.is_empty() {
+            out.push(param(field, ParamValue::Array(items)));
+        }
     }
     let (mut env, mut secret_env) = (BTreeMap::new(), BTreeMap::new());
     let mut names = BTreeSet::new();
@@ -235,7 +255,10 @@ fn params(t: &PipelineTask, image: &str, p: &mut Problems) -> Vec<Param> {
             if let Some(m) = quantity(
                 &list.memory,
                 &format!("resources.{which}.memory"),
-                |m| super::size::parse(m).map(drop),
+                |m| match super::size::parse(m) {
+                    Ok(0) => Err(format!("`{m}`: a memory limit of 0")),
+                    r => r.map(drop),
+                },
                 p,
             ) && which == "limits"
             {
@@ -307,11 +330,22 @@ fn grant(t: &mut PipelineTask, image: &str, p: &mut Problems) {
         });
         return;
     }
+    use crate::caps::container::spec::{matches, normalize, normalize_pattern};
+    let allows = |g: &ContainerGrant| {
+        // An image chosen at run time: any grant may be the one.
+        image.contains("$(")
+            || matches!((normalize_pattern(&g.image), normalize(image)), (Ok(pat), Ok(img)) if matches(&pat, &img))
+    };
     for (i, s) in secrets {
-        if !t.grants.container.iter().any(|g| g.secrets.contains(s)) {
+        if !t
+            .grants
+            .container
+            .iter()
+            .any(|g| allows(g) && g.secrets.contains(s))
+        {
             p.push((
                 format!("env[{i}].secret"),
-                format!("secret `{s}` is not in the `secrets` of any `grants.container` entry"),
+                format!("secret `{s}` is not in the `secrets` of a `grants.container` entry allowing `{image}`"),
             ));
         }
     }
@@ -355,7 +389,11 @@ fn local_refs(t: &PipelineTask, text: &str) -> Result<String, String> {
             }
             out.push_str(&format!("/workspace/{name}"));
         } else {
-            out.push_str(&rest[i..i + 2 + end + 1]);
+            // Not ours: keep the `$(` and look inside it (nested
+            // references are substituted too, as Tekton does).
+            out.push_str("$(");
+            rest = after;
+            continue;
         }
         rest = &after[end + 1..];
     }

@@ -68,6 +68,7 @@ impl Runtime {
         let limits = inv.limits.clone();
         let abort = inv.abort.clone();
         let report_sink = inv.sink.clone();
+        let redactor = inv.redactor.clone();
         let task_results = std::mem::take(&mut inv.task_results);
         let (mut store, stdio, budget) = self.new_store(inv)?;
         let guest = guarded(
@@ -93,6 +94,7 @@ impl Runtime {
             results,
             limits.result_bytes,
             &*report_sink,
+            &redactor,
         )?;
         if budget.truncated() {
             report_sink.log(
@@ -300,6 +302,7 @@ fn check_results(
     results: Vec<bindings::TaskResult>,
     limit: usize,
     sink: &dyn TaskSink,
+    redactor: &Redactor,
 ) -> Result<Vec<(String, String)>, (FailureKind, String)> {
     let size: usize = results.iter().map(|r| r.name.len() + r.value.len()).sum();
     if size > limit {
@@ -320,7 +323,8 @@ fn check_results(
                 LogLevel::Warn,
                 &format!(
                     "result `{}` was written but the task does not declare it (`results:`): dropped",
-                    crate::caps::log::one_line(&r.name)
+                    // A name is anything a script chose (a secret, too).
+                    redactor.string(crate::caps::log::one_line(&r.name))
                 ),
             );
         } else {

@@ -112,9 +112,11 @@ fn object(input: &TaskInput, name: &str) -> Result<Vec<(String, String)>, TaskEr
 fn spec(input: &TaskInput) -> Result<RunSpec, TaskError> {
     let invalid = TaskError::InvalidParams;
     let script = param_str(input, "script", Some(""))?;
-    let args = param_list(input, "args")?;
-    if script.is_empty() && args.is_empty() {
-        return Err(invalid("give `script` or `args` (the command)".into()));
+    let command = param_list(input, "command")?;
+    if !script.is_empty() && !command.is_empty() {
+        return Err(invalid(
+            "`command` and `script` cannot both be set (as in Tekton)".into(),
+        ));
     }
     let working_dir = match param_str(input, "workingDir", Some(""))?.as_str() {
         "" => input
@@ -127,7 +129,8 @@ fn spec(input: &TaskInput) -> Result<RunSpec, TaskError> {
     Ok(RunSpec {
         image: param_str(input, "image", None)?,
         script: (!script.is_empty()).then_some(script),
-        args,
+        command,
+        args: param_list(input, "args")?,
         env: object(input, "env")?
             .into_iter()
             .map(|(name, value)| EnvVar { name, value })

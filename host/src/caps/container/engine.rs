@@ -163,6 +163,8 @@ impl Engine {
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 init: Some(true),
                 memory: job.memory,
+                // No swap beyond the limit (memory + swap = the limit).
+                memory_swap: job.memory,
                 nano_cpus: job.nano_cpus,
                 pids_limit: Some(4096),
                 ..Default::default()
@@ -187,6 +189,34 @@ impl Engine {
         let ended = self.start_and_follow(&name, job.timeout, out).await;
         removal.now().await;
         ended
+    }
+
+    /// The baseline `capstan bench --container` measures against: what any
+    /// Engine API client does to run `cmd` in `image` (as `docker run`
+    /// does: create, start, follow the output, wait, remove), with none of
+    /// Capstan's checks, mounts or settings. Its exit code.
+    pub async fn bare_run(&self, image: &str, cmd: Vec<String>) -> Result<i64, String> {
+        let name = unique_name();
+        let removal = Removal {
+            docker: Some(self.docker.clone()),
+            id: name.clone(),
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(cmd),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| self.err("creating the container", e))?;
+        let ended = self.start_and_follow(&name, None, &mut |_, _| {}).await;
+        removal.now().await;
+        ended.map(|e| e.exit_code)
     }
 
     async fn start_and_follow(

@@ -35,12 +35,12 @@ impl Host for View<'_, ContainerState> {
         let image = spec::normalize(&spec.image).map_err(invalid)?;
         check_spec(&spec)?;
         let prepared = &self.state.prepared;
-        let granted: Vec<&Allowed> = prepared
+        let matching: Vec<&Allowed> = prepared
             .allowed
             .iter()
             .filter(|a| spec::matches(&a.pattern, &image))
             .collect();
-        let Some(engine) = prepared.engine.clone().filter(|_| !granted.is_empty()) else {
+        let Some(engine) = prepared.engine.clone().filter(|_| !matching.is_empty()) else {
             return Err(self.deny(
                 GrantLayer::Pipeline,
                 "image",
@@ -48,32 +48,50 @@ impl Host for View<'_, ContainerState> {
                 "not in this task's grants.container",
             ));
         };
-        let network = granted.iter().any(|a| a.network);
-        if let Err(why) = prepared.limits.check_image(&image) {
-            return Err(self.deny(GrantLayer::Policy, "image", image, &why));
-        }
-        let (cpu, memory) = match prepared
-            .limits
-            .resources(spec.cpu_millis, spec.memory_bytes)
-        {
-            Ok(r) => r,
-            Err(why) => return Err(self.deny(GrantLayer::Policy, "image", image, &why)),
+        // One grant decides: the first that allows the image and gives
+        // every secret asked for (its own network; grants are not pooled).
+        let has = |a: &Allowed, s: &str| a.secrets.iter().any(|(n, _)| n == s);
+        let Some(grant) = matching
+            .iter()
+            .copied()
+            .filter(|a| spec.secret_env.iter().all(|e| has(a, &e.secret)))
+            .max_by_key(|a| a.network)
+        else {
+            let missing = spec
+                .secret_env
+                .iter()
+                .find(|e| !matching.iter().any(|a| has(a, &e.secret)))
+                .map_or("(not all from one grant)".to_string(), |e| {
+                    crate::caps::log::one_line(&e.secret)
+                });
+            return Err(self.deny(
+                GrantLayer::Pipeline,
+                "secret",
+                missing,
+                &format!("not in the secrets of one grants.container entry allowing {image}"),
+            ));
         };
+        let mut network = grant.network;
+        let (mut cpu, mut memory) = (spec.cpu_millis, spec.memory_bytes);
+        if let Some(limits) = &prepared.limits {
+            let checked = limits
+                .check_image(&image)
+                .and_then(|()| limits.resources(cpu, memory));
+            match checked {
+                Ok(r) => (cpu, memory) = r,
+                Err(why) => return Err(self.deny(GrantLayer::Policy, "image", image, &why)),
+            }
+            // A grant over the ceiling is refused at validation; this
+            // holds even if one slipped by.
+            network &= limits.network;
+        }
         let mut secret_env = Vec::new();
         for e in &spec.secret_env {
-            let Some(value) = granted
+            let (_, value) = grant
+                .secrets
                 .iter()
-                .flat_map(|a| &a.secrets)
                 .find(|(n, _)| *n == e.secret)
-                .map(|(_, v)| v)
-            else {
-                return Err(self.deny(
-                    GrantLayer::Pipeline,
-                    "secret",
-                    crate::caps::log::one_line(&e.secret),
-                    &format!("not in the secrets of a grants.container entry allowing {image}"),
-                ));
-            };
+                .expect("the grant was chosen for having it");
             let value = std::str::from_utf8(value)
                 .ok()
                 .filter(|v| !v.contains('\0'))
@@ -164,15 +182,16 @@ impl View<'_, ContainerState> {
         }
         binds.push((results.clone(), RESULTS.to_string(), false));
         binds.push((scripts.clone(), SCRIPTS.to_string(), true));
-        let (entrypoint, cmd) = match (&spec.script, spec.args.split_first()) {
-            (Some(script), _) => {
+        // Kubernetes' rules: `command` replaces the image's entrypoint,
+        // `args` its arguments; a script is the command.
+        let entrypoint = match &spec.script {
+            Some(script) => {
                 write_script(&scripts.join("script"), script).map_err(io)?;
-                (Some(vec![format!("{SCRIPTS}/script")]), spec.args.clone())
+                Some(vec![format!("{SCRIPTS}/script")])
             }
-            // The command itself (not arguments to the image's entrypoint).
-            (None, Some((first, rest))) => (Some(vec![first.clone()]), rest.to_vec()),
-            (None, None) => (None, Vec::new()),
+            None => (!spec.command.is_empty()).then(|| spec.command.clone()),
         };
+        let cmd = spec.args.clone();
         let mut env: Vec<String> = spec
             .env
             .iter()
@@ -212,11 +231,17 @@ fn check_spec(spec: &RunSpec) -> Result<(), TaskError> {
             )));
         }
     }
+    if spec.script.is_some() && !spec.command.is_empty() {
+        return Err(invalid(
+            "`command` and `script` cannot both be set (as in Tekton)".into(),
+        ));
+    }
     let strings = spec
         .env
         .iter()
         .map(|v| v.value.as_str())
         .chain(spec.args.iter().map(String::as_str))
+        .chain(spec.command.iter().map(String::as_str))
         .chain(spec.working_dir.as_deref())
         .chain(spec.script.as_deref());
     for s in strings {

@@ -40,7 +40,8 @@ pub struct ContainerCap;
 /// their containers get, the platform's ceilings, and the engine.
 pub struct Prepared {
     pub allowed: Vec<Allowed>,
-    pub limits: Limits,
+    /// The platform's ceilings; None without a policy file.
+    pub limits: Option<Limits>,
     pub engine: Option<Arc<Engine>>,
 }
 
@@ -79,12 +80,14 @@ impl Capability for ContainerCap {
         }
     }
 
+    const SECRETS_REACH_PLUGIN: bool = true;
+
     fn secret_names(grant: &ContainerGrant) -> Vec<&str> {
         grant.secrets.iter().map(String::as_str).collect()
     }
 
     fn prepare(grants: &[ContainerGrant], ctx: &PrepareCtx<'_>) -> Result<Prepared, String> {
-        let limits = ctx.policy.container_limits().cloned().unwrap_or_default();
+        let limits = ctx.policy.container_limits().cloned();
         if grants.is_empty() {
             return Ok(Prepared {
                 allowed: Vec::new(),

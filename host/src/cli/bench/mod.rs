@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
+mod container;
 mod load;
 mod scale;
 
@@ -18,6 +19,7 @@ use super::{Cli, Output};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::{RunOptions, Scheduler};
 use crate::store::{RunStatus, RunStore};
+use container::{ContainerBench, container_bench};
 use load::{ApprovalBench, LoadBench, approvals_bench, load_bench};
 use scale::{ScaleBench, scale_bench};
 
@@ -69,6 +71,14 @@ pub struct BenchArgs {
     /// target/guest/wasm32-wasip2/guest/approve.wasm).
     #[arg(long, value_name = "FILE")]
     pub approve_plugin: Option<PathBuf>,
+    /// Also time a container step running `true` in this image against the
+    /// same container run directly on the engine (needs Docker or `podman
+    /// system service`; see CAPSTAN_CONTAINER_HOST).
+    #[arg(long, value_name = "IMAGE")]
+    pub container: Option<String>,
+    /// Runs of each kind for --container.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub container_samples: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,6 +111,8 @@ pub struct BenchReport {
     pub load: Option<LoadBench>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale: Option<ScaleBench>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerBench>,
 }
 
 /// A run store and a runtime over a new state directory (the compiled
@@ -375,8 +387,19 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> Result<ExitCode> {
         Some(scale_bench(&sched, &plugin, &tmp, &args.dag_scale, &say).await?)
     };
 
+    let container = match &args.container {
+        None => None,
+        Some(image) => {
+            let script = guest_component("script")
+                .context("no script component: run scripts/build-components.sh plugins")?;
+            let n = args.container_samples.max(1);
+            Some(container_bench(&sched, &script, image, n, &tmp, &say).await?)
+        }
+    };
+
     let report = BenchReport {
         scale,
+        container,
         warm_start_p50_us: percentile(&starts, 0.5),
         warm_start_p99_us: percentile(&starts, 0.99),
         spawn_p50_us: percentile(&spawn, 0.5),
@@ -416,6 +439,9 @@ fn print_text(r: &BenchReport) {
                 p.tasks, p.execute_ms, p.prepare_ms, p.us_per_task, p.per_task_vs_smallest
             );
         }
+    }
+    if let Some(c) = &r.container {
+        c.print();
     }
 }
 

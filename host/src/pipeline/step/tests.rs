@@ -67,12 +67,12 @@ fn command_and_args_are_the_argv() {
     .unwrap();
     let t = &doc.spec.tasks[0];
     assert_eq!(
+        param(t, "command"),
+        Some(&ParamValue::Array(vec!["sh".into(), "-c".into()]))
+    );
+    assert_eq!(
         param(t, "args"),
-        Some(&ParamValue::Array(vec![
-            "sh".into(),
-            "-c".into(),
-            "echo $(params.tag)".into()
-        ]))
+        Some(&ParamValue::Array(vec!["echo $(params.tag)".into()]))
     );
     assert_eq!(
         param(t, "workingDir"),
@@ -141,6 +141,26 @@ fn mistakes_name_their_field() {
             "tasks[0].params",
             "not params",
         ),
+        (
+            "    - name: t\n      image: \"localhost/go:*\"\n      script: x\n",
+            "tasks[0].image",
+            "only letters",
+        ),
+        (
+            "    - name: t\n      image: busybox\n      script: x\n      workingDir: src\n",
+            "tasks[0].workingDir",
+            "absolute",
+        ),
+        (
+            "    - name: t\n      image: busybox\n      script: x\n      matrix: {params: [{name: image, value: [a, b]}]}\n",
+            "tasks[0].matrix",
+            "uses: script",
+        ),
+        (
+            "    - name: t\n      image: localhost/go:1\n      script: x\n      env: [{name: T, secret: tok}]\n      grants: {container: [{image: localhost/go:1}, {image: localhost/other:1, secrets: [tok]}]}\n",
+            "tasks[0].env[0].secret",
+            "allowing `localhost/go:1`",
+        ),
     ];
     for (task, path, message) in cases {
         let errs = parse(task).expect_err(task);
@@ -163,4 +183,19 @@ fn an_explicit_grant_is_kept() {
     let g = &doc.spec.tasks[0].grants.container;
     assert_eq!(g.len(), 1);
     assert!(g[0].network && g[0].image == "localhost/go:*");
+}
+
+/// References nested in a command substitution are replaced too.
+#[test]
+fn nested_references_are_replaced() {
+    let doc = parse(
+        "    - name: t\n      image: busybox\n      results: [{name: r}]\n      script: echo $(cat $(results.r.path)) $(params.tag)\n",
+    )
+    .unwrap();
+    assert_eq!(
+        param(&doc.spec.tasks[0], "script"),
+        Some(&ParamValue::String(
+            "echo $(cat /capstan/results/r) $(params.tag)".into()
+        ))
+    );
 }

@@ -114,7 +114,15 @@ fn with_task_results(
         } else if m.results.iter().any(|x| x.name == r.name) {
             d.push(doc.diag(
                 &path,
-                format!("`{}` is declared twice (the plugin has it)", r.name),
+                format!(
+                    "`{}` is declared twice (also {})",
+                    r.name,
+                    if t.results[..i].iter().any(|x| x.name == r.name) {
+                        "above"
+                    } else {
+                        "by the plugin"
+                    }
+                ),
             ));
         } else {
             m.results.push(crate::manifest::ResultSpec {

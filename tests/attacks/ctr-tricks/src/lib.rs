@@ -17,6 +17,7 @@ fn spec(image: &str) -> RunSpec {
     RunSpec {
         image: image.into(),
         script: Some("echo RAN-WHAT-SHOULD-NOT".into()),
+        command: Vec::new(),
         args: Vec::new(),
         env: Vec::new(),
         secret_env: Vec::new(),
