@@ -12,7 +12,7 @@ scripts/build-components.sh plugins >/dev/null
 echo "==> building capstan" >&2
 cargo build -p capstan >&2
 echo "==> publishing the project's plugins to the local registry" >&2
-for plugin in write_file sha256sum word_count git_clone approve; do
+for plugin in write_file sha256sum word_count git_clone approve script; do
     # --skip-existing: a version already there stays (versions are immutable).
     target/debug/capstan plugin publish --skip-existing \
         "target/guest/wasm32-wasip2/guest/$plugin.wasm" >&2
