@@ -410,3 +410,50 @@ async fn the_policy_sets_container_ceilings() {
     );
     assert_eq!(engine.leftovers(), Vec::<String>::new());
 }
+
+/// A named cache outlives the run: the second run of the pipeline finds
+/// what the first wrote; `capstan cache list` shows it and `clear` empties
+/// the state of it.
+#[tokio::test]
+async fn a_named_cache_is_kept_across_runs() {
+    let _one = SERIAL.lock().await;
+    let engine = podman_engine();
+    let env = TestEnv::new();
+    publish_script(&env);
+    let yaml = format!(
+        "{HEADER}  tasks:\n    - name: build\n      image: {IMAGE}\n      caches: [{{ name: deps, path: /root/.cache/deps }}]\n      script: |\n        echo run >> /root/.cache/deps/runs\n        echo \"runs so far: $(wc -l < /root/.cache/deps/runs)\"\n"
+    );
+    for n in 1..=2 {
+        let run = env.run(&yaml, &[]).await;
+        let log = run.log_text();
+        assert_eq!(run.status, RunStatus::Succeeded, "{log}");
+        assert!(log.contains(&format!("runs so far: {n}")), "{log}");
+    }
+    let cli = |args: &[&str]| {
+        let out = capstan_tests::cli(
+            env!("CARGO_BIN_EXE_capstan-cli"),
+            &env.sched.state_dir,
+            args,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let list = cli(&["cache", "list", "-o", "json"]);
+    assert_eq!(list[0]["pipeline"], "ctr", "{list}");
+    assert_eq!(list[0]["name"], "deps", "{list}");
+    assert!(list[0]["bytes"].as_u64().unwrap() > 0, "{list}");
+    let cleared = cli(&["cache", "clear", "deps", "--pipeline", "ctr", "-o", "json"]);
+    assert_eq!(cleared.as_array().unwrap().len(), 1, "{cleared}");
+    assert_eq!(cli(&["cache", "list", "-o", "json"]), serde_json::json!([]));
+    let run = env.run(&yaml, &[]).await;
+    assert!(
+        run.log_text().contains("runs so far: 1"),
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(engine.leftovers(), Vec::<String>::new());
+}

@@ -35,6 +35,7 @@
 //! network = false             # may a grant give a network (default: no)
 //! max-cpu = "2"               # per container; also the limit when none is set
 //! max-memory = "4Gi"
+//! cache-budget = "5Gi"        # a named cache over this after a run is emptied
 //! ```
 //!
 //! **Names are identities, not claims.** Rules match where a plugin was
@@ -101,6 +102,8 @@ pub struct ContainerSection {
     pub max_cpu: Option<String>,
     #[serde(default)]
     pub max_memory: Option<String>,
+    #[serde(default)]
+    pub cache_budget: Option<String>,
 }
 
 impl ContainerSection {
@@ -119,6 +122,13 @@ impl ContainerSection {
                     .map_err(|e| format!("container.max-memory: {e}"))?,
             ),
         };
+        let cache_budget = match &self.cache_budget {
+            None => None,
+            Some(b) => Some(
+                crate::pipeline::size::parse(b)
+                    .map_err(|e| format!("container.cache-budget: {e}"))?,
+            ),
+        };
         for r in &self.registries {
             let ok = !r.is_empty()
                 && r.chars()
@@ -135,6 +145,7 @@ impl ContainerSection {
             network: self.network,
             max_cpu_millis,
             max_memory,
+            cache_budget,
         })
     }
 }

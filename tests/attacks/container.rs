@@ -17,7 +17,7 @@ const SECRET: &str = "tok-7f3a9c1e55d24b86";
 
 /// The grant every container attack gets: the test image, and the secret
 /// `api-token` as an environment variable.
-const GRANT: &str = "      grants:\n        container: [{ image: \"localhost/capstan-busybox:*\", secrets: [api-token] }]";
+const GRANT: &str = "      grants:\n        container: [{ image: \"localhost/capstan-busybox:*\", secrets: [api-token], caches: [deps] }]";
 
 fn env_with_secret() -> TestEnv {
     let env = TestEnv::new();
@@ -33,7 +33,7 @@ async fn a_plugin_cannot_describe_a_container_outside_its_grant() {
     let engine = podman_engine();
     let env = env_with_secret();
     let run = Attack::new("ctr_tricks").extra(GRANT).run(&env).await;
-    assert_all_denied(&run, 15);
+    assert_all_denied(&run, 20);
     let log = run.log_text();
     assert!(!log.contains("RAN-WHAT-SHOULD-NOT"), "{log}");
     assert!(

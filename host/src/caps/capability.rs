@@ -88,6 +88,9 @@ pub struct PrepareCtx<'a> {
     /// The platform policy (ceilings within a capability, such as which
     /// registries containers may come from).
     pub policy: &'a dyn super::grant::Policy,
+    /// The state directory and the pipeline's name, for what is kept
+    /// across its runs (container caches); None where nothing is kept.
+    pub caches: Option<(&'a std::path::Path, &'a str)>,
 }
 
 /// The attempt's context every capability may read: its log, its

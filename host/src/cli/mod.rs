@@ -4,6 +4,7 @@
 
 mod approve;
 mod bench;
+mod cache;
 mod cluster;
 mod lock;
 mod output;
@@ -168,6 +169,9 @@ pub enum Command {
     /// Manage the local secret store (values are never printed).
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// List or clear the named caches container steps keep across runs.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Operations on whole registries: mirror one into another.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -304,6 +308,7 @@ impl Cli {
                     Command::Plugin(cmd) => plugin::plugin(&cli, cmd),
                     Command::Registry(cmd) => registry::registry(&cli, cmd),
                     Command::Secret(cmd) => secret::secret(&cli, cmd),
+                    Command::Cache(cmd) => cache::cache(&cli, cmd),
                     Command::Lock(args) => lock::lock(&cli, args),
                     Command::Bench(args) => bench::bench(&cli, args).await,
                     Command::Crds => cluster::crds(&cli),

@@ -151,6 +151,9 @@ pub struct PipelineTask {
     /// `task-results = true`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub results: Vec<super::step::ResultDecl>,
+    /// Named caches a container step mounts, kept across runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<super::step::CacheDecl>,
 }
 
 /// `matrix:` of a task.

@@ -65,6 +65,14 @@ pub struct ResourceList {
     pub memory: Option<serde_yaml::Value>,
 }
 
+/// A named cache: `{name: gomod, path: /root/go/pkg/mod}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheDecl {
+    pub name: String,
+    pub path: String,
+}
+
 /// A result the task declares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +97,7 @@ fn is_step(t: &PipelineTask) -> bool {
         || !t.env.is_empty()
         || t.working_dir.is_some()
         || t.resources.is_some()
+        || !t.caches.is_empty()
 }
 
 /// Turn a container step into the `script` plugin task it means, in
@@ -163,6 +172,7 @@ pub fn desugar(t: &mut PipelineTask) -> Problems {
         t.env.clear();
         t.working_dir = None;
         t.resources = None;
+        t.caches.clear();
     }
     p
 }
@@ -236,6 +246,24 @@ fn params(t: &PipelineTask, image: &str, p: &mut Problems) -> Vec<Param> {
     if !secret_env.is_empty() {
         out.push(param("secretEnv", ParamValue::Object(secret_env)));
     }
+    let mut caches = BTreeMap::new();
+    for (i, c) in t.caches.iter().enumerate() {
+        if let Err(e) = crate::caps::container::cache::check_key("cache", &c.name) {
+            p.push((format!("caches[{i}].name"), e));
+        }
+        if !c.path.starts_with('/') || c.path == "/" {
+            p.push((
+                format!("caches[{i}].path"),
+                format!("`{}`: an absolute path in the container", c.path),
+            ));
+        }
+        if caches.insert(c.name.clone(), c.path.clone()).is_some() {
+            p.push((format!("caches[{i}].name"), format!("`{}` twice", c.name)));
+        }
+    }
+    if !caches.is_empty() {
+        out.push(param("caches", ParamValue::Object(caches)));
+    }
     if let Some(w) = &t.working_dir {
         let w = local("workingDir".into(), w, p);
         out.push(param("workingDir", ParamValue::String(w)));
@@ -304,7 +332,7 @@ fn quantity(
 }
 
 /// The image granted as written, unless the task grants containers itself;
-/// secrets named in `env` must be in a grant.
+/// secrets named in `env` and caches must be in a grant allowing it.
 fn grant(t: &mut PipelineTask, image: &str, p: &mut Problems) {
     let secrets: Vec<(usize, &String)> = t
         .env
@@ -327,6 +355,7 @@ fn grant(t: &mut PipelineTask, image: &str, p: &mut Problems) {
             image: image.to_string(),
             network: false,
             secrets: names,
+            caches: t.caches.iter().map(|c| c.name.clone()).collect(),
         });
         return;
     }
@@ -336,6 +365,19 @@ fn grant(t: &mut PipelineTask, image: &str, p: &mut Problems) {
         image.contains("$(")
             || matches!((normalize_pattern(&g.image), normalize(image)), (Ok(pat), Ok(img)) if matches(&pat, &img))
     };
+    for (i, c) in t.caches.iter().enumerate() {
+        if !t
+            .grants
+            .container
+            .iter()
+            .any(|g| allows(g) && g.caches.contains(&c.name))
+        {
+            p.push((
+                format!("caches[{i}].name"),
+                format!("cache `{}` is not in the `caches` of a `grants.container` entry allowing `{image}`", c.name),
+            ));
+        }
+    }
     for (i, s) in secrets {
         if !t
             .grants

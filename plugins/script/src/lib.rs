@@ -5,7 +5,9 @@
 //!
 //! The parsing lives in plain functions with native unit tests.
 
-use capstan_plugin_sdk::capstan::plugin::container::{self, EnvVar, RunSpec, SecretEnv};
+use capstan_plugin_sdk::capstan::plugin::container::{
+    self, CacheMount, EnvVar, RunSpec, SecretEnv,
+};
 use capstan_plugin_sdk::capstan::plugin::log::{Level, log};
 use capstan_plugin_sdk::capstan::plugin::types::{ParamValue, TaskError, TaskInput, TaskResult};
 use capstan_plugin_sdk::exports::capstan::plugin::task::Guest;
@@ -138,6 +140,10 @@ fn spec(input: &TaskInput) -> Result<RunSpec, TaskError> {
         secret_env: object(input, "secretEnv")?
             .into_iter()
             .map(|(name, secret)| SecretEnv { name, secret })
+            .collect(),
+        caches: object(input, "caches")?
+            .into_iter()
+            .map(|(name, path)| CacheMount { name, path })
             .collect(),
         working_dir,
         cpu_millis: cpu_millis(&param_str(input, "cpu", Some(""))?).map_err(invalid)?,

@@ -4,7 +4,7 @@
 //! results back.
 
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Waker};
 
@@ -49,26 +49,36 @@ impl Host for View<'_, ContainerState> {
             ));
         };
         // One grant decides: the first that allows the image and gives
-        // every secret asked for (its own network; grants are not pooled).
+        // every secret and cache asked for (its own network; grants are
+        // not pooled).
         let has = |a: &Allowed, s: &str| a.secrets.iter().any(|(n, _)| n == s);
+        let has_cache = |a: &Allowed, c: &str| a.caches.iter().any(|n| n == c);
         let Some(grant) = matching
             .iter()
             .copied()
             .filter(|a| spec.secret_env.iter().all(|e| has(a, &e.secret)))
+            .filter(|a| spec.caches.iter().all(|c| has_cache(a, &c.name)))
             .max_by_key(|a| a.network)
         else {
-            let missing = spec
+            let secret = spec
                 .secret_env
                 .iter()
                 .find(|e| !matching.iter().any(|a| has(a, &e.secret)))
-                .map_or("(not all from one grant)".to_string(), |e| {
-                    crate::caps::log::one_line(&e.secret)
-                });
+                .map(|e| ("secret", &e.secret));
+            let cache = spec
+                .caches
+                .iter()
+                .find(|c| !matching.iter().any(|a| has_cache(a, &c.name)))
+                .map(|c| ("cache", &c.name));
+            let (kind, missing) = secret.or(cache).map_or(
+                ("secrets and caches", "(not all from one grant)".to_string()),
+                |(k, n)| (k, crate::caps::log::one_line(n)),
+            );
             return Err(self.deny(
                 GrantLayer::Pipeline,
-                "secret",
+                kind,
                 missing,
-                &format!("not in the secrets of one grants.container entry allowing {image}"),
+                &format!("not given by one grants.container entry allowing {image}"),
             ));
         };
         let mut network = grant.network;
@@ -108,6 +118,12 @@ impl Host for View<'_, ContainerState> {
             .tempdir()
             .map_err(|e| TaskError::Failed(format!("container scratch directory: {e}")))?;
         let mut job = self.job(&spec, image, network, scratch.path())?;
+        let caches = self.cache_binds(&spec)?;
+        job.binds.extend(
+            caches
+                .iter()
+                .map(|(_, dir, path)| (dir.clone(), path.clone(), false)),
+        );
         job.env.extend(secret_env);
         job.nano_cpus = cpu.map(|m| i64::from(m) * 1_000_000);
         job.memory = memory.map(|b| b.min(i64::MAX as u64) as i64);
@@ -133,6 +149,7 @@ impl Host for View<'_, ContainerState> {
         let ended = engine.run(job, &mut emit).await;
         out.flush_partial();
         err.flush_partial();
+        self.keep_caches_in_budget(&caches);
         let ended = ended.map_err(TaskError::Failed)?;
         let results = read_results(&scratch.path().join("results"))?;
         Ok(RunOutcome {
@@ -144,6 +161,68 @@ impl Host for View<'_, ContainerState> {
 }
 
 impl View<'_, ContainerState> {
+    /// The caches asked for: (name, host directory, path in the container).
+    fn cache_binds(&self, spec: &RunSpec) -> Result<Vec<(String, PathBuf, String)>, TaskError> {
+        if spec.caches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some((state, pipeline)) = &self.state.prepared.caches else {
+            return Err(TaskError::Failed(
+                "caches are not kept here (no state directory)".into(),
+            ));
+        };
+        let mut out = Vec::new();
+        for c in &spec.caches {
+            let p = &c.path;
+            let reserved = [RESULTS, SCRIPTS, "/workspace"].iter().any(|r| {
+                p == r || p.starts_with(&format!("{r}/")) || r.starts_with(&format!("{p}/"))
+            });
+            if !p.starts_with('/')
+                || p == "/"
+                || p.split('/').any(|s| s == ".." || s == ".")
+                || reserved
+            {
+                return Err(invalid(format!(
+                    "cache `{}` path `{}`: an absolute path of its own (not /, not under /workspace or /capstan)",
+                    c.name,
+                    crate::caps::log::one_line(p)
+                )));
+            }
+            if out.iter().any(|(n, _, q)| n == &c.name || q == p) {
+                return Err(invalid(format!("cache `{}` mounted twice", c.name)));
+            }
+            let dir = super::cache::open(state, pipeline, &c.name).map_err(TaskError::Failed)?;
+            out.push((c.name.clone(), dir, p.clone()));
+        }
+        Ok(out)
+    }
+
+    /// Empty any cache the run left over its budget (with a warning).
+    fn keep_caches_in_budget(&self, caches: &[(String, PathBuf, String)]) {
+        let budget = self
+            .state
+            .prepared
+            .limits
+            .as_ref()
+            .and_then(|l| l.cache_budget)
+            .unwrap_or(super::cache::DEFAULT_BUDGET);
+        for (name, dir, _) in caches {
+            let size = super::cache::size(dir);
+            if size > budget {
+                let done = match super::cache::empty(dir) {
+                    Ok(()) => "emptied".to_string(),
+                    Err(e) => format!("emptying it failed: {e}"),
+                };
+                self.task.sink.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "cache `{name}` holds {size} bytes, over its budget of {budget}: {done}"
+                    ),
+                );
+            }
+        }
+    }
+
     /// Log a denial and the error the plugin gets.
     fn deny(&self, layer: GrantLayer, kind: &str, target: String, why: &str) -> TaskError {
         let name = match layer {

@@ -28,6 +28,8 @@ pub struct Limits {
     /// may use; also its limit when the task sets none.
     pub max_cpu_millis: Option<u32>,
     pub max_memory: Option<u64>,
+    /// The most a cache may hold after a run before it is emptied.
+    pub cache_budget: Option<u64>,
 }
 
 /// The registry part of a normalized reference or pattern.
@@ -141,6 +143,7 @@ mod tests {
             image: image.into(),
             network,
             secrets: Vec::new(),
+            caches: Vec::new(),
         }
     }
 

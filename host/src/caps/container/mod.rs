@@ -19,6 +19,7 @@
 //! running at the same time with write access to a parent of another task's
 //! `subPath` could swap a directory for a link in between.
 
+pub mod cache;
 mod engine;
 mod host;
 mod limits;
@@ -42,6 +43,8 @@ pub struct Prepared {
     pub allowed: Vec<Allowed>,
     /// The platform's ceilings; None without a policy file.
     pub limits: Option<Limits>,
+    /// The state directory and pipeline name caches are kept under.
+    pub caches: Option<(std::path::PathBuf, String)>,
     pub engine: Option<Arc<Engine>>,
 }
 
@@ -53,6 +56,8 @@ pub struct Allowed {
     /// Secrets its containers may be given as environment variables, with
     /// their values (read at dispatch; redacted from every log of the run).
     pub secrets: Vec<(String, Vec<u8>)>,
+    /// Caches its containers may mount.
+    pub caches: Vec<String>,
 }
 
 impl Capability for ContainerCap {
@@ -78,6 +83,11 @@ impl Capability for ContainerCap {
                 report("secrets", e);
             }
         }
+        for c in &grant.caches {
+            if let Err(e) = cache::check_key("cache", c) {
+                report("caches", e);
+            }
+        }
     }
 
     const SECRETS_REACH_PLUGIN: bool = true;
@@ -92,6 +102,7 @@ impl Capability for ContainerCap {
             return Ok(Prepared {
                 allowed: Vec::new(),
                 limits,
+                caches: None,
                 engine: None,
             });
         }
@@ -106,11 +117,13 @@ impl Capability for ContainerCap {
                 pattern: spec::normalize_pattern(&g.image)?,
                 network: g.network,
                 secrets,
+                caches: g.caches.clone(),
             });
         }
         Ok(Prepared {
             allowed,
             limits,
+            caches: ctx.caches.map(|(s, p)| (s.to_path_buf(), p.to_string())),
             engine: Some(Arc::new(Engine::connect()?)),
         })
     }

@@ -16,6 +16,10 @@ pub struct ContainerGrant {
     pub network: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Named caches its containers may mount (kept across runs of the
+    /// pipeline under STATE/caches).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<String>,
 }
 
 /// An environment variable name a container may be given: letters, digits

@@ -22,7 +22,7 @@ fn param<'a>(t: &'a PipelineTask, name: &str) -> Option<&'a ParamValue> {
 #[test]
 fn a_tekton_step_is_the_script_plugin() {
     let doc = parse(
-        "    - name: unit\n      image: localhost/golang:1.19\n      script: |\n        go test ./... > $(workspaces.source.path)/out\n        printf ok > $(results.verdict.path)\n        echo $(params.tag) $(results['verdict'].path)\n      env:\n        - {name: CGO_ENABLED, value: \"0\"}\n        - {name: TOKEN, secret: api-token}\n      computeResources: {limits: {cpu: 2, memory: 1Gi}, requests: {cpu: 500m}}\n      results: [{name: verdict, type: string}]\n      workspaces: [{name: source, workspace: src}]\n",
+        "    - name: unit\n      image: localhost/golang:1.19\n      script: |\n        go test ./... > $(workspaces.source.path)/out\n        printf ok > $(results.verdict.path)\n        echo $(params.tag) $(results['verdict'].path)\n      env:\n        - {name: CGO_ENABLED, value: \"0\"}\n        - {name: TOKEN, secret: api-token}\n      computeResources: {limits: {cpu: 2, memory: 1Gi}, requests: {cpu: 500m}}\n      results: [{name: verdict, type: string}]\n      caches: [{name: gomod, path: /root/go/pkg/mod}]\n      workspaces: [{name: source, workspace: src}]\n",
     )
     .unwrap();
     let t = &doc.spec.tasks[0];
@@ -48,6 +48,12 @@ fn a_tekton_step_is_the_script_plugin() {
         ))
     );
     assert_eq!(param(t, "cpu"), Some(&ParamValue::String("2".into())));
+    assert_eq!(
+        param(t, "caches"),
+        Some(&ParamValue::Object(
+            [("gomod".to_string(), "/root/go/pkg/mod".to_string())].into()
+        ))
+    );
     assert_eq!(param(t, "memory"), Some(&ParamValue::String("1Gi".into())));
     assert_eq!(
         t.grants.container,
@@ -55,6 +61,7 @@ fn a_tekton_step_is_the_script_plugin() {
             image: "localhost/golang:1.19".into(),
             network: false,
             secrets: vec!["api-token".into()],
+            caches: vec!["gomod".into()],
         }]
     );
 }

@@ -15,6 +15,7 @@ impl<'a> Execution<'a> {
             secret: &|name| self.secrets.require(name),
             cluster: &|| self.kube_target(),
             policy: &*self.sched.policy,
+            caches: Some((&self.sched.state_dir, &self.prepared.doc.name)),
         })
     }
 

@@ -7,7 +7,7 @@
 //! image instead (the tests judge what that script could do), and reports
 //! its exit code and results (where a secret given to the container could
 //! come back to the plugin).
-use attack_kit::sdk::capstan::plugin::container::{EnvVar, RunSpec, SecretEnv, run};
+use attack_kit::sdk::capstan::plugin::container::{CacheMount, EnvVar, RunSpec, SecretEnv, run};
 use attack_kit::sdk::capstan::plugin::types::{TaskError, TaskInput, TaskResult};
 use attack_kit::{Tries, arg, outcome};
 
@@ -21,6 +21,7 @@ fn spec(image: &str) -> RunSpec {
         args: Vec::new(),
         env: Vec::new(),
         secret_env: Vec::new(),
+        caches: Vec::new(),
         working_dir: None,
         cpu_millis: None,
         memory_bytes: None,
@@ -123,6 +124,20 @@ fn run_attack(input: TaskInput) -> Result<Vec<TaskResult>, TaskError> {
     let mut s = spec(IMAGE);
     s.args = vec!["a\0--privileged".into()];
     try_spec(&mut t, "a NUL byte in an argument", s);
+    for (trick, name, path) in [
+        ("a cache the grant does not give", "other", "/cache"),
+        ("a cache over the workspaces", "deps", "/workspace"),
+        ("a cache over the root", "deps", "/"),
+        ("a cache path climbing out", "deps", "/tmp/../workspace/ws"),
+        ("a cache named to climb the state directory", "..", "/cache"),
+    ] {
+        let mut s = spec(IMAGE);
+        s.caches = vec![CacheMount {
+            name: name.into(),
+            path: path.into(),
+        }];
+        try_spec(&mut t, trick, s);
+    }
     let mut s = spec(IMAGE);
     s.memory_bytes = Some(0);
     try_spec(&mut t, "a memory limit of 0 (unlimited to some engines)", s);
