@@ -211,6 +211,48 @@ fn params(t: &PipelineTask, image: &str, p: &mut Problems) -> Vec<Param> {
             out.push(param(field, ParamValue::Array(items)));
         }
     }
+    out.extend(env_params(t, &local, p));
+    out.extend(cache_param(t, p));
+    if let Some(w) = &t.working_dir {
+        let w = local("workingDir".into(), w, p);
+        out.push(param("workingDir", ParamValue::String(w)));
+    }
+    if let Some(r) = &t.resources {
+        for (which, list) in [("requests", &r.requests), ("limits", &r.limits)] {
+            let Some(list) = list else { continue };
+            if let Some(c) = quantity(
+                &list.cpu,
+                &format!("resources.{which}.cpu"),
+                |c| super::size::cpu_millis(c).map(drop),
+                p,
+            ) && which == "limits"
+            {
+                out.push(param("cpu", ParamValue::String(c)));
+            }
+            if let Some(m) = quantity(
+                &list.memory,
+                &format!("resources.{which}.memory"),
+                |m| match super::size::parse(m) {
+                    Ok(0) => Err(format!("`{m}`: a memory limit of 0")),
+                    r => r.map(drop),
+                },
+                p,
+            ) && which == "limits"
+            {
+                out.push(param("memory", ParamValue::String(m)));
+            }
+        }
+    }
+    out
+}
+
+/// `env` as the `env` and `secretEnv` params.
+fn env_params(
+    t: &PipelineTask,
+    local: &dyn Fn(String, &str, &mut Problems) -> String,
+    p: &mut Problems,
+) -> Vec<Param> {
+    let mut out = Vec::new();
     let (mut env, mut secret_env) = (BTreeMap::new(), BTreeMap::new());
     let mut names = BTreeSet::new();
     for (i, e) in t.env.iter().enumerate() {
@@ -246,6 +288,11 @@ fn params(t: &PipelineTask, image: &str, p: &mut Problems) -> Vec<Param> {
     if !secret_env.is_empty() {
         out.push(param("secretEnv", ParamValue::Object(secret_env)));
     }
+    out
+}
+
+/// `caches` as the `caches` param.
+fn cache_param(t: &PipelineTask, p: &mut Problems) -> Option<Param> {
     let mut caches = BTreeMap::new();
     for (i, c) in t.caches.iter().enumerate() {
         if let Err(e) = crate::caps::container::cache::check_key("cache", &c.name) {
@@ -261,40 +308,7 @@ fn params(t: &PipelineTask, image: &str, p: &mut Problems) -> Vec<Param> {
             p.push((format!("caches[{i}].name"), format!("`{}` twice", c.name)));
         }
     }
-    if !caches.is_empty() {
-        out.push(param("caches", ParamValue::Object(caches)));
-    }
-    if let Some(w) = &t.working_dir {
-        let w = local("workingDir".into(), w, p);
-        out.push(param("workingDir", ParamValue::String(w)));
-    }
-    if let Some(r) = &t.resources {
-        for (which, list) in [("requests", &r.requests), ("limits", &r.limits)] {
-            let Some(list) = list else { continue };
-            if let Some(c) = quantity(
-                &list.cpu,
-                &format!("resources.{which}.cpu"),
-                |c| super::size::cpu_millis(c).map(drop),
-                p,
-            ) && which == "limits"
-            {
-                out.push(param("cpu", ParamValue::String(c)));
-            }
-            if let Some(m) = quantity(
-                &list.memory,
-                &format!("resources.{which}.memory"),
-                |m| match super::size::parse(m) {
-                    Ok(0) => Err(format!("`{m}`: a memory limit of 0")),
-                    r => r.map(drop),
-                },
-                p,
-            ) && which == "limits"
-            {
-                out.push(param("memory", ParamValue::String(m)));
-            }
-        }
-    }
-    out
+    (!caches.is_empty()).then(|| param("caches", ParamValue::Object(caches)))
 }
 
 fn param(name: &str, value: ParamValue) -> Param {

@@ -48,38 +48,16 @@ impl Host for View<'_, ContainerState> {
                 "not in this task's grants.container",
             ));
         };
-        // One grant decides: the first that allows the image and gives
-        // every secret and cache asked for (its own network; grants are
-        // not pooled).
-        let has = |a: &Allowed, s: &str| a.secrets.iter().any(|(n, _)| n == s);
-        let has_cache = |a: &Allowed, c: &str| a.caches.iter().any(|n| n == c);
-        let Some(grant) = matching
-            .iter()
-            .copied()
-            .filter(|a| spec.secret_env.iter().all(|e| has(a, &e.secret)))
-            .filter(|a| spec.caches.iter().all(|c| has_cache(a, &c.name)))
-            .max_by_key(|a| a.network)
-        else {
-            let secret = spec
-                .secret_env
-                .iter()
-                .find(|e| !matching.iter().any(|a| has(a, &e.secret)))
-                .map(|e| ("secret", &e.secret));
-            let cache = spec
-                .caches
-                .iter()
-                .find(|c| !matching.iter().any(|a| has_cache(a, &c.name)))
-                .map(|c| ("cache", &c.name));
-            let (kind, missing) = secret.or(cache).map_or(
-                ("secrets and caches", "(not all from one grant)".to_string()),
-                |(k, n)| (k, crate::caps::log::one_line(n)),
-            );
-            return Err(self.deny(
-                GrantLayer::Pipeline,
-                kind,
-                missing,
-                &format!("not given by one grants.container entry allowing {image}"),
-            ));
+        let grant = match choose(&matching, &spec) {
+            Ok(g) => g,
+            Err((kind, missing)) => {
+                return Err(self.deny(
+                    GrantLayer::Pipeline,
+                    kind,
+                    missing,
+                    &format!("not given by one grants.container entry allowing {image}"),
+                ));
+            }
         };
         let mut network = grant.network;
         let (mut cpu, mut memory) = (spec.cpu_millis, spec.memory_bytes);
@@ -95,24 +73,7 @@ impl Host for View<'_, ContainerState> {
             // holds even if one slipped by.
             network &= limits.network;
         }
-        let mut secret_env = Vec::new();
-        for e in &spec.secret_env {
-            let (_, value) = grant
-                .secrets
-                .iter()
-                .find(|(n, _)| *n == e.secret)
-                .expect("the grant was chosen for having it");
-            let value = std::str::from_utf8(value)
-                .ok()
-                .filter(|v| !v.contains('\0'))
-                .ok_or_else(|| {
-                    TaskError::Failed(format!(
-                        "secret `{}` cannot be an environment variable: it is not UTF-8 text without NUL bytes",
-                        e.secret
-                    ))
-                })?;
-            secret_env.push(format!("{}={value}", e.name));
-        }
+        let secret_env = secret_env(grant, &spec)?;
         let scratch = tempfile::Builder::new()
             .prefix("capstan-container-")
             .tempdir()
@@ -158,6 +119,64 @@ impl Host for View<'_, ContainerState> {
             timed_out: ended.timed_out,
         })
     }
+}
+
+/// One grant decides a run: the first that allows the image and gives
+/// every secret and cache asked for (with its own network; grants are not
+/// pooled). Else what is missing: (kind, name).
+fn choose<'g>(
+    matching: &[&'g Allowed],
+    spec: &RunSpec,
+) -> Result<&'g Allowed, (&'static str, String)> {
+    let has = |a: &Allowed, s: &str| a.secrets.iter().any(|(n, _)| n == s);
+    let has_cache = |a: &Allowed, c: &str| a.caches.iter().any(|n| n == c);
+    if let Some(g) = matching
+        .iter()
+        .copied()
+        .filter(|a| spec.secret_env.iter().all(|e| has(a, &e.secret)))
+        .filter(|a| spec.caches.iter().all(|c| has_cache(a, &c.name)))
+        .max_by_key(|a| a.network)
+    {
+        return Ok(g);
+    }
+    let secret = spec
+        .secret_env
+        .iter()
+        .find(|e| !matching.iter().any(|a| has(a, &e.secret)))
+        .map(|e| ("secret", &e.secret));
+    let cache = spec
+        .caches
+        .iter()
+        .find(|c| !matching.iter().any(|a| has_cache(a, &c.name)))
+        .map(|c| ("cache", &c.name));
+    Err(secret.or(cache).map_or(
+        ("secrets and caches", "(not all from one grant)".to_string()),
+        |(k, n)| (k, crate::caps::log::one_line(n)),
+    ))
+}
+
+/// `NAME=value` for each secret variable, from the chosen grant.
+fn secret_env(grant: &Allowed, spec: &RunSpec) -> Result<Vec<String>, TaskError> {
+    let mut out = Vec::new();
+    for e in &spec.secret_env {
+        let Some((_, value)) = grant.secrets.iter().find(|(n, _)| *n == e.secret) else {
+            return Err(TaskError::Failed(format!(
+                "secret `{}` is not granted",
+                e.secret
+            )));
+        };
+        let value = std::str::from_utf8(value)
+            .ok()
+            .filter(|v| !v.contains('\0'))
+            .ok_or_else(|| {
+                TaskError::Failed(format!(
+                    "secret `{}` cannot be an environment variable: it is not UTF-8 text without NUL bytes",
+                    e.secret
+                ))
+            })?;
+        out.push(format!("{}={value}", e.name));
+    }
+    Ok(out)
 }
 
 impl View<'_, ContainerState> {
