@@ -3,17 +3,19 @@
 # (real components, real runtime, real child processes), and doc tests.
 # Sets up what it needs on a fresh machine: the wasm32-wasip2 target, the
 # Debian packages of the real servers the tests use (scripts/test-deps.sh),
-# and a kube-apiserver built from Debian's source package
-# (scripts/kube-apiserver.sh, cached in ~/.cache/capstan).
+# and the Kubernetes binaries (kube-apiserver, and for the tests on a real
+# node kubelet, kube-scheduler, kube-controller-manager, with Debian's
+# containerd) built from Debian's source package (scripts/kube-apiserver.sh
+# --node, cached in ~/.cache/capstan).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 echo "==> test dependencies" >&2
 scripts/test-deps.sh
-echo "==> kube-apiserver (built once per machine, in the background)" >&2
+echo "==> Kubernetes binaries (built once per machine, in the background)" >&2
 mkdir -p target
-scripts/kube-apiserver.sh >target/kube-apiserver.log 2>&1 &
+scripts/kube-apiserver.sh --node >target/kube-apiserver.log 2>&1 &
 kube_build=$!
 echo "==> components" >&2
 scripts/build-components.sh >/dev/null

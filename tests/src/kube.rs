@@ -38,14 +38,14 @@ pub struct KubeApi {
     pub kubeconfig: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
 }
 
-fn sh(cmd: &mut Command) -> String {
+pub(crate) fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -79,7 +79,7 @@ pub fn apiserver_binary() -> PathBuf {
 
 /// A CA and a serving certificate for 127.0.0.1 (openssl), plus the
 /// service-account signing key pair.
-fn make_pki(d: &Path) {
+pub(crate) fn make_pki(d: &Path) {
     let openssl = |args: &[&str]| {
         sh(Command::new("openssl").args(args).current_dir(d));
     };
@@ -160,6 +160,13 @@ fn wait_port(port: u16, child: &mut Child, what: &str, log: &Path) {
 impl KubeApi {
     /// Start etcd and kube-apiserver; returns once `/readyz` answers ok.
     pub fn start() -> KubeApi {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// As [`KubeApi::start`], with more apiserver flags: `extra` gets the
+    /// directory holding the test CA (`ca.crt`, `ca.key`) before the
+    /// server starts, and may write files there for its flags.
+    pub fn start_with(extra: impl FnOnce(&Path) -> Vec<String>) -> KubeApi {
         let bin = apiserver_binary();
         assert!(
             Path::new("/usr/bin/etcd").exists(),
@@ -168,6 +175,7 @@ impl KubeApi {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         make_pki(d);
+        let extra = extra(d);
         let mut tokens = format!("{ADMIN_TOKEN},admin,admin,\"system:masters\"\n");
         for (i, (token, user, group)) in USERS.iter().enumerate() {
             tokens.push_str(&format!("{token},{user},uid-{i},\"{group}\"\n"));
@@ -228,6 +236,7 @@ impl KubeApi {
             .arg("--api-audiences=https://kubernetes.default.svc")
             .arg("--service-cluster-ip-range=10.0.0.0/24")
             .arg("--disable-admission-plugins=ServiceAccount")
+            .args(&extra)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(d.join("apiserver.out")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -416,7 +425,7 @@ impl Requester {
     }
 }
 
-fn tail(p: &Path) -> String {
+pub(crate) fn tail(p: &Path) -> String {
     let s = std::fs::read_to_string(p).unwrap_or_default();
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")

@@ -33,6 +33,7 @@ pub mod git;
 pub mod httpd;
 pub mod kube;
 pub mod netfront;
+pub mod node;
 pub mod oci;
 pub mod podman;
 pub mod soak;

@@ -156,6 +156,58 @@ fn ensure_image(conf: &PathBuf, dir: &std::path::Path) {
     let _ = std::fs::remove_file(&tar);
 }
 
+/// The test image (built if podman's store lacks it) and the image
+/// `name` imported from a root file system `tar` (with `entrypoint`), saved
+/// as docker archives in `dir` for a node's containerd: their paths.
+pub fn save_images(
+    dir: &std::path::Path,
+    extra: &[(&str, &std::path::Path, &str)],
+) -> Vec<PathBuf> {
+    need("podman");
+    need("mmdebstrap");
+    let conf = dir.join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\n",
+    )
+    .unwrap();
+    ensure_image(&conf, dir);
+    for (name, tar, entrypoint) in extra {
+        let out = podman(&conf)
+            .args(["import", "-q", "--change"])
+            .arg(format!("ENTRYPOINT [\"{entrypoint}\"]"))
+            .arg(tar)
+            .arg(name)
+            .output()
+            .expect("podman import");
+        assert!(
+            out.status.success(),
+            "podman import {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut saved = Vec::new();
+    for (i, name) in std::iter::once(IMAGE)
+        .chain(extra.iter().map(|e| e.0))
+        .enumerate()
+    {
+        let path = dir.join(format!("image-{i}.tar"));
+        let out = podman(&conf)
+            .args(["save", "-q", "--format", "docker-archive", "-o"])
+            .arg(&path)
+            .arg(name)
+            .output()
+            .expect("podman save");
+        assert!(
+            out.status.success(),
+            "podman save {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        saved.push(path);
+    }
+    saved
+}
+
 impl Podman {
     /// Containers Capstan made that still exist (should be none after a
     /// task).

@@ -91,6 +91,11 @@ pub struct PrepareCtx<'a> {
     /// The state directory and the pipeline's name, for what is kept
     /// across its runs (container caches); None where nothing is kept.
     pub caches: Option<(&'a std::path::Path, &'a str)>,
+    /// Where containers run as Pods (the controller); None: the local
+    /// engine.
+    pub pods: Option<&'a super::container::PodSettings>,
+    /// The attempt being prepared (None outside one, e.g. a notification).
+    pub step: Option<super::container::StepOf>,
 }
 
 /// The attempt's context every capability may read: its log, its

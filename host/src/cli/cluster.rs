@@ -61,6 +61,14 @@ pub struct ControllerArgs {
     #[arg(long, env = "CAPSTAN_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
 
+    /// Run container steps (`image:` + `script:`) as Pods that mount the
+    /// run's workspaces from this PersistentVolumeClaim, which must exist
+    /// in each run's namespace and hold the same storage as the state
+    /// directory (its root is the state directory). Without it, container
+    /// steps fail with a message naming this flag.
+    #[arg(long, env = "CAPSTAN_WORKSPACE_CLAIM", value_name = "CLAIM")]
+    pub workspace_claim: Option<String>,
+
     #[command(flatten)]
     pub limits: crate::api::listener::ListenArgs,
 }
@@ -108,6 +116,10 @@ pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
         move || async move {
             let mut sched = super::run::scheduler(cli, args.memory_limit)?;
             sched.kube_client = Some(client.clone());
+            sched.pods = Some(crate::caps::container::PodSettings {
+                claim: args.workspace_claim.clone().unwrap_or_default(),
+                root: sched.state_dir.clone(),
+            });
             let sched = Arc::new(sched);
             let state = Arc::new(crate::api::ApiState {
                 sched: sched.clone(),

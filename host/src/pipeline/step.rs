@@ -213,6 +213,14 @@ fn params(t: &PipelineTask, image: &str, p: &mut Problems) -> Vec<Param> {
     }
     out.extend(env_params(t, &local, p));
     out.extend(cache_param(t, p));
+    // The task's timeout is the container's too (a Pod's
+    // activeDeadlineSeconds); a bad one is reported by validation.
+    if let Some(Ok(Some(d))) = t.timeout.as_deref().map(super::duration::parse_timeout) {
+        out.push(param(
+            "timeout",
+            ParamValue::String(format!("{}s", d.as_secs().max(1))),
+        ));
+    }
     if let Some(w) = &t.working_dir {
         let w = local("workingDir".into(), w, p);
         out.push(param("workingDir", ParamValue::String(w)));

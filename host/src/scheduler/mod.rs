@@ -117,6 +117,9 @@ pub struct Scheduler {
     /// The Kubernetes API for the kube capability (none: kube grants fail
     /// their requests with a clear denial).
     pub kube_client: Option<kube::Client>,
+    /// Run container steps as Pods on this claim (the controller); None:
+    /// on the local engine.
+    pub pods: Option<crate::caps::container::PodSettings>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Bumped whenever a decision on a waiting task is recorded in this
     /// process, so the run applies it at once (other processes' decisions
@@ -144,6 +147,7 @@ impl Scheduler {
             oci: crate::resolve::oci_options(&state_dir, None),
             lock_mode: crate::resolve::LockMode::default(),
             kube_client: None,
+            pods: None,
             metrics: Arc::default(),
             wake: tokio::sync::watch::Sender::new(0),
             public_url: None,

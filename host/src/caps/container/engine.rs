@@ -37,6 +37,9 @@ pub struct Job {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Vec<String>,
     pub env: Vec<String>,
+    /// Secrets as environment variables (the engine gets the values; a Pod
+    /// refers to the Secret).
+    pub secret_vars: Vec<SecretVar>,
     pub working_dir: Option<String>,
     /// Bind mounts: (host directory, path in the container, read-only).
     pub binds: Vec<(PathBuf, String, bool)>,
@@ -44,6 +47,15 @@ pub struct Job {
     pub nano_cpus: Option<i64>,
     pub memory: Option<i64>,
     pub timeout: Option<Duration>,
+}
+
+/// A secret as an environment variable.
+pub struct SecretVar {
+    /// The variable.
+    pub name: String,
+    /// The secret.
+    pub secret: String,
+    pub value: String,
 }
 
 /// How a container ended.
@@ -127,11 +139,17 @@ impl Engine {
                 e => self.err("inspecting the image", e),
             });
         }
+        let mut env = job.env;
+        env.extend(
+            job.secret_vars
+                .into_iter()
+                .map(|v| format!("{}={}", v.name, v.value)),
+        );
         let body = ContainerCreateBody {
             image: Some(job.image),
             entrypoint: job.entrypoint,
             cmd: (!job.cmd.is_empty()).then_some(job.cmd),
-            env: Some(job.env),
+            env: Some(env),
             working_dir: job.working_dir,
             labels: Some(HashMap::from([(
                 "dev.capstan.task".to_string(),

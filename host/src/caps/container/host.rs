@@ -10,7 +10,7 @@ use std::task::{Context, Waker};
 
 use tokio::io::AsyncWrite;
 
-use super::engine::{Job, Stream, bind_source};
+use super::engine::{Job, SecretVar, Stream, bind_source};
 use super::{Allowed, ContainerState, spec};
 use crate::bindings::capstan::plugin::container::{Host, RunOutcome, RunSpec};
 use crate::bindings::capstan::plugin::types::{Denial, GrantLayer, TaskError, TaskResult};
@@ -22,6 +22,8 @@ use crate::caps::log::StdioCapture;
 const MAX_RESULTS: usize = 1 << 20;
 /// Where the results directory is in the container.
 const RESULTS: &str = "/capstan/results";
+/// The results directory in a call's scratch directory.
+pub(super) const RESULTS_DIR: &str = "results";
 /// Most entries read from the results directory.
 const MAX_RESULT_FILES: usize = 1000;
 const SCRIPTS: &str = "/capstan/scripts";
@@ -40,7 +42,7 @@ impl Host for View<'_, ContainerState> {
             .iter()
             .filter(|a| spec::matches(&a.pattern, &image))
             .collect();
-        let Some(engine) = prepared.engine.clone().filter(|_| !matching.is_empty()) else {
+        let Some(backend) = prepared.backend.clone().filter(|_| !matching.is_empty()) else {
             return Err(self.deny(
                 GrantLayer::Pipeline,
                 "image",
@@ -73,19 +75,16 @@ impl Host for View<'_, ContainerState> {
             // holds even if one slipped by.
             network &= limits.network;
         }
-        let secret_env = secret_env(grant, &spec)?;
-        let scratch = tempfile::Builder::new()
-            .prefix("capstan-container-")
-            .tempdir()
-            .map_err(|e| TaskError::Failed(format!("container scratch directory: {e}")))?;
-        let mut job = self.job(&spec, image, network, scratch.path())?;
+        let secret_vars = secret_env(grant, &spec)?;
+        let call = backend.call().map_err(TaskError::Failed)?;
+        let mut job = self.job(&spec, image, network, call.scratch())?;
         let caches = self.cache_binds(&spec)?;
         job.binds.extend(
             caches
                 .iter()
                 .map(|(_, dir, path)| (dir.clone(), path.clone(), false)),
         );
-        job.env.extend(secret_env);
+        job.secret_vars = secret_vars;
         job.nano_cpus = cpu.map(|m| i64::from(m) * 1_000_000);
         job.memory = memory.map(|b| b.min(i64::MAX as u64) as i64);
         let out = StdioCapture::new(
@@ -107,12 +106,12 @@ impl Host for View<'_, ContainerState> {
             // Always ready: the capture writes lines into the task log.
             let _ = Pin::new(w).poll_write(&mut Context::from_waker(Waker::noop()), bytes);
         };
-        let ended = engine.run(job, &mut emit).await;
+        let ended = call.run(job, &mut emit).await;
         out.flush_partial();
         err.flush_partial();
         self.keep_caches_in_budget(&caches);
         let ended = ended.map_err(TaskError::Failed)?;
-        let results = read_results(&scratch.path().join("results"))?;
+        let results = read_results(&call.scratch().join(RESULTS_DIR))?;
         Ok(RunOutcome {
             exit_code: i32::try_from(ended.exit_code).unwrap_or(i32::MAX),
             results,
@@ -155,8 +154,8 @@ fn choose<'g>(
     ))
 }
 
-/// `NAME=value` for each secret variable, from the chosen grant.
-fn secret_env(grant: &Allowed, spec: &RunSpec) -> Result<Vec<String>, TaskError> {
+/// Each secret variable with its value, from the chosen grant.
+fn secret_env(grant: &Allowed, spec: &RunSpec) -> Result<Vec<SecretVar>, TaskError> {
     let mut out = Vec::new();
     for e in &spec.secret_env {
         let Some((_, value)) = grant.secrets.iter().find(|(n, _)| *n == e.secret) else {
@@ -174,7 +173,11 @@ fn secret_env(grant: &Allowed, spec: &RunSpec) -> Result<Vec<String>, TaskError>
                     e.secret
                 ))
             })?;
-        out.push(format!("{}={value}", e.name));
+        out.push(SecretVar {
+            name: e.name.clone(),
+            secret: e.secret.clone(),
+            value: value.to_string(),
+        });
     }
     Ok(out)
 }
@@ -269,10 +272,10 @@ impl View<'_, ContainerState> {
         scratch: &Path,
     ) -> Result<Job, TaskError> {
         let io = |e: std::io::Error| TaskError::Failed(format!("container scratch directory: {e}"));
-        let results = scratch.join("results");
+        let results = scratch.join(RESULTS_DIR);
         let scripts = scratch.join("scripts");
-        std::fs::create_dir(&results).map_err(io)?;
-        std::fs::create_dir(&scripts).map_err(io)?;
+        std::fs::create_dir_all(&results).map_err(io)?;
+        std::fs::create_dir_all(&scripts).map_err(io)?;
         let mut binds = Vec::new();
         for m in self.task.mounts.iter() {
             let source = bind_source(&m.dir).map_err(TaskError::Failed)?;
@@ -301,6 +304,7 @@ impl View<'_, ContainerState> {
             entrypoint,
             cmd,
             env,
+            secret_vars: Vec::new(),
             working_dir: spec.working_dir.clone(),
             binds,
             network,

@@ -7,7 +7,8 @@
 //! granted, the results directory, the timeout, and removal afterwards.
 //!
 //! Backends: the Docker Engine API over a Unix socket (`engine.rs`: Docker,
-//! or `podman system service`). Pods in the cluster are not done yet.
+//! or `podman system service`) for local runs; in the controller, a Pod
+//! per container in the run's namespace (`pods.rs`).
 //!
 //! Attacker's eye (tests/container.rs): an image outside the grant, a
 //! look-alike repository (`…-evil`), a registry-prefix trick; inside the
@@ -23,6 +24,7 @@ pub mod cache;
 mod engine;
 mod host;
 mod limits;
+pub mod pods;
 pub mod spec;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use wasmtime::component::Linker;
 use super::capability::{Capability, Data, PrepareCtx, TaskCtx, TaskData, view};
 pub use engine::Engine;
 pub use limits::Limits;
+pub use pods::{PodSettings, StepOf};
 pub use spec::ContainerGrant;
 
 /// The container capability.
@@ -45,7 +48,58 @@ pub struct Prepared {
     pub limits: Option<Limits>,
     /// The state directory and pipeline name caches are kept under.
     pub caches: Option<(std::path::PathBuf, String)>,
-    pub engine: Option<Arc<Engine>>,
+    pub backend: Option<Backend>,
+}
+
+/// Where a task's containers run.
+#[derive(Clone)]
+pub enum Backend {
+    /// The local engine (Docker or podman).
+    Engine(Arc<Engine>),
+    /// Pods in the run's namespace (the controller).
+    Pods(Arc<pods::Pods>),
+}
+
+/// One container run's place: its scratch directory (the script and the
+/// results) and its backend.
+pub(crate) enum Call {
+    Engine(Arc<Engine>, tempfile::TempDir),
+    Pod(Arc<pods::Pods>, pods::PodCall),
+}
+
+impl Backend {
+    pub(crate) fn call(&self) -> Result<Call, String> {
+        Ok(match self {
+            Backend::Engine(e) => {
+                let dir = tempfile::Builder::new()
+                    .prefix("capstan-container-")
+                    .tempdir()
+                    .map_err(|e| format!("container scratch directory: {e}"))?;
+                Call::Engine(e.clone(), dir)
+            }
+            Backend::Pods(p) => Call::Pod(p.clone(), p.next_call()),
+        })
+    }
+}
+
+impl Call {
+    pub(crate) fn scratch(&self) -> &std::path::Path {
+        match self {
+            Call::Engine(_, d) => d.path(),
+            Call::Pod(_, c) => &c.scratch,
+        }
+    }
+
+    pub(crate) async fn run(
+        &self,
+        job: engine::Job,
+        out: &mut (dyn FnMut(engine::Stream, &[u8]) + Send),
+    ) -> Result<engine::Ended, String> {
+        match self {
+            Call::Engine(e, _) => e.run(job, out).await,
+            Call::Pod(p, c) => p.run(c, job, out).await,
+        }
+    }
 }
 
 /// One grant, resolved.
@@ -103,7 +157,7 @@ impl Capability for ContainerCap {
                 allowed: Vec::new(),
                 limits,
                 caches: None,
-                engine: None,
+                backend: None,
             });
         }
         let mut allowed = Vec::new();
@@ -124,12 +178,28 @@ impl Capability for ContainerCap {
             allowed,
             limits,
             caches: ctx.caches.map(|(s, p)| (s.to_path_buf(), p.to_string())),
-            engine: Some(Arc::new(Engine::connect()?)),
+            backend: Some(backend(ctx)?),
         })
     }
 
     fn instantiate(prepared: Prepared, _: &TaskCtx) -> ContainerState {
         ContainerState { prepared }
+    }
+}
+
+/// Pods where the controller runs the task, else the local engine.
+fn backend(ctx: &PrepareCtx<'_>) -> Result<Backend, String> {
+    match (ctx.pods, &ctx.step) {
+        (Some(settings), Some(step)) => {
+            let target = (ctx.cluster)()
+                .ok_or("container steps run as Pods here, but no Kubernetes API is configured")?;
+            Ok(Backend::Pods(Arc::new(pods::Pods::new(
+                target,
+                settings,
+                step.clone(),
+            )?)))
+        }
+        _ => Ok(Backend::Engine(Arc::new(Engine::connect()?))),
     }
 }
 

@@ -226,12 +226,27 @@ pub fn secret_value(
     name: &str,
     secret: &k8s_openapi::api::core::v1::Secret,
 ) -> Result<Vec<u8>, String> {
-    let data = secret.data.clone().unwrap_or_default();
-    if let Some(v) = data.get("value") {
-        return Ok(v.0.clone());
+    let key = secret_key(name, secret)?;
+    let data = secret.data.as_ref();
+    Ok(data
+        .and_then(|d| d.get(&key))
+        .map(|v| v.0.clone())
+        .unwrap_or_default())
+}
+
+/// Which key of a Secret holds the secret's value: `value`, the only key,
+/// or the key its type names (`ssh-privatekey`, `token`, `password`).
+pub fn secret_key(
+    name: &str,
+    secret: &k8s_openapi::api::core::v1::Secret,
+) -> Result<String, String> {
+    let empty = Default::default();
+    let data = secret.data.as_ref().unwrap_or(&empty);
+    if data.contains_key("value") {
+        return Ok("value".into());
     }
     if data.len() == 1 {
-        return Ok(data.into_values().next().unwrap().0);
+        return Ok(data.keys().next().unwrap().clone());
     }
     let by_type = match secret.type_.as_deref() {
         Some("kubernetes.io/ssh-auth") => Some("ssh-privatekey"),
@@ -239,8 +254,8 @@ pub fn secret_value(
         Some("kubernetes.io/basic-auth") => Some("password"),
         _ => None,
     };
-    if let Some(v) = by_type.and_then(|k| data.get(k)) {
-        return Ok(v.0.clone());
+    if let Some(k) = by_type.filter(|k| data.contains_key(*k)) {
+        return Ok(k.to_string());
     }
     let keys: Vec<&String> = data.keys().collect();
     Err(format!(

@@ -190,7 +190,7 @@ impl<'a> Execution<'a> {
         let workspaces = self.mounts(t, manifest, attempt - 1)?;
         let mut limits = self.sched.limits.clone();
         limits.timeout = t.timeout;
-        let grants = self.grants_of(&t.spec.grants)?;
+        let grants = self.grants_of(&t.spec.grants, Some((&name, attempt)))?;
 
         let rt = self.state.get_mut(&name).unwrap();
         let call = match resume {

@@ -10,12 +10,19 @@ impl<'a> Execution<'a> {
     pub(super) fn grants_of(
         &self,
         grants: &crate::pipeline::Grants,
+        step: Option<(&str, u32)>,
     ) -> Result<crate::caps::set::Prepared, String> {
         grants.prepare(&PrepareCtx {
             secret: &|name| self.secrets.require(name),
             cluster: &|| self.kube_target(),
             policy: &*self.sched.policy,
             caches: Some((&self.sched.state_dir, &self.prepared.doc.name)),
+            pods: self.sched.pods.as_ref(),
+            step: step.map(|(task, attempt)| crate::caps::container::StepOf {
+                run: self.run_id.clone(),
+                task: task.to_string(),
+                attempt,
+            }),
         })
     }
 

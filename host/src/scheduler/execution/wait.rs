@@ -73,7 +73,7 @@ impl<'a> Execution<'a> {
                 let _ = store.append_log(&run_id, &task, attempt, level, msg);
             }
         };
-        let grants = match self.grants_of(&t.spec.grants) {
+        let grants = match self.grants_of(&t.spec.grants, None) {
             Ok(g) => g.http,
             Err(e) => {
                 log(
