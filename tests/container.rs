@@ -5,7 +5,7 @@
 //! time (they share the engine and its container list).
 
 use capstan::store::{RunStatus, TaskStatus};
-use capstan_tests::podman::{IMAGE, podman_engine};
+use capstan_tests::podman::{IMAGE, KANIKO, podman_engine};
 use capstan_tests::{RunOutcome, TestEnv};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -454,6 +454,95 @@ async fn a_named_cache_is_kept_across_runs() {
         run.log_text().contains("runs so far: 1"),
         "{}",
         run.log_text()
+    );
+    assert_eq!(engine.leftovers(), Vec::<String>::new());
+}
+
+/// `kaniko-build` on the container capability, on the local engine: the
+/// executor (a stand-in, see tests/fixtures/kaniko-standin: no registry is
+/// reachable to pull kaniko) gets the `source` workspace mounted by the
+/// host, its flags, and the credentials placed by the plugin's script from
+/// the granted secret; its digest comes back as IMAGE_DIGEST. A failing
+/// build fails the task; a Dockerfile path out of the workspace is refused.
+#[tokio::test]
+async fn kaniko_build_runs_the_executor_on_the_workspace() {
+    let _one = SERIAL.lock().await;
+    let engine = podman_engine();
+    let env = TestEnv::new();
+    capstan::caps::secrets::LocalSecrets::new(&env.sched.state_dir.join("secrets"))
+        .set(
+            "docker-config",
+            br#"{"auths":{"registry.example":{"auth":"dTpw"}}}"#,
+        )
+        .unwrap();
+    let task = |name: &str, content: &str, dockerfile: &str| {
+        format!(
+            r#"    - name: write-{name}
+      uses: "{{{{write_file}}}}"
+      params: [{{ name: path, value: "{name}/Dockerfile" }}, {{ name: content, value: "{content}" }}]
+      workspaces: [{{ name: output, workspace: src }}]
+    - name: {name}
+      uses: "{{{{kaniko_build}}}}"
+      runAfter: [write-{name}]
+      onError: continue
+      params:
+        - {{ name: destination, value: registry.example/team/{name} }}
+        - {{ name: tag, value: abc123 }}
+        - {{ name: context, value: {name} }}
+        - {{ name: dockerfile, value: "{dockerfile}" }}
+        - {{ name: executor-image, value: "{KANIKO}" }}
+        - {{ name: docker-config-secret, value: docker-config }}
+      workspaces: [{{ name: source, workspace: src }}]
+      grants:
+        container: [{{ image: "localhost/capstan-kaniko-standin:*", network: true, secrets: [docker-config] }}]
+"#
+        )
+    };
+    let yaml = format!(
+        "{HEADER}  workspaces: [{{ name: src }}]\n  tasks:\n{}{}{}",
+        task("app", "FROM scratch\\n", "Dockerfile"),
+        task("broken", "FROM scratch\\nRUN FAIL\\n", "Dockerfile"),
+        task("escape", "FROM scratch\\n", "../../etc/passwd"),
+    );
+    let run = env.run(&yaml, &[]).await;
+    let log = run.log_text();
+    assert_eq!(
+        run.status_of("app"),
+        TaskStatus::Succeeded,
+        "{log}\n{}",
+        run.message("app")
+    );
+    assert_eq!(
+        run.result("app", "IMAGE_URL"),
+        "registry.example/team/app:abc123"
+    );
+    let digest = run.result("app", "IMAGE_DIGEST");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    assert!(
+        log.contains("--context=dir:///workspace/source/app"),
+        "{log}"
+    );
+    assert!(log.contains("credentials: 46 bytes"), "{log}");
+    assert!(
+        !log.contains("dTpw"),
+        "the credentials reached the log:\n{log}"
+    );
+    assert_eq!(run.status_of("broken"), TaskStatus::Failed, "{log}");
+    assert!(
+        run.message("broken").contains("exited with 1"),
+        "{}",
+        run.message("broken")
+    );
+    assert!(log.contains("RUN returned a non-zero code"), "{log}");
+    assert_eq!(run.status_of("escape"), TaskStatus::Failed, "{log}");
+    assert!(
+        run.message("escape")
+            .contains("relative path inside the workspace"),
+        "{}",
+        run.message("escape")
     );
     assert_eq!(engine.leftovers(), Vec::<String>::new());
 }

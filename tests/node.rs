@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use capstan_tests::node::{KubeNode, step_namespace, until};
-use capstan_tests::podman::IMAGE;
+use capstan_tests::podman::{IMAGE, KANIKO};
 
 const CLI: &str = env!("CARGO_BIN_EXE_capstan-cli");
 const CLAIM: &str = "capstan-workspaces";
@@ -79,16 +79,17 @@ fn scenario(node: &KubeNode, ns: &str) -> tempfile::TempDir {
         .tempdir()
         .unwrap();
     node.claim(ns, CLAIM, state.path());
-    let out = capstan_tests::cli(
-        CLI,
-        state.path(),
-        &["plugin", "publish", capstan_tests::components::SCRIPT],
-    );
-    assert!(
-        out.status.success(),
-        "publish script: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for c in [
+        capstan_tests::components::SCRIPT,
+        capstan_tests::components::KANIKO_BUILD,
+    ] {
+        let out = capstan_tests::cli(CLI, state.path(), &["plugin", "publish", c]);
+        assert!(
+            out.status.success(),
+            "publish {c}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     state
 }
 
@@ -404,6 +405,61 @@ fn a_new_leader_reattaches_to_the_running_pod(node: &KubeNode) {
     assert!(run_log(state.path(), run_id).contains("re-attaching to Pod"));
 }
 
+/// kaniko-build in the cluster: the executor (the stand-in of
+/// tests/fixtures/kaniko-standin) runs as a step Pod on the workspace the
+/// previous step wrote, with the credentials of a dockerconfigjson Secret,
+/// and its digest comes back; the plugin names no volume or sub-path.
+fn kaniko_builds_in_a_pod_on_the_runs_workspace(node: &KubeNode) {
+    let ns = "kaniko";
+    let state = scenario(node, ns);
+    node.api.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: docker-config, namespace: {ns}}}\n\
+         type: kubernetes.io/dockerconfigjson\n\
+         stringData: {{.dockerconfigjson: '{{\"auths\":{{\"registry.example\":{{\"auth\":\"dTpw\"}}}}}}'}}\n"
+    ));
+    let ctl = Controller::start(node, state.path(), ns, "solo", &["--no-leader-election"]);
+    let tasks = format!(
+        "      - name: source\n        image: {IMAGE}\n        \
+         workspaces: [{{name: source, workspace: src}}]\n        script: |\n          \
+         mkdir -p app && printf 'FROM scratch\\n' > app/Dockerfile\n      \
+         - name: image\n        uses: kaniko-build@0.2\n        runAfter: [source]\n        \
+         params:\n          - {{name: destination, value: registry.example/team/app}}\n          \
+         - {{name: tag, value: abc123}}\n          - {{name: context, value: app}}\n          \
+         - {{name: executor-image, value: \"{KANIKO}\"}}\n          \
+         - {{name: docker-config-secret, value: docker-config}}\n        \
+         workspaces: [{{name: source, workspace: src}}]\n        \
+         grants:\n          container: [{{image: \"localhost/capstan-kaniko-standin:*\", network: true, secrets: [docker-config]}}]\n"
+    );
+    node.api.apply(&run_yaml(ns, "build", &tasks));
+    let v = ended(node, ns, "build", &|| ctl.log());
+    assert_eq!(
+        phase(&v),
+        "Succeeded",
+        "{v:#}\n{}\n{}",
+        ctl.log(),
+        node.logs()
+    );
+    let image = task(&v, "image");
+    assert_eq!(
+        image["results"]["IMAGE_URL"],
+        "registry.example/team/app:abc123"
+    );
+    let digest = image["results"]["IMAGE_DIGEST"].as_str().unwrap_or("");
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{v:#}");
+    let run_id = v["status"]["runId"].as_str().unwrap();
+    let log = run_log(state.path(), run_id);
+    assert!(
+        log.contains("--context=dir:///workspace/source/app"),
+        "{log}"
+    );
+    assert!(log.contains("credentials: 46 bytes"), "{log}");
+    assert!(
+        !log.contains("dTpw"),
+        "the credentials reached the log:\n{log}"
+    );
+    until(node, 30, "kaniko Pods deleted", || node.pods(ns).is_empty());
+}
+
 type Scenario = fn(&KubeNode);
 
 #[test]
@@ -418,7 +474,8 @@ fn container_steps_run_as_pods_on_a_real_node() {
             .status
             .success()
     });
-    let scenarios: [(&str, Scenario); 4] = [
+    let scenarios: [(&str, Scenario); 5] = [
+        ("kaniko", kaniko_builds_in_a_pod_on_the_runs_workspace),
         ("steps", steps_share_the_workspace_and_pods_are_locked_down),
         ("failures", failures_and_timeouts),
         ("cancel", a_cancelled_run_deletes_its_pod),

@@ -249,10 +249,17 @@ impl KubeNode {
             .arg("pause"));
         let pause_tar = d.join("pause.tar");
         let saved = crate::podman::save_images(d, &[(PAUSE, &pause_tar, "/pause")]);
-        for archive in saved {
+        for archive in &saved {
             let mut c = self.ctr();
-            c.args(["images", "import", "--no-unpack"]).arg(&archive);
+            c.args(["images", "import"]).arg(archive);
             sh(&mut c);
+        }
+        let listed = sh(self.ctr().args(["images", "ls", "-q"]));
+        for name in [PAUSE, crate::podman::IMAGE, crate::podman::KANIKO] {
+            assert!(
+                listed.lines().any(|l| l == name),
+                "{name} is not in the node's containerd after the import:\n{listed}"
+            );
         }
     }
 

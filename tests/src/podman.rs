@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 /// The test image: busybox on Debian bookworm.
 pub const IMAGE: &str = "localhost/capstan-busybox:bookworm";
+/// The kaniko stand-in (tests/fixtures/kaniko-standin): no registry is
+/// reachable to pull the real executor.
+pub const KANIKO: &str = "localhost/capstan-kaniko-standin:test";
 
 pub struct Podman {
     pub socket: PathBuf,
@@ -62,6 +65,7 @@ fn start() -> Podman {
     )
     .unwrap();
     ensure_image(&conf, &dir);
+    build_kaniko_standin(&conf);
     let socket = dir.join("podman.sock");
     let (s, c) = (socket.clone(), conf.clone());
     // A thread that lives as long as the process owns the service: the
@@ -172,7 +176,15 @@ pub fn save_images(
     )
     .unwrap();
     ensure_image(&conf, dir);
+    build_kaniko_standin(&conf);
     for (name, tar, entrypoint) in extra {
+        let exists = podman(&conf)
+            .args(["image", "exists", name])
+            .status()
+            .is_ok_and(|s| s.success());
+        if exists {
+            continue;
+        }
         let out = podman(&conf)
             .args(["import", "-q", "--change"])
             .arg(format!("ENTRYPOINT [\"{entrypoint}\"]"))
@@ -187,7 +199,8 @@ pub fn save_images(
         );
     }
     let mut saved = Vec::new();
-    for (i, name) in std::iter::once(IMAGE)
+    for (i, name) in [IMAGE, KANIKO]
+        .into_iter()
         .chain(extra.iter().map(|e| e.0))
         .enumerate()
     {
@@ -206,6 +219,22 @@ pub fn save_images(
         saved.push(path);
     }
     saved
+}
+
+/// The kaniko stand-in, from the test image (COPY only; ~1 s, cached by
+/// podman's build cache).
+fn build_kaniko_standin(conf: &PathBuf) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kaniko-standin");
+    let out = podman(conf)
+        .args(["build", "-q", "--pull=never", "-t", KANIKO])
+        .arg(&dir)
+        .output()
+        .expect("podman build");
+    assert!(
+        out.status.success(),
+        "building the kaniko stand-in: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Podman {

@@ -11,7 +11,7 @@ use capstan_plugin_sdk::capstan::plugin::container::{
 use capstan_plugin_sdk::capstan::plugin::log::{Level, log};
 use capstan_plugin_sdk::capstan::plugin::types::{ParamValue, TaskError, TaskInput, TaskResult};
 use capstan_plugin_sdk::exports::capstan::plugin::task::Guest;
-use capstan_plugin_sdk::{param_list, param_str};
+use capstan_plugin_sdk::{param_list, param_str, seconds};
 
 struct Script;
 
@@ -62,37 +62,6 @@ pub fn memory_bytes(s: &str) -> Result<Option<u64>, String> {
         Some(0) | None => Err(bad()),
         Some(b) => Ok(Some(b)),
     }
-}
-
-/// `90s`, `10m`, `1h`, `1h30m` → seconds.
-pub fn seconds(s: &str) -> Result<Option<u32>, String> {
-    if s.is_empty() {
-        return Ok(None);
-    }
-    let bad = || format!("timeout `{s}`: like `90s`, `10m`, `1h30m`");
-    let (mut total, mut num) = (0u64, String::new());
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return Err(bad()),
-        };
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        total = total
-            .checked_add(n.checked_mul(unit).ok_or_else(bad)?)
-            .ok_or_else(bad)?;
-        num.clear();
-    }
-    if !num.is_empty() || total == 0 {
-        return Err(bad());
-    }
-    u32::try_from(total).map(Some).map_err(|_| bad())
 }
 
 /// An object param as (key, value) pairs.

@@ -70,3 +70,34 @@ pub fn workspace(input: &TaskInput, name: &str) -> Result<String, TaskError> {
         .map(|w| w.path.clone())
         .ok_or_else(|| TaskError::InvalidParams(format!("workspace `{name}` is not bound")))
 }
+
+/// `90s`, `10m`, `1h`, `1h30m` → seconds.
+pub fn seconds(s: &str) -> Result<Option<u32>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("timeout `{s}`: like `90s`, `10m`, `1h30m`");
+    let (mut total, mut num) = (0u64, String::new());
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        total = total
+            .checked_add(n.checked_mul(unit).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
+        num.clear();
+    }
+    if !num.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    u32::try_from(total).map(Some).map_err(|_| bad())
+}
