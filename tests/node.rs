@@ -195,7 +195,9 @@ fn steps_share_the_workspace_and_pods_are_locked_down(node: &KubeNode) {
     let tasks = format!(
         "      - name: build\n        image: {IMAGE}\n        timeout: 5m\n        \
          env: [{{name: TOKEN, secret: step-token}}]\n        results: [{{name: answer}}]\n        \
-         workspaces: [{{name: source, workspace: src}}]\n        script: |\n          \
+         workspaces: [{{name: source, workspace: src}}]\n        \
+         caches: [{{name: deps, path: /cache/deps}}]\n        script: |\n          \
+         echo kept > /cache/deps/marker\n          \
          echo \"hello from the pod $(id -u)\"\n          echo \"token=$TOKEN\"\n          \
          echo made-in-pod > $(workspaces.source.path)/made.txt\n          \
          printf 42 > $(results.answer.path)\n          sleep 2\n      \
@@ -261,6 +263,14 @@ fn steps_share_the_workspace_and_pods_are_locked_down(node: &KubeNode) {
         !ctl.log().contains("tok-5e1f-step"),
         "a secret reached the controller log"
     );
+    // The cache is a directory on the claim, kept after the run.
+    let caches = state.path().join("caches");
+    let kept = std::fs::read_dir(&caches)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|p| p.path().join("deps/marker").is_file());
+    assert!(kept, "no cache `deps` under {}", caches.display());
     until(node, 30, "step Pods deleted", || node.pods(ns).is_empty());
     assert!(
         !state
