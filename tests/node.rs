@@ -78,7 +78,10 @@ fn scenario(node: &KubeNode, ns: &str) -> tempfile::TempDir {
         .prefix("capstan-node-state-")
         .tempdir()
         .unwrap();
-    node.claim(ns, CLAIM, state.path());
+    // The namespace's claim is its directory of the state volume.
+    let tenant = state.path().join("tenants").join(ns);
+    std::fs::create_dir_all(&tenant).unwrap();
+    node.claim(ns, CLAIM, &tenant);
     for c in [
         capstan_tests::components::SCRIPT,
         capstan_tests::components::KANIKO_BUILD,
@@ -246,11 +249,8 @@ fn steps_share_the_workspace_and_pods_are_locked_down(node: &KubeNode) {
     assert_eq!(phase(&v), "Succeeded", "{v:#}\n{}", ctl.log());
     assert_eq!(task(&v, "build")["results"]["answer"], "42", "{v:#}");
     let run_id = v["status"]["runId"].as_str().unwrap();
-    let made = state
-        .path()
-        .join("workspaces")
-        .join(run_id)
-        .join("src/made.txt");
+    let tenant = state.path().join("tenants").join(ns);
+    let made = tenant.join("workspaces").join(run_id).join("src/made.txt");
     assert_eq!(std::fs::read_to_string(&made).unwrap(), "made-in-pod\n");
     let log = run_log(state.path(), run_id);
     assert!(log.contains("hello from the pod"), "{log}");
@@ -263,8 +263,9 @@ fn steps_share_the_workspace_and_pods_are_locked_down(node: &KubeNode) {
         !ctl.log().contains("tok-5e1f-step"),
         "a secret reached the controller log"
     );
-    // The cache is a directory on the claim, kept after the run.
-    let caches = state.path().join("caches");
+    // The cache is a directory on the claim, kept after the run, the
+    // namespace's own.
+    let caches = state.path().join("tenants").join(ns).join("caches");
     let kept = std::fs::read_dir(&caches)
         .into_iter()
         .flatten()
@@ -273,8 +274,7 @@ fn steps_share_the_workspace_and_pods_are_locked_down(node: &KubeNode) {
     assert!(kept, "no cache `deps` under {}", caches.display());
     until(node, 30, "step Pods deleted", || node.pods(ns).is_empty());
     assert!(
-        !state
-            .path()
+        !tenant
             .join("steps")
             .join(run_id)
             .read_dir()
@@ -403,14 +403,9 @@ fn a_new_leader_reattaches_to_the_running_pod(node: &KubeNode) {
         "a second Pod was started"
     );
     let run_id = v["status"]["runId"].as_str().unwrap();
-    let starts = std::fs::read_to_string(
-        state
-            .path()
-            .join("workspaces")
-            .join(run_id)
-            .join("src/starts"),
-    )
-    .unwrap();
+    let tenant = state.path().join("tenants").join(ns);
+    let starts =
+        std::fs::read_to_string(tenant.join("workspaces").join(run_id).join("src/starts")).unwrap();
     assert_eq!(starts, "run\n", "the step ran more than once");
     assert!(run_log(state.path(), run_id).contains("re-attaching to Pod"));
 }

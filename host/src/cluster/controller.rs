@@ -526,6 +526,7 @@ async fn cleanup(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action,
     };
     let sched = ctx.sched.clone();
     let rid = id.clone();
+    let ns = pr.namespace().unwrap_or_default();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         if let Err(e) = sched.cancel_run(&rid) {
             tracing::warn!(
@@ -540,7 +541,10 @@ async fn cleanup(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action,
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        remove_workspaces(&sched.state_dir, &rid)
+        remove_workspaces(&sched.state_dir, &rid)?;
+        let tenant = crate::scheduler::tenant_root(&sched.state_dir, &ns);
+        remove_workspaces(&tenant, &rid)?;
+        remove_dir(&tenant.join("steps").join(&rid))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))??;
@@ -548,9 +552,13 @@ async fn cleanup(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action,
     Ok(Action::await_change())
 }
 
-fn remove_workspaces(state_dir: &std::path::Path, run_id: &str) -> anyhow::Result<()> {
-    let dir = state_dir.join("workspaces").join(run_id);
-    match std::fs::remove_dir_all(&dir) {
+/// `ROOT/workspaces/RUN` (ROOT: the state directory or a namespace's).
+fn remove_workspaces(root: &std::path::Path, run_id: &str) -> anyhow::Result<()> {
+    remove_dir(&root.join("workspaces").join(run_id))
+}
+
+fn remove_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
@@ -564,19 +572,28 @@ async fn sweep_workspaces(ctx: Arc<Context>) {
         let sched = ctx.sched.clone();
         let keep = ctx.settings.workspace_retention;
         let _ = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let root = sched.state_dir.join("workspaces");
-            let Ok(entries) = std::fs::read_dir(&root) else {
-                return Ok(());
-            };
+            // Runs' own directories: `STATE/workspaces/RUN` and, per
+            // namespace, `STATE/tenants/NS/{workspaces,steps}/RUN`.
+            let mut roots = vec![sched.state_dir.clone()];
+            if let Ok(tenants) = std::fs::read_dir(sched.state_dir.join("tenants")) {
+                roots.extend(tenants.flatten().map(|e| e.path()));
+            }
             let cutoff = now_us() - keep.as_micros() as i64;
-            for e in entries.flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                if let Ok(rec) = sched.store.run(&id)
-                    && rec.status.is_terminal()
-                    && rec.finished_at.is_some_and(|f| f < cutoff)
-                {
-                    remove_workspaces(&sched.state_dir, &id)?;
-                    tracing::info!(id, "workspaces removed (retention)");
+            for root in roots {
+                for kind in ["workspaces", "steps"] {
+                    let Ok(entries) = std::fs::read_dir(root.join(kind)) else {
+                        continue;
+                    };
+                    for e in entries.flatten() {
+                        let id = e.file_name().to_string_lossy().into_owned();
+                        if let Ok(rec) = sched.store.run(&id)
+                            && rec.status.is_terminal()
+                            && rec.finished_at.is_some_and(|f| f < cutoff)
+                        {
+                            remove_dir(&e.path())?;
+                            tracing::info!(id, kind, "removed (retention)");
+                        }
+                    }
                 }
             }
             Ok(())

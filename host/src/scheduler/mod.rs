@@ -190,6 +190,19 @@ impl Scheduler {
         status
     }
 
+    /// Where the directories Capstan makes for a run's workspaces live:
+    /// `STATE/workspaces`, or for a run of a namespace when containers run
+    /// as Pods `STATE/tenants/NS/workspaces` — under the namespace's root,
+    /// which is all its workspace claim exposes.
+    pub fn workspaces_root(&self, kube: Option<&crate::store::KubeIdentity>) -> PathBuf {
+        match kube {
+            Some(id) if self.pods.is_some() => {
+                tenant_root(&self.state_dir, &id.namespace).join("workspaces")
+            }
+            _ => self.state_dir.join("workspaces"),
+        }
+    }
+
     fn lock_run(&self, run_id: &str) -> Result<File> {
         lock_run(&self.state_dir, run_id)
     }
@@ -229,6 +242,13 @@ impl Scheduler {
             .set_run_status(run_id, RunStatus::Cancelled, Some("cancelled by user"))?;
         Ok(StopOutcome::Ended(RunStatus::Cancelled))
     }
+}
+
+/// A namespace's own directory in cluster mode (`STATE/tenants/NS`): its
+/// runs' workspaces, its step scratch directories and its caches. The
+/// namespace's workspace claim is this directory, nothing above it.
+pub fn tenant_root(state_dir: &std::path::Path, namespace: &str) -> PathBuf {
+    state_dir.join("tenants").join(namespace)
 }
 
 /// What asking a run to stop did.

@@ -250,7 +250,10 @@ impl Scheduler {
         }
         for w in &prepared.plan.workspaces {
             if !workspaces.contains_key(&w.name) && run_binds.contains(&w.name.as_str()) {
-                let dir = self.state_dir.join("workspaces").join(id).join(&w.name);
+                let dir = self
+                    .workspaces_root(opts.kube.as_ref())
+                    .join(id)
+                    .join(&w.name);
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
                 workspaces.insert(w.name.clone(), dir.display().to_string());

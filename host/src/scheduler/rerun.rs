@@ -39,7 +39,7 @@ impl Scheduler {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         // Directories Capstan made for a run (this one's, or the one it
         // re-ran): a full re-run gets fresh ones.
-        let managed = self.state_dir.join("workspaces");
+        let managed = self.workspaces_root(rec.spec.kube.as_ref());
         let workspaces: BTreeMap<String, PathBuf> = rec
             .spec
             .workspaces

@@ -45,6 +45,38 @@ pub fn inside(what: &str, p: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Flags the plugin sets itself: in `extra-args` they could point the
+/// build at another directory than the workspace (`--context=dir:///kaniko`
+/// would bake the credentials into the image) or the digest elsewhere.
+const OWN_FLAGS: &[&str] = &[
+    "--context",
+    "-c",
+    "--dockerfile",
+    "-f",
+    "--destination",
+    "-d",
+    "--digest-file",
+    "--context-sub-path",
+    "--image-name-with-digest-file",
+    "--image-name-tag-with-digest-file",
+    "--oci-layout-path",
+    "--tar-path",
+    "--kaniko-dir",
+];
+
+/// `extra-args` without the flags the plugin owns.
+pub fn check_extra(args: &[String]) -> Result<(), String> {
+    for a in args {
+        let flag = a.split('=').next().unwrap_or(a);
+        if OWN_FLAGS.contains(&flag) {
+            return Err(format!(
+                "`extra-args`: `{flag}` is set by kaniko-build itself (the context, Dockerfile, destination and digest come from its params)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A word for a POSIX shell, single-quoted.
 fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -101,6 +133,8 @@ fn build_of(input: &TaskInput) -> Result<Build, TaskError> {
     let dockerfile = param_str(input, "dockerfile", Some("Dockerfile"))?;
     inside("context", &context).map_err(invalid)?;
     inside("dockerfile", &dockerfile).map_err(invalid)?;
+    let extra_args = param_list(input, "extra-args")?;
+    check_extra(&extra_args).map_err(invalid)?;
     let tag = param_str(input, "tag", None)?;
     if tag.is_empty() {
         return Err(invalid("`tag` is empty"));
@@ -110,7 +144,7 @@ fn build_of(input: &TaskInput) -> Result<Build, TaskError> {
         tag,
         dockerfile,
         context,
-        extra_args: param_list(input, "extra-args")?,
+        extra_args,
         with_credentials: !param_str(input, "docker-config-secret", Some(""))?.is_empty(),
     })
 }
@@ -234,6 +268,20 @@ mod tests {
             ..b
         };
         assert!(!bare.script().contains("config.json"));
+    }
+
+    #[test]
+    fn extra_args_cannot_move_the_context_or_the_digest() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(check_extra(&v(&["--build-arg=V=1", "--cache=true"])).is_ok());
+        for bad in [
+            "--context=dir:///kaniko/.docker",
+            "-c",
+            "--digest-file=/x",
+            "--dockerfile=/etc/passwd",
+        ] {
+            assert!(check_extra(&v(&[bad])).is_err(), "{bad}");
+        }
     }
 
     #[test]

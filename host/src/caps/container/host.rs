@@ -371,6 +371,11 @@ fn write_script(path: &Path, script: &str) -> std::io::Result<()> {
     } else {
         format!("#!/bin/sh\nset -e\n{script}")
     };
+    // A Pod re-attached to may be running it: the same script is not
+    // written again (a rewrite truncates it under the running shell).
+    if std::fs::read(path).is_ok_and(|b| b == body.as_bytes()) {
+        return Ok(());
+    }
     std::fs::write(path, body)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
 }

@@ -31,6 +31,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::engine::{Ended, Job, Stream};
 
+/// The file in a step's scratch directory naming the Pod an attempt
+/// created (`NAME\nUID\n`), for a successor to re-attach to.
+const POD_RECORD: &str = "pod";
 /// The container's name inside every step Pod.
 const CONTAINER: &str = "step";
 /// How often a Pod's status is read while it starts and ends.
@@ -38,6 +41,9 @@ const POLL: Duration = Duration::from_millis(250);
 /// How long past its deadline a Pod is given to be ended by Kubernetes
 /// before it is deleted here.
 const DEADLINE_GRACE: Duration = Duration::from_secs(15);
+/// The deadline of a step Pod without a timeout: none outlives this, even
+/// if the controller that should delete it is gone.
+const MAX_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 /// Waiting reasons after which a container will not start by itself.
 const STUCK: &[&str] = &[
     "ErrImagePull",
@@ -50,13 +56,15 @@ const STUCK: &[&str] = &[
 ];
 
 /// How the controller runs container steps as Pods: the claim in each
-/// run's namespace that holds the controller's state directory (the same
-/// storage, mounted by the controller at `root`).
+/// run's namespace, which holds that namespace's directory of the
+/// controller's state volume (`root/tenants/NS`: its runs' workspaces, its
+/// steps' scratch directories, its caches), the same storage.
 #[derive(Debug, Clone)]
 pub struct PodSettings {
     /// The PersistentVolumeClaim's name in the run's namespace.
     pub claim: String,
-    /// Where the controller has that volume mounted (its state directory).
+    /// The controller's state directory (the namespaces' directories are
+    /// `tenants/NS` in it).
     pub root: PathBuf,
 }
 
@@ -75,7 +83,8 @@ pub struct Pods {
     /// `system:serviceaccount:NS:NAME` (cluster mode).
     impersonate: Option<String>,
     settings: PodSettings,
-    /// The claim's root, resolved (bind sources are resolved paths).
+    /// The namespace's directory (the claim's root), resolved: bind
+    /// sources are resolved paths.
     root: PathBuf,
     step: StepOf,
     /// Calls made by this attempt (a plugin may run several containers).
@@ -87,7 +96,7 @@ pub struct Pods {
 pub struct PodCall {
     hash: String,
     name: String,
-    /// `STATE/steps/RUN/HASH`: the script and results of this call.
+    /// `STATE/tenants/NS/steps/RUN/HASH`: the script and results.
     pub scratch: PathBuf,
 }
 
@@ -110,12 +119,16 @@ impl Pods {
                     .into(),
             );
         }
-        let root = std::fs::canonicalize(&settings.root).map_err(|e| {
-            format!(
-                "the workspace claim's mount {}: {e}",
-                settings.root.display()
-            )
-        })?;
+        // The namespace's claim is its own directory, nothing above it.
+        let tenant = crate::scheduler::tenant_root(&settings.root, &target.namespace);
+        let root = std::fs::create_dir_all(&tenant)
+            .and_then(|()| std::fs::canonicalize(&tenant))
+            .map_err(|e| {
+                format!(
+                    "the namespace's workspace directory {}: {e}",
+                    tenant.display()
+                )
+            })?;
         Ok(Pods {
             client: target.client,
             namespace: target.namespace,
@@ -157,10 +170,11 @@ impl Pods {
             .map(str::to_string)
             .ok_or_else(|| {
                 format!(
-                    "{} is not on the workspace claim `{}` (mounted at {}): a container step in a Pod can only see the run's workspaces",
+                    "{} is not on the workspace claim `{}` of namespace `{}` ({}): a container step in a Pod can only see its namespace's workspaces and caches",
                     p.display(),
                     self.settings.claim,
-                    self.settings.root.display()
+                    self.namespace,
+                    self.root.display()
                 )
             })
     }
@@ -244,9 +258,8 @@ impl Pods {
         if let Some(sa) = self.service_account() {
             spec["serviceAccountName"] = json!(sa);
         }
-        if let Some(t) = job.timeout {
-            spec["activeDeadlineSeconds"] = json!(t.as_secs().max(1));
-        }
+        let deadline = job.timeout.unwrap_or(MAX_DEADLINE).min(MAX_DEADLINE);
+        spec["activeDeadlineSeconds"] = json!(deadline.as_secs().max(1));
         Ok(spec)
     }
 
@@ -265,7 +278,11 @@ impl Pods {
     ) -> Result<Ended, String> {
         let secret_keys = self.secret_keys(&job).await?;
         let spec = self.pod_spec(&job, &secret_keys)?;
-        let spec_hash = hex::encode(Sha256::digest(spec.to_string().as_bytes()));
+        // The script is a file the spec only names: it is hashed too.
+        let mut h = Sha256::new();
+        h.update(spec.to_string().as_bytes());
+        h.update(std::fs::read(call.scratch.join("scripts/script")).unwrap_or_default());
+        let spec_hash = hex::encode(h.finalize());
         tracing::debug!(
             pod = call.name,
             "step Pod: looking for one left by an interrupted attempt"
@@ -343,13 +360,27 @@ impl Pods {
             let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_slice(&body)
                 .map_err(|e| format!("secret `{}`: unreadable Secret: {e}", v.secret))?;
             let key = crate::caps::secrets::secret_key(&v.secret, &secret)?;
+            // The value the Pod will read must be the one the log redacts
+            // (read when the run started): a Secret changed since is not
+            // passed on.
+            let now = secret.data.as_ref().and_then(|d| d.get(&key));
+            if now.is_none_or(|b| b.0 != v.value.as_bytes()) {
+                return Err(format!(
+                    "secret `{}` changed since the run started; run it again to use the new value",
+                    v.secret
+                ));
+            }
             out.push((v.name.clone(), v.secret.clone(), key));
         }
         Ok(out)
     }
 
     /// A Pod of this step left by an interrupted attempt with the same
-    /// spec, to re-attach to; others of the step are deleted.
+    /// spec, to re-attach to; others of the step are deleted. Only the Pod
+    /// an attempt recorded (name and uid, in the step's scratch directory
+    /// on the claim, right after creating it) qualifies: labels and
+    /// annotations can be forged by anyone who may create Pods in the
+    /// namespace, a uid cannot.
     async fn left_behind(&self, call: &PodCall, spec_hash: &str) -> Result<Option<String>, String> {
         let api = self.api();
         let (status, body) = api
@@ -365,15 +396,18 @@ impl Pods {
         if status != 200 {
             return Err(api.refused(status, &body, "list Pods"));
         }
+        let recorded = std::fs::read_to_string(call.scratch.join(POD_RECORD)).unwrap_or_default();
         let list: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         let mut adopt = None;
         for p in list["items"].as_array().into_iter().flatten() {
             let Some(name) = p["metadata"]["name"].as_str() else {
                 continue;
             };
+            let uid = p["metadata"]["uid"].as_str().unwrap_or("");
+            let ours = !uid.is_empty() && recorded == format!("{name}\n{uid}\n");
             let same = p["metadata"]["annotations"]["capstan.dev/spec"].as_str() == Some(spec_hash);
             let gone = !p["metadata"]["deletionTimestamp"].is_null();
-            if adopt.is_none() && same && !gone {
+            if adopt.is_none() && ours && same && !gone {
                 adopt = Some(name.to_string());
             } else if !gone {
                 api.delete(name).await;
@@ -420,6 +454,13 @@ impl Pods {
         if status >= 300 {
             return Err(api.refused(status, &body, "create Pods"));
         }
+        let created: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let uid = created["metadata"]["uid"].as_str().unwrap_or("");
+        std::fs::write(
+            call.scratch.join(POD_RECORD),
+            format!("{}\n{uid}\n", call.name),
+        )
+        .map_err(|e| format!("recording the step Pod: {e}"))?;
         Ok(())
     }
 

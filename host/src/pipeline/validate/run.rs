@@ -12,6 +12,16 @@ use super::Timeouts;
 pub fn workspaces(doc: &Document, d: &mut Vec<Diagnostic>) {
     let mut names = BTreeSet::new();
     for (i, w) in doc.spec.workspaces.iter().enumerate() {
+        // The name is a directory of the run (`STATE/workspaces/RUN/NAME`).
+        if !crate::manifest::is_name(&w.name) {
+            d.push(doc.diag(
+                &format!("workspaces[{i}].name"),
+                format!(
+                    "workspace name `{}` must be lowercase letters, digits, `-` and `_`, starting with a letter",
+                    crate::caps::log::one_line(&w.name)
+                ),
+            ));
+        }
         if !names.insert(w.name.as_str()) {
             d.push(doc.diag(
                 &format!("workspaces[{i}].name"),

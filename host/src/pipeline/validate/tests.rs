@@ -154,6 +154,17 @@ fn workspaces_subpaths_and_optional_ones() {
         &[],
         &["must be relative"],
     );
+    // A workspace name is a directory of the run: no way out of it.
+    for bad in ["\"../../caches\"", "\"a/b\"", "\"..\"", "\"\""] {
+        problems(
+            &yaml(
+                &format!("{{name: {bad}}}"),
+                &format!("{{name: src, workspace: {bad}}}"),
+            ),
+            &[],
+            &["must be lowercase letters, digits, `-` and `_`"],
+        );
+    }
     problems(
         &yaml(
             "{name: ws}",

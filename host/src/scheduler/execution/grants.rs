@@ -12,11 +12,20 @@ impl<'a> Execution<'a> {
         grants: &crate::pipeline::Grants,
         step: Option<(&str, u32)>,
     ) -> Result<crate::caps::set::Prepared, String> {
+        // Caches are kept per pipeline name; in the cluster per namespace
+        // too (`STATE/tenants/NS/caches/…`), so a team cannot name its
+        // pipeline like another team's and share (poison) its caches.
+        let cache_root = match (&self.kube, &self.sched.pods) {
+            (Some(id), Some(_)) => {
+                crate::scheduler::tenant_root(&self.sched.state_dir, &id.namespace)
+            }
+            _ => self.sched.state_dir.clone(),
+        };
         grants.prepare(&PrepareCtx {
             secret: &|name| self.secrets.require(name),
             cluster: &|| self.kube_target(),
             policy: &*self.sched.policy,
-            caches: Some((&self.sched.state_dir, &self.prepared.doc.name)),
+            caches: Some((&cache_root, &self.prepared.doc.name)),
             pods: self.sched.pods.as_ref(),
             step: step.map(|(task, attempt)| crate::caps::container::StepOf {
                 run: self.run_id.clone(),

@@ -362,7 +362,7 @@ impl<'a> Execution<'a> {
         }
         // The run's own directories — or, for a `rerun --failed`, the ones
         // it reuses (`STATE/workspaces/FIRST_RUN`).
-        let managed = sched.state_dir.join("workspaces");
+        let managed = sched.workspaces_root(spec.kube.as_ref());
         let root = spec
             .workspaces
             .values()

@@ -38,7 +38,7 @@ fn job(root: &Path) -> Job {
         }],
         working_dir: Some("/workspace/src".into()),
         binds: vec![(
-            root.join("workspaces/r1/src"),
+            root.join("tenants/team/workspaces/r1/src"),
             "/workspace/src".into(),
             false,
         )],
@@ -52,7 +52,7 @@ fn job(root: &Path) -> Job {
 #[tokio::test]
 async fn the_pod_is_locked_down_and_mounts_sub_paths_of_the_claim() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("workspaces/r1/src")).unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/team/workspaces/r1/src")).unwrap();
     let p = pods(dir.path(), 1);
     let keys = vec![("TOKEN".to_string(), "tok".to_string(), "value".to_string())];
     let spec = p.pod_spec(&job(dir.path()), &keys).unwrap();
@@ -71,6 +71,11 @@ async fn the_pod_is_locked_down_and_mounts_sub_paths_of_the_claim() {
         json!({"name": "tok", "key": "value"})
     );
     assert!(!spec.to_string().contains("s3cret-value"), "{spec}");
+    // Without a timeout a Pod still has a deadline.
+    let mut untimed = job(dir.path());
+    untimed.timeout = None;
+    let spec = p.pod_spec(&untimed, &keys).unwrap();
+    assert_eq!(spec["activeDeadlineSeconds"], 24 * 3600);
 }
 
 #[tokio::test]
@@ -88,9 +93,13 @@ async fn nothing_outside_the_claim_is_mounted() {
     std::os::unix::fs::symlink("/etc", dir.path().join("out")).unwrap();
     j.binds = vec![(dir.path().join("out"), "/x".into(), true)];
     assert!(p.pod_spec(&j, &[]).is_err());
-    // The claim's root itself is not a sub-path.
-    j.binds = vec![(dir.path().to_path_buf(), "/x".into(), true)];
-    assert!(p.pod_spec(&j, &[]).is_err());
+    // The claim's root itself is not a sub-path; nor is the state
+    // directory, or another namespace's directory.
+    for other in ["tenants/team", "", "tenants/other/workspaces"] {
+        std::fs::create_dir_all(dir.path().join(other)).unwrap();
+        j.binds = vec![(dir.path().join(other), "/x".into(), true)];
+        assert!(p.pod_spec(&j, &[]).is_err(), "{other}");
+    }
 }
 
 #[tokio::test]
