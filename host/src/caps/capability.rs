@@ -94,8 +94,9 @@ pub struct PrepareCtx<'a> {
     /// Where containers run as Pods (the controller); None: the local
     /// engine.
     pub pods: Option<&'a super::container::PodSettings>,
-    /// The attempt being prepared (None outside one, e.g. a notification).
-    pub step: Option<super::container::StepOf>,
+    /// The attempt being prepared: (run, task, attempt); None outside one
+    /// (e.g. a notification).
+    pub step: Option<(&'a str, &'a str, u32)>,
 }
 
 /// The attempt's context every capability may read: its log, its

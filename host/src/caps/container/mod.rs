@@ -189,14 +189,17 @@ impl Capability for ContainerCap {
 
 /// Pods where the controller runs the task, else the local engine.
 fn backend(ctx: &PrepareCtx<'_>) -> Result<Backend, String> {
-    match (ctx.pods, &ctx.step) {
-        (Some(settings), Some(step)) => {
+    match (ctx.pods, ctx.step) {
+        (Some(settings), Some((run, task, attempt))) => {
             let target = (ctx.cluster)()
                 .ok_or("container steps run as Pods here, but no Kubernetes API is configured")?;
+            let step = StepOf {
+                run: run.to_string(),
+                task: task.to_string(),
+                attempt,
+            };
             Ok(Backend::Pods(Arc::new(pods::Pods::new(
-                target,
-                settings,
-                step.clone(),
+                target, settings, step,
             )?)))
         }
         _ => Ok(Backend::Engine(Arc::new(Engine::connect()?))),

@@ -27,11 +27,7 @@ impl<'a> Execution<'a> {
             policy: &*self.sched.policy,
             caches: Some((&cache_root, &self.prepared.doc.name)),
             pods: self.sched.pods.as_ref(),
-            step: step.map(|(task, attempt)| crate::caps::container::StepOf {
-                run: self.run_id.clone(),
-                task: task.to_string(),
-                attempt,
-            }),
+            step: step.map(|(task, attempt)| (self.run_id.as_str(), task, attempt)),
         })
     }
 
