@@ -90,7 +90,12 @@ impl Api {
     /// The container's log (followed to its end if `follow`). A log that
     /// cannot be read is noted in the task log, not fatal: the exit code
     /// still decides.
-    pub(super) async fn log(&self, name: &str, follow: bool, out: &mut (dyn FnMut(Stream, &[u8]) + Send)) {
+    pub(super) async fn log(
+        &self,
+        name: &str,
+        follow: bool,
+        out: &mut (dyn FnMut(Stream, &[u8]) + Send),
+    ) {
         let uri = format!(
             "/api/v1/namespaces/{}/pods/{name}/log?container={CONTAINER}&follow={follow}",
             self.namespace
@@ -174,4 +179,3 @@ impl Drop for Deletion {
         }
     }
 }
-
