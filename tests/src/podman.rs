@@ -224,10 +224,18 @@ pub fn save_images(
 /// The kaniko stand-in, from the test image (COPY only; ~1 s, cached by
 /// podman's build cache).
 fn build_kaniko_standin(conf: &PathBuf) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kaniko-standin");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kaniko-standin");
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path();
+    std::fs::create_dir_all(dir.join("busybox")).unwrap();
+    std::fs::create_dir_all(dir.join("kaniko")).unwrap();
+    std::os::unix::fs::symlink("/bin/busybox", dir.join("busybox/sh")).unwrap();
+    for f in ["Containerfile", "kaniko/executor"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
     let out = podman(conf)
         .args(["build", "-q", "--pull=never", "-t", KANIKO])
-        .arg(&dir)
+        .arg(dir)
         .output()
         .expect("podman build");
     assert!(
