@@ -461,15 +461,20 @@ fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
     // `first` ran once; `second` was interrupted and ran again; `third` once.
     assert_eq!(task(&v, "first")["attempts"], 1, "{v:#}");
     let run_id = v["status"]["runId"].as_str().unwrap();
-    let marks = std::fs::read_to_string(
-        state
-            .path()
-            .join("workspaces")
-            .join(run_id)
-            .join("log")
-            .join("first"),
-    )
-    .unwrap();
+    let marks_at = state
+        .path()
+        .join("workspaces")
+        .join(run_id)
+        .join("log")
+        .join("first");
+    let marks = std::fs::read_to_string(&marks_at).unwrap_or_else(|e| {
+        let ls = Command::new("find").arg(state.path()).output().unwrap();
+        panic!(
+            "{}: {e}; the state directory:\n{}",
+            marks_at.display(),
+            String::from_utf8_lossy(&ls.stdout)
+        )
+    });
     assert_eq!(
         marks.lines().count(),
         1,

@@ -196,11 +196,17 @@ impl Scheduler {
     /// which is all its workspace claim exposes.
     pub fn workspaces_root(&self, kube: Option<&crate::store::KubeIdentity>) -> PathBuf {
         match kube {
-            Some(id) if self.pods.is_some() => {
+            Some(id) if self.tenanted() => {
                 tenant_root(&self.state_dir, &id.namespace).join("workspaces")
             }
             _ => self.state_dir.join("workspaces"),
         }
+    }
+
+    /// Whether namespaces have directories of their own: containers run as
+    /// Pods on a workspace claim.
+    pub fn tenanted(&self) -> bool {
+        self.pods.as_ref().is_some_and(|p| !p.claim.is_empty())
     }
 
     fn lock_run(&self, run_id: &str) -> Result<File> {

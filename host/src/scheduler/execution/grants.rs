@@ -15,11 +15,11 @@ impl<'a> Execution<'a> {
         // Caches are kept per pipeline name; in the cluster per namespace
         // too (`STATE/tenants/NS/caches/…`), so a team cannot name its
         // pipeline like another team's and share (poison) its caches.
-        let cache_root = match (&self.kube, &self.sched.pods) {
-            (Some(id), Some(_)) => {
-                crate::scheduler::tenant_root(&self.sched.state_dir, &id.namespace)
+        let cache_root: std::borrow::Cow<std::path::Path> = match &self.kube {
+            Some(id) if self.sched.tenanted() => {
+                crate::scheduler::tenant_root(&self.sched.state_dir, &id.namespace).into()
             }
-            _ => self.sched.state_dir.clone(),
+            _ => self.sched.state_dir.as_path().into(),
         };
         grants.prepare(&PrepareCtx {
             secret: &|name| self.secrets.require(name),
