@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "node/go_service.rs"]
+mod go_service;
+
 use capstan_tests::node::{KubeNode, step_namespace, until};
 use capstan_tests::podman::{IMAGE, KANIKO};
 
@@ -85,6 +88,8 @@ fn scenario(node: &KubeNode, ns: &str) -> tempfile::TempDir {
     for c in [
         capstan_tests::components::SCRIPT,
         capstan_tests::components::KANIKO_BUILD,
+        capstan_tests::components::GIT_CLONE,
+        capstan_tests::components::KUBE_DEPLOY,
     ] {
         let out = capstan_tests::cli(CLI, state.path(), &["plugin", "publish", c]);
         assert!(
@@ -124,7 +129,17 @@ fn task<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 
 /// Wait for the run to end; its object.
 fn ended(node: &KubeNode, ns: &str, name: &str, logs: &dyn Fn() -> String) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    ended_within(node, ns, name, 120, logs)
+}
+
+fn ended_within(
+    node: &KubeNode,
+    ns: &str,
+    name: &str,
+    secs: u64,
+    logs: &dyn Fn() -> String,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let v = get(node, ns, name);
         if matches!(
@@ -135,7 +150,7 @@ fn ended(node: &KubeNode, ns: &str, name: &str, logs: &dyn Fn() -> String) -> se
         }
         assert!(
             Instant::now() < deadline,
-            "{ns}/{name} did not end in 120 s: {v:#}\ncontroller:\n{}\n{}",
+            "{ns}/{name} did not end in {secs} s: {v:#}\ncontroller:\n{}\n{}",
             logs(),
             node.logs()
         );
@@ -431,7 +446,8 @@ fn kaniko_builds_in_a_pod_on_the_runs_workspace(node: &KubeNode) {
          params:\n          - {{name: destination, value: registry.example/team/app}}\n          \
          - {{name: tag, value: abc123}}\n          - {{name: context, value: app}}\n          \
          - {{name: executor-image, value: \"{KANIKO}\"}}\n          \
-         - {{name: docker-config-secret, value: docker-config}}\n        \
+         - {{name: docker-config-secret, value: docker-config}}\n          \
+         - {{name: extra-args, value: [--no-push]}}\n        \
          workspaces: [{{name: source, workspace: src}}]\n        \
          grants:\n          container: [{{image: \"localhost/capstan-kaniko-standin:*\", network: true, secrets: [docker-config]}}]\n"
     );
@@ -479,7 +495,8 @@ fn container_steps_run_as_pods_on_a_real_node() {
             .status
             .success()
     });
-    let scenarios: [(&str, Scenario); 5] = [
+    let scenarios: [(&str, Scenario); 6] = [
+        ("go-service", go_service::the_go_service_example_runs_whole),
         ("kaniko", kaniko_builds_in_a_pod_on_the_runs_workspace),
         ("steps", steps_share_the_workspace_and_pods_are_locked_down),
         ("failures", failures_and_timeouts),

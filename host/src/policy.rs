@@ -33,6 +33,7 @@
 //! registries = ["localhost", "registry.internal:5000"]  # default: any
 //! require-digest = true       # every granted image pinned @sha256:…
 //! network = false             # may a grant give a network (default: no)
+//! root = false                # may a grant say `root: true` (default: no)
 //! max-cpu = "2"               # per container; also the limit when none is set
 //! max-memory = "4Gi"
 //! cache-budget = "5Gi"        # a named cache over this after a run is emptied
@@ -99,6 +100,8 @@ pub struct ContainerSection {
     #[serde(default)]
     pub network: bool,
     #[serde(default)]
+    pub root: bool,
+    #[serde(default)]
     pub max_cpu: Option<String>,
     #[serde(default)]
     pub max_memory: Option<String>,
@@ -143,6 +146,7 @@ impl ContainerSection {
             registries: self.registries.clone(),
             require_digest: self.require_digest,
             network: self.network,
+            root: self.root,
             max_cpu_millis,
             max_memory,
             cache_budget,

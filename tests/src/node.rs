@@ -1,16 +1,20 @@
 //! A real single-node Kubernetes for tests, so Pods really run: the test
-//! apiserver ([`KubeApi`]) plus kubelet and kube-scheduler built from the
-//! same Debian source tree (`scripts/kube-apiserver.sh --node`), Debian's
-//! containerd with runc, and a bridge CNI network of its own. Images come
+//! apiserver ([`KubeApi`]) plus kubelet, kube-scheduler and
+//! kube-controller-manager (its Deployment and ReplicaSet controllers)
+//! built from the same Debian source tree (`scripts/kube-apiserver.sh
+//! --node`), Debian's containerd with runc, and a bridge CNI network of its
+//! own whose gateway ([`GATEWAY`], on the host) Pods can reach. Images come
 //! without a registry: the pause image is compiled from the tree's
-//! `pause.c`, the test image is built from Debian packages, and both are
-//! imported into containerd. Everything lives in a temp dir on 127.0.0.1
-//! and is torn down on drop (Pods, processes, shims, mounts, the bridge).
+//! `pause.c`, the test images are built from Debian packages, and all are
+//! imported into containerd; a test's own registry on the gateway can be
+//! trusted for pulls ([`KubeNode::trust_registry`]). Everything lives in a
+//! temp dir on 127.0.0.1 and the bridge, and is torn down on drop (Pods,
+//! processes, shims, mounts, the bridge).
 //!
-//! There is no controller-manager: a test's PersistentVolumeClaims are
-//! pre-bound ([`KubeNode::claim`]), which is what the PV controller would
-//! do. Start one node per test process (they share containerd's
-//! cgroups and the bridge name).
+//! The PV controller is not run: a test's PersistentVolumeClaims are
+//! pre-bound ([`KubeNode::claim`]), which is what it would do. Start one
+//! node per test process (they share containerd's cgroups and the bridge
+//! name).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +25,8 @@ use crate::kube::{KubeApi, free_port, sh, tail};
 const VERSION: &str = "v1.20.2";
 const BRIDGE: &str = "cni-capstan0";
 const PAUSE: &str = "k8s.gcr.io/pause:3.2";
+/// The bridge's address on the host: Pods reach the host here.
+pub const GATEWAY: &str = "10.245.0.1";
 
 pub struct KubeNode {
     /// The cluster's API (admin kubeconfig, kubectl).
@@ -29,6 +35,7 @@ pub struct KubeNode {
     containerd: Option<Child>,
     kubelet: Option<Child>,
     scheduler: Option<Child>,
+    controllers: Option<Child>,
 }
 
 /// The directory with the cached binaries (built once per machine).
@@ -145,6 +152,7 @@ impl KubeNode {
             containerd: None,
             kubelet: None,
             scheduler: None,
+            controllers: None,
         };
         node.start_containerd();
         node.import_images(&bins);
@@ -159,6 +167,17 @@ impl KubeNode {
             ])
             .arg(format!("--secure-port={}", free_port()));
         node.scheduler = Some(spawn(&mut sched, &node.dir.path().join("scheduler.log")));
+        let mut cm = Command::new(bins.join(format!("kube-controller-manager-{VERSION}")));
+        cm.arg(format!("--kubeconfig={}", node.api.kubeconfig.display()))
+            .args([
+                "--controllers=deployment,replicaset",
+                "--leader-elect=false",
+                "--port=0",
+                "--bind-address=127.0.0.1",
+                "--use-service-account-credentials=false",
+            ])
+            .arg(format!("--secure-port={}", free_port()));
+        node.controllers = Some(spawn(&mut cm, &node.dir.path().join("controllers.log")));
         node.wait_ready();
         node
     }
@@ -173,6 +192,12 @@ impl KubeNode {
 
     fn start_containerd(&mut self) {
         let d = self.d().to_path_buf();
+        // The bridge, with the gateway address, before any Pod: a test's
+        // servers listen there (the CNI plugin finds and keeps it).
+        let _ = Command::new("ip").args(["link", "del", BRIDGE]).output();
+        sh(Command::new("ip").args(["link", "add", BRIDGE, "type", "bridge"]));
+        sh(Command::new("ip").args(["addr", "add", &format!("{GATEWAY}/24"), "dev", BRIDGE]));
+        sh(Command::new("ip").args(["link", "set", BRIDGE, "up"]));
         std::fs::create_dir_all(d.join("cni/net.d")).unwrap();
         std::fs::write(
             d.join("cni/net.d/10-capstan.conflist"),
@@ -180,7 +205,7 @@ impl KubeNode {
                 "cniVersion": "0.4.0",
                 "name": "capstan-test",
                 "plugins": [
-                    { "type": "bridge", "bridge": BRIDGE, "isGateway": false, "ipMasq": false,
+                    { "type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": false,
                       "ipam": { "type": "host-local", "ranges": [[{ "subnet": "10.245.0.0/24" }]],
                                 "dataDir": d.join("cni/ipam") } },
                     { "type": "loopback" }
@@ -198,11 +223,13 @@ impl KubeNode {
              [{cri}.containerd]\n  snapshotter = \"overlayfs\"\n  default_runtime_name = \"runc\"\n\
              [{cri}.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
              [{cri}.containerd.runtimes.runc.options]\n  SystemdCgroup = false\n\
-             [{cri}.cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"{cni}\"\n",
+             [{cri}.cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"{cni}\"\n\
+             [{cri}.registry]\n  config_path = \"{certs}\"\n",
             root = d.join("containerd/root").display(),
             state = d.join("containerd/state").display(),
             sock = self.socket().display(),
             cni = d.join("cni/net.d").display(),
+            certs = d.join("certs.d").display(),
         );
         std::fs::write(d.join("containerd.toml"), config).unwrap();
         let mut cmd = Command::new("containerd");
@@ -255,7 +282,12 @@ impl KubeNode {
             sh(&mut c);
         }
         let listed = sh(self.ctr().args(["images", "ls", "-q"]));
-        for name in [PAUSE, crate::podman::IMAGE, crate::podman::KANIKO] {
+        for name in [
+            PAUSE,
+            crate::podman::IMAGE,
+            crate::podman::KANIKO,
+            crate::podman::GOLANG,
+        ] {
             assert!(
                 listed.lines().any(|l| l == name),
                 "{name} is not in the node's containerd after the import:\n{listed}"
@@ -331,6 +363,7 @@ impl KubeNode {
             let exited = [
                 ("kubelet", &mut self.kubelet),
                 ("kube-scheduler", &mut self.scheduler),
+                ("kube-controller-manager", &mut self.controllers),
             ]
             .into_iter()
             .find_map(|(name, child)| match child.as_mut().map(Child::try_wait) {
@@ -368,7 +401,12 @@ impl KubeNode {
             "--- events:\n{}\n",
             String::from_utf8_lossy(&events.stdout)
         ));
-        for f in ["kubelet.err", "scheduler.err", "containerd.err"] {
+        for f in [
+            "kubelet.err",
+            "scheduler.err",
+            "controllers.err",
+            "containerd.err",
+        ] {
             s.push_str(&format!("--- {f}:\n{}\n", tail(&self.d().join(f))));
         }
         s
@@ -414,6 +452,19 @@ impl KubeNode {
         }
     }
 
+    /// Let containerd pull from the plain-HTTP registry `host` (`IP:PORT`).
+    pub fn trust_registry(&self, host: &str) {
+        let dir = self.d().join("certs.d").join(host);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("hosts.toml"),
+            format!(
+                "server = \"http://{host}\"\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+            ),
+        )
+        .unwrap();
+    }
+
     /// The Pods in `ns`, as JSON.
     pub fn pods(&self, ns: &str) -> Vec<serde_json::Value> {
         let out = self.api.kubectl(&["-n", ns, "get", "pods", "-o", "json"]);
@@ -433,9 +484,13 @@ impl Drop for KubeNode {
             "--force",
             "--wait=false",
         ]);
-        for child in [&mut self.scheduler, &mut self.kubelet]
-            .into_iter()
-            .flatten()
+        for child in [
+            &mut self.controllers,
+            &mut self.scheduler,
+            &mut self.kubelet,
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = child.kill();
             let _ = child.wait();

@@ -62,15 +62,26 @@ fn status_of(host: &str) -> Option<u16> {
 impl OciServer {
     /// An anonymous registry.
     pub fn start() -> OciServer {
-        Self::start_with(false)
+        Self::start_with(false, "127.0.0.1")
+    }
+
+    /// An anonymous registry listening on `ip` (say, a test node's
+    /// gateway, for Pods to push to).
+    pub fn start_on(ip: &str) -> OciServer {
+        Self::start_with(false, ip)
+    }
+
+    /// An anonymous registry at `host` (`IP:PORT`, chosen beforehand).
+    pub fn start_at(host: &str) -> OciServer {
+        Self::start_with(false, host)
     }
 
     /// A registry that requires basic auth (`USER`/`PASSWORD`).
     pub fn start_with_auth() -> OciServer {
-        Self::start_with(true)
+        Self::start_with(true, "127.0.0.1")
     }
 
-    fn start_with(auth: bool) -> OciServer {
+    fn start_with(auth: bool, ip: &str) -> OciServer {
         need("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().expect("temp dir");
         let mut auth_config = String::new();
@@ -90,7 +101,12 @@ impl OciServer {
             );
         }
         for attempt in 0..5 {
-            let host = format!("127.0.0.1:{}", free_port());
+            // `ip` alone: a free port each attempt; `ip:port`: that one.
+            let host = if ip.contains(':') {
+                ip.to_string()
+            } else {
+                format!("{ip}:{}", free_port())
+            };
             let config = dir.path().join("config.yml");
             std::fs::write(
                 &config,

@@ -19,11 +19,18 @@ pub const IMAGE: &str = "localhost/capstan-busybox:bookworm";
 /// The kaniko stand-in (tests/fixtures/kaniko-standin): no registry is
 /// reachable to pull the real executor.
 pub const KANIKO: &str = "localhost/capstan-kaniko-standin:test";
+/// Debian's Go (golang-go, busybox, ca-certificates on bookworm): the image
+/// examples/go-service names (its run-local.sh builds the same one).
+pub const GOLANG: &str = "localhost/capstan-golang:bookworm";
 
 pub struct Podman {
     pub socket: PathBuf,
     /// Its `containers.conf` (runc; ulimits this VM accepts).
     pub conf: PathBuf,
+    /// `127.0.0.1:PORT`, a registry address the service pulls from over
+    /// plain HTTP (its registries.conf says so): a test starts its own
+    /// registry there ([`crate::oci::OciServer::start_at`]).
+    pub registry: String,
 }
 
 fn need(tool: &str) {
@@ -66,6 +73,16 @@ fn start() -> Podman {
     .unwrap();
     ensure_image(&conf, &dir);
     build_kaniko_standin(&conf);
+    let registry = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let registries = dir.join("registries.conf");
+    std::fs::write(
+        &registries,
+        format!("[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
+    )
+    .unwrap();
     let socket = dir.join("podman.sock");
     let (s, c) = (socket.clone(), conf.clone());
     // A thread that lives as long as the process owns the service: the
@@ -75,7 +92,8 @@ fn start() -> Podman {
     std::thread::spawn(move || {
         use std::os::unix::process::CommandExt;
         let mut cmd = podman(&c);
-        cmd.args(["system", "service", "--time=0"])
+        cmd.env("CONTAINERS_REGISTRIES_CONF", &registries)
+            .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", s.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -118,13 +136,23 @@ fn start() -> Podman {
             format!("unix://{}", socket.display()),
         )
     };
-    Podman { socket, conf }
+    Podman {
+        socket,
+        conf,
+        registry,
+    }
 }
 
 /// Build and import the test image unless podman's store has it.
 fn ensure_image(conf: &PathBuf, dir: &std::path::Path) {
+    debian_image(conf, dir, IMAGE, "busybox");
+}
+
+/// Build `name` from Debian bookworm's essential packages and `include`
+/// (mmdebstrap, then `podman import`) unless podman's store has it.
+fn debian_image(conf: &PathBuf, dir: &std::path::Path, name: &str, include: &str) {
     let exists = podman(conf)
-        .args(["image", "exists", IMAGE])
+        .args(["image", "exists", name])
         .status()
         .is_ok_and(|s| s.success());
     if exists {
@@ -132,24 +160,20 @@ fn ensure_image(conf: &PathBuf, dir: &std::path::Path) {
     }
     let tar = dir.join("rootfs.tar");
     let out = Command::new("mmdebstrap")
-        .args([
-            "--variant=essential",
-            "--include=busybox",
-            "--format=tar",
-            "bookworm",
-        ])
+        .args(["--variant=essential", "--format=tar", "bookworm"])
+        .arg(format!("--include={include}"))
         .arg(&tar)
         .output()
         .expect("mmdebstrap");
     assert!(
         out.status.success(),
-        "building the test image with mmdebstrap failed:\n{}",
+        "building {name} with mmdebstrap failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let out = podman(conf)
         .args(["import", "-q"])
         .arg(&tar)
-        .arg(IMAGE)
+        .arg(name)
         .output()
         .expect("podman import");
     assert!(
@@ -160,7 +184,7 @@ fn ensure_image(conf: &PathBuf, dir: &std::path::Path) {
     let _ = std::fs::remove_file(&tar);
 }
 
-/// The test image (built if podman's store lacks it) and the image
+/// The test images (built if podman's store lacks them) and the image
 /// `name` imported from a root file system `tar` (with `entrypoint`), saved
 /// as docker archives in `dir` for a node's containerd: their paths.
 pub fn save_images(
@@ -176,6 +200,7 @@ pub fn save_images(
     )
     .unwrap();
     ensure_image(&conf, dir);
+    debian_image(&conf, dir, GOLANG, "busybox,golang-go,ca-certificates");
     build_kaniko_standin(&conf);
     for (name, tar, entrypoint) in extra {
         let exists = podman(&conf)
@@ -199,7 +224,7 @@ pub fn save_images(
         );
     }
     let mut saved = Vec::new();
-    for (i, name) in [IMAGE, KANIKO]
+    for (i, name) in [IMAGE, KANIKO, GOLANG]
         .into_iter()
         .chain(extra.iter().map(|e| e.0))
         .enumerate()
@@ -246,6 +271,11 @@ fn build_kaniko_standin(conf: &PathBuf) {
 }
 
 impl Podman {
+    /// The podman CLI on this service's store and configuration.
+    pub fn command(&self) -> Command {
+        podman(&self.conf)
+    }
+
     /// Containers Capstan made that still exist (should be none after a
     /// task).
     pub fn leftovers(&self) -> Vec<String> {

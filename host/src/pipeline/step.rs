@@ -378,6 +378,7 @@ fn grant(t: &mut PipelineTask, image: &str, p: &mut Problems) {
             network: false,
             secrets: names,
             caches: t.caches.iter().map(|c| c.name.clone()).collect(),
+            root: false,
         });
         return;
     }

@@ -44,6 +44,9 @@ pub struct Job {
     /// Bind mounts: (host directory, path in the container, read-only).
     pub binds: Vec<(PathBuf, String, bool)>,
     pub network: bool,
+    /// Granted `root`: the image's user with the engine's default
+    /// capabilities (else every capability is dropped).
+    pub root: bool,
     pub nano_cpus: Option<i64>,
     pub memory: Option<i64>,
     pub timeout: Option<Duration>,
@@ -122,6 +125,61 @@ impl Engine {
         format!("container engine at {}: {what}: {e}", self.socket)
     }
 
+    /// Pull `image` (granted, normalized), which the engine does not have
+    /// (pulled when missing, as Kubernetes' `IfNotPresent`: pin a digest to
+    /// get new content). With the engine's own credentials: podman's auth
+    /// file (`podman login`); Docker's daemon has none of its own. The
+    /// engine's status lines go to the task log, progress bars do not.
+    async fn pull(
+        &self,
+        image: &str,
+        out: &mut (dyn FnMut(Stream, &[u8]) + Send),
+    ) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        out(
+            Stream::Out,
+            format!("capstan: pulling {image} (not in the container engine)\n").as_bytes(),
+        );
+        let options = bollard::query_parameters::CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        let mut pulling = self.docker.create_image(Some(options), None, None);
+        let mut last = String::new();
+        while let Some(item) = pulling.next().await {
+            let info = item.map_err(|e| format!("pulling image `{image}`: {e}"))?;
+            let moving = info
+                .progress_detail
+                .as_ref()
+                .is_some_and(|p| p.current.is_some());
+            let Some(status) = info.status.filter(|_| !moving) else {
+                continue;
+            };
+            let line = match &info.id {
+                Some(id) => format!("capstan: {id}: {status}\n"),
+                None => format!("capstan: {status}\n"),
+            };
+            if line != last {
+                out(Stream::Out, line.as_bytes());
+                last = line;
+            }
+        }
+        out(
+            Stream::Out,
+            format!(
+                "capstan: pulled {image} in {:.1}s\n",
+                started.elapsed().as_secs_f64()
+            )
+            .as_bytes(),
+        );
+        // What the engine says it pulled must now be there by that name.
+        self.docker
+            .inspect_image(image)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(&format!("the pulled image `{image}`"), e))
+    }
+
     /// Run `job`, handing its output to `out` as it comes.
     pub async fn run(
         &self,
@@ -129,15 +187,12 @@ impl Engine {
         out: &mut (dyn FnMut(Stream, &[u8]) + Send),
     ) -> Result<Ended, String> {
         if let Err(e) = self.docker.inspect_image(&job.image).await {
-            return Err(match e {
+            match e {
                 bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..
-                } => format!(
-                    "image `{}` is not in the container engine at {} (Capstan does not pull images yet: pull or load it first)",
-                    job.image, self.socket
-                ),
-                e => self.err("inspecting the image", e),
-            });
+                } => self.pull(&job.image, out).await?,
+                e => return Err(self.err("inspecting the image", e)),
+            }
         }
         let mut env = job.env;
         env.extend(
@@ -177,7 +232,7 @@ impl Engine {
                 ),
                 network_mode: (!job.network).then(|| "none".to_string()),
                 privileged: Some(false),
-                cap_drop: Some(vec!["ALL".into()]),
+                cap_drop: (!job.root).then(|| vec!["ALL".into()]),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 init: Some(true),
                 memory: job.memory,

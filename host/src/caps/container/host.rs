@@ -61,7 +61,7 @@ impl Host for View<'_, ContainerState> {
                 ));
             }
         };
-        let mut network = grant.network;
+        let (mut network, mut root) = (grant.network, grant.root);
         let (mut cpu, mut memory) = (spec.cpu_millis, spec.memory_bytes);
         if let Some(limits) = &prepared.limits {
             let checked = limits
@@ -74,10 +74,12 @@ impl Host for View<'_, ContainerState> {
             // A grant over the ceiling is refused at validation; this
             // holds even if one slipped by.
             network &= limits.network;
+            root &= limits.root;
         }
         let secret_vars = secret_env(grant, &spec)?;
         let call = backend.call().map_err(TaskError::Failed)?;
         let mut job = self.job(&spec, image, network, call.scratch())?;
+        job.root = root;
         let caches = self.cache_binds(&spec)?;
         job.binds.extend(
             caches
@@ -134,7 +136,7 @@ fn choose<'g>(
         .copied()
         .filter(|a| spec.secret_env.iter().all(|e| has(a, &e.secret)))
         .filter(|a| spec.caches.iter().all(|c| has_cache(a, &c.name)))
-        .max_by_key(|a| a.network)
+        .max_by_key(|a| (a.network, a.root))
     {
         return Ok(g);
     }
@@ -308,6 +310,7 @@ impl View<'_, ContainerState> {
             working_dir: spec.working_dir.clone(),
             binds,
             network,
+            root: false,
             nano_cpus: None,
             memory: None,
             timeout: spec

@@ -1,6 +1,7 @@
 //! The platform policy's ceilings on containers (`[container]` in the
 //! policy file): which registries images may come from, whether they must
-//! be pinned by digest, whether a grant may give a container a network,
+//! be pinned by digest, whether a grant may give a container a network
+//! or root,
 //! and the most CPU and memory one may use. Checked twice: each grant when
 //! the pipeline is validated (with the field that is over), and each run
 //! when the plugin asks for it (the image and the resources it names).
@@ -24,6 +25,8 @@ pub struct Limits {
     pub require_digest: bool,
     /// Whether a grant may say `network: true`.
     pub network: bool,
+    /// Whether a grant may say `root: true`.
+    pub root: bool,
     /// The most CPU (thousandths of a core) and memory (bytes) a container
     /// may use; also its limit when the task sets none.
     pub max_cpu_millis: Option<u32>,
@@ -78,6 +81,12 @@ impl Limits {
                 "network",
                 "the platform policy gives containers no network (container.network = false)"
                     .into(),
+            ));
+        }
+        if g.root && !self.root {
+            out.push((
+                "root",
+                "the platform policy runs no container as root (container.root = false)".into(),
             ));
         }
         out
@@ -144,6 +153,7 @@ mod tests {
             network,
             secrets: Vec::new(),
             caches: Vec::new(),
+            root: network,
         }
     }
 
@@ -162,7 +172,7 @@ mod tests {
         );
         let bad = l.check_grant(&grant("golang:1.22", true));
         let fields: Vec<&str> = bad.iter().map(|(f, _)| *f).collect();
-        assert_eq!(fields, ["image", "image", "network"], "{bad:?}");
+        assert_eq!(fields, ["image", "image", "network", "root"], "{bad:?}");
         assert!(bad[0].1.contains("docker.io"));
         // A wildcard registry, or a wildcard digest, is not within them.
         assert!(!l.check_grant(&grant("*/go:1", false)).is_empty());

@@ -107,6 +107,8 @@ pub struct Allowed {
     /// The normalized image pattern.
     pub pattern: String,
     pub network: bool,
+    /// Its containers run as root with the runtime's default capabilities.
+    pub root: bool,
     /// Secrets its containers may be given as environment variables, with
     /// their values (read at dispatch; redacted from every log of the run).
     pub secrets: Vec<(String, Vec<u8>)>,
@@ -170,6 +172,7 @@ impl Capability for ContainerCap {
             allowed.push(Allowed {
                 pattern: spec::normalize_pattern(&g.image)?,
                 network: g.network,
+                root: g.root,
                 secrets,
                 caches: g.caches.clone(),
             });

@@ -215,7 +215,9 @@ impl Pods {
         if let Some(n) = job.nano_cpus {
             limits.insert("cpu".into(), json!(format!("{}m", (n / 1_000_000).max(1))));
         }
-        let (uid, gid) = own_ids();
+        // Granted root: uid 0 with the runtime's default capabilities
+        // (kaniko unpacks base layers as their owners); never privileged.
+        let (uid, gid) = if job.root { (0, 0) } else { own_ids() };
         let mut container = json!({
             "name": CONTAINER,
             "image": job.image,
@@ -225,10 +227,12 @@ impl Pods {
             "securityContext": {
                 "allowPrivilegeEscalation": false,
                 "privileged": false,
-                "capabilities": { "drop": ["ALL"] },
                 "runAsNonRoot": uid != 0,
             },
         });
+        if !job.root {
+            container["securityContext"]["capabilities"] = json!({ "drop": ["ALL"] });
+        }
         if let Some(cmd) = &job.entrypoint {
             container["command"] = json!(cmd);
         }

@@ -20,6 +20,14 @@ pub struct ContainerGrant {
     /// pipeline under STATE/caches).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub caches: Vec<String>,
+    /// Its containers run as root (uid 0) with the container runtime's
+    /// default capabilities, still unprivileged and without new
+    /// privileges: what an image builder such as kaniko needs to unpack
+    /// base layers. Without it a container runs with every capability
+    /// dropped, and in the cluster as the controller's own uid. The
+    /// platform policy must allow it (`container.root`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub root: bool,
 }
 
 /// An environment variable name a container may be given: letters, digits

@@ -62,6 +62,7 @@ fn a_tekton_step_is_the_script_plugin() {
             network: false,
             secrets: vec!["api-token".into()],
             caches: vec!["gomod".into()],
+            root: false,
         }]
     );
 }

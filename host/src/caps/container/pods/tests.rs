@@ -43,6 +43,7 @@ fn job(root: &Path) -> Job {
             false,
         )],
         network: false,
+        root: false,
         nano_cpus: Some(500_000_000),
         memory: Some(64 << 20),
         timeout: Some(Duration::from_secs(90)),
@@ -76,6 +77,21 @@ async fn the_pod_is_locked_down_and_mounts_sub_paths_of_the_claim() {
     untimed.timeout = None;
     let spec = p.pod_spec(&untimed, &keys).unwrap();
     assert_eq!(spec["activeDeadlineSeconds"], 24 * 3600);
+    // Granted root: uid 0 with the runtime's default capabilities, still
+    // unprivileged, without new privileges, with the runtime's seccomp.
+    let mut root = job(dir.path());
+    root.root = true;
+    let spec = p.pod_spec(&root, &keys).unwrap();
+    assert_eq!(spec["securityContext"]["runAsUser"], 0);
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], false);
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = &spec["containers"][0]["securityContext"];
+    assert!(c.get("capabilities").is_none(), "{c}");
+    assert_eq!(c["privileged"], false);
+    assert_eq!(c["allowPrivilegeEscalation"], false);
 }
 
 #[tokio::test]
