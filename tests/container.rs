@@ -383,6 +383,15 @@ async fn the_policy_sets_container_ceilings() {
         err.contains("grants.container[0].network") && err.contains("no network"),
         "{err}"
     );
+    let root = step(
+        IMAGE,
+        &format!("      grants: {{ container: [{{ image: \"{IMAGE}\", root: true }}] }}\n"),
+    );
+    let err = env.prepare(&root, &[]).err().unwrap();
+    assert!(
+        err.contains("grants.container[0].root") && err.contains("container.root = false"),
+        "{err}"
+    );
     let run = env.run(&step(IMAGE, ""), &[]).await;
     let log = run.log_text();
     assert_eq!(run.status, RunStatus::Succeeded, "{log}");
@@ -443,6 +452,11 @@ async fn a_named_cache_is_kept_across_runs() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let list = cli(&["cache", "list", "-o", "json"]);
+    // The local runs' caches are not a namespace's.
+    assert_eq!(
+        cli(&["cache", "list", "--namespace", "team-a", "-o", "json"]),
+        serde_json::json!([])
+    );
     assert_eq!(list[0]["pipeline"], "ctr", "{list}");
     assert_eq!(list[0]["name"], "deps", "{list}");
     assert!(list[0]["bytes"].as_u64().unwrap() > 0, "{list}");
@@ -591,5 +605,23 @@ async fn a_missing_image_is_pulled_from_its_registry() {
     let run = env.run(&yaml, &[]).await;
     assert_build_failed(&run, &format!("pulling image `{missing}`"));
     assert!(!run.log_text().contains("never\n"), "{}", run.log_text());
+    // An image outside the grant is denied before any pull.
+    let other = format!("{}/other/busybox:pulled", registry.host);
+    sh(&[
+        "push",
+        "-q",
+        "--tls-verify=false",
+        IMAGE,
+        &format!("docker://{other}"),
+    ]);
+    let yaml = pipeline(&other, &grant, &indent("echo never"), "");
+    let run = env.run(&yaml, &[]).await;
+    assert_build_failed(&run, "denied");
+    let pulled = engine
+        .command()
+        .args(["image", "exists", &other])
+        .status()
+        .unwrap();
+    assert!(!pulled.success(), "{other} was pulled though not granted");
     assert_eq!(engine.leftovers(), Vec::<String>::new());
 }

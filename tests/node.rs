@@ -287,6 +287,22 @@ fn steps_share_the_workspace_and_pods_are_locked_down(node: &KubeNode) {
         .flatten()
         .any(|p| p.path().join("deps/marker").is_file());
     assert!(kept, "no cache `deps` under {}", caches.display());
+    // `capstan cache list --namespace` shows the namespace's caches; a
+    // namespace that is a path is refused.
+    let out = capstan_tests::cli(
+        CLI,
+        state.path(),
+        &["cache", "list", "--namespace", ns, "-o", "json"],
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(list[0]["name"], "deps", "{list}");
+    let out = capstan_tests::cli(
+        CLI,
+        state.path(),
+        &["cache", "clear", "--namespace", "../.."],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(caches.is_dir());
     until(node, 30, "step Pods deleted", || node.pods(ns).is_empty());
     assert!(
         !tenant
