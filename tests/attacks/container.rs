@@ -133,3 +133,54 @@ async fn a_fork_bomb_is_contained() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// `root: true` (what kaniko needs) is root with the engine's default
+/// capabilities, never a privileged container: no mount, no raw disk, no
+/// new privileges, the runtime's seccomp profile, no CAP_SYS_ADMIN, and
+/// the workspace's links still reach nothing of the host's.
+#[tokio::test]
+async fn a_root_grant_is_not_a_privileged_one() {
+    let _one = SERIAL.lock().await;
+    let engine = podman_engine();
+    let env = env_with_secret();
+    let b = HostBox::new(&env);
+    let script = format!(
+        "set +e\n\
+         echo uid=$(id -u)\n\
+         mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED\n\
+         mknod /tmp/disk b 8 0 2>/dev/null; dd if=/tmp/disk of=/dev/null bs=512 count=1 2>/dev/null && echo READ-DISK\n\
+         for p in abs rel chain root/{outside} up/outside.txt; do cat \"/workspace/ws/$p\" 2>/dev/null; done\n\
+         cat {outside} 2>/dev/null\n\
+         grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status\n\
+         echo done-trying",
+        outside = b.outside.display()
+    );
+    let grant = GRANT.replace("caches: [deps] }", "caches: [deps], root: true }");
+    assert_ne!(grant, GRANT);
+    let run = Attack::new("ctr_tricks")
+        .arg(script)
+        .in_box(&b)
+        .extra(&grant)
+        .run(&env)
+        .await;
+    let log = run.log_text();
+    assert_eq!(run.status_of("attack"), TaskStatus::Succeeded, "{log}");
+    assert!(
+        log.contains("done-trying") && log.contains("uid=0"),
+        "{log}"
+    );
+    assert!(log.contains("NoNewPrivs:\t1"), "{log}");
+    assert!(log.contains("Seccomp:\t2"), "{log}");
+    let cap_eff = log
+        .lines()
+        .find_map(|l| l.split("CapEff:\t").nth(1))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no CapEff in {log}"));
+    assert_ne!(cap_eff, 0, "root: true kept no capability: {log}");
+    assert_eq!(cap_eff & (1 << 21), 0, "CAP_SYS_ADMIN: {log}");
+    for bad in [OUTSIDE, "MOUNTED", "READ-DISK"] {
+        assert!(!log.contains(bad), "{bad}: {log}");
+    }
+    assert_eq!(std::fs::read_to_string(&b.outside).unwrap(), OUTSIDE);
+    assert_eq!(engine.leftovers(), Vec::<String>::new());
+}
