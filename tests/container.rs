@@ -318,6 +318,21 @@ async fn a_container_step_runs_like_a_tekton_step() {
       workspaces: [{{ name: source, workspace: src }}]
 "#
     );
+    // A Tekton step's own workspace name: the error says which it may use.
+    let last = yaml.rfind("name: source, workspace: src").unwrap();
+    let other = format!(
+        "{}name: output{}",
+        &yaml[..last],
+        &yaml[last + "name: source".len()..]
+    );
+    assert_ne!(other, yaml);
+    let err = env.prepare(&other, &[]).err().unwrap();
+    assert!(
+        err.contains(
+            "plugin `script` has no workspace `output` (its workspaces: `source`, `cache`)"
+        ),
+        "{err}"
+    );
     let run = env.run(&yaml, &[]).await;
     let log = run.log_text();
     assert_eq!(run.status, RunStatus::Succeeded, "{log}");

@@ -236,7 +236,20 @@ fn workspaces(
         match m.workspace(&b.name) {
             None => d.push(doc.diag(
                 &format!("{wpath}.name"),
-                format!("plugin `{}` has no workspace `{}`", m.name, b.name),
+                format!(
+                    "plugin `{}` has no workspace `{}` (its workspaces: {})",
+                    m.name,
+                    b.name,
+                    if m.workspaces.is_empty() {
+                        "none".to_string()
+                    } else {
+                        m.workspaces
+                            .iter()
+                            .map(|w| format!("`{}`", w.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
             )),
             Some(w) if !w.optional && decl.is_some_and(|p| p.optional) => d.push(doc.diag(
                 &wpath,
