@@ -33,7 +33,7 @@
 //! registries = ["localhost", "registry.internal:5000"]  # default: any
 //! require-digest = true       # every granted image pinned @sha256:…
 //! network = false             # may a grant give a network (default: no)
-//! root = false                # may a grant say `root: true` (default: no)
+//! root = false                # may a grant say `root: true` (default, and without a policy file: no)
 //! max-cpu = "2"               # per container; also the limit when none is set
 //! max-memory = "4Gi"
 //! cache-budget = "5Gi"        # a named cache over this after a run is emptied

@@ -134,19 +134,21 @@ async fn a_fork_bomb_is_contained() {
     }
 }
 
-/// `root: true` (what kaniko needs) is root with the engine's default
-/// capabilities, never a privileged container: no mount, no raw disk, no
-/// new privileges, the runtime's seccomp profile, no CAP_SYS_ADMIN, and
-/// the workspace's links still reach nothing of the host's.
+/// `root: true` (what kaniko needs; the policy must allow it) is uid 0
+/// with a few file capabilities, never a privileged container: no mount,
+/// no device node, no raw socket, no new privileges, the runtime's seccomp
+/// profile, its workspaces read-only, and the workspace's links still
+/// reach nothing of the host's. Without a policy allowing it, refused.
 #[tokio::test]
 async fn a_root_grant_is_not_a_privileged_one() {
     let _one = SERIAL.lock().await;
     let engine = podman_engine();
-    let env = env_with_secret();
+    let mut env = env_with_secret();
     let b = HostBox::new(&env);
     let script = format!(
         "set +e\n\
          echo uid=$(id -u)\n\
+         echo x > /workspace/ws/new 2>/dev/null && echo WROTE-WORKSPACE\n\
          mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED\n\
          mknod /tmp/disk b 8 0 2>/dev/null; dd if=/tmp/disk of=/dev/null bs=512 count=1 2>/dev/null && echo READ-DISK\n\
          for p in abs rel chain root/{outside} up/outside.txt; do cat \"/workspace/ws/$p\" 2>/dev/null; done\n\
@@ -155,14 +157,29 @@ async fn a_root_grant_is_not_a_privileged_one() {
          echo done-trying",
         outside = b.outside.display()
     );
-    let grant = GRANT.replace("caches: [deps] }", "caches: [deps], root: true }");
+    let grant = GRANT.replace("caches: [deps] }", "root: true }");
     assert_ne!(grant, GRANT);
-    let run = Attack::new("ctr_tricks")
+    let attack = Attack::new("ctr_tricks")
         .arg(script)
         .in_box(&b)
-        .extra(&grant)
-        .run(&env)
-        .await;
+        .extra(&grant);
+    let refused = env
+        .prepare(&attack.pipeline(), &[])
+        .err()
+        .unwrap_or_default();
+    assert!(
+        refused.contains("grants.container[0].root")
+            && refused.contains("a root container needs a platform policy"),
+        "{refused}"
+    );
+    let policy = env.path("policy.toml");
+    std::fs::write(
+        &policy,
+        "[paths]\nallow = true\ncapabilities = [\"container\", \"secrets\"]\n[container]\nroot = true\n",
+    )
+    .unwrap();
+    env.sched.policy = std::sync::Arc::new(capstan::policy::PolicyFile::load(&policy).unwrap());
+    let run = attack.run(&env).await;
     let log = run.log_text();
     assert_eq!(run.status_of("attack"), TaskStatus::Succeeded, "{log}");
     assert!(
@@ -177,8 +194,11 @@ async fn a_root_grant_is_not_a_privileged_one() {
         .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
         .unwrap_or_else(|| panic!("no CapEff in {log}"));
     assert_ne!(cap_eff, 0, "root: true kept no capability: {log}");
-    assert_eq!(cap_eff & (1 << 21), 0, "CAP_SYS_ADMIN: {log}");
-    for bad in [OUTSIDE, "MOUNTED", "READ-DISK"] {
+    // CAP_SYS_ADMIN, CAP_NET_RAW, CAP_MKNOD, CAP_SYS_CHROOT, CAP_KILL.
+    for bit in [21, 13, 27, 18, 5] {
+        assert_eq!(cap_eff & (1 << bit), 0, "capability {bit}: {log}");
+    }
+    for bad in [OUTSIDE, "MOUNTED", "READ-DISK", "WROTE-WORKSPACE"] {
         assert!(!log.contains(bad), "{bad}: {log}");
     }
     assert_eq!(std::fs::read_to_string(&b.outside).unwrap(), OUTSIDE);

@@ -65,6 +65,35 @@ fn http_get(addr: &str, path: &str) -> String {
     out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
 }
 
+/// The example's file with the test's git server, registry and kaniko
+/// stand-in in place of its hosts; and the image it will push.
+fn example_for(server: &GitServer, registry: &OciServer) -> (String, String) {
+    let image = format!("{}/team/go-service", registry.host);
+    let example = std::fs::read_to_string(Path::new(EXAMPLE).join("kubernetes.yaml")).unwrap();
+    let mut yaml = example
+        .replace(
+            "https://git.example.internal/team/go-service.git",
+            &server.url("go-service.git"),
+        )
+        .replace("https://git.example.internal", &server.origin())
+        .replace("registry.example.internal/team/go-service", &image)
+        .replace(
+            "gcr.io/kaniko-project/executor:*",
+            "localhost/capstan-kaniko-standin:*",
+        );
+    // The run's own parameters: the stand-in, and plain HTTP.
+    let tag = "    - { name: tag, value: latest }\n";
+    assert!(yaml.contains(tag), "the example's run moved");
+    yaml = yaml.replace(
+        tag,
+        &format!(
+            "{tag}    - {{ name: kaniko-image, value: \"{KANIKO}\" }}\n    - {{ name: kaniko-args, value: [--insecure] }}\n"
+        ),
+    );
+    assert_ne!(yaml, example, "the example's hosts moved");
+    (yaml, image)
+}
+
 pub fn the_go_service_example_runs_whole(node: &KubeNode) {
     let ns = "gosvc";
     let state = scenario(node, ns);
@@ -92,32 +121,21 @@ pub fn the_go_service_example_runs_whole(node: &KubeNode) {
         );
     };
     kubectl_apply(&Path::new(EXAMPLE).join("deployment.yaml"));
-    let image = format!("{}/team/go-service", registry.host);
-    let example = std::fs::read_to_string(Path::new(EXAMPLE).join("kubernetes.yaml")).unwrap();
-    let mut yaml = example
-        .replace(
-            "https://git.example.internal/team/go-service.git",
-            &server.url("go-service.git"),
-        )
-        .replace("https://git.example.internal", &server.origin())
-        .replace("registry.example.internal/team/go-service", &image)
-        .replace(
-            "gcr.io/kaniko-project/executor:*",
-            "localhost/capstan-kaniko-standin:*",
-        );
-    // The run's own parameters: the stand-in, and plain HTTP.
-    let tag = "    - { name: tag, value: latest }\n";
-    assert!(yaml.contains(tag), "the example's run moved");
-    yaml = yaml.replace(
-        tag,
-        &format!(
-            "{tag}    - {{ name: kaniko-image, value: \"{KANIKO}\" }}\n    - {{ name: kaniko-args, value: [--insecure] }}\n"
-        ),
-    );
-    assert_ne!(yaml, example, "the example's hosts moved");
+    let (yaml, image) = example_for(&server, &registry);
     let file = state.path().join("go-service.yaml");
     std::fs::write(&file, &yaml).unwrap();
-    let ctl = Controller::start(node, state.path(), ns, "solo", &["--no-leader-election"]);
+    // The platform allows what the example's build asks for: a root
+    // container with a network (kaniko).
+    let policy = state.path().join("policy.toml");
+    std::fs::write(&policy, "[container]\nroot = true\nnetwork = true\n").unwrap();
+    let policy_arg = format!("--policy={}", policy.display());
+    let ctl = Controller::start(
+        node,
+        state.path(),
+        ns,
+        "solo",
+        &["--no-leader-election", &policy_arg],
+    );
     kubectl_apply(&file);
     let v = ended_within(node, ns, "go-service", 300, &|| ctl.log());
     let run_id = v["status"]["runId"].as_str().unwrap_or_default();

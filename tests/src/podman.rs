@@ -73,10 +73,13 @@ fn start() -> Podman {
     .unwrap();
     ensure_image(&conf, &dir);
     build_kaniko_standin(&conf);
-    let registry = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        format!("127.0.0.1:{}", l.local_addr().unwrap().port())
-    };
+    // Below the ephemeral range (32768+), so no port-0 bind in the
+    // meantime takes it before the test's registry does.
+    let registry = (0..200)
+        .map(|_| 20000 + fastrand::u16(..10000))
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .map(|p| format!("127.0.0.1:{p}"))
+        .expect("a free port below 30000");
     let registries = dir.join("registries.conf");
     std::fs::write(
         &registries,

@@ -123,15 +123,17 @@ impl Scheduler {
             Some(id) => self.policy.ceiling(id, cap),
             None => Err(format!("`{uses}` was not resolved")),
         };
-        // Container grants against the platform's container ceilings.
-        if let Some(limits) = self.policy.container_limits() {
-            for (at, t) in doc.all_tasks() {
-                for (i, g) in t.grants.container.iter().enumerate() {
-                    for (field, message) in limits.check_grant(g) {
-                        diags.push(
-                            doc.diag(&format!("{at}.grants.container[{i}].{field}"), message),
-                        );
-                    }
+        // Container grants against the platform's container ceilings (a
+        // root grant needs a policy that allows it: none loaded, none may).
+        let limits = self.policy.container_limits();
+        for (at, t) in doc.all_tasks() {
+            for (i, g) in t.grants.container.iter().enumerate() {
+                let problems = match limits {
+                    Some(l) => l.check_grant(g),
+                    None => crate::caps::container::Limits::without_policy(g),
+                };
+                for (field, message) in problems {
+                    diags.push(doc.diag(&format!("{at}.grants.container[{i}].{field}"), message));
                 }
             }
         }

@@ -31,6 +31,22 @@ pub struct Engine {
     pub socket: String,
 }
 
+/// The longest an image pull may take.
+const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// What a `root: true` container keeps of root's capabilities: what
+/// unpacking and writing files as their owners needs (an image builder),
+/// none of the network's, devices', kernel's or other processes'.
+pub const ROOT_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "SETUID",
+    "SETGID",
+    "SETFCAP",
+];
+
 /// One container to run (already checked against the grants).
 pub struct Job {
     pub image: String,
@@ -44,8 +60,8 @@ pub struct Job {
     /// Bind mounts: (host directory, path in the container, read-only).
     pub binds: Vec<(PathBuf, String, bool)>,
     pub network: bool,
-    /// Granted `root`: the image's user with the engine's default
-    /// capabilities (else every capability is dropped).
+    /// Granted `root`: uid 0 with [`ROOT_CAPABILITIES`] (else the image's
+    /// user with every capability dropped).
     pub root: bool,
     pub nano_cpus: Option<i64>,
     pub memory: Option<i64>,
@@ -190,7 +206,21 @@ impl Engine {
             match e {
                 bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..
-                } => self.pull(&job.image, out).await?,
+                } => {
+                    // A stalled registry does not hold the task past its
+                    // timeout (the pull counts in it, as in a Pod), nor
+                    // past PULL_TIMEOUT without one.
+                    let limit = job.timeout.unwrap_or(PULL_TIMEOUT).min(PULL_TIMEOUT);
+                    tokio::time::timeout(limit, self.pull(&job.image, out))
+                        .await
+                        .map_err(|_| {
+                            format!(
+                                "pulling image `{}`: not done in {}s",
+                                job.image,
+                                limit.as_secs()
+                            )
+                        })??;
+                }
                 e => return Err(self.err("inspecting the image", e)),
             }
         }
@@ -206,6 +236,7 @@ impl Engine {
             cmd: (!job.cmd.is_empty()).then_some(job.cmd),
             env: Some(env),
             working_dir: job.working_dir,
+            user: job.root.then(|| "0:0".to_string()),
             labels: Some(HashMap::from([(
                 "dev.capstan.task".to_string(),
                 "true".to_string(),
@@ -232,7 +263,10 @@ impl Engine {
                 ),
                 network_mode: (!job.network).then(|| "none".to_string()),
                 privileged: Some(false),
-                cap_drop: (!job.root).then(|| vec!["ALL".into()]),
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: job
+                    .root
+                    .then(|| ROOT_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 init: Some(true),
                 memory: job.memory,

@@ -61,7 +61,8 @@ impl Host for View<'_, ContainerState> {
                 ));
             }
         };
-        let (mut network, mut root) = (grant.network, grant.root);
+        // Root only where a policy allows it (validation said so already).
+        let (mut network, mut root) = (grant.network, grant.root && prepared.limits.is_some());
         let (mut cpu, mut memory) = (spec.cpu_millis, spec.memory_bytes);
         if let Some(limits) = &prepared.limits {
             let checked = limits
@@ -79,7 +80,15 @@ impl Host for View<'_, ContainerState> {
         let secret_vars = secret_env(grant, &spec)?;
         let call = backend.call().map_err(TaskError::Failed)?;
         let mut job = self.job(&spec, image, network, call.scratch())?;
-        job.root = root;
+        if root {
+            // Root writes only its results: files it left in a workspace
+            // (owned by root, maybe unreadable) are more than the
+            // controller could clean up.
+            job.root = true;
+            for (_, path, read_only) in &mut job.binds {
+                *read_only |= path != RESULTS;
+            }
+        }
         let caches = self.cache_binds(&spec)?;
         job.binds.extend(
             caches
@@ -131,13 +140,10 @@ fn choose<'g>(
 ) -> Result<&'g Allowed, (&'static str, String)> {
     let has = |a: &Allowed, s: &str| a.secrets.iter().any(|(n, _)| n == s);
     let has_cache = |a: &Allowed, c: &str| a.caches.iter().any(|n| n == c);
-    if let Some(g) = matching
-        .iter()
-        .copied()
-        .filter(|a| spec.secret_env.iter().all(|e| has(a, &e.secret)))
-        .filter(|a| spec.caches.iter().all(|c| has_cache(a, &c.name)))
-        .max_by_key(|a| (a.network, a.root))
-    {
+    if let Some(g) = matching.iter().copied().find(|a| {
+        spec.secret_env.iter().all(|e| has(a, &e.secret))
+            && spec.caches.iter().all(|c| has_cache(a, &c.name))
+    }) {
         return Ok(g);
     }
     let secret = spec

@@ -41,6 +41,18 @@ fn registry(normalized: &str) -> &str {
 }
 
 impl Limits {
+    /// Problems with one grant when no policy file is loaded: none but
+    /// root, which only a policy can allow (`container.root = true`).
+    pub fn without_policy(g: &ContainerGrant) -> Vec<(&'static str, String)> {
+        if g.root {
+            return vec![(
+                "root",
+                "a root container needs a platform policy that allows it (`[container] root = true` in the --policy file); none is loaded".into(),
+            )];
+        }
+        Vec::new()
+    }
+
     /// Problems with one grant, as (field, message).
     pub fn check_grant(&self, g: &ContainerGrant) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();

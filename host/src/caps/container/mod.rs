@@ -144,6 +144,12 @@ impl Capability for ContainerCap {
                 report("caches", e);
             }
         }
+        if grant.root && !grant.caches.is_empty() {
+            report(
+                "caches",
+                "a `root: true` grant mounts no cache (what root leaves there could not be measured or cleared)".into(),
+            );
+        }
     }
 
     const SECRETS_REACH_PLUGIN: bool = true;

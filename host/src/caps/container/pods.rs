@@ -215,8 +215,8 @@ impl Pods {
         if let Some(n) = job.nano_cpus {
             limits.insert("cpu".into(), json!(format!("{}m", (n / 1_000_000).max(1))));
         }
-        // Granted root: uid 0 with the runtime's default capabilities
-        // (kaniko unpacks base layers as their owners); never privileged.
+        // Granted root: uid 0 keeping only what writing files as their
+        // owners needs (kaniko unpacks base layers); never privileged.
         let (uid, gid) = if job.root { (0, 0) } else { own_ids() };
         let mut container = json!({
             "name": CONTAINER,
@@ -230,9 +230,11 @@ impl Pods {
                 "runAsNonRoot": uid != 0,
             },
         });
-        if !job.root {
-            container["securityContext"]["capabilities"] = json!({ "drop": ["ALL"] });
-        }
+        container["securityContext"]["capabilities"] = if job.root {
+            json!({ "drop": ["ALL"], "add": super::engine::ROOT_CAPABILITIES })
+        } else {
+            json!({ "drop": ["ALL"] })
+        };
         if let Some(cmd) = &job.entrypoint {
             container["command"] = json!(cmd);
         }

@@ -77,8 +77,8 @@ async fn the_pod_is_locked_down_and_mounts_sub_paths_of_the_claim() {
     untimed.timeout = None;
     let spec = p.pod_spec(&untimed, &keys).unwrap();
     assert_eq!(spec["activeDeadlineSeconds"], 24 * 3600);
-    // Granted root: uid 0 with the runtime's default capabilities, still
-    // unprivileged, without new privileges, with the runtime's seccomp.
+    // Granted root: uid 0 with a few capabilities, still unprivileged,
+    // without new privileges, with the runtime's seccomp.
     let mut root = job(dir.path());
     root.root = true;
     let spec = p.pod_spec(&root, &keys).unwrap();
@@ -89,7 +89,19 @@ async fn the_pod_is_locked_down_and_mounts_sub_paths_of_the_claim() {
         "RuntimeDefault"
     );
     let c = &spec["containers"][0]["securityContext"];
-    assert!(c.get("capabilities").is_none(), "{c}");
+    assert_eq!(c["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(
+        c["capabilities"]["add"],
+        json!([
+            "CHOWN",
+            "DAC_OVERRIDE",
+            "FOWNER",
+            "FSETID",
+            "SETUID",
+            "SETGID",
+            "SETFCAP"
+        ])
+    );
     assert_eq!(c["privileged"], false);
     assert_eq!(c["allowPrivilegeEscalation"], false);
 }
