@@ -73,10 +73,7 @@ impl Drop for Controller {
 /// the `capstan-step` role, the workspace claim on `state`, the script
 /// plugin published in `state`'s registry.
 fn scenario(node: &KubeNode, ns: &str) -> tempfile::TempDir {
-    let rbac =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/steps.yaml"))
-            .unwrap();
-    step_namespace(&node.api, ns, &rbac);
+    step_namespace(&node.api, ns);
     let state = tempfile::Builder::new()
         .prefix("capstan-node-state-")
         .tempdir()
@@ -505,6 +502,12 @@ fn container_steps_run_as_pods_on_a_real_node() {
     let crds = Command::new(CLI).arg("crds").output().unwrap();
     assert!(crds.status.success());
     node.api.apply(&String::from_utf8(crds.stdout).unwrap());
+    // The cluster-wide role, once: scenarios applying it side by side
+    // race to create it (AlreadyExists).
+    let rbac =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/steps.yaml"))
+            .unwrap();
+    node.api.apply(&rbac);
     until(&node, 30, "the CRDs served", || {
         node.api
             .kubectl(&["get", "pipelineruns", "-A"])

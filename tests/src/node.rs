@@ -541,13 +541,13 @@ impl Drop for KubeNode {
 }
 
 /// `ns` with a ServiceAccount `runner` that may run step Pods there (the
-/// `capstan-step` Role of deploy/rbac.yaml, bound to it).
-pub fn step_namespace(api: &KubeApi, ns: &str, rbac_yaml: &str) {
+/// `capstan-step` ClusterRole of deploy/steps.yaml, applied once by the
+/// caller, bound to it).
+pub fn step_namespace(api: &KubeApi, ns: &str) {
     api.apply(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\n\
          apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: runner, namespace: {ns}}}\n"
     ));
-    api.apply(rbac_yaml);
     api.apply(&format!(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
          metadata: {{name: runner-steps, namespace: {ns}}}\n\
