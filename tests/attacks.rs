@@ -19,6 +19,8 @@ mod container;
 mod disk;
 #[path = "attacks/filesystem.rs"]
 mod filesystem;
+#[path = "attacks/forge.rs"]
+mod forge;
 #[path = "attacks/identity.rs"]
 mod identity;
 #[path = "attacks/kube.rs"]

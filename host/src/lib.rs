@@ -24,6 +24,7 @@ pub mod cli;
 pub mod cluster;
 pub use capstan_registry::digest;
 pub mod escape;
+pub mod forge;
 pub mod identity;
 pub mod manifest;
 pub mod metrics;

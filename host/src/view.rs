@@ -45,6 +45,13 @@ pub struct RunJson<'a> {
     /// The run this one re-runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<&'a str>,
+    /// Its number among its pipeline's runs.
+    pub number: Option<i64>,
+    /// What started it.
+    pub triggered_by: Option<&'a crate::store::TriggeredBy>,
+    /// The forge event's values (`context.trigger.*`), if one started it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub trigger: &'a BTreeMap<String, String>,
     pub tasks: Vec<TaskJson<'a>>,
 }
 
@@ -84,6 +91,9 @@ pub fn run_json<'a>(run: &'a RunRecord, tasks: &'a [TaskRecord]) -> RunJson<'a> 
         results: &run.results,
         plugins: plugins_json(run),
         rerun_of: run.spec.rerun_of.as_deref(),
+        number: run.number,
+        triggered_by: run.spec.triggered_by.as_ref(),
+        trigger: &run.spec.trigger,
         tasks: tasks
             .iter()
             .map(|t| TaskJson {

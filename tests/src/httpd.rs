@@ -25,6 +25,7 @@ impl Reply {
 pub struct Server {
     pub port: u16,
     requests: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -34,6 +35,8 @@ impl Server {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen_bodies = bodies.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { return };
@@ -46,7 +49,23 @@ impl Server {
                     }
                     head.push_str(&line);
                 }
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
                 let reply = respond(&head);
+                // The request is recorded before the reply is written: a
+                // client that has its answer finds it here.
+                seen_bodies
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
                 seen.lock().unwrap().push(head);
                 let mut extra = String::new();
                 for h in &reply.headers {
@@ -62,7 +81,11 @@ impl Server {
                 );
             }
         });
-        Server { port, requests }
+        Server {
+            port,
+            requests,
+            bodies,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -72,5 +95,12 @@ impl Server {
     /// The heads of the requests seen so far.
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// The requests seen so far: head and body of each.
+    pub fn exchanges(&self) -> Vec<(String, String)> {
+        let heads = self.requests.lock().unwrap().clone();
+        let bodies = self.bodies.lock().unwrap().clone();
+        heads.into_iter().zip(bodies).collect()
     }
 }

@@ -29,6 +29,7 @@ use capstan::store::{
     AttemptRecord, LogLine, RunRecord, RunStatus, RunStore, TaskRecord, TaskStatus,
 };
 
+pub mod forge;
 pub mod git;
 pub mod httpd;
 pub mod kube;
@@ -261,9 +262,15 @@ pub fn serve(bin: &str, state: &Path, extra: &[&str]) -> (std::process::Child, S
         .spawn()
         .expect("starting capstan serve");
     let mut first = String::new();
-    std::io::BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    reader.read_line(&mut first).unwrap();
+    // Keep reading what the server logs (a closed pipe would fail its
+    // writes), shown with the test's output.
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            eprintln!("serve: {line}");
+        }
+    });
     let url = first
         .split("API on ")
         .nth(1)

@@ -114,6 +114,13 @@ pub async fn serve_limited(
                         .get(axum::http::header::CONTENT_LENGTH)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok());
+                    // Forge webhooks may be larger (GitHub's cap is 25 MB);
+                    // they are checked by signature before anything else.
+                    let max = if req.uri().path().starts_with("/v1/hooks/") {
+                        max.max(crate::api::hooks::MAX_PAYLOAD)
+                    } else {
+                        max
+                    };
                     if declared.is_some_and(|n| n > max as u64) {
                         let msg = format!("{{\"error\":\"request body over {max} bytes\"}}\n");
                         return (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response();

@@ -11,6 +11,8 @@
 //! | `GET /v1/runs/{id}/logs?task=&after=&limit=` | log lines after id `after`, and the run's status read before them |
 //! | `GET /v1/approvals`              | tasks waiting for approval        |
 //! | `POST /v1/runs/{id}/tasks/{task}/approve` (`/reject`), body `{"comment": …}` | decide (the caller must be a listed approver) |
+//! | `POST /v1/hooks/github`, `POST /v1/hooks/gitlab` | forge webhooks (signed, no bearer token) |
+//! | `GET /v1/repos`, `GET /v1/repos/{name}/deliveries` | repositories, their deliveries |
 //!
 //! Every `/v1` call needs `Authorization: Bearer TOKEN` ([`auth`]). Errors
 //! are JSON `{"error": "..."}` with a meaningful status. This is the API the
@@ -18,6 +20,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod hooks;
 pub mod listener;
 
 use std::sync::Arc;
@@ -37,6 +40,8 @@ pub use auth::{Auth, Identity};
 pub struct ApiState {
     pub sched: Arc<Scheduler>,
     pub auth: Auth,
+    /// Webhooks and repositories (None: this server takes no webhooks).
+    pub forge: Option<Arc<crate::forge::intake::Forge>>,
 }
 
 /// An error answer: status and message.
@@ -105,6 +110,16 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/v1/runs/{id}/rerun", post(rerun))
         .route("/v1/approvals", get(approvals))
         .route("/v1/runs/{id}/tasks/{task}/{decision}", post(decide))
+        .route(
+            "/v1/hooks/github",
+            post(hooks::github).layer(axum::extract::DefaultBodyLimit::max(hooks::MAX_PAYLOAD)),
+        )
+        .route(
+            "/v1/hooks/gitlab",
+            post(hooks::gitlab).layer(axum::extract::DefaultBodyLimit::max(hooks::MAX_PAYLOAD)),
+        )
+        .route("/v1/repos", get(hooks::repos))
+        .route("/v1/repos/{name}/deliveries", get(hooks::deliveries))
         .with_state(state)
 }
 
@@ -235,7 +250,8 @@ async fn list_runs(
         if ok {
             out.push(serde_json::json!({
                 "run_id": r.id, "pipeline": r.pipeline, "status": r.status.as_str(),
-                "namespace": ns,
+                "namespace": ns, "number": r.number,
+                "triggered_by": r.spec.triggered_by,
                 "created": crate::view::time(r.created_at),
                 "start": r.started_at.map(crate::view::time),
                 "end": r.finished_at.map(crate::view::time),
@@ -259,6 +275,8 @@ async fn show_run(
     let attempts = store.attempts(&id)?;
     v["attempts"] =
         serde_json::to_value(crate::view::attempts_json(&attempts)).map_err(ApiError::internal)?;
+    // Commit statuses reported to a forge, every attempt.
+    v["reports"] = serde_json::to_value(store.reports(&id)?).map_err(ApiError::internal)?;
     Ok(Json(v))
 }
 
@@ -420,8 +438,8 @@ async fn rerun(
     let failed = body.is_some_and(|b| b.0.failed);
     let sched = state.sched.clone();
     let (new_id, prepared) = {
-        let (sched, id) = (sched.clone(), id.clone());
-        tokio::task::spawn_blocking(move || sched.rerun(&id, failed))
+        let (sched, id, user) = (sched.clone(), id.clone(), who.user.clone());
+        tokio::task::spawn_blocking(move || sched.rerun(&id, failed, &user))
             .await
             .map_err(ApiError::internal)?
             .map_err(|e| ApiError::new(409, format!("{e:#}")))?

@@ -124,6 +124,8 @@ pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
             let state = Arc::new(crate::api::ApiState {
                 sched: sched.clone(),
                 auth: crate::api::Auth::kube(client.clone()),
+                // Repository resources are not watched yet: no webhooks.
+                forge: None,
             });
             let _ = leader.set(crate::api::router(state));
             controller::run(client, sched, settings).await

@@ -11,6 +11,7 @@ mod output;
 mod plugin;
 mod progress;
 mod registry;
+mod repo;
 mod run;
 mod runs;
 mod secret;
@@ -26,14 +27,29 @@ pub use output::{ExitCode, Invalid, run_json, time};
 /// Let a closed stdout end the program quietly, as it does for other Unix
 /// tools (`capstan runs list | head -1`), instead of panicking in
 /// `println!`. Rust ignores SIGPIPE by default; sockets are unaffected
-/// either way (std writes them with `MSG_NOSIGNAL`), and Capstan writes no
-/// pipes of its own.
+/// either way (std writes them with `MSG_NOSIGNAL`). Not for the servers
+/// (`serve`, `controller`): one whose log reader went away must keep
+/// serving, not die at its next log line.
 #[allow(unsafe_code)]
 fn default_sigpipe() {
-    // SAFETY: called first in `main`, before any thread exists; it only
+    // SAFETY: called in `main` before any thread exists; it only
     // resets one signal's disposition to the default.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Log lines to stderr; a stderr nobody reads any more (a closed pipe)
+/// loses them instead of failing the code that logged.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -41,8 +57,10 @@ fn default_sigpipe() {
 /// print the error chain, and return the exit code (0 ok, 1 a run did not
 /// succeed, 2 invalid input, 3 other errors).
 pub fn main() -> i32 {
-    default_sigpipe();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Controller(_)) {
+        default_sigpipe();
+    }
     let filter = match cli.verbose {
         0 => "warn",
         1 => "info,wasmtime=warn,cranelift=warn",
@@ -53,7 +71,7 @@ pub fn main() -> i32 {
             tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
                 .unwrap_or_else(|_| filter.into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .init();
     let code = match cli.execute() {
         Ok(code) => code,
@@ -191,6 +209,9 @@ pub enum Command {
     /// Bearer tokens of the local API server.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// Repositories whose webhooks start runs (`capstan serve`), and their deliveries.
+    #[command(subcommand)]
+    Repo(repo::RepoCommand),
     /// Print the version and the commit it was built from.
     Version,
     /// Print a shell completion script.
@@ -317,12 +338,22 @@ impl Cli {
                     Command::Approve(args) => approve::approve(&cli, args).await,
                     Command::Approvals(cmd) => approve::approvals(&cli, cmd).await,
                     Command::Token(cmd) => serve::token(&cli, cmd),
+                    Command::Repo(cmd) => repo::repo(&cli, cmd),
                     Command::Version | Command::Completion { .. } => Ok(ExitCode::Ok),
                 }
             })
             .await?
         })
     }
+}
+
+/// Who runs this command, as runs record it (`triggeredBy`): the OS
+/// account, or `unknown` (USER and LOGNAME unset, as in some containers).
+pub(crate) fn local_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// `capstan version`.

@@ -65,6 +65,15 @@ pub fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
     if let Some(of) = &run.spec.rerun_of {
         println!("  a re-run of {of}");
     }
+    if let Some(n) = run.number {
+        println!("  build #{n} of {}", for_terminal(&run.pipeline));
+    }
+    if let Some(by) = &run.spec.triggered_by {
+        println!("  triggered by {}", for_terminal(&by.describe()));
+    }
+    for (k, v) in &run.spec.trigger {
+        println!("  trigger.{k} = {}", for_terminal(v));
+    }
     let label = |t: &TaskRecord| {
         if t.finally {
             format!("{} (finally)", t.name)

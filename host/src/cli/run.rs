@@ -141,6 +141,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
             .iter()
             .map(|(k, v)| (k.clone(), PathBuf::from(v)))
             .collect::<BTreeMap<_, _>>(),
+        triggered_by: Some(crate::store::TriggeredBy::Cli {
+            user: super::local_user(),
+        }),
         ..RunOptions::default()
     };
     let id = match sched.create(&prepared, &opts) {

@@ -136,7 +136,8 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                     .map(|r| {
                         serde_json::json!({
                             "run_id": r.id, "pipeline": r.pipeline, "status": r.status.as_str(),
-                            "orphaned": orphaned(cli, r),
+                            "orphaned": orphaned(cli, r), "number": r.number,
+                            "triggered_by": r.spec.triggered_by,
                             "created": time(r.created_at), "start": r.started_at.map(time), "end": r.finished_at.map(time),
                         })
                     })
@@ -144,8 +145,8 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 println!(
-                    "{:40}  {:20}  {:9}  {:24}  DURATION",
-                    "RUN", "PIPELINE", "STATUS", "CREATED"
+                    "{:40}  {:20}  {:>5}  {:9}  {:24}  {:9}  BY",
+                    "RUN", "PIPELINE", "#", "STATUS", "CREATED", "DURATION"
                 );
                 let mut any_orphan = false;
                 for r in runs {
@@ -156,12 +157,19 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                         r.status.as_str().to_string()
                     };
                     println!(
-                        "{:40}  {:20}  {:9}  {:24}  {}",
+                        "{:40}  {:20}  {:>5}  {:9}  {:24}  {:9}  {}",
                         r.id,
                         for_terminal(&r.pipeline),
+                        r.number.map_or("-".to_string(), |n| n.to_string()),
                         status,
                         time(r.created_at),
-                        duration(r.started_at, r.finished_at)
+                        duration(r.started_at, r.finished_at),
+                        for_terminal(
+                            &r.spec
+                                .triggered_by
+                                .as_ref()
+                                .map_or("-".to_string(), |t| t.describe())
+                        )
                     );
                 }
                 if any_orphan {
@@ -259,7 +267,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
         RunsCommand::Stop { run_id } => stop(cli, run_id, StopMode::Stop, json).await,
         RunsCommand::Rerun { run_id, failed } => {
             let mut sched = super::run::scheduler(cli, 256)?;
-            let (id, prepared) = match sched.rerun(run_id, *failed) {
+            let (id, prepared) = match sched.rerun(run_id, *failed, &super::local_user()) {
                 Ok(x) => x,
                 Err(e) if sched.store.run(run_id).is_ok() => {
                     return Err(super::Invalid(format!("{e:#}")).into());

@@ -20,6 +20,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub memory_limit: usize,
 
+    /// Attempts to report a commit status to a forge before giving up.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub status_retries: u32,
+
+    /// The wait after a failed status report (doubling each time).
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub status_backoff: std::time::Duration,
+
     #[command(flatten)]
     pub limits: crate::api::listener::ListenArgs,
 }
@@ -44,8 +52,25 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    let public_url = cli.public_url.clone().unwrap_or_else(|| {
+        format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .map_or(args.listen.clone(), |a| a.to_string())
+        )
+    });
     let state = Arc::new(ApiState {
         auth: Auth::Tokens(TokenFile::path(&cli.state_dir())),
+        forge: Some(crate::forge::intake::Forge::new(
+            sched.clone(),
+            public_url,
+            crate::forge::report::Retry {
+                attempts: args.status_retries.max(1),
+                backoff: args.status_backoff,
+                ..Default::default()
+            },
+        )),
         sched,
     });
     eprintln!(
@@ -53,9 +78,16 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         listener.local_addr()?,
         TokenFile::path(&cli.state_dir()).display()
     );
+    let schedules = state
+        .forge
+        .clone()
+        .map(|f| tokio::spawn(crate::forge::schedule::run(f)));
     tokio::select! {
         r = crate::api::serve(listener, state, args.limits.limits()) => r?,
         _ = tokio::signal::ctrl_c() => {}
+    }
+    if let Some(s) = schedules {
+        s.abort();
     }
     Ok(ExitCode::Ok)
 }

@@ -210,6 +210,10 @@ async fn apply(pr: &PipelineRunResource, ctx: &Arc<Context>) -> Result<Action, E
                     .unwrap_or_else(|| "default".into()),
             ),
         }),
+        triggered_by: Some(crate::store::TriggeredBy::PipelineRun {
+            namespace: ns.clone(),
+            name: pr.name_any(),
+        }),
         ..Default::default()
     };
     let id = match ctx.sched.create(&prepared, &opts) {

@@ -57,7 +57,7 @@ pub enum Ref {
     WorkspaceBound(String),
 }
 
-pub const CONTEXT_KEYS: [&str; 9] = [
+pub const CONTEXT_KEYS: [&str; 22] = [
     "run.id",
     "run.name",
     "pipeline.name",
@@ -68,7 +68,29 @@ pub const CONTEXT_KEYS: [&str; 9] = [
     "pipelineRun.namespace",
     "pipelineRun.uid",
     "pipelineTask.retries",
+    // What started the run (a forge event); empty otherwise.
+    "trigger.event",
+    "trigger.revision",
+    "trigger.ref",
+    "trigger.branch",
+    "trigger.tag",
+    "trigger.base-branch",
+    "trigger.url",
+    "trigger.repository",
+    "trigger.author",
+    "trigger.pr-number",
+    "trigger.delivery",
+    "trigger.provider",
+    "trigger.trusted",
 ];
+
+/// The `context.trigger.*` keys (without `trigger.`), in [`CONTEXT_KEYS`].
+pub fn trigger_keys() -> impl Iterator<Item = &'static str> {
+    CONTEXT_KEYS
+        .iter()
+        .filter(|k| k.starts_with("trigger."))
+        .copied()
+}
 
 /// What a reference starts with.
 const ROOTS: [&str; 5] = ["params.", "tasks.", "context.", "finally.", "workspaces."];
@@ -340,6 +362,8 @@ impl<'a> Scope<'a> {
                 .context
                 .get(k.as_str())
                 .cloned()
+                // A run nobody's event started: every trigger value empty.
+                .or_else(|| k.starts_with("trigger.").then(String::new))
                 .ok_or_else(|| format!("{text}: not available here")),
         }
     }

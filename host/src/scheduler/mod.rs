@@ -85,6 +85,10 @@ pub struct RunOptions {
     pub kube: Option<crate::store::KubeIdentity>,
     /// The run this one re-runs.
     pub rerun_of: Option<String>,
+    /// What started it.
+    pub triggered_by: Option<crate::store::TriggeredBy>,
+    /// `$(context.trigger.KEY)` values.
+    pub trigger: BTreeMap<String, String>,
 }
 
 impl Default for RunOptions {
@@ -95,6 +99,8 @@ impl Default for RunOptions {
             limits: TaskLimits::default(),
             kube: None,
             rerun_of: None,
+            triggered_by: None,
+            trigger: BTreeMap::new(),
         }
     }
 }

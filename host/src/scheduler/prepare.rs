@@ -295,6 +295,8 @@ impl Scheduler {
             parallelism: opts.parallelism.max(1),
             kube: opts.kube.clone(),
             rerun_of: opts.rerun_of.clone(),
+            triggered_by: opts.triggered_by.clone(),
+            trigger: opts.trigger.clone(),
         };
         let tasks: Vec<(String, bool)> = prepared
             .plan

@@ -17,7 +17,7 @@ use crate::store::{RunStatus, TaskStatus};
 impl Scheduler {
     /// Record a re-run of `run_id` and return its id and plan (to execute).
     /// The run must have ended.
-    pub fn rerun(&self, run_id: &str, failed_only: bool) -> Result<(String, Prepared)> {
+    pub fn rerun(&self, run_id: &str, failed_only: bool, user: &str) -> Result<(String, Prepared)> {
         let rec = self.store.run(run_id)?;
         if !rec.status.is_terminal() {
             bail!(
@@ -54,6 +54,12 @@ impl Scheduler {
             workspaces,
             kube: rec.spec.kube.clone(),
             rerun_of: Some(run_id.to_string()),
+            triggered_by: Some(crate::store::TriggeredBy::Rerun {
+                run: run_id.to_string(),
+                user: user.to_string(),
+            }),
+            // The same event's context: a re-run builds the same revision.
+            trigger: rec.spec.trigger.clone(),
             ..RunOptions::default()
         };
         let id = self.create(&prepared, &opts)?;

@@ -6,6 +6,8 @@
 //! `capstan runs resume` can continue it. `synchronous=NORMAL` in WAL mode
 //! keeps committed transactions across a process crash.
 
+mod deliveries;
+mod logs;
 mod schema;
 mod status;
 mod waits;
@@ -18,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+pub use deliveries::{Begin, DeliveryKey, DeliveryRecord, ReportRecord};
 pub use status::{LogLevel, RunStatus, SkipReason, StopMode, TaskStatus};
 pub use waits::{DecisionRecord, WaitRecord};
 
@@ -75,6 +78,56 @@ pub struct RunSpec {
     /// The run this one re-runs (`capstan runs rerun`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<String>,
+    /// What started the run (runs recorded before this field: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_by: Option<TriggeredBy>,
+    /// `$(context.trigger.KEY)` values (a forge event's revision, ref, …);
+    /// empty for a run nobody's event started.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub trigger: BTreeMap<String, String>,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TriggeredBy {
+    /// `capstan run` (the local user).
+    Cli { user: String },
+    /// A PipelineRun object in Kubernetes.
+    PipelineRun { namespace: String, name: String },
+    /// A forge's webhook delivery.
+    Webhook {
+        provider: String,
+        repository: String,
+        delivery: String,
+        event: String,
+    },
+    /// A schedule of a repository.
+    Schedule { repository: String, cron: String },
+    /// A re-run of an earlier run (`runs rerun`, the API).
+    Rerun { run: String, user: String },
+}
+
+impl TriggeredBy {
+    /// One line for people: `webhook github team/app push (delivery d-1)`.
+    pub fn describe(&self) -> String {
+        match self {
+            TriggeredBy::Cli { user } => format!("cli ({user})"),
+            TriggeredBy::PipelineRun { namespace, name } => {
+                format!("PipelineRun {namespace}/{name}")
+            }
+            TriggeredBy::Webhook {
+                provider,
+                repository,
+                delivery,
+                event,
+            } => format!("{provider} {event} of {repository} (delivery {delivery})"),
+            TriggeredBy::Schedule { repository, cron } => {
+                format!("schedule `{cron}` of {repository}")
+            }
+            TriggeredBy::Rerun { run, user } => format!("re-run of {run} by {user}"),
+        }
+    }
 }
 
 /// The namespace of a run and the ServiceAccount its kube requests
@@ -100,6 +153,9 @@ pub struct RunRecord {
     pub spec: RunSpec,
     /// A cancel or stop asked and not yet carried out.
     pub stop_requested: Option<StopMode>,
+    /// The run's number among its pipeline's runs (`#42`); runs recorded
+    /// before numbers existed have none.
+    pub number: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -196,8 +252,10 @@ impl RunStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         let spec_json = serde_json::to_string(spec).expect("RunSpec serializes");
+        // The next number of this pipeline, taken under the write lock.
         tx.execute(
-            "INSERT INTO runs (id, pipeline, status, created_at, spec) VALUES (?1, ?2, 'Queued', ?3, ?4)",
+            "INSERT INTO runs (id, pipeline, status, created_at, spec, number) VALUES (?1, ?2, 'Queued', ?3, ?4, \
+             (SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE pipeline = ?2))",
             params![id, pipeline, now_us(), spec_json],
         )
         .map_err(|e| self.err(e))?;
@@ -274,7 +332,7 @@ impl RunStore {
         let row = conn
             .query_row(
                 "SELECT id, pipeline, status, message, created_at, started_at, finished_at, results, spec, \
-                 cancel_requested FROM runs WHERE id = ?1",
+                 cancel_requested, number FROM runs WHERE id = ?1",
                 params![id],
                 |r| {
                     Ok((
@@ -288,6 +346,7 @@ impl RunStore {
                         r.get::<_, String>(7)?,
                         r.get::<_, String>(8)?,
                         r.get::<_, i64>(9)?,
+                        r.get::<_, Option<i64>>(10)?,
                     ))
                 },
             )
@@ -306,6 +365,7 @@ impl RunStore {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             spec: serde_json::from_str(&row.8).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             stop_requested: StopMode::from_code(row.9),
+            number: row.10,
         })
     }
 
@@ -552,51 +612,6 @@ impl RunStore {
             });
         }
         Ok(out)
-    }
-
-    pub fn append_log(
-        &self,
-        run_id: &str,
-        task: &str,
-        attempt: u32,
-        level: LogLevel,
-        message: &str,
-    ) -> Result<()> {
-        self.conn()
-            .prepare_cached("INSERT INTO logs (run_id, task, attempt, ts, level, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-            .and_then(|mut s| s.execute(params![run_id, task, attempt, now_us(), level.as_str(), message]))
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// Log lines of a run after `after_id`, optionally for one task.
-    pub fn logs(
-        &self,
-        run_id: &str,
-        task: Option<&str>,
-        after_id: i64,
-        limit: usize,
-    ) -> Result<Vec<LogLine>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, task, attempt, ts, level, message FROM logs WHERE run_id = ?1 AND id > ?2 \
-                 AND (?3 IS NULL OR task = ?3) ORDER BY id LIMIT ?4",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![run_id, after_id, task, limit as i64], |r| {
-                Ok(LogLine {
-                    id: r.get(0)?,
-                    task: r.get(1)?,
-                    attempt: r.get(2)?,
-                    ts: r.get(3)?,
-                    level: LogLevel::parse(&r.get::<_, String>(4)?).unwrap_or(LogLevel::Info),
-                    message: r.get(5)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     pub fn path(&self) -> &Path {

@@ -80,6 +80,35 @@ CREATE TABLE IF NOT EXISTS decisions (
     applied INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS decisions_by_run ON decisions (run_id, applied);
+CREATE TABLE IF NOT EXISTS deliveries (
+    provider TEXT NOT NULL,
+    id TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    event TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    status INTEGER,
+    outcome TEXT,
+    runs TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (provider, id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_repo ON deliveries (repository, received_at);
+CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reports_by_run ON reports (run_id, id);
+CREATE TABLE IF NOT EXISTS schedules (
+    repository TEXT NOT NULL,
+    name TEXT NOT NULL,
+    last_fire INTEGER NOT NULL,
+    PRIMARY KEY (repository, name)
+);
 "#;
 
 /// Columns added after version 1, in order (table, column, type). A
@@ -91,6 +120,8 @@ const MIGRATIONS: &[(&str, &str, &str)] = &[
     ("tasks", "reason", "TEXT"),
     // 3: the run a task's result was reused from.
     ("tasks", "reused_from", "TEXT"),
+    // 4: run numbers per pipeline (deliveries and reports are new tables).
+    ("runs", "number", "INTEGER"),
 ];
 
 /// The schema version this binary writes.
@@ -155,6 +186,8 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                 conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
             }
         }
+        // Indexes on migrated columns (SCHEMA runs before the columns exist).
+        conn.execute_batch("CREATE INDEX IF NOT EXISTS runs_by_number ON runs (pipeline, number)")?;
         conn.pragma_update(None, "user_version", CURRENT)
     })();
     match result {

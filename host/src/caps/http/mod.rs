@@ -14,9 +14,11 @@
 //!   Capstan process applies (`send.rs`). Connect, first byte and
 //!   between-bytes timeouts are bounded.
 
+mod client;
 mod host;
 mod send;
 mod spec;
+pub use client::host_json_request;
 pub use host::host_post_json;
 pub use send::Proxy;
 pub use spec::{HttpGrantEntry, HttpGrantSpec};

@@ -11,13 +11,26 @@ use crate::params::{ParamType, ParamValue, parse_cli_value};
 
 /// Context keys a pipeline param's default may use: the run's, not a
 /// task's (a default is one value for the whole run).
-pub const RUN_CONTEXT: [&str; 6] = [
+pub const RUN_CONTEXT: [&str; 19] = [
     "run.id",
     "run.name",
     "pipeline.name",
     "pipelineRun.name",
     "pipelineRun.namespace",
     "pipelineRun.uid",
+    "trigger.event",
+    "trigger.revision",
+    "trigger.ref",
+    "trigger.branch",
+    "trigger.tag",
+    "trigger.base-branch",
+    "trigger.url",
+    "trigger.repository",
+    "trigger.author",
+    "trigger.pr-number",
+    "trigger.delivery",
+    "trigger.provider",
+    "trigger.trusted",
 ];
 
 /// The pipeline's params, checked.

@@ -8,7 +8,7 @@ impl<'a> Execution<'a> {
             .kube
             .as_ref()
             .map_or("default", |k| k.namespace.as_str());
-        BTreeMap::from([
+        let mut context = BTreeMap::from([
             ("run.id", self.run_id.clone()),
             ("run.name", self.run_id.clone()),
             ("pipeline.name", self.prepared.plan.name.clone()),
@@ -18,7 +18,14 @@ impl<'a> Execution<'a> {
             ("pipelineRun.namespace", namespace.to_string()),
             ("pipelineRun.uid", self.run_id.clone()),
             ("pipelineTask.retries", t.spec.retries.to_string()),
-        ])
+        ]);
+        // Only a forge's runs carry them (an absent one reads as empty).
+        if !self.trigger.is_empty() {
+            for key in crate::pipeline::subst::trigger_keys() {
+                context.insert(key, self.trigger_value(key));
+            }
+        }
+        context
     }
 
     /// The substitution scope for `t`: pipeline params, results of the

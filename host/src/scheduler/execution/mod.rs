@@ -62,6 +62,8 @@ pub(super) struct Execution<'a> {
     workspaces: BTreeMap<String, String>,
     parallelism: usize,
     kube: Option<crate::store::KubeIdentity>,
+    /// `$(context.trigger.KEY)` values (KEY without `trigger.`).
+    trigger: BTreeMap<String, String>,
     /// Where granted secrets are read (the local store, or the run's
     /// namespace in cluster mode).
     secrets: SecretSource,
@@ -238,6 +240,7 @@ impl<'a> Execution<'a> {
             workspaces: spec.workspaces.clone(),
             parallelism: spec.parallelism.max(1),
             kube: spec.kube.clone(),
+            trigger: spec.trigger.clone(),
             secrets: SecretSource::Local(LocalSecrets::new(&sched.state_dir.join("secrets"))),
             state,
             events,
@@ -256,6 +259,14 @@ impl<'a> Execution<'a> {
         .with_stopping_found())
     }
 
+    /// `context.trigger.KEY`'s value: the event's, or empty.
+    fn trigger_value(&self, key: &str) -> String {
+        key.strip_prefix("trigger.")
+            .and_then(|k| self.trigger.get(k))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Pipeline param values with the run's context substituted (a default
     /// such as `$(context.pipelineRun.name)`); a value with any other
     /// reference stays as written.
@@ -270,6 +281,7 @@ impl<'a> Execution<'a> {
             let v = match key {
                 "pipeline.name" => self.prepared.plan.name.clone(),
                 "pipelineRun.namespace" => namespace.to_string(),
+                k if k.starts_with("trigger.") => self.trigger_value(k),
                 _ => self.run_id.clone(), // the run's id is its name and uid
             };
             scope.context.insert(key, v);

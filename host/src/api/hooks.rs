@@ -1,0 +1,114 @@
+//! `POST /v1/hooks/github`, `POST /v1/hooks/gitlab`: forge webhooks (no
+//! bearer token: the signature or secret token of the repository
+//! authenticates them; see [`crate::forge::intake`]). `GET /v1/repos` and
+//! `GET /v1/repos/{name}/deliveries` show the repositories and what their
+//! deliveries did.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, ApiResult, ApiState, caller};
+use crate::forge::Provider;
+use crate::forge::intake::Headers;
+use crate::forge::repo::RepoFile;
+
+/// The largest payload taken (GitHub caps its deliveries at 25 MB).
+pub const MAX_PAYLOAD: usize = 25 << 20;
+
+fn header(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn forge(state: &ApiState) -> ApiResult<&Arc<crate::forge::intake::Forge>> {
+    state
+        .forge
+        .as_ref()
+        .ok_or_else(|| ApiError::new(404, "this server takes no webhooks"))
+}
+
+async fn receive(
+    state: &ApiState,
+    provider: Provider,
+    headers: Headers,
+    body: bytes::Bytes,
+) -> ApiResult<Response> {
+    let answer = forge(state)?.receive(provider, headers, body).await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Ok((status, Json(answer.body)).into_response())
+}
+
+pub async fn github(
+    State(state): State<Arc<ApiState>>,
+    h: HeaderMap,
+    body: bytes::Bytes,
+) -> ApiResult<Response> {
+    let headers = Headers {
+        event: header(&h, "x-github-event"),
+        delivery: header(&h, "x-github-delivery"),
+        signature: header(&h, "x-hub-signature-256"),
+    };
+    receive(&state, Provider::Github, headers, body).await
+}
+
+pub async fn gitlab(
+    State(state): State<Arc<ApiState>>,
+    h: HeaderMap,
+    body: bytes::Bytes,
+) -> ApiResult<Response> {
+    let headers = Headers {
+        event: header(&h, "x-gitlab-event"),
+        delivery: header(&h, "idempotency-key").or_else(|| header(&h, "x-gitlab-event-uuid")),
+        signature: header(&h, "x-gitlab-token"),
+    };
+    receive(&state, Provider::Gitlab, headers, body).await
+}
+
+/// `GET /v1/repos`: names and specs (secret names, never values).
+pub async fn repos(
+    State(state): State<Arc<ApiState>>,
+    h: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    let who = caller(&state, &h).await?;
+    state.auth.may_read(&who, None).await?;
+    let f = forge(&state)?;
+    let file = RepoFile::load(&f.repos).map_err(ApiError::internal)?;
+    let out: Vec<_> = file
+        .repositories
+        .iter()
+        .map(|(name, spec)| {
+            let (running, waiting) = f.queue.snapshot(name);
+            serde_json::json!({ "name": name, "spec": spec, "running": running, "waiting": waiting })
+        })
+        .collect();
+    Ok(Json(serde_json::Value::Array(out)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct DeliveriesQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/repos/{name}/deliveries?limit=N`: newest first.
+pub async fn deliveries(
+    State(state): State<Arc<ApiState>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<DeliveriesQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let who = caller(&state, &h).await?;
+    state.auth.may_read(&who, None).await?;
+    forge(&state)?;
+    let list = state
+        .sched
+        .store
+        .deliveries(Some(&name), q.limit.unwrap_or(50).min(1000))?;
+    Ok(Json(
+        serde_json::to_value(list).map_err(ApiError::internal)?,
+    ))
+}

@@ -1,0 +1,602 @@
+//! Forge webhooks end to end, with the deliveries GitHub and GitLab publish
+//! (`../shared/forge-payloads/`, rewritten to point at a real
+//! `git http-backend` on 127.0.0.1 and signed again), the real CLI and
+//! `capstan serve`, and a recording HTTP server standing in for the
+//! forge's status API.
+
+#[path = "forge/soak.rs"]
+mod soak;
+
+use std::time::{Duration, Instant};
+
+use capstan_tests::forge::*;
+use capstan_tests::git::{GitServer, git};
+use capstan_tests::httpd;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_capstan-cli");
+
+fn capstan(state: &std::path::Path, args: &[&str]) -> std::process::Output {
+    capstan_tests::forge::capstan(BIN, state, args)
+}
+
+/// A push to main (GitHub's real delivery, retargeted): one run of the
+/// repository's pipeline at that commit, statuses pending → pending →
+/// success with the token, a redelivery starts nothing, and tampered,
+/// unknown or malformed deliveries are refused and start nothing.
+#[test]
+fn github_push_runs_the_pipeline_at_the_commit_and_reports_back() {
+    let git_server = GitServer::start(true);
+    let (bare, work) = git_server.repo("app.git");
+    let sha = commit(work.path(), &[(".capstan/ci.yaml", &pipeline("main"))]);
+    git_server.push(work.path(), &bare, &["main"]);
+    let forge = httpd::Server::start(|_| httpd::Reply {
+        status: "201 Created",
+        headers: vec![],
+        body: "{}".into(),
+    });
+    let api = forge.url();
+    let s = Setup::start(
+        BIN,
+        &[],
+        &[
+            "app",
+            "--provider",
+            "github",
+            "--url",
+            &git_server.url("app.git"),
+            "--project",
+            "woodpecker-ci/woodpecker",
+            "--api-url",
+            &api,
+        ],
+    );
+    let (mut body, headers) = delivery("github/push-branch");
+    body["after"] = sha.clone().into();
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let (code, answer) = post(&s.hook("github"), &headers, &bytes, true);
+    assert_eq!(code, 201, "{answer}");
+    let run_id = answer["runs"][0].as_str().unwrap().to_string();
+    let run = s.ended(&run_id);
+    assert_eq!(run["status"], "Succeeded", "{run}");
+    assert_eq!(s.note(&run_id), format!("main {sha} main push true "));
+    assert_eq!(run["number"], 1);
+    assert_eq!(run["triggered_by"]["kind"], "webhook");
+    assert_eq!(
+        run["triggered_by"]["delivery"],
+        headers["X-GitHub-Delivery"]
+    );
+    assert_eq!(run["trigger"]["revision"], sha.as_str());
+
+    let seen = statuses(&forge, 3);
+    let states: Vec<_> = seen
+        .iter()
+        .map(|(_, b)| b["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, ["pending", "pending", "success"], "{seen:?}");
+    for (head, b) in &seen {
+        assert!(
+            head.starts_with(&format!(
+                "POST /repos/woodpecker-ci/woodpecker/statuses/{sha} HTTP/1.1"
+            )),
+            "{head}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("authorization: bearer {TOKEN}")),
+            "{head}"
+        );
+        assert_eq!(b["context"], "capstan/ci");
+        assert_eq!(b["target_url"], format!("{}/v1/runs/{run_id}", s.url));
+    }
+
+    // The same delivery again: the first one's answer, no second run.
+    let (code, again) = post(&s.hook("github"), &headers, &bytes, true);
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["runs"], answer["runs"]);
+    let runs = ok(&capstan(&s.state, &["runs", "list", "-o", "json"]));
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+
+    // Tampered (one byte of the body changed, signature kept), unsigned,
+    // another repository, not JSON: refused, nothing recorded or started.
+    let mut tampered = bytes.clone();
+    let i = tampered.iter().position(|b| *b == b'6').unwrap();
+    tampered[i] = b'7';
+    let mut fresh = headers.clone();
+    fresh["X-GitHub-Delivery"] = "tampered-1".into();
+    fresh["X-Hub-Signature-256"] =
+        capstan::forge::verify::github_signature(secret().as_bytes(), &bytes).into();
+    let (code, e) = post(&s.hook("github"), &fresh, &tampered, false);
+    assert_eq!(code, 401, "{e}");
+    fresh.as_object_mut().unwrap().remove("X-Hub-Signature-256");
+    let (code, _) = post(&s.hook("github"), &fresh, &bytes, false);
+    assert_eq!(code, 401);
+    let mut other = body.clone();
+    other["repository"]["full_name"] = "someone/else".into();
+    let (code, e) = post(
+        &s.hook("github"),
+        &fresh_with(&headers, "other-1"),
+        &serde_json::to_vec(&other).unwrap(),
+        true,
+    );
+    assert_eq!(code, 404, "{e}");
+    let (code, e) = post(
+        &s.hook("github"),
+        &fresh_with(&headers, "junk-1"),
+        b"{not json",
+        true,
+    );
+    assert_eq!(code, 400, "{e}");
+    assert_eq!(s.deliveries("app").len(), 1);
+
+    // A deletion is recorded and starts nothing (202 with the reason).
+    let (mut del, del_headers) = delivery("github/push-tag-deleted");
+    del["repository"]["full_name"] = "woodpecker-ci/woodpecker".into();
+    let (code, e) = post(
+        &s.hook("github"),
+        &del_headers,
+        &serde_json::to_vec(&del).unwrap(),
+        true,
+    );
+    assert_eq!(code, 202, "{e}");
+    assert!(e["reason"].as_str().unwrap().contains("deleted"), "{e}");
+    assert_eq!(s.deliveries("app").len(), 2);
+    let runs = ok(&capstan(&s.state, &["runs", "list", "-o", "json"]));
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+}
+
+/// A pull request from a fork runs the pipeline as the target branch
+/// defines it (at the pull request's commit, untrusted); once its author
+/// is trusted, its own.
+#[test]
+fn a_fork_pull_request_runs_the_target_branch_pipeline() {
+    let git_server = GitServer::start(true);
+    let (bare, work) = git_server.repo("lstn.git");
+    commit(
+        work.path(),
+        &[(".capstan/ci.yaml", &pipeline("base-pipeline"))],
+    );
+    git_server.push(work.path(), &bare, &["main"]);
+    git(work.path(), &["checkout", "-q", "-b", "fork"]);
+    let head = commit(
+        work.path(),
+        &[(".capstan/ci.yaml", &pipeline("fork-pipeline"))],
+    );
+    git_server.push(work.path(), &bare, &["fork:refs/pull/217/head"]);
+    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
+    let api = forge.url();
+    let s = Setup::start(
+        BIN,
+        &[],
+        &[
+            "lstn",
+            "--provider",
+            "github",
+            "--url",
+            &git_server.url("lstn.git"),
+            "--api-url",
+            &api,
+            "--project",
+            "listendev/lstn",
+        ],
+    );
+    let (mut body, headers) = delivery("github/pull_request-opened-fork");
+    body["pull_request"]["head"]["sha"] = head.clone().into();
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let (code, answer) = post(&s.hook("github"), &headers, &bytes, true);
+    assert_eq!(code, 201, "{answer}");
+    assert_eq!(answer["trusted"], false);
+    let id = answer["runs"][0].as_str().unwrap().to_string();
+    assert_eq!(s.ended(&id)["status"], "Succeeded");
+    assert_eq!(
+        s.note(&id),
+        format!("base-pipeline {head} build/pkg pull_request false 217")
+    );
+
+    // Trust the author: the pull request's own pipeline runs.
+    ok(&capstan(
+        &s.state,
+        &[
+            "repo",
+            "add",
+            "lstn",
+            "--replace",
+            "--provider",
+            "github",
+            "--url",
+            &git_server.url("lstn.git"),
+            "--api-url",
+            &api,
+            "--project",
+            "listendev/lstn",
+            "--webhook-secret",
+            "hook",
+            "--token",
+            "api-token",
+            "--trusted",
+            "leodido",
+        ],
+    ));
+    let (code, answer) = post(
+        &s.hook("github"),
+        &fresh_with(&headers, "redelivered-as-new"),
+        &bytes,
+        true,
+    );
+    assert_eq!(code, 201, "{answer}");
+    let id = answer["runs"][0].as_str().unwrap().to_string();
+    assert_eq!(s.ended(&id)["status"], "Succeeded");
+    assert_eq!(
+        s.note(&id),
+        format!("fork-pipeline {head} build/pkg pull_request true 217")
+    );
+    // Two runs of one pipeline: #1 and #2.
+    assert_eq!(s.run(&id)["number"], 2);
+}
+
+/// GitLab: a pipeline file that does not validate is reported on the
+/// commit as failed with `file:line:column` and recorded on the delivery;
+/// a wrong token is refused.
+#[test]
+fn gitlab_invalid_pipeline_is_reported_on_the_commit() {
+    let git_server = GitServer::start(true);
+    let (bare, work) = git_server.repo("woodpecker.git");
+    let broken = pipeline("x").replace(
+        "uses: write-file@0.1",
+        "uses: write-file@0.1\n      timeout: soon",
+    );
+    let sha = commit(work.path(), &[(".capstan/ci.yaml", &broken)]);
+    git_server.push(work.path(), &bare, &["main"]);
+    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
+    let api = forge.url();
+    let s = Setup::start(
+        BIN,
+        &[],
+        &[
+            "wp",
+            "--provider",
+            "gitlab",
+            "--url",
+            &git_server.url("woodpecker.git"),
+            "--api-url",
+            &api,
+            "--project",
+            "test/woodpecker",
+        ],
+    );
+    let (mut body, headers) = delivery("gitlab/push_hook");
+    body["checkout_sha"] = sha.clone().into();
+    body["after"] = sha.clone().into();
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let mut wrong = headers.clone();
+    wrong["X-Gitlab-Token"] = "not-the-secret".into();
+    let (code, _) = post(&s.hook("gitlab"), &wrong, &bytes, false);
+    assert_eq!(code, 401);
+    let (code, answer) = post(&s.hook("gitlab"), &headers, &bytes, false);
+    assert_eq!(code, 422, "{answer}");
+    let err = answer["invalid"][0]["error"].as_str().unwrap();
+    assert!(err.starts_with(".capstan/ci.yaml:12:"), "{err}");
+    assert!(err.contains("timeout"), "{err}");
+    let seen = statuses(&forge, 1);
+    let (head, b) = &seen[0];
+    let project = "test%2Fwoodpecker";
+    assert!(
+        head.starts_with(&format!("POST /api/v4/projects/{project}/statuses/{sha} "))
+            || head.starts_with(&format!("POST /projects/{project}/statuses/{sha} ")),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("private-token: {TOKEN}")),
+        "{head}"
+    );
+    assert_eq!(b["state"], "failed");
+    assert_eq!(b["name"], "capstan/.capstan/ci.yaml");
+    assert!(
+        b["description"]
+            .as_str()
+            .unwrap()
+            .starts_with(".capstan/ci.yaml:12:"),
+        "{b}"
+    );
+    let d = s.deliveries("wp");
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0]["status"], 422);
+    assert!(
+        d[0]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains(".capstan/ci.yaml:12:"),
+        "{d:?}"
+    );
+}
+
+/// A forge API that is down: the run still succeeds; every failed report
+/// attempt is recorded with the run.
+#[test]
+fn a_forge_api_that_is_down_never_fails_the_run() {
+    let git_server = GitServer::start(true);
+    let (bare, work) = git_server.repo("tmp.git");
+    commit(work.path(), &[(".capstan/ci.yaml", &pipeline("mr"))]);
+    let head = commit(work.path(), &[("README", "x")]);
+    git_server.push(
+        work.path(),
+        &bare,
+        &["main", "main:refs/merge-requests/3/head"],
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let s = Setup::start(
+        BIN,
+        &["--status-retries", "2", "--status-backoff", "50ms"],
+        &[
+            "tmp",
+            "--provider",
+            "gitlab",
+            "--url",
+            &git_server.url("tmp.git"),
+            "--api-url",
+            &api,
+            "--project",
+            "demoaccount2-commits-group/test_ci_tmp",
+        ],
+    );
+    let (mut body, headers) = delivery("gitlab/merge_request_hook-open");
+    body["object_attributes"]["last_commit"]["id"] = head.clone().into();
+    let (code, answer) = post(
+        &s.hook("gitlab"),
+        &headers,
+        &serde_json::to_vec(&body).unwrap(),
+        false,
+    );
+    assert_eq!(code, 201, "{answer}");
+    let id = answer["runs"][0].as_str().unwrap().to_string();
+    assert_eq!(s.ended(&id)["status"], "Succeeded");
+    assert_eq!(
+        s.note(&id),
+        format!("mr {head} real6543-main-patch-42541 pull_request true 3")
+    );
+    // pending, running, success: two failed attempts each.
+    let store = capstan::store::RunStore::open(&s.state).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.reports(&id).unwrap().len() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            store.reports(&id).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reports = store.reports(&id).unwrap();
+    assert!(reports.iter().all(|r| !r.ok), "{reports:?}");
+    let states: Vec<_> = reports
+        .iter()
+        .map(|r| (r.state.as_str(), r.attempt))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("pending", 1),
+            ("pending", 2),
+            ("running", 1),
+            ("running", 2),
+            ("success", 1),
+            ("success", 2)
+        ]
+    );
+    assert!(!format!("{reports:?}").contains(TOKEN));
+    capstan_tests::assert_not_in_state(&s.state, TOKEN);
+}
+
+const GATED: &str = r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: { name: gated }
+spec:
+  tasks:
+    - name: gate
+      uses: approve@0.1
+      params:
+        - { name: approvers, value: [alice] }
+"#;
+
+/// A new push to a branch cancels the branch's run in progress; with a
+/// limit of 1, a push to another branch waits (its message gives its
+/// position) until the running one ends.
+#[test]
+fn a_new_push_supersedes_the_branch_run_and_the_queue_holds_its_limit() {
+    let git_server = GitServer::start(true);
+    let (bare, work) = git_server.repo("q.git");
+    let sha1 = commit(work.path(), &[(".capstan/gated.yaml", GATED)]);
+    git_server.push(work.path(), &bare, &["main"]);
+    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
+    let api = forge.url();
+    let s = Setup::start(
+        BIN,
+        &[],
+        &[
+            "q",
+            "--provider",
+            "github",
+            "--url",
+            &git_server.url("q.git"),
+            "--project",
+            "woodpecker-ci/woodpecker",
+            "--api-url",
+            &api,
+            "--concurrency",
+            "1",
+        ],
+    );
+    let (body, headers) = delivery("github/push-branch");
+    let push = |sha: &str, branch: &str, id: &str| {
+        let mut b = body.clone();
+        b["after"] = sha.into();
+        b["ref"] = format!("refs/heads/{branch}").into();
+        let (code, answer) = post(
+            &s.hook("github"),
+            &fresh_with(&headers, id),
+            &serde_json::to_vec(&b).unwrap(),
+            true,
+        );
+        assert_eq!(code, 201, "{answer}");
+        answer["runs"][0].as_str().unwrap().to_string()
+    };
+    let waiting = |v: &Value| task_status(v, "gate") == "Waiting";
+    let run1 = push(&sha1, "main", "d-1");
+    s.until(&run1, "waiting", waiting);
+
+    let sha2 = commit(work.path(), &[("README", "two")]);
+    git_server.push(work.path(), &bare, &["main"]);
+    let run2 = push(&sha2, "main", "d-2");
+    let r1 = s.until(&run1, "cancelled", |v| v["status"] == "Cancelled");
+    assert_eq!(task_status(&r1, "gate"), "Cancelled", "{r1}");
+    s.until(&run2, "waiting", waiting);
+
+    git(work.path(), &["checkout", "-q", "-b", "dev"]);
+    let sha3 = commit(work.path(), &[("README", "three")]);
+    git_server.push(work.path(), &bare, &["dev"]);
+    let run3 = push(&sha3, "dev", "d-3");
+    let r3 = s.until(&run3, "queued", |v| {
+        v["status"] == "Queued" && v["message"].is_string()
+    });
+    assert!(
+        r3["message"].as_str().unwrap().contains("position 1 of 1"),
+        "{r3}"
+    );
+    // Still queued a moment later: the limit holds.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(s.run(&run3)["status"], "Queued");
+
+    let out = capstan_tests::cli_env(
+        BIN,
+        &s.state,
+        &["approve", &run2, "--task", "gate"],
+        &[("USER", std::ffi::OsStr::new("alice"))],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.ended(&run2)["status"], "Succeeded");
+    s.until(&run3, "waiting", waiting);
+
+    // The superseded run's commit says so: GitHub has no `canceled`, so
+    // `error` with the reason.
+    let states_of = |sha: &str| {
+        statuses(&forge, 0)
+            .iter()
+            .filter(|(h, _)| h.contains(sha))
+            .map(|(_, b)| b["state"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while states_of(&sha2).len() < 3 || states_of(&sha3).len() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", statuses(&forge, 0));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(states_of(&sha1), ["pending", "pending", "error"]);
+    assert_eq!(states_of(&sha2), ["pending", "pending", "success"]);
+    assert_eq!(states_of(&sha3), ["pending", "pending"]);
+}
+
+/// Schedules after a restart: a time missed within the starting deadline
+/// runs once (the latest missed), one missed long ago only records why.
+#[test]
+fn missed_schedules_run_once_within_their_deadline() {
+    let git_server = GitServer::start(true);
+    let (bare, work) = git_server.repo("nightly.git");
+    let sha = commit(work.path(), &[(".capstan/ci.yaml", &pipeline("nightly"))]);
+    git_server.push(work.path(), &bare, &["main"]);
+    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
+    let api = forge.url();
+    // Configured, then the server "was down" for two hours.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    ok(&capstan(
+        &state,
+        &[
+            "repo",
+            "add",
+            "nightly",
+            "--provider",
+            "gitlab",
+            "--url",
+            &git_server.url("nightly.git"),
+            "--api-url",
+            &api,
+            "--webhook-secret",
+            "hook",
+            "--token",
+            "api-token",
+            "--schedule",
+            "every-5=*/5 * * * *",
+            "--schedule",
+            "new-year=0 0 1 1 *",
+            "--time-zone",
+            "Europe/Berlin",
+        ],
+    ));
+    let store = capstan::store::RunStore::open(&state).unwrap();
+    let two_hours_ago = capstan::store::now_us() - 2 * 3600 * 1_000_000;
+    store
+        .set_schedule_last("nightly", "every-5", two_hours_ago)
+        .unwrap();
+    store
+        .set_schedule_last(
+            "nightly",
+            "new-year",
+            capstan::store::now_us() - 400 * 24 * 3600 * 1_000_000,
+        )
+        .unwrap();
+    drop(store);
+    let s = Setup::start_in(BIN, dir, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let d = loop {
+        let d = s.deliveries("nightly");
+        if d.len() == 2 && d.iter().all(|d| d["state"] == "done") {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "{d:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let every5 = d.iter().find(|d| d["event"] == "schedule/every-5").unwrap();
+    assert_eq!(every5["status"], 201, "{every5}");
+    assert!(
+        every5["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("the latest of"),
+        "{every5}"
+    );
+    let id = every5["runs"][0].as_str().unwrap();
+    let run = s.ended(id);
+    assert_eq!(run["status"], "Succeeded");
+    assert_eq!(run["triggered_by"]["kind"], "schedule");
+    assert_eq!(run["triggered_by"]["cron"], "*/5 * * * *");
+    assert_eq!(s.note(id), format!("nightly {sha} main schedule true "));
+    let new_year = d
+        .iter()
+        .find(|d| d["event"] == "schedule/new-year")
+        .unwrap();
+    assert!(new_year["runs"].as_array().unwrap().is_empty());
+    assert!(
+        new_year["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("startingDeadline"),
+        "{new_year}"
+    );
+    // One run in all: the next check fires nothing new.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        ok(&capstan(&s.state, &["runs", "list", "-o", "json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
