@@ -4,6 +4,8 @@
 //! `capstan serve`, and a recording HTTP server standing in for the
 //! forge's status API.
 
+#[path = "forge/schedule.rs"]
+mod schedule;
 #[path = "forge/soak.rs"]
 mod soak;
 
@@ -153,16 +155,17 @@ fn github_push_runs_the_pipeline_at_the_commit_and_reports_back() {
 fn a_fork_pull_request_runs_the_target_branch_pipeline() {
     let git_server = GitServer::start(true);
     let (bare, work) = git_server.repo("lstn.git");
-    commit(
-        work.path(),
-        &[(".capstan/ci.yaml", &pipeline("base-pipeline"))],
-    );
+    // Both pipelines also read the repository's API token (as any deploy
+    // step would read its credentials).
+    let steal = "    - name: steal\n      uses: secret-read@0.1\n      \
+                 params: [{ name: name, value: api-token }, { name: reveal, value: \"false\" }]\n      \
+                 grants: { secrets: [api-token] }\n";
+    let base = format!("{}{steal}", pipeline("base-pipeline"));
+    commit(work.path(), &[(".capstan/ci.yaml", &base)]);
     git_server.push(work.path(), &bare, &["main"]);
     git(work.path(), &["checkout", "-q", "-b", "fork"]);
-    let head = commit(
-        work.path(),
-        &[(".capstan/ci.yaml", &pipeline("fork-pipeline"))],
-    );
+    let own = format!("{}{steal}", pipeline("fork-pipeline"));
+    let head = commit(work.path(), &[(".capstan/ci.yaml", &own)]);
     git_server.push(work.path(), &bare, &["fork:refs/pull/217/head"]);
     let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
     let api = forge.url();
@@ -188,10 +191,25 @@ fn a_fork_pull_request_runs_the_target_branch_pipeline() {
     assert_eq!(code, 201, "{answer}");
     assert_eq!(answer["trusted"], false);
     let id = answer["runs"][0].as_str().unwrap().to_string();
-    assert_eq!(s.ended(&id)["status"], "Succeeded");
+    // The target branch's pipeline, at the fork's commit, without secrets.
+    let run = s.ended(&id);
+    assert_eq!(run["status"], "Failed", "{run}");
     assert_eq!(
         s.note(&id),
         format!("base-pipeline {head} build/pkg pull_request false 217")
+    );
+    let stolen = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "steal")
+        .unwrap();
+    assert!(
+        stolen["message"]
+            .as_str()
+            .unwrap()
+            .contains("withheld from a run of an untrusted pull request"),
+        "{stolen}"
     );
 
     // Trust the author: the pull request's own pipeline runs.
@@ -226,7 +244,7 @@ fn a_fork_pull_request_runs_the_target_branch_pipeline() {
     );
     assert_eq!(code, 201, "{answer}");
     let id = answer["runs"][0].as_str().unwrap().to_string();
-    assert_eq!(s.ended(&id)["status"], "Succeeded");
+    assert_eq!(s.ended(&id)["status"], "Succeeded", "{}", s.run(&id));
     assert_eq!(
         s.note(&id),
         format!("fork-pipeline {head} build/pkg pull_request true 217")
@@ -503,100 +521,75 @@ fn a_new_push_supersedes_the_branch_run_and_the_queue_holds_its_limit() {
     assert_eq!(states_of(&sha3), ["pending", "pending"]);
 }
 
-/// Schedules after a restart: a time missed within the starting deadline
-/// runs once (the latest missed), one missed long ago only records why.
+/// A run waiting in a repository's queue when the server is killed is
+/// queued again when it starts, and its commit hears of it.
 #[test]
-fn missed_schedules_run_once_within_their_deadline() {
+fn a_queued_run_is_queued_again_after_a_restart() {
     let git_server = GitServer::start(true);
-    let (bare, work) = git_server.repo("nightly.git");
-    let sha = commit(work.path(), &[(".capstan/ci.yaml", &pipeline("nightly"))]);
+    let (bare, work) = git_server.repo("r.git");
+    let sha1 = commit(work.path(), &[(".capstan/gated.yaml", GATED)]);
     git_server.push(work.path(), &bare, &["main"]);
+    git(work.path(), &["checkout", "-q", "-b", "dev"]);
+    let sha2 = commit(work.path(), &[("README", "dev")]);
+    git_server.push(work.path(), &bare, &["dev"]);
     let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
     let api = forge.url();
-    // Configured, then the server "was down" for two hours.
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    ok(&capstan(
-        &state,
+    let mut s = Setup::start(
+        BIN,
+        &[],
         &[
-            "repo",
-            "add",
-            "nightly",
+            "r",
             "--provider",
-            "gitlab",
+            "github",
             "--url",
-            &git_server.url("nightly.git"),
+            &git_server.url("r.git"),
+            "--project",
+            "woodpecker-ci/woodpecker",
             "--api-url",
             &api,
-            "--webhook-secret",
-            "hook",
-            "--token",
-            "api-token",
-            "--schedule",
-            "every-5=*/5 * * * *",
-            "--schedule",
-            "new-year=0 0 1 1 *",
-            "--time-zone",
-            "Europe/Berlin",
+            "--concurrency",
+            "1",
         ],
-    ));
-    let store = capstan::store::RunStore::open(&state).unwrap();
-    let two_hours_ago = capstan::store::now_us() - 2 * 3600 * 1_000_000;
-    store
-        .set_schedule_last("nightly", "every-5", two_hours_ago)
-        .unwrap();
-    store
-        .set_schedule_last(
-            "nightly",
-            "new-year",
-            capstan::store::now_us() - 400 * 24 * 3600 * 1_000_000,
-        )
-        .unwrap();
-    drop(store);
-    let s = Setup::start_in(BIN, dir, &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let d = loop {
-        let d = s.deliveries("nightly");
-        if d.len() == 2 && d.iter().all(|d| d["state"] == "done") {
-            break d;
-        }
-        assert!(Instant::now() < deadline, "{d:?}");
-        std::thread::sleep(Duration::from_millis(200));
+    );
+    let (body, headers) = delivery("github/push-branch");
+    let push = |s: &Setup, sha: &str, branch: &str, id: &str| {
+        let mut b = body.clone();
+        b["after"] = sha.into();
+        b["ref"] = format!("refs/heads/{branch}").into();
+        let (code, answer) = post(
+            &s.hook("github"),
+            &fresh_with(&headers, id),
+            &serde_json::to_vec(&b).unwrap(),
+            true,
+        );
+        assert_eq!(code, 201, "{answer}");
+        answer["runs"][0].as_str().unwrap().to_string()
     };
-    let every5 = d.iter().find(|d| d["event"] == "schedule/every-5").unwrap();
-    assert_eq!(every5["status"], 201, "{every5}");
-    assert!(
-        every5["outcome"]
-            .as_str()
-            .unwrap()
-            .contains("the latest of"),
-        "{every5}"
-    );
-    let id = every5["runs"][0].as_str().unwrap();
-    let run = s.ended(id);
-    assert_eq!(run["status"], "Succeeded");
-    assert_eq!(run["triggered_by"]["kind"], "schedule");
-    assert_eq!(run["triggered_by"]["cron"], "*/5 * * * *");
-    assert_eq!(s.note(id), format!("nightly {sha} main schedule true "));
-    let new_year = d
-        .iter()
-        .find(|d| d["event"] == "schedule/new-year")
-        .unwrap();
-    assert!(new_year["runs"].as_array().unwrap().is_empty());
-    assert!(
-        new_year["outcome"]
-            .as_str()
-            .unwrap()
-            .contains("startingDeadline"),
-        "{new_year}"
-    );
-    // One run in all: the next check fires nothing new.
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        ok(&capstan(&s.state, &["runs", "list", "-o", "json"]))
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    let run1 = push(&s, &sha1, "main", "r-1");
+    s.until(&run1, "waiting", |v| task_status(v, "gate") == "Waiting");
+    let run2 = push(&s, &sha2, "dev", "r-2");
+    s.until(&run2, "queued", |v| {
+        v["status"] == "Queued" && v["message"].is_string()
+    });
+    s.restart(&[]);
+    // The executing run is orphaned (`runs resume` continues it); the
+    // queued one starts, the queue being free.
+    s.until(&run2, "started", |v| task_status(v, "gate") == "Waiting");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let states: Vec<String> = statuses(&forge, 0)
+            .iter()
+            .filter(|(h, _)| h.contains(&sha2))
+            .map(|(_, b)| format!("{} {}", b["state"], b["description"]))
+            .collect();
+        if states.len() >= 3 {
+            assert!(
+                states[1].contains("queued again after a restart"),
+                "{states:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{states:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

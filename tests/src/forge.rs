@@ -123,7 +123,11 @@ impl Setup {
     /// Start on `dir/state`, whose repositories are configured.
     pub fn start_in(bin: &str, dir: tempfile::TempDir, serve_args: &[&str]) -> Setup {
         let state = dir.path().join("state");
-        for plugin in [components::WRITE_FILE, components::APPROVE] {
+        for plugin in [
+            components::WRITE_FILE,
+            components::APPROVE,
+            components::SECRET_READ,
+        ] {
             ok(&capstan(
                 bin,
                 &state,
@@ -147,6 +151,15 @@ impl Setup {
             server,
             url,
         }
+    }
+
+    /// Kill the server (SIGKILL) and start it again on the same state.
+    pub fn restart(&mut self, serve_args: &[&str]) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let (server, url) = crate::serve(&self.bin, &self.state, serve_args);
+        self.server = server;
+        self.url = url;
     }
 
     pub fn hook(&self, provider: &str) -> String {

@@ -151,48 +151,7 @@ pub fn repo(cli: &Cli, cmd: &RepoCommand) -> Result<ExitCode> {
     let path = RepoFile::path(&state);
     let json = cli.output == Output::Json;
     match cmd {
-        RepoCommand::Add(a) => {
-            check_repo_name(&a.name).map_err(Invalid)?;
-            let s = spec(a);
-            let problems = s.problems();
-            if !problems.is_empty() {
-                return Err(Invalid(problems.join("; ")).into());
-            }
-            let mut file = RepoFile::load(&path)?;
-            if file.repositories.contains_key(&a.name) && !a.replace {
-                return Err(Invalid(format!(
-                    "repository `{}` exists (--replace to replace it)",
-                    a.name
-                ))
-                .into());
-            }
-            if let Some((other, _)) = file
-                .find(s.provider, &s.project())
-                .filter(|(n, _)| **n != a.name)
-            {
-                return Err(Invalid(format!(
-                    "repository `{other}` already takes {} events of `{}`",
-                    s.provider,
-                    s.project()
-                ))
-                .into());
-            }
-            let project = s.project();
-            file.repositories.insert(a.name.clone(), s);
-            file.save(&path)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "name": a.name, "project": project })
-                );
-            } else {
-                eprintln!(
-                    "repository `{}` ({project}) added; point the forge's webhook at \
-                     http(s)://THIS-SERVER/v1/hooks/{}",
-                    a.name, a.provider
-                );
-            }
-        }
+        RepoCommand::Add(a) => add(&path, a, json)?,
         RepoCommand::List => {
             let file = RepoFile::load(&path)?;
             if json {
@@ -256,4 +215,49 @@ pub fn repo(cli: &Cli, cmd: &RepoCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::Ok)
+}
+
+/// `capstan repo add`.
+fn add(path: &std::path::Path, a: &AddArgs, json: bool) -> Result<()> {
+    check_repo_name(&a.name).map_err(Invalid)?;
+    let s = spec(a);
+    let problems = s.problems();
+    if !problems.is_empty() {
+        return Err(Invalid(problems.join("; ")).into());
+    }
+    let mut file = RepoFile::load(path)?;
+    if file.repositories.contains_key(&a.name) && !a.replace {
+        return Err(Invalid(format!(
+            "repository `{}` exists (--replace to replace it)",
+            a.name
+        ))
+        .into());
+    }
+    if let Some((other, _)) = file
+        .find(s.provider, &s.project())
+        .filter(|(n, _)| **n != a.name)
+    {
+        return Err(Invalid(format!(
+            "repository `{other}` already takes {} events of `{}`",
+            s.provider,
+            s.project()
+        ))
+        .into());
+    }
+    let project = s.project();
+    file.repositories.insert(a.name.clone(), s);
+    file.save(path)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "name": a.name, "project": project })
+        );
+    } else {
+        eprintln!(
+            "repository `{}` ({project}) added; point the forge's webhook at \
+             http(s)://THIS-SERVER/v1/hooks/{}",
+            a.name, a.provider
+        );
+    }
+    Ok(())
 }

@@ -78,6 +78,12 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         listener.local_addr()?,
         TokenFile::path(&cli.state_dir()).display()
     );
+    if let Some(f) = &state.forge {
+        let n = f.recover();
+        if n > 0 {
+            eprintln!("capstan: {n} run(s) started by webhooks queued again");
+        }
+    }
     let schedules = state
         .forge
         .clone()

@@ -38,7 +38,14 @@ pub struct ForgeEvent {
     /// A pull request's target branch.
     pub base_branch: Option<String>,
     pub pr_number: Option<u64>,
+    /// Who wrote the change (the pull request's author; GitLab names only
+    /// the actor, so there it is the actor).
     pub author: String,
+    /// Who caused this event (GitHub's `sender`, GitLab's `user`): a push
+    /// to a fork, a rebase clicked by a maintainer.
+    pub actor: String,
+    /// The owner of the repository the change comes from (a fork's).
+    pub head_owner: Option<String>,
     /// A web page for the commit or pull request.
     pub url: String,
     /// A pull request from another repository (a fork).
@@ -52,6 +59,18 @@ pub struct ForgeEvent {
 }
 
 impl ForgeEvent {
+    /// Whether the event's own pipeline files may run with what the
+    /// repository grants: a change from the repository itself (its author
+    /// could push there), or from a fork whose owner, author and the one
+    /// who caused this event are all in `trusted`.
+    pub fn trusted(&self, trusted: &[String]) -> bool {
+        if !self.fork {
+            return true;
+        }
+        let t = |u: &str| trusted.iter().any(|x| x == u);
+        t(&self.author) && t(&self.actor) && self.head_owner.as_deref().is_some_and(t)
+    }
+
     /// The branch the trigger filters see: a push's branch, a pull
     /// request's target branch.
     pub fn target_branch(&self) -> Option<&str> {
@@ -88,6 +107,35 @@ impl ForgeEvent {
             ("trusted".into(), trusted.to_string()),
         ])
     }
+}
+
+/// The repository a payload names, read before the payload is trusted:
+/// only that field is kept (nothing else of a large body is allocated).
+pub fn probe_project(provider: Provider, body: &[u8]) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Name {
+        #[serde(default)]
+        full_name: Option<String>,
+        #[serde(default)]
+        path_with_namespace: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        repository: Option<Name>,
+        #[serde(default)]
+        project: Option<Name>,
+    }
+    let p: Probe = serde_json::from_slice(body)
+        .map_err(|e| format!("the payload is not JSON naming a repository: {e}"))?;
+    let name = match provider {
+        Provider::Github => p.repository.and_then(|r| r.full_name),
+        Provider::Gitlab => p.project.and_then(|r| r.path_with_namespace),
+    };
+    name.ok_or_else(|| match provider {
+        Provider::Github => "payload field `repository.full_name` is missing".to_string(),
+        Provider::Gitlab => "payload field `project.path_with_namespace` is missing".to_string(),
+    })
 }
 
 /// A payload field by dotted path, for messages that name it.
@@ -128,6 +176,16 @@ impl Fields<'_> {
     /// Paths added, modified and removed across `commits[]`.
     pub fn changed_files(&self) -> Option<Vec<String>> {
         let commits = self.get("commits")?.as_array()?;
+        // Both forges list at most 20 commits: past that, the files are
+        // not known.
+        let total = self
+            .get("total_commits_count")
+            .or_else(|| self.get("size"))
+            .and_then(Value::as_u64)
+            .unwrap_or(commits.len() as u64);
+        if commits.len() >= 20 || total > commits.len() as u64 {
+            return None;
+        }
         let mut out: Vec<String> = Vec::new();
         for c in commits {
             for k in ["added", "modified", "removed"] {
@@ -185,5 +243,69 @@ pub fn split_ref(git_ref: &str) -> (Option<String>, Option<String>) {
         (None, Some(t.to_string()))
     } else {
         (None, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_reads_only_the_repository_name() {
+        let gl = br#"{"object_kind":"push","repository":{"name":"x","url":"u"},"project":{"path_with_namespace":"g/s/p"}}"#;
+        assert_eq!(probe_project(Provider::Gitlab, gl).unwrap(), "g/s/p");
+        let gh = br#"{"zen":"z","repository":{"full_name":"o/r","owner":{"login":"o"}}}"#;
+        assert_eq!(probe_project(Provider::Github, gh).unwrap(), "o/r");
+        assert!(
+            probe_project(Provider::Github, gl)
+                .unwrap_err()
+                .contains("repository.full_name")
+        );
+        assert!(probe_project(Provider::Gitlab, b"[1,2]").is_err());
+    }
+
+    #[test]
+    fn a_fork_needs_its_owner_author_and_actor_trusted() {
+        let mut e = ForgeEvent {
+            provider: Provider::Github,
+            kind: EventKind::PullRequest,
+            name: "pull_request/synchronize".into(),
+            revision: "a".repeat(40),
+            git_ref: "refs/pull/1/head".into(),
+            branch: Some("f".into()),
+            tag: None,
+            base_branch: Some("main".into()),
+            pr_number: Some(1),
+            author: "ann".into(),
+            actor: "ann".into(),
+            head_owner: Some("ann".into()),
+            url: String::new(),
+            fork: true,
+            changed: None,
+            files: vec![],
+            schedule: None,
+        };
+        let list = vec!["ann".to_string()];
+        assert!(e.trusted(&list));
+        // Someone else pushed to ann's fork, or clicked rebase on it.
+        e.actor = "mallory".into();
+        assert!(!e.trusted(&list));
+        e.actor = "ann".into();
+        e.head_owner = Some("mallory".into());
+        assert!(!e.trusted(&list));
+        e.fork = false;
+        assert!(e.trusted(&[]));
+    }
+
+    #[test]
+    fn ref_names_that_are_options_or_refspecs_are_refused() {
+        for bad in [
+            "-x", "a:b", "a b", "a..b", "a\u{1b}b", ".hidden", "a.lock", "a//b", "x@{1}",
+        ] {
+            assert!(check_name("ref", bad).is_err(), "{bad}");
+        }
+        for good in ["main", "release/1.2", "feature/x-y_z", "v1.0.0"] {
+            check_name("ref", good).unwrap();
+        }
     }
 }

@@ -71,11 +71,14 @@ fn git(dir: &Path, src: &Source<'_>, args: &[&str], deadline: Instant) -> Result
             cmd.env(proxy, v);
         }
     }
-    let mut config = vec![
-        ("protocol.version", "2".to_string()),
-        ("http.lowSpeedLimit", "1000".to_string()),
-        ("http.lowSpeedTime", "30".to_string()),
-        ("core.hooksPath", "/dev/null".to_string()),
+    let mut config: Vec<(String, String)> = vec![
+        ("protocol.version".to_string(), "2".to_string()),
+        ("http.lowSpeedLimit".to_string(), "1000".to_string()),
+        ("http.lowSpeedTime".to_string(), "30".to_string()),
+        ("core.hooksPath".to_string(), "/dev/null".to_string()),
+        // The token goes to the configured URL only: no redirects.
+        ("http.followRedirects".to_string(), "false".to_string()),
+        ("transfer.fsckObjects".to_string(), "true".to_string()),
     ];
     if let Some(token) = src.token {
         let user = match src.provider {
@@ -85,7 +88,11 @@ fn git(dir: &Path, src: &Source<'_>, args: &[&str], deadline: Instant) -> Result
         let mut cred = format!("{user}:").into_bytes();
         cred.extend_from_slice(token);
         let basic = base64::engine::general_purpose::STANDARD.encode(cred);
-        config.push(("http.extraHeader", format!("Authorization: Basic {basic}")));
+        // Sent to the configured URL only (git matches it as a prefix).
+        config.push((
+            format!("http.{}.extraHeader", src.url),
+            format!("Authorization: Basic {basic}"),
+        ));
     }
     cmd.env("GIT_CONFIG_COUNT", config.len().to_string());
     for (i, (k, v)) in config.iter().enumerate() {
@@ -226,61 +233,71 @@ pub fn pipelines(
         }
         let listing = git(work, src, &args, deadline)?;
         for entry in listing.split(|b| *b == 0).filter(|e| !e.is_empty()) {
-            let entry = String::from_utf8_lossy(entry);
-            let Some((meta, path)) = entry.split_once('\t') else {
-                continue;
-            };
-            let meta: Vec<&str> = meta.split(' ').collect();
-            let [mode, kind, oid] = meta[..] else {
-                continue;
-            };
-            let wanted = patterns.iter().any(|p| {
-                glob::Pattern::new(p).is_ok_and(|g| {
-                    g.matches_with(
-                        path,
-                        glob::MatchOptions {
-                            require_literal_separator: true,
-                            ..Default::default()
-                        },
-                    )
-                })
-            });
-            let lock = path.ends_with("/capstan.lock") || path == "capstan.lock";
-            if !wanted && !lock {
-                continue;
-            }
-            if kind != "blob" || !(mode == "100644" || mode == "100755") {
-                return Err(format!(
-                    "{path}: not a regular file in the repository (mode {mode})"
-                ));
-            }
-            let size: u64 =
-                String::from_utf8_lossy(&git(work, src, &["cat-file", "-s", oid], deadline)?)
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{path}: git gave no size"))?;
-            if size > MAX_FILE_BYTES {
-                return Err(format!(
-                    "{path}: {size} bytes, more than the {MAX_FILE_BYTES} allowed"
-                ));
-            }
-            let text = String::from_utf8(git(work, src, &["cat-file", "blob", oid], deadline)?)
-                .map_err(|_| format!("{path}: not UTF-8"))?;
-            if lock {
-                let d = path.rsplit_once('/').map_or("", |(d, _)| d);
-                out.locks.push((d.to_string(), text));
-            } else {
-                out.files.push((path.to_string(), text));
-            }
-            if out.files.len() > MAX_FILES {
-                return Err(format!(
-                    "more than {MAX_FILES} pipeline files match {patterns:?}"
-                ));
-            }
+            read_entry(
+                work,
+                src,
+                &String::from_utf8_lossy(entry),
+                patterns,
+                deadline,
+                &mut out,
+            )?;
         }
     }
     out.files.sort();
     Ok(out)
+}
+
+/// Read one `ls-tree` entry (`MODE TYPE OID\tPATH`) into `out` if it is a
+/// pipeline file or a `capstan.lock`: a regular file, small enough; at
+/// most [`MAX_FILES`] of them in all.
+fn read_entry(
+    work: &Path,
+    src: &Source<'_>,
+    entry: &str,
+    patterns: &[String],
+    deadline: Instant,
+    out: &mut Fetched,
+) -> Result<(), String> {
+    let Some((meta, path)) = entry.split_once('\t') else {
+        return Ok(());
+    };
+    let meta: Vec<&str> = meta.split(' ').collect();
+    let [mode, kind, oid] = meta[..] else {
+        return Ok(());
+    };
+    let wanted = patterns.iter().any(|p| super::filter::matches(p, path));
+    let lock = path.ends_with("/capstan.lock") || path == "capstan.lock";
+    if !wanted && !lock {
+        return Ok(());
+    }
+    if out.files.len() + out.locks.len() >= MAX_FILES {
+        return Err(format!(
+            "more than {MAX_FILES} pipeline and lock files match {patterns:?}"
+        ));
+    }
+    if kind != "blob" || !(mode == "100644" || mode == "100755") {
+        return Err(format!(
+            "{path}: not a regular file in the repository (mode {mode})"
+        ));
+    }
+    let size: u64 = String::from_utf8_lossy(&git(work, src, &["cat-file", "-s", oid], deadline)?)
+        .trim()
+        .parse()
+        .map_err(|_| format!("{path}: git gave no size"))?;
+    if size > MAX_FILE_BYTES {
+        return Err(format!(
+            "{path}: {size} bytes, more than the {MAX_FILE_BYTES} allowed"
+        ));
+    }
+    let text = String::from_utf8(git(work, src, &["cat-file", "blob", oid], deadline)?)
+        .map_err(|_| format!("{path}: not UTF-8"))?;
+    if lock {
+        let d = path.rsplit_once('/').map_or("", |(d, _)| d);
+        out.locks.push((d.to_string(), text));
+    } else {
+        out.files.push((path.to_string(), text));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

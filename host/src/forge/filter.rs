@@ -22,8 +22,9 @@ use super::repo::{EventKind, RepositorySpec};
 const ON_EVENT: &str = "pipelinesascode.tekton.dev/on-event";
 const ON_TARGET_BRANCH: &str = "pipelinesascode.tekton.dev/on-target-branch";
 
-/// `*` does not cross `/`; `**` does.
-fn matches(pattern: &str, text: &str) -> bool {
+/// `*` does not cross `/`; `**` does. The one matcher of the forge
+/// (repository filters, pipeline files, schedules).
+pub(super) fn matches(pattern: &str, text: &str) -> bool {
     let opts = MatchOptions {
         case_sensitive: true,
         require_literal_separator: true,
@@ -168,6 +169,8 @@ mod tests {
             base_branch: base.map(Into::into),
             pr_number: None,
             author: "me".into(),
+            actor: "me".into(),
+            head_owner: None,
             url: String::new(),
             fork: false,
             changed: Some(vec!["docs/readme.md".into()]),

@@ -7,11 +7,6 @@ use super::Provider;
 use super::event::{Fields, ForgeEvent, Parsed, is_zero, split_ref};
 use super::repo::EventKind;
 
-/// The repository a payload is about (`repository.full_name`).
-pub fn project(body: &Value) -> Result<String, String> {
-    Fields(body).str("repository.full_name")
-}
-
 /// Normalize a payload of event `event`.
 pub fn parse(event: &str, body: &Value) -> Result<Parsed, String> {
     let f = Fields(body);
@@ -63,7 +58,9 @@ fn push(f: &Fields<'_>) -> Result<Parsed, String> {
         tag,
         base_branch: None,
         pr_number: None,
+        actor: author.clone(),
         author,
+        head_owner: None,
         url,
         fork: false,
         changed: f.changed_files(),
@@ -100,6 +97,8 @@ fn pull_request(f: &Fields<'_>) -> Result<Parsed, String> {
         base_branch: Some(base_ref),
         pr_number: Some(number),
         author: f.str("pull_request.user.login")?,
+        actor: f.opt_str("sender.login").unwrap_or_default(),
+        head_owner: f.opt_str("pull_request.head.repo.owner.login"),
         url: f.opt_str("pull_request.html_url").unwrap_or_default(),
         fork: head_repo.is_none_or(|h| !h.eq_ignore_ascii_case(&base_repo)),
         changed: None,

@@ -7,11 +7,6 @@ use super::Provider;
 use super::event::{Fields, ForgeEvent, Parsed, is_zero, split_ref};
 use super::repo::EventKind;
 
-/// The project a payload is about (`project.path_with_namespace`).
-pub fn project(body: &Value) -> Result<String, String> {
-    Fields(body).str("project.path_with_namespace")
-}
-
 /// Normalize a payload of event `event` (the `X-Gitlab-Event` header).
 pub fn parse(event: &str, body: &Value) -> Result<Parsed, String> {
     let f = Fields(body);
@@ -58,6 +53,8 @@ fn push(f: &Fields<'_>) -> Result<Parsed, String> {
         base_branch: None,
         pr_number: None,
         author: f.opt_str("user_username").unwrap_or_default(),
+        actor: f.opt_str("user_username").unwrap_or_default(),
+        head_owner: None,
         fork: false,
         changed: f.changed_files(),
         files: Vec::new(),
@@ -96,6 +93,11 @@ fn merge_request(f: &Fields<'_>) -> Result<Parsed, String> {
         base_branch: Some(target_branch),
         pr_number: Some(iid),
         author: f.str("user.username")?,
+        actor: f.str("user.username")?,
+        // The namespace of the source project (a fork's owner).
+        head_owner: f
+            .opt_str("object_attributes.source.path_with_namespace")
+            .and_then(|p| p.rsplit_once('/').map(|(ns, _)| ns.to_string())),
         url: f.opt_str("object_attributes.url").unwrap_or_default(),
         fork: source != target,
         changed: None,

@@ -19,20 +19,19 @@
 //! defines them (it cannot change what runs, or grant itself anything),
 //! with `$(context.trigger.trusted)` = `false`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::event::{ForgeEvent, Parsed};
-use super::queue::{Job, Queue};
+use super::pipelines::Outcome;
+use super::queue::Queue;
 use super::repo::{RepoFile, RepositorySpec};
 use super::report::{self, Reporter, Retry, State, Target};
-use super::{Provider, fetch, filter, github, gitlab, verify};
+use super::{Provider, filter, github, gitlab, verify};
 use crate::caps::secrets::LocalSecrets;
-use crate::pipeline::Document;
-use crate::scheduler::{PrepareError, Prepared, RunOptions, Scheduler};
-use crate::store::{Begin, DeliveryKey, TriggeredBy};
+use crate::scheduler::Scheduler;
+use crate::store::{Begin, DeliveryKey};
 
 /// The headers of a delivery that matter.
 #[derive(Debug, Default, Clone)]
@@ -69,18 +68,13 @@ pub struct Forge {
     pub repos: std::path::PathBuf,
     pub secrets: LocalSecrets,
     pub queue: Arc<Queue>,
+    /// Deliveries handled at once (each may hold a 25 MiB body).
+    hooks: tokio::sync::Semaphore,
+    /// Repositories read at once (each a few git processes).
+    fetches: Arc<tokio::sync::Semaphore>,
     /// Where people see runs (`target_url` of statuses).
     pub public_url: String,
     pub retry: Retry,
-}
-
-/// A pipeline file that became a run, or did not.
-struct Outcome {
-    /// The commit the files were read at.
-    commit: String,
-    created: Vec<(String, Job, String)>,
-    notes: Vec<String>,
-    invalid: Vec<(String, String)>,
 }
 
 impl Forge {
@@ -93,6 +87,8 @@ impl Forge {
             sched,
             public_url: public_url.trim_end_matches('/').to_string(),
             retry,
+            hooks: tokio::sync::Semaphore::new(32),
+            fetches: Arc::new(tokio::sync::Semaphore::new(4)),
         })
     }
 
@@ -103,21 +99,23 @@ impl Forge {
         h: Headers,
         body: bytes::Bytes,
     ) -> Answer {
-        let payload: serde_json::Value = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => return Answer::error(400, format!("the payload is not JSON: {e}")),
+        // Bounded: each delivery may hold a large body while it is parsed.
+        let Ok(_permit) = self.hooks.acquire().await else {
+            return Answer::error(503, "shutting down");
         };
-        let project = match provider {
-            Provider::Github => github::project(&payload),
-            Provider::Gitlab => gitlab::project(&payload),
-        };
-        let project = match project {
+        let project = match super::event::probe_project(provider, &body) {
             Ok(p) => p,
             Err(e) => return Answer::error(400, e),
         };
         let file = match RepoFile::load(&self.repos) {
             Ok(f) => f,
-            Err(e) => return Answer::error(500, format!("{e:#}")),
+            Err(e) => {
+                tracing::error!("webhook: {e:#}");
+                return Answer::error(
+                    500,
+                    "the server's repository configuration is broken (see its log)",
+                );
+            }
         };
         let Some((name, repo)) = file.find(provider, &project) else {
             return Answer::error(
@@ -127,9 +125,17 @@ impl Forge {
         };
         let (name, repo) = (name.clone(), repo.clone());
         if let Err(why) = self.authenticate(provider, &repo, &h, &body) {
+            // The details are for the server's log, not for the sender.
             tracing::warn!(repository = %name, "webhook refused: {why}");
-            return Answer::error(401, why);
+            return Answer::error(
+                401,
+                "the signature or secret token does not match this repository's",
+            );
         }
+        let payload: serde_json::Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return Answer::error(400, format!("the payload is not JSON: {e}")),
+        };
         let (Some(event), Some(delivery)) = (h.event.clone(), h.delivery.clone()) else {
             return Answer::error(400, "no event or delivery id header");
         };
@@ -138,9 +144,10 @@ impl Forge {
         }
         let key = DeliveryKey {
             provider: provider.as_str().to_string(),
+            repository: name.clone(),
             id: delivery.clone(),
         };
-        match self.sched.store.begin_delivery(&key, &name, &event) {
+        match self.sched.store.begin_delivery(&key, &event) {
             Err(e) => return Answer::error(500, e.to_string()),
             Ok(Begin::Done(d)) => {
                 return Answer::new(
@@ -159,13 +166,24 @@ impl Forge {
         // The rest runs on its own task: a forge that gives up waiting (or
         // a dropped connection) does not interrupt it.
         let me = self.clone();
+        let key2 = key.clone();
         let work = tokio::spawn(async move {
             me.process(provider, &name, &repo, &key, &event, &payload)
                 .await
         });
         match tokio::time::timeout(std::time::Duration::from_secs(8), work).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => Answer::error(500, format!("processing the delivery: {e}")),
+            Ok(Err(e)) => {
+                // A panic: the delivery is done (a redelivery starts over
+                // only after the takeover time otherwise).
+                let answer = Answer::error(500, format!("processing the delivery: {e}"));
+                self.finish(
+                    &key2,
+                    &answer,
+                    "failed: an internal error (see the server log)",
+                );
+                answer
+            }
             Err(_) => Answer::new(
                 202,
                 json!({ "delivery": delivery, "outcome": "accepted; still being processed (see `capstan repo deliveries`)" }),
@@ -236,7 +254,7 @@ impl Forge {
         }
     }
 
-    fn token(&self, repo: &RepositorySpec) -> Result<Option<Vec<u8>>, String> {
+    pub(super) fn token(&self, repo: &RepositorySpec) -> Result<Option<Vec<u8>>, String> {
         match &repo.token {
             None => Ok(None),
             Some(t) => self
@@ -277,7 +295,7 @@ impl Forge {
             Ok(t) => t,
             Err(why) => return Answer::error(500, why),
         };
-        let trusted = !e.fork || repo.trusted.contains(&e.author);
+        let trusted = e.trusted(&repo.trusted);
         let me = self.clone();
         let (repo2, e2, name2, key2, token2) = (
             repo.clone(),
@@ -286,6 +304,9 @@ impl Forge {
             key.clone(),
             token.clone(),
         );
+        let Ok(_fetch) = self.fetches.clone().acquire_owned().await else {
+            return Answer::error(503, "shutting down");
+        };
         let outcome = tokio::task::spawn_blocking(move || {
             me.prepare_runs(&name2, &repo2, &key2, &e2, trusted, token2)
         })
@@ -395,192 +416,4 @@ impl Forge {
         }
         Answer::new(status, body)
     }
-
-    /// Read, validate and record the runs (blocking: git, the registry).
-    fn prepare_runs(
-        &self,
-        name: &str,
-        repo: &RepositorySpec,
-        key: &DeliveryKey,
-        e: &ForgeEvent,
-        trusted: bool,
-        token: Option<Vec<u8>>,
-    ) -> Result<Outcome, String> {
-        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let git_dir = work.path().join("git");
-        std::fs::create_dir(&git_dir).map_err(|e| e.to_string())?;
-        let src = fetch::Source {
-            url: &repo.url,
-            provider: repo.provider,
-            token: token.as_deref(),
-        };
-        let fetched = if e.revision.is_empty() {
-            fetch::pipelines(&src, None, &e.git_ref, &repo.pipelines, &git_dir)?
-        } else if trusted {
-            fetch::pipelines(
-                &src,
-                Some(&e.revision),
-                &e.git_ref,
-                &repo.pipelines,
-                &git_dir,
-            )?
-        } else {
-            let base = format!("refs/heads/{}", e.base_branch.as_deref().unwrap_or("main"));
-            fetch::pipelines(&src, None, &base, &repo.pipelines, &git_dir)?
-        };
-        if fetched.files.is_empty() {
-            return Err(format!(
-                "no file at {} matches {:?}",
-                fetched.commit, repo.pipelines
-            ));
-        }
-        // Files already made runs of (a delivery taken over after a crash).
-        let done: Vec<String> = self
-            .sched
-            .store
-            .delivery_runs(key)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|r| self.sched.store.run(r).ok().map(|r| r.spec.file))
-            .collect();
-        let mut out = Outcome {
-            commit: fetched.commit.clone(),
-            created: vec![],
-            notes: vec![],
-            invalid: vec![],
-        };
-        let mut e = e.clone();
-        if e.revision.is_empty() {
-            e.revision = fetched.commit.clone();
-        }
-        let e = &e;
-        let context = e.context(&key.id, name, trusted);
-        for (path, text) in &fetched.files {
-            if done.contains(path) {
-                continue;
-            }
-            if !e.files.is_empty()
-                && !e
-                    .files
-                    .iter()
-                    .any(|g| glob::Pattern::new(g).is_ok_and(|g| g.matches(path)))
-            {
-                out.notes.push(format!("{path}: not one of {:?}", e.files));
-                continue;
-            }
-            if let Some(why) = filter::pipeline_refuses(text, e) {
-                out.notes.push(format!("{path}: {why}"));
-                continue;
-            }
-            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-            let base = work.path().join("src").join(dir);
-            std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
-            if let Some((_, lock)) = fetched.locks.iter().find(|(d, _)| d == dir) {
-                std::fs::write(crate::resolve::lock_path(&base), lock)
-                    .map_err(|e| e.to_string())?;
-            }
-            match self.prepare_one(path, text, &base) {
-                Ok(prepared) => {
-                    let run_id = self
-                        .record(name, key, e, &prepared, &context)
-                        .map_err(|e| format!("{e:#}"))?;
-                    let branch = match (e.pr_number, &e.branch, &e.tag) {
-                        _ if e.kind == super::repo::EventKind::Schedule => {
-                            format!("{}-{run_id}", e.name)
-                        }
-                        (Some(n), _, _) => format!("pr-{n}"),
-                        (None, _, Some(t)) => format!("tag-{t}-{run_id}"),
-                        (None, Some(b), None) => b.clone(),
-                        _ => run_id.clone(),
-                    };
-                    let pipeline = prepared.plan.name.clone();
-                    let group = format!("{pipeline}@{branch}");
-                    out.created.push((
-                        run_id.clone(),
-                        Job {
-                            run_id,
-                            group,
-                            prepared,
-                            reporter: None,
-                        },
-                        pipeline,
-                    ));
-                }
-                Err(why) => out.invalid.push((path.clone(), why)),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Validate one file as `capstan run` would; repository pipelines may
-    /// use registry plugins only (a path would name a file of this server).
-    fn prepare_one(
-        &self,
-        path: &str,
-        text: &str,
-        base: &std::path::Path,
-    ) -> Result<Prepared, String> {
-        let mut doc = Document::parse(path, text).map_err(|d| one_line(&d))?;
-        doc.base_dir = base.to_path_buf();
-        let mut diags = Vec::new();
-        for (at, t) in doc.all_tasks() {
-            if let Ok(capstan_registry::Reference::File(_)) =
-                t.uses.parse::<capstan_registry::Reference>()
-            {
-                diags.push(doc.diag(
-                    &format!("{at}.uses"),
-                    format!(
-                        "`{}`: a pipeline from a repository may use registry plugins only",
-                        t.uses
-                    ),
-                ));
-            }
-        }
-        if !diags.is_empty() {
-            return Err(one_line(&crate::pipeline::Diagnostics(diags)));
-        }
-        match self.sched.prepare(doc, &[], None) {
-            Ok(p) => Ok(p),
-            Err(PrepareError::Invalid(d)) => Err(one_line(&d)),
-            Err(PrepareError::Other(e)) => Err(format!("{path}: {e:#}")),
-        }
-    }
-
-    fn record(
-        &self,
-        name: &str,
-        key: &DeliveryKey,
-        e: &ForgeEvent,
-        prepared: &Prepared,
-        context: &BTreeMap<String, String>,
-    ) -> anyhow::Result<String> {
-        let by = match &e.schedule {
-            Some(cron) => TriggeredBy::Schedule {
-                repository: name.to_string(),
-                cron: cron.clone(),
-            },
-            None => TriggeredBy::Webhook {
-                provider: e.provider.as_str().to_string(),
-                repository: name.to_string(),
-                delivery: key.id.clone(),
-                event: e.name.clone(),
-            },
-        };
-        let opts = RunOptions {
-            triggered_by: Some(by),
-            trigger: context.clone(),
-            ..RunOptions::default()
-        };
-        let id = self.sched.create(prepared, &opts)?;
-        self.sched.store.add_delivery_run(key, &id)?;
-        Ok(id)
-    }
-}
-
-/// Diagnostics as one line each, `file:line:column: message`, joined.
-fn one_line(d: &crate::pipeline::Diagnostics) -> String {
-    d.0.iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join("; ")
 }

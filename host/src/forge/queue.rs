@@ -5,12 +5,26 @@
 //! branch or pull request cancels the run of the commit it replaced, as
 //! GitHub Actions' `cancel-in-progress` does).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::report::{Reporter, State};
 use crate::scheduler::{Prepared, Scheduler};
 use crate::store::RunStatus;
+
+/// The concurrency group of a run of pipeline file `path` with trigger
+/// `context`: its pull request or branch (by file, so two files naming one
+/// pipeline are two groups); a tag's or a schedule's run is a group of its
+/// own.
+pub fn group(path: &str, context: &BTreeMap<String, String>, run_id: &str) -> String {
+    let get = |k: &str| context.get(k).map(String::as_str).unwrap_or("");
+    let of = match get("event") {
+        "pull_request" => format!("pr:{}", get("pr-number")),
+        "push" if !get("branch").is_empty() => format!("branch:{}", get("branch")),
+        _ => format!("run:{run_id}"),
+    };
+    format!("{path}@{of}")
+}
 
 /// A run to execute.
 pub struct Job {

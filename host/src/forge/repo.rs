@@ -222,6 +222,25 @@ impl RepositorySpec {
                 _ => out.push(format!("{field}: `{url}` is not an http(s) URL")),
             }
         }
+        // A token goes over TLS (plain http only to this machine).
+        if self.token.is_some() {
+            for (field, url) in [("url", Some(&self.url)), ("apiUrl", self.api_url.as_ref())] {
+                let Some(url) = url else { continue };
+                let host = url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .and_then(|u| u.host().map(str::to_string));
+                let local = matches!(
+                    host.as_deref(),
+                    Some("127.0.0.1" | "localhost" | "[::1]" | "::1")
+                );
+                if url.starts_with("http://") && !local {
+                    out.push(format!(
+                        "{field}: `{url}` is plain http; a token is sent over https only"
+                    ));
+                }
+            }
+        }
         for (field, name) in [
             ("webhookSecret", Some(&self.webhook_secret)),
             ("token", self.token.as_ref()),

@@ -92,37 +92,45 @@ async fn check(
         return Ok(());
     };
     let last = Timestamp::from_microsecond(last).map_err(|e| e.to_string())?;
-    let (Some(at), times) = due(&cron, &tz, last, now) else {
-        return Ok(());
+    // Times older than the deadline never run: no need to walk them all.
+    let deadline = s.deadline()?;
+    let floor = now
+        .checked_sub(jiff::SignedDuration::try_from(deadline).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    // Times before the floor never run: they are not walked one by one.
+    let (at, times, missed) = match due(&cron, &tz, last.max(floor), now) {
+        (Some(at), n) => (at, n, false),
+        (None, _) => match cron.next_after(last, &tz) {
+            Some(z) if z.timestamp() <= floor => (z.timestamp(), 1, true),
+            _ => return Ok(()),
+        },
     };
     // Recorded first: a crash from here on never runs this time twice.
     store
-        .set_schedule_last(name, &s.name, at.as_microsecond())
+        .set_schedule_last(name, &s.name, at.max(floor).as_microsecond())
         .map_err(|e| e.to_string())?;
     let key = DeliveryKey {
         provider: "schedule".into(),
-        id: format!("{name}/{}@{at}", s.name),
+        repository: name.to_string(),
+        id: format!("{}@{at}", s.name),
     };
     if !matches!(
-        store.begin_delivery(&key, name, &format!("schedule/{}", s.name)),
+        store.begin_delivery(&key, &format!("schedule/{}", s.name)),
         Ok(Begin::New)
     ) {
         return Ok(());
     }
-    let late = Duration::from_micros((now.as_microsecond() - at.as_microsecond()).max(0) as u64);
-    if late > s.deadline()? {
+    if missed {
         let why = format!(
-            "missed {times} time(s) while the server was down; the latest, {at}, is more than startingDeadline {} ago",
+            "missed while the server was down: {at} and any later time before {floor} are more than \
+             startingDeadline {} ago",
             s.starting_deadline
         );
-        forge.finish(
-            &key,
-            &Answer {
-                status: 202,
-                body: serde_json::Value::Null,
-            },
-            &why,
-        );
+        let answer = Answer {
+            status: 202,
+            body: serde_json::Value::Null,
+        };
+        forge.finish(&key, &answer, &why);
         return Ok(());
     }
     let event = ForgeEvent {
@@ -136,6 +144,8 @@ async fn check(
         base_branch: None,
         pr_number: None,
         author: "schedule".into(),
+        actor: "schedule".into(),
+        head_owner: None,
         url: String::new(),
         fork: false,
         changed: None,
@@ -152,7 +162,7 @@ async fn check(
         .unwrap_or("")
         .to_string();
     let outcome = if times > 1 {
-        format!("{outcome} (the latest of {times} times missed)")
+        format!("{outcome} (the latest of {times} times missed within startingDeadline)")
     } else {
         outcome
     };

@@ -20,6 +20,9 @@ pub const TAKEOVER_US: i64 = 10 * 60 * 1_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryKey {
     pub provider: String,
+    /// The repository's name: one repository's sender cannot claim or
+    /// read another's delivery ids.
+    pub repository: String,
     pub id: String,
 }
 
@@ -85,12 +88,7 @@ const DELIVERY_COLUMNS: &str =
 
 impl RunStore {
     /// Record a delivery's receipt, unless it was received before.
-    pub fn begin_delivery(
-        &self,
-        key: &DeliveryKey,
-        repository: &str,
-        event: &str,
-    ) -> Result<Begin> {
+    pub fn begin_delivery(&self, key: &DeliveryKey, event: &str) -> Result<Begin> {
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -99,9 +97,9 @@ impl RunStore {
         let existing = tx
             .query_row(
                 &format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE provider = ?1 AND id = ?2"
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE provider = ?1 AND id = ?2 AND repository = ?3"
                 ),
-                params![key.provider, key.id],
+                params![key.provider, key.id, key.repository],
                 delivery_row,
             )
             .optional()
@@ -111,8 +109,8 @@ impl RunStore {
             Some(d) if now - d.received_at < TAKEOVER_US => Begin::InProgress(d),
             Some(_) => {
                 tx.execute(
-                    "UPDATE deliveries SET received_at = ?3 WHERE provider = ?1 AND id = ?2",
-                    params![key.provider, key.id, now],
+                    "UPDATE deliveries SET received_at = ?3 WHERE provider = ?1 AND id = ?2 AND repository = ?4",
+                    params![key.provider, key.id, now, key.repository],
                 )
                 .map_err(|e| self.err(e))?;
                 Begin::New
@@ -121,7 +119,7 @@ impl RunStore {
                 tx.execute(
                     "INSERT INTO deliveries (provider, id, repository, event, received_at, state) \
                      VALUES (?1, ?2, ?3, ?4, ?5, 'processing')",
-                    params![key.provider, key.id, repository, event, now],
+                    params![key.provider, key.id, key.repository, event, now],
                 )
                 .map_err(|e| self.err(e))?;
                 Begin::New
@@ -143,8 +141,15 @@ impl RunStore {
         self.conn()
             .execute(
                 "UPDATE deliveries SET state = 'done', status = ?3, outcome = ?4, runs = ?5 \
-                 WHERE provider = ?1 AND id = ?2",
-                params![key.provider, key.id, status as i64, outcome, runs],
+                 WHERE provider = ?1 AND id = ?2 AND repository = ?6",
+                params![
+                    key.provider,
+                    key.id,
+                    status as i64,
+                    outcome,
+                    runs,
+                    key.repository
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -156,8 +161,8 @@ impl RunStore {
         let runs: Option<String> = self
             .conn()
             .query_row(
-                "SELECT runs FROM deliveries WHERE provider = ?1 AND id = ?2",
-                params![key.provider, key.id],
+                "SELECT runs FROM deliveries WHERE provider = ?1 AND id = ?2 AND repository = ?3",
+                params![key.provider, key.id, key.repository],
                 |r| r.get(0),
             )
             .optional()
@@ -175,8 +180,8 @@ impl RunStore {
         let runs = serde_json::to_string(&runs).expect("run ids serialize");
         self.conn()
             .execute(
-                "UPDATE deliveries SET runs = ?3 WHERE provider = ?1 AND id = ?2",
-                params![key.provider, key.id, runs],
+                "UPDATE deliveries SET runs = ?3 WHERE provider = ?1 AND id = ?2 AND repository = ?4",
+                params![key.provider, key.id, runs, key.repository],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -277,21 +282,22 @@ mod tests {
         let store = RunStore::open(dir.path()).unwrap();
         let key = DeliveryKey {
             provider: "github".into(),
+            repository: "team/app".into(),
             id: "d-1".into(),
         };
         assert!(matches!(
-            store.begin_delivery(&key, "team/app", "push").unwrap(),
+            store.begin_delivery(&key, "push").unwrap(),
             Begin::New
         ));
         assert!(matches!(
-            store.begin_delivery(&key, "team/app", "push").unwrap(),
+            store.begin_delivery(&key, "push").unwrap(),
             Begin::InProgress(_)
         ));
         store.add_delivery_run(&key, "run-1").unwrap();
         store
             .finish_delivery(&key, 201, "1 run", &store.delivery_runs(&key).unwrap())
             .unwrap();
-        match store.begin_delivery(&key, "team/app", "push").unwrap() {
+        match store.begin_delivery(&key, "push").unwrap() {
             Begin::Done(d) => {
                 assert_eq!(d.runs, vec!["run-1".to_string()]);
                 assert_eq!(d.status, Some(201));
@@ -301,9 +307,10 @@ mod tests {
         // A delivery left processing by a crash long ago is taken over.
         let stale = DeliveryKey {
             provider: "gitlab".into(),
+            repository: "g/p".into(),
             id: "d-2".into(),
         };
-        store.begin_delivery(&stale, "g/p", "Push Hook").unwrap();
+        store.begin_delivery(&stale, "Push Hook").unwrap();
         store
             .conn()
             .execute(
@@ -312,7 +319,7 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(
-            store.begin_delivery(&stale, "g/p", "Push Hook").unwrap(),
+            store.begin_delivery(&stale, "Push Hook").unwrap(),
             Begin::New
         ));
         assert_eq!(store.deliveries(Some("g/p"), 10).unwrap().len(), 1);

@@ -10,6 +10,7 @@ mod deliveries;
 mod logs;
 mod schema;
 mod status;
+mod trigger;
 mod waits;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use deliveries::{Begin, DeliveryKey, DeliveryRecord, ReportRecord};
 pub use status::{LogLevel, RunStatus, SkipReason, StopMode, TaskStatus};
+pub use trigger::TriggeredBy;
 pub use waits::{DecisionRecord, WaitRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,49 +87,6 @@ pub struct RunSpec {
     /// empty for a run nobody's event started.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub trigger: BTreeMap<String, String>,
-}
-
-/// What started a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum TriggeredBy {
-    /// `capstan run` (the local user).
-    Cli { user: String },
-    /// A PipelineRun object in Kubernetes.
-    PipelineRun { namespace: String, name: String },
-    /// A forge's webhook delivery.
-    Webhook {
-        provider: String,
-        repository: String,
-        delivery: String,
-        event: String,
-    },
-    /// A schedule of a repository.
-    Schedule { repository: String, cron: String },
-    /// A re-run of an earlier run (`runs rerun`, the API).
-    Rerun { run: String, user: String },
-}
-
-impl TriggeredBy {
-    /// One line for people: `webhook github team/app push (delivery d-1)`.
-    pub fn describe(&self) -> String {
-        match self {
-            TriggeredBy::Cli { user } => format!("cli ({user})"),
-            TriggeredBy::PipelineRun { namespace, name } => {
-                format!("PipelineRun {namespace}/{name}")
-            }
-            TriggeredBy::Webhook {
-                provider,
-                repository,
-                delivery,
-                event,
-            } => format!("{provider} {event} of {repository} (delivery {delivery})"),
-            TriggeredBy::Schedule { repository, cron } => {
-                format!("schedule `{cron}` of {repository}")
-            }
-            TriggeredBy::Rerun { run, user } => format!("re-run of {run} by {user}"),
-        }
-    }
 }
 
 /// The namespace of a run and the ServiceAccount its kube requests

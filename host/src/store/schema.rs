@@ -90,7 +90,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     status INTEGER,
     outcome TEXT,
     runs TEXT NOT NULL DEFAULT '[]',
-    PRIMARY KEY (provider, id)
+    PRIMARY KEY (provider, repository, id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_repo ON deliveries (repository, received_at);
 CREATE TABLE IF NOT EXISTS reports (

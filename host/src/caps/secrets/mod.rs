@@ -126,6 +126,8 @@ pub enum SecretSource {
     /// Read from the cluster when the run (re)starts: name → value, or why
     /// it cannot be had (missing, forbidden, no usable key).
     Cluster(HashMap<String, Result<Arc<Vec<u8>>, String>>),
+    /// None at all, and why (a run of an untrusted pull request).
+    Withheld(String),
 }
 
 impl SecretSource {
@@ -140,6 +142,7 @@ impl SecretSource {
                 Some(Err(e)) => return Err(e.clone()),
                 None => return Err(format!("secret `{name}` was not read for this run")),
             },
+            SecretSource::Withheld(why) => return Err(format!("secret `{name}`: {why}")),
         };
         super::redact::check_length(name, &v)?;
         Ok(v)

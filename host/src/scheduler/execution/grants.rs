@@ -38,6 +38,9 @@ impl<'a> Execution<'a> {
         let Some(target) = self.kube.as_ref().and(self.kube_target()) else {
             return;
         };
+        if matches!(self.secrets, SecretSource::Withheld(_)) {
+            return;
+        }
         let names = self.granted_secret_names();
         self.redactor = None;
         self.secrets = SecretSource::cluster(

@@ -107,6 +107,19 @@ pub(super) struct Execution<'a> {
     stopping: Option<String>,
 }
 
+/// Where the run's granted secrets come from. A run of an untrusted pull
+/// request (a fork's, `$(context.trigger.trusted)` = false) gets none:
+/// it builds code nobody trusted yet, with the target branch's pipeline.
+fn secret_source(sched: &Scheduler, spec: &RunSpec) -> SecretSource {
+    if spec.trigger.get("trusted").is_some_and(|t| t == "false") {
+        return SecretSource::Withheld(
+            "withheld from a run of an untrusted pull request (a fork's; trust its author with `capstan repo add --trusted`)"
+                .into(),
+        );
+    }
+    SecretSource::Local(LocalSecrets::new(&sched.state_dir.join("secrets")))
+}
+
 /// Keep `count` (tasks in Waiting) right across a status change.
 fn track_waiting(count: &mut usize, was: TaskStatus, now: TaskStatus) {
     match (was == TaskStatus::Waiting, now == TaskStatus::Waiting) {
@@ -241,7 +254,7 @@ impl<'a> Execution<'a> {
             parallelism: spec.parallelism.max(1),
             kube: spec.kube.clone(),
             trigger: spec.trigger.clone(),
-            secrets: SecretSource::Local(LocalSecrets::new(&sched.state_dir.join("secrets"))),
+            secrets: secret_source(sched, spec),
             state,
             events,
             started,

@@ -1,0 +1,104 @@
+//! After a restart: the runs a forge started that were still waiting in a
+//! repository's queue are queued again, oldest first, with their commit
+//! statuses. (Runs that were executing are orphaned like any other run the
+//! process was executing: `capstan runs resume RUN` continues one.)
+
+use std::sync::Arc;
+
+use super::intake::Forge;
+use super::queue::{Job, group};
+use super::repo::RepoFile;
+use super::report::{Reporter, State, Target};
+use crate::store::{RunStatus, TriggeredBy};
+
+impl Forge {
+    /// Queue again the forge's runs left `Queued`; how many.
+    pub fn recover(self: &Arc<Self>) -> usize {
+        let file = match RepoFile::load(&self.repos) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("recovering queued runs: {e:#}");
+                return 0;
+            }
+        };
+        let mut runs = match self.sched.store.list_runs(100_000) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("recovering queued runs: {e}");
+                return 0;
+            }
+        };
+        runs.reverse(); // oldest first: the queue's order
+        let mut queued = 0;
+        for run in runs {
+            let from_forge = matches!(
+                run.spec.triggered_by,
+                Some(TriggeredBy::Webhook { .. } | TriggeredBy::Schedule { .. })
+            );
+            if run.status != RunStatus::Queued || !from_forge {
+                continue;
+            }
+            let name = run
+                .spec
+                .trigger
+                .get("repository")
+                .cloned()
+                .unwrap_or_default();
+            let Some(repo) = file.repositories.get(&name) else {
+                let why = format!("repository `{name}` is no longer configured");
+                let _ = self
+                    .sched
+                    .store
+                    .set_run_status(&run.id, RunStatus::Cancelled, Some(&why));
+                continue;
+            };
+            let prepared = match self.sched.reload(&run.id) {
+                Ok(p) => p,
+                Err(e) => {
+                    let why = format!("could not be queued again after a restart: {e}");
+                    let _ = self
+                        .sched
+                        .store
+                        .set_run_status(&run.id, RunStatus::Failed, Some(&why));
+                    continue;
+                }
+            };
+            let t = &run.spec.trigger;
+            let reporter = self.token(repo).ok().flatten().map(|token| {
+                let target = Target {
+                    provider: repo.provider,
+                    api: repo.api(),
+                    project: repo.project(),
+                    sha: t.get("revision").cloned().unwrap_or_default(),
+                    context: format!("capstan/{}", run.pipeline),
+                    git_ref: [t.get("tag"), t.get("branch")]
+                        .into_iter()
+                        .flatten()
+                        .find(|v| !v.is_empty())
+                        .cloned(),
+                    token: Arc::new(secrecy::SecretBox::new(token.into_boxed_slice())),
+                };
+                let url = format!("{}/v1/runs/{}", self.public_url, run.id);
+                let r = Reporter::start(
+                    self.sched.store.clone(),
+                    self.retry,
+                    target,
+                    run.id.clone(),
+                    url,
+                );
+                r.send(State::Pending, "queued again after a restart");
+                r
+            });
+            let job = Job {
+                group: group(&run.spec.file, t, &run.id),
+                run_id: run.id.clone(),
+                prepared,
+                reporter,
+            };
+            self.queue
+                .submit(&name, repo.concurrency.limit as usize, false, job);
+            queued += 1;
+        }
+        queued
+    }
+}
