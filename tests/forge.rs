@@ -447,27 +447,13 @@ fn a_new_push_supersedes_the_branch_run_and_the_queue_holds_its_limit() {
             "1",
         ],
     );
-    let (body, headers) = delivery("github/push-branch");
-    let push = |sha: &str, branch: &str, id: &str| {
-        let mut b = body.clone();
-        b["after"] = sha.into();
-        b["ref"] = format!("refs/heads/{branch}").into();
-        let (code, answer) = post(
-            &s.hook("github"),
-            &fresh_with(&headers, id),
-            &serde_json::to_vec(&b).unwrap(),
-            true,
-        );
-        assert_eq!(code, 201, "{answer}");
-        answer["runs"][0].as_str().unwrap().to_string()
-    };
     let waiting = |v: &Value| task_status(v, "gate") == "Waiting";
-    let run1 = push(&sha1, "main", "d-1");
+    let run1 = push_branch(&s, &sha1, "main", "d-1");
     s.until(&run1, "waiting", waiting);
 
     let sha2 = commit(work.path(), &[("README", "two")]);
     git_server.push(work.path(), &bare, &["main"]);
-    let run2 = push(&sha2, "main", "d-2");
+    let run2 = push_branch(&s, &sha2, "main", "d-2");
     let r1 = s.until(&run1, "cancelled", |v| v["status"] == "Cancelled");
     assert_eq!(task_status(&r1, "gate"), "Cancelled", "{r1}");
     s.until(&run2, "waiting", waiting);
@@ -475,7 +461,7 @@ fn a_new_push_supersedes_the_branch_run_and_the_queue_holds_its_limit() {
     git(work.path(), &["checkout", "-q", "-b", "dev"]);
     let sha3 = commit(work.path(), &[("README", "three")]);
     git_server.push(work.path(), &bare, &["dev"]);
-    let run3 = push(&sha3, "dev", "d-3");
+    let run3 = push_branch(&s, &sha3, "dev", "d-3");
     let r3 = s.until(&run3, "queued", |v| {
         v["status"] == "Queued" && v["message"].is_string()
     });
@@ -551,23 +537,9 @@ fn a_queued_run_is_queued_again_after_a_restart() {
             "1",
         ],
     );
-    let (body, headers) = delivery("github/push-branch");
-    let push = |s: &Setup, sha: &str, branch: &str, id: &str| {
-        let mut b = body.clone();
-        b["after"] = sha.into();
-        b["ref"] = format!("refs/heads/{branch}").into();
-        let (code, answer) = post(
-            &s.hook("github"),
-            &fresh_with(&headers, id),
-            &serde_json::to_vec(&b).unwrap(),
-            true,
-        );
-        assert_eq!(code, 201, "{answer}");
-        answer["runs"][0].as_str().unwrap().to_string()
-    };
-    let run1 = push(&s, &sha1, "main", "r-1");
+    let run1 = push_branch(&s, &sha1, "main", "r-1");
     s.until(&run1, "waiting", |v| task_status(v, "gate") == "Waiting");
-    let run2 = push(&s, &sha2, "dev", "r-2");
+    let run2 = push_branch(&s, &sha2, "dev", "r-2");
     s.until(&run2, "queued", |v| {
         v["status"] == "Queued" && v["message"].is_string()
     });

@@ -312,3 +312,19 @@ impl Setup {
         }
     }
 }
+
+/// Deliver GitHub's push example moved to `sha` on `branch` as delivery
+/// `id`; the run it started.
+pub fn push_branch(s: &Setup, sha: &str, branch: &str, id: &str) -> String {
+    let (mut body, headers) = delivery("github/push-branch");
+    body["after"] = sha.into();
+    body["ref"] = format!("refs/heads/{branch}").into();
+    let (code, answer) = post(
+        &s.hook("github"),
+        &fresh_with(&headers, id),
+        &serde_json::to_vec(&body).unwrap(),
+        true,
+    );
+    assert_eq!(code, 201, "{answer}");
+    answer["runs"][0].as_str().unwrap().to_string()
+}

@@ -11,27 +11,21 @@ use crate::params::{ParamType, ParamValue, parse_cli_value};
 
 /// Context keys a pipeline param's default may use: the run's, not a
 /// task's (a default is one value for the whole run).
-pub const RUN_CONTEXT: [&str; 19] = [
+/// The `context.trigger.*` keys ([`crate::pipeline::subst::trigger_keys`])
+/// may be used too.
+pub const RUN_CONTEXT: [&str; 6] = [
     "run.id",
     "run.name",
     "pipeline.name",
     "pipelineRun.name",
     "pipelineRun.namespace",
     "pipelineRun.uid",
-    "trigger.event",
-    "trigger.revision",
-    "trigger.ref",
-    "trigger.branch",
-    "trigger.tag",
-    "trigger.base-branch",
-    "trigger.url",
-    "trigger.repository",
-    "trigger.author",
-    "trigger.pr-number",
-    "trigger.delivery",
-    "trigger.provider",
-    "trigger.trusted",
 ];
+
+/// Whether a param default may use `context.KEY`.
+fn is_run_context(key: &str) -> bool {
+    RUN_CONTEXT.contains(&key) || subst::trigger_keys().any(|k| k == key)
+}
 
 /// The pipeline's params, checked.
 #[derive(Debug, Default)]
@@ -165,7 +159,7 @@ fn default_refs(doc: &Document, at: &str, text: &str, d: &mut Vec<Diagnostic>) {
         Err(e) => d.push(doc.diag(at, e)),
         Ok(refs) => {
             for (r, range) in refs {
-                let ok = matches!(&r, Ref::Context(k) if RUN_CONTEXT.contains(&k.as_str()));
+                let ok = matches!(&r, Ref::Context(k) if is_run_context(k));
                 if !ok {
                     d.push(doc.diag(
                         at,
@@ -173,6 +167,7 @@ fn default_refs(doc: &Document, at: &str, text: &str, d: &mut Vec<Diagnostic>) {
                             "`{}`: a default may only use the run's context ({})",
                             &text[range],
                             RUN_CONTEXT.map(|k| format!("context.{k}")).join(", ")
+                                + ", context.trigger.*"
                         ),
                     ));
                 }

@@ -294,10 +294,12 @@ impl<'a> Execution<'a> {
             let v = match key {
                 "pipeline.name" => self.prepared.plan.name.clone(),
                 "pipelineRun.namespace" => namespace.to_string(),
-                k if k.starts_with("trigger.") => self.trigger_value(k),
                 _ => self.run_id.clone(), // the run's id is its name and uid
             };
             scope.context.insert(key, v);
+        }
+        for key in crate::pipeline::subst::trigger_keys() {
+            scope.context.insert(key, self.trigger_value(key));
         }
         self.params = self
             .prepared
