@@ -4,71 +4,21 @@
 //! PipelineRuns in-process, status written back, invalid runs explained,
 //! the namespace quota, and leader failover.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "kube/forge.rs"]
+mod forge;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use capstan_tests::components;
-use capstan_tests::kube::KubeApi;
+use capstan_tests::kube::{Controller, KubeApi};
 
 const CLI: &str = env!("CARGO_BIN_EXE_capstan-cli");
 
-/// A `capstan controller` child process (killed on drop).
-struct Controller {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Controller {
-    fn start(api: &KubeApi, state: &Path, ns: &str, identity: &str, extra: &[&str]) -> Controller {
-        let log = state.join(format!("controller-{identity}.log"));
-        let child = Command::new(CLI)
-            .env("KUBECONFIG", &api.kubeconfig)
-            .env("CAPSTAN_LOG", "info,capstan=debug,kube=warn")
-            .arg("--state-dir")
-            .arg(state)
-            .args(["controller", "--namespace", ns, "--identity", identity])
-            .args(["--lease-namespace", ns])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting capstan controller");
-        Controller { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The address of the API the controller serves (`--listen
-    /// 127.0.0.1:0`), from its log.
-    fn api_url(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(rest) = self.log().split("API listening on ").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no API address in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `capstan controller` on `api`'s cluster.
+fn controller(api: &KubeApi, state: &Path, ns: &str, identity: &str, extra: &[&str]) -> Controller {
+    Controller::start(CLI, &api.kubeconfig, state, ns, identity, extra)
 }
 
 /// `GET path` on `url` (`http://host:port`): the whole response.
@@ -185,7 +135,7 @@ spec:
 fn a_pipelinerun_applied_with_kubectl_runs_and_invalid_ones_are_explained() {
     let ns = "ci";
     let (api, state) = setup(ns);
-    let ctl = Controller::start(&api, state.path(), ns, "solo", &["--no-leader-election"]);
+    let ctl = controller(&api, state.path(), ns, "solo", &["--no-leader-election"]);
     api.apply(&PIPELINE.replace("NS", ns));
     api.apply(&format!(
         "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: greet-1, namespace: {ns}}}\n\
@@ -300,7 +250,7 @@ fn sleep_run(ns: &str, name: &str, millis: u64) -> String {
 fn the_namespace_quota_queues_runs_first_come_first_served() {
     let ns = "quota";
     let (api, state) = setup(ns);
-    let ctl = Controller::start(
+    let ctl = controller(
         &api,
         state.path(),
         ns,
@@ -341,7 +291,7 @@ fn the_namespace_quota_queues_runs_first_come_first_served() {
 fn spec_status_cancels_stops_and_holds_runs() {
     let ns = "status";
     let (api, state) = setup(ns);
-    let ctl = Controller::start(&api, state.path(), ns, "solo", &["--no-leader-election"]);
+    let ctl = controller(&api, state.path(), ns, "solo", &["--no-leader-election"]);
     let logs = || ctl.log();
     let with_finally = |name: &str, extra: &str| {
         format!(
@@ -409,14 +359,14 @@ fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
     let ns = "ha";
     let (api, state) = setup(ns);
     let lease = ["--lease-duration", "4s", "--listen", "127.0.0.1:0"];
-    let mut a = Controller::start(&api, state.path(), ns, "replica-a", &lease);
+    let mut a = controller(&api, state.path(), ns, "replica-a", &lease);
     // Let replica-a take the lease first.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !a.log().contains("became the leader") {
         assert!(Instant::now() < deadline, "no leader:\n{}", a.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let b = Controller::start(&api, state.path(), ns, "replica-b", &lease);
+    let b = controller(&api, state.path(), ns, "replica-b", &lease);
     // The standby is alive but not ready, serves no API, and has not
     // opened the run store (SQLite on a shared volume is the leader's).
     let b_url = b.api_url();
@@ -543,7 +493,7 @@ fn controller_sigkilled_repeatedly_loses_nothing_and_reruns_nothing() {
     let started = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(120 + 10 * kill_target + 5 * runs);
     loop {
-        let mut ctl = Controller::start(
+        let mut ctl = controller(
             &api,
             state.path(),
             ns,
@@ -651,7 +601,7 @@ fn kube_requests_are_checked_by_the_grant_and_then_by_rbac() {
          roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: builder}}\n\
          subjects: [{{kind: ServiceAccount, name: builder, namespace: {ns}}}]\n"
     ));
-    let ctl = Controller::start(&api, state.path(), ns, "solo", &["--no-leader-election"]);
+    let ctl = controller(&api, state.path(), ns, "solo", &["--no-leader-election"]);
     let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"built"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#;
     let cm =
         r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"sneaky"},"data":{"a":"b"}}"#;
@@ -747,7 +697,7 @@ fn cluster_secrets_come_from_the_runs_namespace_as_its_service_account() {
          roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}}\n\
          subjects: [{{kind: ServiceAccount, name: deployer, namespace: {ns}}}]\n"
     ));
-    let ctl = Controller::start(&api, state.path(), ns, "solo", &["--no-leader-election"]);
+    let ctl = controller(&api, state.path(), ns, "solo", &["--no-leader-election"]);
     let step = |task: &str, secret: &str, grant: &str| {
         format!(
             "      - name: {task}\n        uses: secret-read@0.1\n        \
@@ -828,7 +778,7 @@ fn cluster_secrets_come_from_the_runs_namespace_as_its_service_account() {
 fn the_controller_api_serves_logs_to_callers_the_cluster_allows() {
     let ns = "api";
     let (api, state) = setup(ns);
-    let ctl = Controller::start(
+    let ctl = controller(
         &api,
         state.path(),
         ns,
@@ -918,7 +868,7 @@ fn approvals_in_the_cluster_use_the_callers_kubernetes_identity() {
     let ns = "gates";
     let (api, state) = setup(ns);
     publish(state.path(), &[components::APPROVE]);
-    let mut ctl = Controller::start(
+    let mut ctl = controller(
         &api,
         state.path(),
         ns,
@@ -976,7 +926,7 @@ fn approvals_in_the_cluster_use_the_callers_kubernetes_identity() {
     );
     // The controller goes away while the approval waits; another takes over.
     ctl.kill();
-    let ctl2 = Controller::start(
+    let ctl2 = controller(
         &api,
         state.path(),
         ns,
@@ -1040,6 +990,14 @@ fn deploy_applies_with_kubectl_and_the_controller_is_least_privileged() {
         "team-a"
     ]));
     assert!(can(&["get", "pipelines.capstan.dev", "-n", "team-a"]));
+    assert!(can(&["watch", "repositories.capstan.dev", "-A"]));
+    assert!(can(&[
+        "patch",
+        "repositories.capstan.dev",
+        "--subresource=status",
+        "-n",
+        "team-a"
+    ]));
     assert!(can(&["impersonate", "serviceaccounts", "-n", "team-a"]));
     assert!(can(&["create", "tokenreviews.authentication.k8s.io"]));
     assert!(can(&[
@@ -1056,6 +1014,7 @@ fn deploy_applies_with_kubectl_and_the_controller_is_least_privileged() {
     for denied in [
         &["create", "pods", "-n", "team-a"][..],
         &["get", "secrets", "-n", "team-a"],
+        &["update", "repositories.capstan.dev", "-n", "team-a"],
         &["update", "leases.coordination.k8s.io", "-n", "kube-system"],
         &["create", "clusterrolebindings"],
         &["impersonate", "users"],

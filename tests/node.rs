@@ -10,63 +10,32 @@
 //! side on it, each in a namespace of its own with its own controller and
 //! state directory: one test function, so the node is shared.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[path = "node/go_service.rs"]
 mod go_service;
 
+use capstan_tests::kube::Controller;
 use capstan_tests::node::{KubeNode, step_namespace, until};
 use capstan_tests::podman::{IMAGE, KANIKO};
 
 const CLI: &str = env!("CARGO_BIN_EXE_capstan-cli");
 const CLAIM: &str = "capstan-workspaces";
 
-struct Controller {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Controller {
-    fn start(
-        node: &KubeNode,
-        state: &Path,
-        ns: &str,
-        identity: &str,
-        extra: &[&str],
-    ) -> Controller {
-        let log = state.join(format!("controller-{identity}.log"));
-        let child = Command::new(CLI)
-            .env("KUBECONFIG", &node.api.kubeconfig)
-            .env("CAPSTAN_LOG", "info,capstan=debug,kube=warn")
-            .arg("--state-dir")
-            .arg(state)
-            .args(["controller", "--namespace", ns, "--identity", identity])
-            .args(["--lease-namespace", ns, "--workspace-claim", CLAIM])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting capstan controller");
-        Controller { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `capstan controller` on the node's cluster, container steps mounting
+/// the workspace claim.
+fn controller(
+    node: &KubeNode,
+    state: &Path,
+    ns: &str,
+    identity: &str,
+    extra: &[&str],
+) -> Controller {
+    let mut args = vec!["--workspace-claim", CLAIM];
+    args.extend_from_slice(extra);
+    Controller::start(CLI, &node.api.kubeconfig, state, ns, identity, &args)
 }
 
 /// A namespace for one scenario: the run's ServiceAccount `runner` with
@@ -206,7 +175,7 @@ fn steps_share_the_workspace_and_pods_are_locked_down(node: &KubeNode) {
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: step-token, namespace: {ns}}}\n\
          stringData: {{value: tok-5e1f-step}}\n"
     ));
-    let ctl = Controller::start(node, state.path(), ns, "solo", &["--no-leader-election"]);
+    let ctl = controller(node, state.path(), ns, "solo", &["--no-leader-election"]);
     let tasks = format!(
         "      - name: build\n        image: {IMAGE}\n        timeout: 5m\n        \
          env: [{{name: TOKEN, secret: step-token}}]\n        results: [{{name: answer}}]\n        \
@@ -316,7 +285,7 @@ fn steps_share_the_workspace_and_pods_are_locked_down(node: &KubeNode) {
 fn failures_and_timeouts(node: &KubeNode) {
     let ns = "failing";
     let state = scenario(node, ns);
-    let ctl = Controller::start(node, state.path(), ns, "solo", &["--no-leader-election"]);
+    let ctl = controller(node, state.path(), ns, "solo", &["--no-leader-election"]);
     let tasks = format!(
         "      - name: exits\n        image: {IMAGE}\n        script: |\n          \
          echo about to fail\n          exit 3\n      \
@@ -354,7 +323,7 @@ fn failures_and_timeouts(node: &KubeNode) {
 fn a_cancelled_run_deletes_its_pod(node: &KubeNode) {
     let ns = "cancel";
     let state = scenario(node, ns);
-    let ctl = Controller::start(node, state.path(), ns, "solo", &["--no-leader-election"]);
+    let ctl = controller(node, state.path(), ns, "solo", &["--no-leader-election"]);
     let tasks = format!(
         "      - name: long\n        image: {IMAGE}\n        script: |\n          \
          echo started\n          sleep 300\n"
@@ -390,11 +359,11 @@ fn a_new_leader_reattaches_to_the_running_pod(node: &KubeNode) {
     let ns = "failover";
     let state = scenario(node, ns);
     let lease = ["--lease-duration", "4s"];
-    let mut a = Controller::start(node, state.path(), ns, "replica-a", &lease);
+    let mut a = controller(node, state.path(), ns, "replica-a", &lease);
     until(node, 30, "replica-a leading", || {
         a.log().contains("became the leader")
     });
-    let b = Controller::start(node, state.path(), ns, "replica-b", &lease);
+    let b = controller(node, state.path(), ns, "replica-b", &lease);
     let tasks = format!(
         "      - name: slow\n        image: {IMAGE}\n        results: [{{name: done}}]\n        \
          workspaces: [{{name: source, workspace: src}}]\n        script: |\n          \
@@ -450,7 +419,7 @@ fn kaniko_builds_in_a_pod_on_the_runs_workspace(node: &KubeNode) {
          type: kubernetes.io/dockerconfigjson\n\
          stringData: {{.dockerconfigjson: '{{\"auths\":{{\"registry.example\":{{\"auth\":\"dTpw\"}}}}}}'}}\n"
     ));
-    let ctl = Controller::start(node, state.path(), ns, "solo", &["--no-leader-election"]);
+    let ctl = controller(node, state.path(), ns, "solo", &["--no-leader-election"]);
     let tasks = format!(
         "      - name: source\n        image: {IMAGE}\n        \
          workspaces: [{{name: source, workspace: src}}]\n        script: |\n          \

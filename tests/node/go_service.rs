@@ -18,7 +18,7 @@ use capstan_tests::node::{GATEWAY, KubeNode, until};
 use capstan_tests::oci::OciServer;
 use capstan_tests::podman::KANIKO;
 
-use super::{Controller, ended_within, phase, run_log, scenario, task};
+use super::{controller, ended_within, phase, run_log, scenario, task};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/go-service");
 
@@ -129,7 +129,7 @@ pub fn the_go_service_example_runs_whole(node: &KubeNode) {
     let policy = state.path().join("policy.toml");
     std::fs::write(&policy, "[container]\nroot = true\nnetwork = true\n").unwrap();
     let policy_arg = format!("--policy={}", policy.display());
-    let ctl = Controller::start(
+    let ctl = controller(
         node,
         state.path(),
         ns,

@@ -454,3 +454,74 @@ impl Drop for KubeApi {
         let _ = self.etcd.wait();
     }
 }
+
+/// A `capstan controller` child process (killed on drop), logging to
+/// `STATE/controller-IDENTITY.log`.
+pub struct Controller {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Controller {
+    pub fn start(
+        cli: &str,
+        kubeconfig: &Path,
+        state: &Path,
+        ns: &str,
+        identity: &str,
+        extra: &[&str],
+    ) -> Controller {
+        let log = state.join(format!("controller-{identity}.log"));
+        let child = Command::new(cli)
+            .env("KUBECONFIG", kubeconfig)
+            .env("CAPSTAN_LOG", "info,capstan=debug,kube=warn")
+            .arg("--state-dir")
+            .arg(state)
+            .args(["controller", "--identity", identity])
+            // An empty `ns`: every namespace.
+            .args(if ns.is_empty() {
+                vec![]
+            } else {
+                vec!["--namespace", ns, "--lease-namespace", ns]
+            })
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting capstan controller");
+        Controller { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The address of the API the controller serves (`--listen
+    /// 127.0.0.1:0`), from its log.
+    pub fn api_url(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(rest) = self.log().split("API listening on ").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no API address in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, ApiResult, ApiState, caller};
 use crate::forge::Provider;
 use crate::forge::intake::Headers;
-use crate::forge::repo::RepoFile;
 
 /// The largest payload taken (GitHub caps its deliveries at 25 MB).
 pub const MAX_PAYLOAD: usize = 25 << 20;
@@ -77,13 +76,12 @@ pub async fn repos(
     let who = caller(&state, &h).await?;
     state.auth.may_read(&who, None).await?;
     let f = forge(&state)?;
-    let file = RepoFile::load(&f.repos).map_err(ApiError::internal)?;
-    let out: Vec<_> = file
-        .repositories
+    let repos = f.repos.list().map_err(ApiError::internal)?;
+    let out: Vec<_> = repos
         .iter()
-        .map(|(name, spec)| {
-            let (running, waiting) = f.queue.snapshot(name);
-            serde_json::json!({ "name": name, "spec": spec, "running": running, "waiting": waiting })
+        .map(|e| {
+            let (running, waiting) = f.queue.snapshot(&e.name);
+            serde_json::json!({ "name": e.name, "spec": e.spec, "running": running, "waiting": waiting })
         })
         .collect();
     Ok(Json(serde_json::Value::Array(out)))

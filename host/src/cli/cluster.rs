@@ -57,7 +57,9 @@ pub struct ControllerArgs {
 
     /// Serve the HTTP API (runs, logs, approvals, `/metrics`) on this
     /// address, on every replica (the state volume is shared). Callers
-    /// authenticate with their Kubernetes bearer token (TokenReview).
+    /// authenticate with their Kubernetes bearer token (TokenReview). The
+    /// leader also takes the webhooks of `Repository` resources
+    /// (`/v1/hooks/github`, `/v1/hooks/gitlab`).
     #[arg(long, env = "CAPSTAN_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
 
@@ -70,7 +72,38 @@ pub struct ControllerArgs {
     pub workspace_claim: Option<String>,
 
     #[command(flatten)]
+    pub forge: super::serve::ForgeArgs,
+
+    #[command(flatten)]
     pub limits: crate::api::listener::ListenArgs,
+}
+
+/// Aborts the task when dropped (the leader's tasks end with its lease).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The forge side of the controller: `Repository` resources, their
+/// Secrets, and the runs their webhooks queued before a restart.
+async fn forge(
+    client: &kube::Client,
+    sched: &Arc<crate::scheduler::Scheduler>,
+    args: &ControllerArgs,
+    public_url: String,
+) -> Result<Arc<crate::forge::intake::Forge>> {
+    let repos =
+        crate::cluster::repository::KubeRepos::start(client.clone(), args.namespace.as_deref())
+            .await?;
+    let f = crate::forge::intake::Forge::new(sched.clone(), repos, public_url, args.forge.retry());
+    let n = f.recover().await;
+    if n > 0 {
+        tracing::info!("{n} run(s) started by webhooks queued again");
+    }
+    Ok(f)
 }
 
 /// Print the CRDs (for `kubectl apply -f -`).
@@ -93,10 +126,14 @@ pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
     // The API listens from the start (liveness), but serves `/v1` only once
     // this replica leads: only the leader opens the run store.
     let leader: crate::api::LeaderSlot = Default::default();
+    let mut public_url = cli.public_url.clone();
     if let Some(addr) = &args.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
+        if public_url.is_none() {
+            public_url = Some(format!("http://{}", listener.local_addr()?));
+        }
         let app = crate::api::until_leader(leader.clone());
         let limits = args.limits.limits();
         tokio::spawn(async move {
@@ -121,11 +158,18 @@ pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
                 root: sched.state_dir.clone(),
             });
             let sched = Arc::new(sched);
+            // With an API, webhooks of the Repository resources.
+            let forge = match (&args.listen, &public_url) {
+                (Some(_), Some(url)) => Some(forge(&client, &sched, args, url.clone()).await?),
+                _ => None,
+            };
+            let _tasks = forge
+                .as_ref()
+                .map(|f| AbortOnDrop(tokio::spawn(crate::forge::schedule::run(f.clone()))));
             let state = Arc::new(crate::api::ApiState {
                 sched: sched.clone(),
                 auth: crate::api::Auth::kube(client.clone()),
-                // Repository resources are not watched yet: no webhooks.
-                forge: None,
+                forge,
             });
             let _ = leader.set(crate::api::router(state));
             controller::run(client, sched, settings).await

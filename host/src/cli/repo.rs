@@ -143,6 +143,7 @@ fn spec(a: &AddArgs) -> RepositorySpec {
                 starting_deadline: "1h".into(),
             })
             .collect(),
+        service_account_name: None,
     }
 }
 

@@ -20,6 +20,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub memory_limit: usize,
 
+    #[command(flatten)]
+    pub forge: ForgeArgs,
+
+    #[command(flatten)]
+    pub limits: crate::api::listener::ListenArgs,
+}
+
+/// How a server reports back to forges (`capstan serve`, `capstan controller`).
+#[derive(Debug, Args)]
+pub struct ForgeArgs {
     /// Attempts to report a commit status to a forge before giving up.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub status_retries: u32,
@@ -27,9 +37,16 @@ pub struct ServeArgs {
     /// The wait after a failed status report (doubling each time).
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub status_backoff: std::time::Duration,
+}
 
-    #[command(flatten)]
-    pub limits: crate::api::listener::ListenArgs,
+impl ForgeArgs {
+    pub fn retry(&self) -> crate::forge::report::Retry {
+        crate::forge::report::Retry {
+            attempts: self.status_retries.max(1),
+            backoff: self.status_backoff,
+            ..Default::default()
+        }
+    }
 }
 
 /// `capstan token ...`: bearer tokens of the local API (`capstan serve`).
@@ -64,12 +81,12 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         auth: Auth::Tokens(TokenFile::path(&cli.state_dir())),
         forge: Some(crate::forge::intake::Forge::new(
             sched.clone(),
+            Arc::new(crate::forge::source::LocalRepos {
+                file: crate::forge::repo::RepoFile::path(&sched.state_dir),
+                secrets: crate::caps::secrets::LocalSecrets::new(&sched.state_dir.join("secrets")),
+            }),
             public_url,
-            crate::forge::report::Retry {
-                attempts: args.status_retries.max(1),
-                backoff: args.status_backoff,
-                ..Default::default()
-            },
+            args.forge.retry(),
         )),
         sched,
     });
@@ -79,7 +96,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         TokenFile::path(&cli.state_dir()).display()
     );
     if let Some(f) = &state.forge {
-        let n = f.recover();
+        let n = f.recover().await;
         if n > 0 {
             eprintln!("capstan: {n} run(s) started by webhooks queued again");
         }

@@ -183,12 +183,16 @@ pub struct Condition {
     pub last_transition_time: Option<String>,
 }
 
-/// Both CRDs as a multi-document YAML (what `capstan crds` prints and
+/// The CRDs as a multi-document YAML (what `capstan crds` prints and
 /// `deploy/crds.yaml` holds).
 pub fn crds_yaml() -> String {
     use kube::CustomResourceExt as _;
     let mut out = String::new();
-    for crd in [PipelineResource::crd(), PipelineRunResource::crd()] {
+    for crd in [
+        PipelineResource::crd(),
+        PipelineRunResource::crd(),
+        super::repository::RepositoryResource::crd(),
+    ] {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&crd).expect("CRDs serialize"));
     }

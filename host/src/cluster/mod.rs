@@ -1,8 +1,10 @@
 //! Kubernetes mode: the CRDs ([`crd`]), the controller that executes
 //! `PipelineRun`s in-process ([`controller`]), its pure steps ([`build`]),
-//! and leader election ([`lease`]).
+//! leader election ([`lease`]), and the `Repository` resources of the
+//! forge integration ([`repository`]).
 
 pub mod build;
 pub mod controller;
 pub mod crd;
 pub mod lease;
+pub mod repository;

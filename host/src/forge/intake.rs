@@ -26,10 +26,10 @@ use serde_json::json;
 use super::event::{ForgeEvent, Parsed};
 use super::pipelines::Outcome;
 use super::queue::Queue;
-use super::repo::{RepoFile, RepositorySpec};
+use super::repo::RepositorySpec;
 use super::report::{self, Reporter, Retry, State, Target};
+use super::source::{Entry, Finished, Repositories};
 use super::{Provider, filter, github, gitlab, verify};
-use crate::caps::secrets::LocalSecrets;
 use crate::scheduler::Scheduler;
 use crate::store::{Begin, DeliveryKey};
 
@@ -64,9 +64,8 @@ impl Answer {
 /// The forge side of a server.
 pub struct Forge {
     pub sched: Arc<Scheduler>,
-    /// `STATE/repositories.yaml`.
-    pub repos: std::path::PathBuf,
-    pub secrets: LocalSecrets,
+    /// The repositories and their secrets.
+    pub repos: Arc<dyn Repositories>,
     pub queue: Arc<Queue>,
     /// Deliveries handled at once (each may hold a 25 MiB body).
     hooks: tokio::sync::Semaphore,
@@ -78,12 +77,15 @@ pub struct Forge {
 }
 
 impl Forge {
-    pub fn new(sched: Arc<Scheduler>, public_url: String, retry: Retry) -> Arc<Forge> {
-        let state = sched.state_dir.clone();
+    pub fn new(
+        sched: Arc<Scheduler>,
+        repos: Arc<dyn Repositories>,
+        public_url: String,
+        retry: Retry,
+    ) -> Arc<Forge> {
         Arc::new(Forge {
             queue: Queue::new(sched.clone()),
-            repos: RepoFile::path(&state),
-            secrets: LocalSecrets::new(&state.join("secrets")),
+            repos,
             sched,
             public_url: public_url.trim_end_matches('/').to_string(),
             retry,
@@ -107,8 +109,8 @@ impl Forge {
             Ok(p) => p,
             Err(e) => return Answer::error(400, e),
         };
-        let file = match RepoFile::load(&self.repos) {
-            Ok(f) => f,
+        let candidates = match super::source::candidates(&*self.repos, provider, &project) {
+            Ok(c) => c,
             Err(e) => {
                 tracing::error!("webhook: {e:#}");
                 return Answer::error(
@@ -117,21 +119,32 @@ impl Forge {
                 );
             }
         };
-        let Some((name, repo)) = file.find(provider, &project) else {
+        if candidates.is_empty() {
             return Answer::error(
                 404,
                 format!("no {provider} repository `{project}` is configured here"),
             );
-        };
-        let (name, repo) = (name.clone(), repo.clone());
-        if let Err(why) = self.authenticate(provider, &repo, &h, &body) {
-            // The details are for the server's log, not for the sender.
-            tracing::warn!(repository = %name, "webhook refused: {why}");
+        }
+        // When several repositories claim the project (two namespaces, say),
+        // the one whose secret signed the delivery takes it.
+        let mut repo = None;
+        for c in candidates {
+            match self.authenticate(provider, &c, &h, &body).await {
+                Ok(()) => {
+                    repo = Some(c);
+                    break;
+                }
+                // The details are for the server's log, not for the sender.
+                Err(why) => tracing::warn!(repository = %c.name, "webhook refused: {why}"),
+            }
+        }
+        let Some(repo) = repo else {
             return Answer::error(
                 401,
                 "the signature or secret token does not match this repository's",
             );
-        }
+        };
+        let name = repo.name.clone();
         let payload: serde_json::Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => return Answer::error(400, format!("the payload is not JSON: {e}")),
@@ -167,10 +180,9 @@ impl Forge {
         // a dropped connection) does not interrupt it.
         let me = self.clone();
         let key2 = key.clone();
-        let work = tokio::spawn(async move {
-            me.process(provider, &name, &repo, &key, &event, &payload)
-                .await
-        });
+        let event2 = event.clone();
+        let work =
+            tokio::spawn(async move { me.process(provider, &repo, &key, &event, &payload).await });
         match tokio::time::timeout(std::time::Duration::from_secs(8), work).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
@@ -179,6 +191,7 @@ impl Forge {
                 let answer = Answer::error(500, format!("processing the delivery: {e}"));
                 self.finish(
                     &key2,
+                    &event2,
                     &answer,
                     "failed: an internal error (see the server log)",
                 );
@@ -191,17 +204,18 @@ impl Forge {
         }
     }
 
-    fn authenticate(
+    async fn authenticate(
         &self,
         provider: Provider,
-        repo: &RepositorySpec,
+        repo: &Entry,
         h: &Headers,
         body: &[u8],
     ) -> Result<(), String> {
         let secret = self
-            .secrets
-            .require(&repo.webhook_secret)
-            .map_err(|e| format!("the repository's webhook secret: {e:#}"))?;
+            .repos
+            .secret(repo, &repo.spec.webhook_secret)
+            .await
+            .map_err(|e| format!("the repository's webhook secret: {e}"))?;
         match provider {
             Provider::Github => verify::github(&secret, body, h.signature.as_deref()),
             Provider::Gitlab => verify::gitlab(&secret, h.signature.as_deref()),
@@ -212,8 +226,7 @@ impl Forge {
     async fn process(
         self: Arc<Self>,
         provider: Provider,
-        name: &str,
-        repo: &RepositorySpec,
+        repo: &Entry,
         key: &DeliveryKey,
         event: &str,
         payload: &serde_json::Value,
@@ -225,9 +238,9 @@ impl Forge {
         let answer = match parsed {
             Err(e) => Answer::error(400, format!("malformed {event} payload: {e}")),
             Ok(Parsed::Ignored(why)) => Answer::new(202, json!({ "runs": [], "reason": why })),
-            Ok(Parsed::Event(e)) => match filter::repository_refuses(repo, &e) {
+            Ok(Parsed::Event(e)) => match filter::repository_refuses(&repo.spec, &e) {
                 Some(why) => Answer::new(202, json!({ "runs": [], "reason": why })),
-                None => self.start_runs(name, repo, key, &e).await,
+                None => self.start_runs(repo, key, &e).await,
             },
         };
         let outcome = answer
@@ -238,12 +251,12 @@ impl Forge {
             .and_then(|v| v.as_str())
             .unwrap_or("")
             .to_string();
-        self.finish(key, &answer, &outcome);
+        self.finish(key, event, &answer, &outcome);
         answer
     }
 
-    /// Record a delivery's outcome.
-    pub(super) fn finish(&self, key: &DeliveryKey, answer: &Answer, outcome: &str) {
+    /// Record a delivery's outcome (and tell the repository's source).
+    pub(super) fn finish(&self, key: &DeliveryKey, event: &str, answer: &Answer, outcome: &str) {
         let runs = self.sched.store.delivery_runs(key).unwrap_or_default();
         if let Err(e) = self
             .sched
@@ -252,16 +265,32 @@ impl Forge {
         {
             tracing::warn!("recording delivery {}: {e}", key.id);
         }
+        let runs = runs
+            .iter()
+            .filter_map(|id| self.sched.store.run(id).ok())
+            .map(|r| (r.id, r.pipeline, r.number))
+            .collect();
+        self.repos.finished(
+            &key.repository,
+            Finished {
+                delivery: key.id.clone(),
+                event: event.to_string(),
+                status: answer.status,
+                outcome: outcome.to_string(),
+                runs,
+            },
+        );
     }
 
-    pub(super) fn token(&self, repo: &RepositorySpec) -> Result<Option<Vec<u8>>, String> {
-        match &repo.token {
+    pub(super) async fn token(&self, repo: &Entry) -> Result<Option<Vec<u8>>, String> {
+        match &repo.spec.token {
             None => Ok(None),
             Some(t) => self
-                .secrets
-                .require(t)
+                .repos
+                .secret(repo, t)
+                .await
                 .map(Some)
-                .map_err(|e| format!("the repository's token: {e:#}")),
+                .map_err(|e| format!("the repository's token: {e}")),
         }
     }
 
@@ -286,29 +315,23 @@ impl Forge {
 
     pub(super) async fn start_runs(
         self: &Arc<Self>,
-        name: &str,
-        repo: &RepositorySpec,
+        entry: &Entry,
         key: &DeliveryKey,
         e: &ForgeEvent,
     ) -> Answer {
-        let token = match self.token(repo) {
+        let token = match self.token(entry).await {
             Ok(t) => t,
             Err(why) => return Answer::error(500, why),
         };
+        let (name, repo) = (entry.name.as_str(), &entry.spec);
         let trusted = e.trusted(&repo.trusted);
         let me = self.clone();
-        let (repo2, e2, name2, key2, token2) = (
-            repo.clone(),
-            e.clone(),
-            name.to_string(),
-            key.clone(),
-            token.clone(),
-        );
+        let (entry2, e2, key2, token2) = (entry.clone(), e.clone(), key.clone(), token.clone());
         let Ok(_fetch) = self.fetches.clone().acquire_owned().await else {
             return Answer::error(503, "shutting down");
         };
         let outcome = tokio::task::spawn_blocking(move || {
-            me.prepare_runs(&name2, &repo2, &key2, &e2, trusted, token2)
+            me.prepare_runs(&entry2, &key2, &e2, trusted, token2)
         })
         .await
         .unwrap_or_else(|j| Err(j.to_string()));

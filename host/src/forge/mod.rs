@@ -2,8 +2,9 @@
 //! pipelines a repository keeps in itself (pipeline-as-code), and each
 //! run's state is reported back on the commit.
 //!
-//! - [`repo`]: the repositories a server accepts events of (a local file,
-//!   `capstan repo add|list|rm`).
+//! - [`repo`]: a repository's configuration; [`source`]: where a server's
+//!   repositories and their secrets come from (a local file and
+//!   `capstan repo add|list|rm`, or `Repository` resources).
 //! - [`verify`]: a delivery's signature (GitHub) or token (GitLab).
 //! - [`event`]: a payload, normalized ([`github`], [`gitlab`]).
 //! - [`filter`]: which events a repository and each pipeline take.
@@ -25,6 +26,7 @@ mod recover;
 pub mod repo;
 pub mod report;
 pub mod schedule;
+pub mod source;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};

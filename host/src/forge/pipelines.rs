@@ -9,7 +9,7 @@ use super::fetch;
 use super::filter;
 use super::intake::Forge;
 use super::queue::Job;
-use super::repo::RepositorySpec;
+use super::source::Entry;
 use crate::pipeline::Document;
 use crate::scheduler::{PrepareError, Prepared, RunOptions};
 use crate::store::{DeliveryKey, TriggeredBy};
@@ -27,13 +27,13 @@ impl Forge {
     /// Read, validate and record the runs (blocking: git, the registry).
     pub(super) fn prepare_runs(
         &self,
-        name: &str,
-        repo: &RepositorySpec,
+        entry: &Entry,
         key: &DeliveryKey,
         e: &ForgeEvent,
         trusted: bool,
         token: Option<Vec<u8>>,
     ) -> Result<Outcome, String> {
+        let (name, repo) = (entry.name.as_str(), &entry.spec);
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
         let git_dir = work.path().join("git");
         std::fs::create_dir(&git_dir).map_err(|e| e.to_string())?;
@@ -105,7 +105,7 @@ impl Forge {
             match self.prepare_one(path, text, &base) {
                 Ok(prepared) => {
                     let run_id = self
-                        .record(name, key, e, &prepared, &context)
+                        .record(entry, key, e, &prepared, &context)
                         .map_err(|e| format!("{e:#}"))?;
                     let pipeline = prepared.plan.name.clone();
                     let group = super::queue::group(path, &context, &run_id);
@@ -162,12 +162,13 @@ impl Forge {
 
     fn record(
         &self,
-        name: &str,
+        entry: &Entry,
         key: &DeliveryKey,
         e: &ForgeEvent,
         prepared: &Prepared,
         context: &BTreeMap<String, String>,
     ) -> anyhow::Result<String> {
+        let name = &entry.name;
         let by = match &e.schedule {
             Some(cron) => TriggeredBy::Schedule {
                 repository: name.to_string(),
@@ -183,6 +184,7 @@ impl Forge {
         let opts = RunOptions {
             triggered_by: Some(by),
             trigger: context.clone(),
+            kube: entry.kube.clone(),
             ..RunOptions::default()
         };
         let id = self.sched.create(prepared, &opts)?;

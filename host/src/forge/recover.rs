@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use super::intake::Forge;
 use super::queue::{Job, group};
-use super::repo::RepoFile;
 use super::report::{Reporter, State, Target};
 use crate::store::{RunStatus, TriggeredBy};
 
 impl Forge {
     /// Queue again the forge's runs left `Queued`; how many.
-    pub fn recover(self: &Arc<Self>) -> usize {
-        let file = match RepoFile::load(&self.repos) {
+    pub async fn recover(self: &Arc<Self>) -> usize {
+        let repos = match self.repos.list() {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!("recovering queued runs: {e:#}");
@@ -44,7 +43,7 @@ impl Forge {
                 .get("repository")
                 .cloned()
                 .unwrap_or_default();
-            let Some(repo) = file.repositories.get(&name) else {
+            let Some(entry) = repos.iter().find(|e| e.name == name) else {
                 let why = format!("repository `{name}` is no longer configured");
                 let _ = self
                     .sched
@@ -64,7 +63,8 @@ impl Forge {
                 }
             };
             let t = &run.spec.trigger;
-            let reporter = self.token(repo).ok().flatten().map(|token| {
+            let repo = &entry.spec;
+            let reporter = self.token(entry).await.ok().flatten().map(|token| {
                 let target = Target {
                     provider: repo.provider,
                     api: repo.api(),

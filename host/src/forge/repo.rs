@@ -125,6 +125,11 @@ pub struct RepositorySpec {
     /// Runs at fixed times, of the tip of a branch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<Schedule>,
+    /// Kubernetes mode: the ServiceAccount of the Repository's namespace
+    /// that reads its secrets and that its runs act as (default
+    /// `default`). Not used locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
 }
 
 /// A schedule: `cron` in `timeZone`, on the tip of `branch`.
@@ -189,6 +194,16 @@ impl RepositorySpec {
         path.trim_end_matches('/')
             .trim_end_matches(".git")
             .to_string()
+    }
+
+    /// Whether a payload of `provider` about `project` is this
+    /// repository's. GitHub compares names without case, as GitHub does.
+    pub fn is_for(&self, provider: Provider, project: &str) -> bool {
+        self.provider == provider
+            && match provider {
+                Provider::Github => self.project().eq_ignore_ascii_case(project),
+                Provider::Gitlab => self.project() == project,
+            }
     }
 
     /// The API base URL, without a trailing slash.
@@ -298,6 +313,13 @@ impl RepositorySpec {
                 out.push(format!("{at}: {e}"));
             }
         }
+        if let Some(sa) = &self.service_account_name
+            && check_repo_name(sa).is_err()
+        {
+            out.push(format!(
+                "serviceAccountName: `{sa}` is not a ServiceAccount name"
+            ));
+        }
         if !(1..=1000).contains(&self.concurrency.limit) {
             out.push("concurrency.limit: must be 1..=1000".into());
         }
@@ -353,6 +375,13 @@ impl RepoFile {
         })?;
         for (name, spec) in &file.repositories {
             check_repo_name(name).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if spec.service_account_name.is_some() {
+                bail!(
+                    "{}: repository `{name}`: serviceAccountName is for Repository resources \
+                     (Kubernetes mode); locally runs act as the server",
+                    path.display()
+                );
+            }
             let problems = spec.problems();
             if !problems.is_empty() {
                 bail!(
@@ -378,15 +407,10 @@ impl RepoFile {
     }
 
     /// The repository a payload of `provider` about `project` is for.
-    /// GitHub compares names without case, as GitHub does.
     pub fn find(&self, provider: Provider, project: &str) -> Option<(&String, &RepositorySpec)> {
-        self.repositories.iter().find(|(_, r)| {
-            r.provider == provider
-                && match provider {
-                    Provider::Github => r.project().eq_ignore_ascii_case(project),
-                    Provider::Gitlab => r.project() == project,
-                }
-        })
+        self.repositories
+            .iter()
+            .find(|(_, r)| r.is_for(provider, project))
     }
 }
 

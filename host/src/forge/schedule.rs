@@ -20,7 +20,8 @@ use jiff::Timestamp;
 use super::cron::{Cron, zone};
 use super::event::ForgeEvent;
 use super::intake::{Answer, Forge};
-use super::repo::{EventKind, RepoFile, RepositorySpec, Schedule};
+use super::repo::{EventKind, Schedule};
+use super::source::Entry;
 use crate::store::{Begin, DeliveryKey};
 
 /// How often schedules are checked.
@@ -36,17 +37,17 @@ pub async fn run(forge: Arc<Forge>) {
 
 /// Fire what is due at `now`.
 pub async fn tick(forge: &Arc<Forge>, now: Timestamp) {
-    let file = match RepoFile::load(&forge.repos) {
-        Ok(f) => f,
+    let repos = match forge.repos.list() {
+        Ok(r) => r,
         Err(e) => {
             tracing::warn!("schedules: {e:#}");
             return;
         }
     };
-    for (name, repo) in &file.repositories {
-        for s in &repo.schedules {
-            if let Err(e) = check(forge, name, repo, s, now).await {
-                tracing::warn!(repository = %name, schedule = %s.name, "schedule: {e}");
+    for repo in &repos {
+        for s in &repo.spec.schedules {
+            if let Err(e) = check(forge, repo, s, now).await {
+                tracing::warn!(repository = %repo.name, schedule = %s.name, "schedule: {e}");
             }
         }
     }
@@ -74,11 +75,11 @@ fn due(
 
 async fn check(
     forge: &Arc<Forge>,
-    name: &str,
-    repo: &RepositorySpec,
+    entry: &Entry,
     s: &Schedule,
     now: Timestamp,
 ) -> Result<(), String> {
+    let (name, repo) = (entry.name.as_str(), &entry.spec);
     let store = &forge.sched.store;
     let cron: Cron = s.cron.parse()?;
     let tz = zone(&s.time_zone)?;
@@ -130,7 +131,7 @@ async fn check(
             status: 202,
             body: serde_json::Value::Null,
         };
-        forge.finish(&key, &answer, &why);
+        forge.finish(&key, &format!("schedule/{}", s.name), &answer, &why);
         return Ok(());
     }
     let event = ForgeEvent {
@@ -152,7 +153,7 @@ async fn check(
         files: s.pipelines.clone(),
         schedule: Some(s.cron.clone()),
     };
-    let answer = forge.start_runs(name, repo, &key, &event).await;
+    let answer = forge.start_runs(entry, &key, &event).await;
     let outcome = answer
         .body
         .get("outcome")
@@ -166,7 +167,7 @@ async fn check(
     } else {
         outcome
     };
-    forge.finish(&key, &answer, &outcome);
+    forge.finish(&key, &event.name, &answer, &outcome);
     Ok(())
 }
 

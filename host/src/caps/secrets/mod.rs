@@ -170,7 +170,7 @@ impl SecretSource {
     }
 }
 
-async fn read_cluster_secret(
+pub async fn read_cluster_secret(
     client: &kube::Client,
     namespace: &str,
     impersonate: Option<&str>,

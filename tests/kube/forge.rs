@@ -1,0 +1,258 @@
+//! Webhooks in Kubernetes mode: `Repository` resources on a real
+//! kube-apiserver, their Secrets read as their ServiceAccount, GitHub's own
+//! push delivery (retargeted at a real `git http-backend`) posted to
+//! `capstan controller --listen`, statuses to a recording forge API.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use capstan_tests::forge::{TOKEN, commit, delivery, fresh_with, pipeline, post, secret};
+use capstan_tests::git::GitServer;
+use capstan_tests::httpd;
+use capstan_tests::kube::KubeApi;
+use serde_json::Value;
+
+use super::{CLI, controller, publish, setup};
+
+/// The Secrets `hook` (the webhook secret) and `api-token`, a
+/// ServiceAccount `ci` that may read just those, and a Repository `app`
+/// for GitHub's example project whose runs act as `ci`.
+fn repository(ns: &str, git_url: &str, api_url: &str, hook: &str, token_secret: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: ci, namespace: {ns}}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: hook, namespace: {ns}}}\nstringData: {{value: {hook}}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: {token_secret}, namespace: {ns}}}\nstringData: {{value: {TOKEN}}}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: ci, namespace: {ns}}}\n\
+         rules: [{{apiGroups: [\"\"], resources: [secrets], verbs: [get], resourceNames: [hook, api-token]}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: ci, namespace: {ns}}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: ci}}\n\
+         subjects: [{{kind: ServiceAccount, name: ci, namespace: {ns}}}]\n---\n\
+         apiVersion: capstan.dev/v1alpha1\nkind: Repository\nmetadata: {{name: app, namespace: {ns}}}\n\
+         spec:\n  provider: github\n  url: {git_url}\n  project: woodpecker-ci/woodpecker\n  apiUrl: {api_url}\n\
+         \x20 webhookSecret: hook\n  token: {token_secret}\n  serviceAccountName: ci\n"
+    )
+}
+
+fn get_repo(api: &KubeApi, ns: &str) -> Value {
+    let out = api.kubectl(&["-n", ns, "get", "repository", "app", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Wait until the Repository's status satisfies `check`.
+fn repo_until(api: &KubeApi, ns: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = get_repo(api, ns);
+        if check(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Repository {ns}/app: not {what}: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `capstan runs show ID -o json` until the run ends.
+fn ended(state: &Path, id: &str, log: &dyn Fn() -> String) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = capstan_tests::cli(CLI, state, &["runs", "show", id, "-o", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if ["Succeeded", "Failed", "Cancelled"].contains(&v["status"].as_str().unwrap_or("")) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {id} did not end: {v}\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The body and headers of GitHub's push example, moved to `sha`.
+fn push(sha: &str) -> (Vec<u8>, Value) {
+    let (mut body, headers) = delivery("github/push-branch");
+    body["after"] = sha.into();
+    (serde_json::to_vec(&body).unwrap(), headers)
+}
+
+/// A push delivered to the controller: the Repository's run executes in
+/// its namespace (its workspaces there, as its ServiceAccount), the forge
+/// gets pending → pending → success with the token from its Secret, and
+/// the Repository's status names the delivery and the run; a redelivery
+/// starts nothing.
+#[test]
+fn a_repository_resource_takes_github_pushes_and_runs_in_its_namespace() {
+    let ns = "forge-team";
+    let (api, state) = setup(ns);
+    publish(state.path(), &[capstan_tests::components::WRITE_FILE]);
+    let git_server = GitServer::start(true);
+    let (bare, work) = git_server.repo("app.git");
+    let sha = commit(work.path(), &[(".capstan/ci.yaml", &pipeline("main"))]);
+    git_server.push(work.path(), &bare, &["main"]);
+    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
+    api.apply(&repository(
+        ns,
+        &git_server.url("app.git"),
+        &forge.url(),
+        &secret(),
+        "api-token",
+    ));
+    let ctl = controller(
+        &api,
+        state.path(),
+        ns,
+        "solo",
+        &["--no-leader-election", "--listen", "127.0.0.1:0"],
+    );
+    let url = ctl.api_url();
+    let v = repo_until(&api, ns, "Ready", |v| {
+        v["status"]["conditions"][0]["status"] == "True"
+    });
+    assert_eq!(v["status"]["project"], "woodpecker-ci/woodpecker", "{v:#}");
+
+    let (bytes, headers) = push(&sha);
+    let hook = format!("{url}/v1/hooks/github");
+    let (code, answer) = post(&hook, &headers, &bytes, true);
+    assert_eq!(code, 201, "{answer}\n{}", ctl.log());
+    let run_id = answer["runs"][0].as_str().unwrap().to_string();
+    let run = ended(state.path(), &run_id, &|| ctl.log());
+    assert_eq!(run["status"], "Succeeded", "{run}\n{}", ctl.log());
+    assert_eq!(run["triggered_by"]["repository"], format!("{ns}/app"));
+    assert_eq!(run["trigger"]["revision"], sha.as_str());
+    // It acts in the Repository's namespace, as its ServiceAccount.
+    let store = capstan::store::RunStore::open(state.path()).unwrap();
+    let rec = store.run(&run_id).unwrap();
+    let out = &rec.spec.workspaces["out"];
+    let note = std::fs::read_to_string(Path::new(out).join("trigger.txt")).unwrap();
+    assert_eq!(note, format!("main {sha} main push true "));
+    let kube = rec.spec.kube.as_ref().unwrap();
+    assert_eq!(
+        (kube.namespace.as_str(), kube.service_account.as_deref()),
+        (ns, Some("ci"))
+    );
+
+    let seen = capstan_tests::forge::statuses(&forge, 3);
+    let states: Vec<_> = seen.iter().map(|(_, b)| b["state"].clone()).collect();
+    assert_eq!(states, ["pending", "pending", "success"], "{seen:?}");
+    for (head, b) in &seen {
+        assert!(
+            head.starts_with(&format!(
+                "POST /repos/woodpecker-ci/woodpecker/statuses/{sha} HTTP/1.1"
+            )),
+            "{head}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("authorization: bearer {TOKEN}")),
+            "{head}"
+        );
+        assert_eq!(b["target_url"], format!("{url}/v1/runs/{run_id}"));
+    }
+    let id = headers["X-GitHub-Delivery"].as_str().unwrap();
+    let v = repo_until(&api, ns, "showing the delivery", |v| {
+        v["status"]["lastDelivery"]["id"] == id
+    });
+    assert_eq!(v["status"]["lastDelivery"]["status"], 201, "{v:#}");
+    assert_eq!(v["status"]["lastRun"]["id"], run_id.as_str(), "{v:#}");
+    assert_eq!(v["status"]["lastRun"]["number"], 1, "{v:#}");
+
+    // A redelivery: the first answer, nothing new.
+    let (code, again) = post(&hook, &headers, &bytes, true);
+    assert_eq!((code, &again["runs"]), (200, &answer["runs"]), "{again}");
+    assert!(!ctl.log().contains(TOKEN), "the token reached the log");
+}
+
+/// Hostile tenants: namespace `intruder` claims the victim's project with
+/// its own webhook secret, and names as its token a Secret of its
+/// namespace its ServiceAccount may not read, with an API URL of its own.
+/// GitHub's deliveries (signed with the victim's secret) still run in the
+/// victim's namespace; the intruder's own deliveries get its Repository,
+/// which cannot read the Secret, so nothing is sent to its server.
+#[test]
+fn a_repository_gets_only_what_its_service_account_may_read() {
+    let (victim, intruder) = ("victim", "intruder");
+    let (api, state) = setup(victim);
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {intruder}}}\n"
+    ));
+    publish(state.path(), &[capstan_tests::components::WRITE_FILE]);
+    let git_server = GitServer::start(true);
+    let (bare, work) = git_server.repo("app.git");
+    let sha = commit(work.path(), &[(".capstan/ci.yaml", &pipeline("main"))]);
+    git_server.push(work.path(), &bare, &["main"]);
+    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
+    let thief = httpd::Server::start(|_| httpd::Reply::ok("{}"));
+    api.apply(&repository(
+        victim,
+        &git_server.url("app.git"),
+        &forge.url(),
+        &secret(),
+        "api-token",
+    ));
+    let intruder_secret = "intruder-hook-secret-0042";
+    api.apply(&repository(
+        intruder,
+        &git_server.url("app.git"),
+        &thief.url(),
+        intruder_secret,
+        "deploy-key",
+    ));
+    // Every namespace.
+    let ctl = controller(
+        &api,
+        state.path(),
+        "",
+        "solo",
+        &["--no-leader-election", "--listen", "127.0.0.1:0"],
+    );
+    let url = ctl.api_url();
+    for ns in [victim, intruder] {
+        repo_until(&api, ns, "Ready", |v| {
+            v["status"]["conditions"][0]["status"] == "True"
+        });
+    }
+    let hook = format!("{url}/v1/hooks/github");
+    let (bytes, headers) = push(&sha);
+    let (code, answer) = post(&hook, &headers, &bytes, true);
+    assert_eq!(code, 201, "{answer}\n{}", ctl.log());
+    let run_id = answer["runs"][0].as_str().unwrap();
+    let run = ended(state.path(), run_id, &|| ctl.log());
+    assert_eq!(run["triggered_by"]["repository"], "victim/app", "{run}");
+
+    // Signed with the intruder's secret: its Repository, which may not
+    // read `deploy-key`.
+    let mut h = fresh_with(&headers, "intruder-1");
+    h["X-Hub-Signature-256"] =
+        capstan::forge::verify::github_signature(intruder_secret.as_bytes(), &bytes).into();
+    let (code, e) = post(&hook, &h, &bytes, false);
+    assert_eq!(code, 500, "{e}");
+    let msg = e["error"].as_str().unwrap();
+    assert!(
+        msg.contains("system:serviceaccount:intruder:ci may not get Secret `deploy-key`"),
+        "{msg}"
+    );
+    // Signed by nobody's secret: refused.
+    let mut h = fresh_with(&headers, "nobody-1");
+    h["X-Hub-Signature-256"] = capstan::forge::verify::github_signature(b"guessed", &bytes).into();
+    let (code, _) = post(&hook, &h, &bytes, false);
+    assert_eq!(code, 401);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        thief.exchanges().is_empty(),
+        "the intruder's server was called: {:?}",
+        thief.exchanges()
+    );
+    let runs = capstan_tests::cli(CLI, state.path(), &["runs", "list", "-o", "json"]);
+    let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert!(!ctl.log().contains(TOKEN), "a secret reached the log");
+}
