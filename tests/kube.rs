@@ -158,6 +158,11 @@ fn a_pipelinerun_applied_with_kubectl_runs_and_invalid_ones_are_explained() {
     assert_eq!(task(&v, "again")["results"]["message"], "hello kube!");
     assert_eq!(v["status"]["conditions"][0]["type"], "Succeeded");
     assert_eq!(v["status"]["conditions"][0]["status"], "True");
+    assert_eq!(v["status"]["number"], 1, "{v:#}");
+    assert_eq!(
+        v["status"]["triggeredBy"], "PipelineRun ci/greet-1",
+        "{v:#}"
+    );
     assert!(v["status"]["startTime"].is_string() && v["status"]["duration"].is_string());
     assert!(
         v["metadata"]["finalizers"]
@@ -379,7 +384,16 @@ fn a_standby_takes_over_and_finishes_the_run_without_rerunning_tasks() {
     );
     assert!(!opened_store(&b), "the standby opened capstan.db");
     assert!(opened_store(&a), "the leader has the store open");
-    assert!(http_get(&a.api_url(), "/readyz").starts_with("HTTP/1.1 200"));
+    // Ready once it leads and has its Repositories listed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = http_get(&a.api_url(), "/readyz");
+        if ready.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ready}\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(http_get(&a.api_url(), "/v1/runs").starts_with("HTTP/1.1 401"));
     api.apply(&format!(
         "apiVersion: capstan.dev/v1alpha1\nkind: PipelineRun\nmetadata: {{name: long, namespace: {ns}}}\n\

@@ -1,8 +1,9 @@
 //! `POST /v1/hooks/github`, `POST /v1/hooks/gitlab`: forge webhooks (no
 //! bearer token: the signature or secret token of the repository
 //! authenticates them; see [`crate::forge::intake`]). `GET /v1/repos` and
-//! `GET /v1/repos/{name}/deliveries` show the repositories and what their
-//! deliveries did.
+//! `GET /v1/repos/{name}/deliveries` (a Repository resource's:
+//! `/v1/repos/{namespace}/{name}/deliveries`) show the repositories and
+//! what their deliveries did.
 
 use std::sync::Arc;
 
@@ -74,16 +75,18 @@ pub async fn repos(
     h: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
     let who = caller(&state, &h).await?;
-    state.auth.may_read(&who, None).await?;
     let f = forge(&state)?;
     let repos = f.repos.list().map_err(ApiError::internal)?;
-    let out: Vec<_> = repos
-        .iter()
-        .map(|e| {
-            let (running, waiting) = f.queue.snapshot(&e.name);
-            serde_json::json!({ "name": e.name, "spec": e.spec, "running": running, "waiting": waiting })
-        })
-        .collect();
+    let mut out = Vec::new();
+    // Each repository only to whoever may read runs where it runs.
+    for e in &repos {
+        let ns = e.kube.as_ref().map(|k| k.namespace.as_str());
+        if state.auth.may_read(&who, ns).await.is_err() {
+            continue;
+        }
+        let (running, waiting) = f.queue.snapshot(&e.name);
+        out.push(serde_json::json!({ "name": e.name, "spec": e.spec, "running": running, "waiting": waiting }));
+    }
     Ok(Json(serde_json::Value::Array(out)))
 }
 
@@ -99,9 +102,31 @@ pub async fn deliveries(
     Path(name): Path<String>,
     Query(q): Query<DeliveriesQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let who = caller(&state, &h).await?;
-    state.auth.may_read(&who, None).await?;
-    forge(&state)?;
+    list_deliveries(&state, &h, None, name, q).await
+}
+
+/// `GET /v1/repos/{namespace}/{name}/deliveries?limit=N`: a Repository
+/// resource's, for whoever may get PipelineRuns in its namespace.
+pub async fn namespaced_deliveries(
+    State(state): State<Arc<ApiState>>,
+    h: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<DeliveriesQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let full = format!("{ns}/{name}");
+    list_deliveries(&state, &h, Some(&ns), full, q).await
+}
+
+async fn list_deliveries(
+    state: &ApiState,
+    h: &HeaderMap,
+    ns: Option<&str>,
+    name: String,
+    q: DeliveriesQuery,
+) -> ApiResult<Json<serde_json::Value>> {
+    let who = caller(state, h).await?;
+    state.auth.may_read(&who, ns).await?;
+    forge(state)?;
     let list = state
         .sched
         .store

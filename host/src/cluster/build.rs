@@ -179,6 +179,8 @@ pub fn status_from_store(
         phase: Some(run.status.as_str().into()),
         conditions: vec![condition(cond_status, reason, &message, now_us)],
         run_id: Some(run_id.to_string()),
+        number: run.number,
+        triggered_by: run.spec.triggered_by.as_ref().map(|t| t.describe()),
         start_time: run.started_at.map(rfc3339),
         completion_time: run.finished_at.map(rfc3339),
         duration,

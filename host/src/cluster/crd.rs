@@ -71,6 +71,7 @@ pub struct PipelineResourceSpec {
     shortname = "pr",
     category = "capstan",
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Number","type":"integer","jsonPath":".status.number","priority":1}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Succeeded\")].reason","priority":1}"#,
     printcolumn = r#"{"name":"Started","type":"date","jsonPath":".status.startTime"}"#,
     printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".status.duration"}"#
@@ -134,6 +135,12 @@ pub struct PipelineRunStatus {
     /// The run's id in the controller's run store (`capstan logs ID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// The run's number among its pipeline's runs (`#42`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<i64>,
+    /// What started it (`PipelineRun team-a/build-7`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
