@@ -507,10 +507,12 @@ fn a_new_push_supersedes_the_branch_run_and_the_queue_holds_its_limit() {
     assert_eq!(states_of(&sha3), ["pending", "pending"]);
 }
 
-/// A run waiting in a repository's queue when the server is killed is
-/// queued again when it starts, and its commit hears of it.
+/// Killed with one run executing (at an approval gate) and one waiting
+/// in the repository's queue (limit 1): on restart the executing run
+/// resumes where it was, the waiting one is queued again behind it, and
+/// both commits hear of it; approving the first lets the second run.
 #[test]
-fn a_queued_run_is_queued_again_after_a_restart() {
+fn runs_executing_or_queued_go_on_after_a_restart() {
     let git_server = GitServer::start(true);
     let (bare, work) = git_server.repo("r.git");
     let sha1 = commit(work.path(), &[(".capstan/gated.yaml", GATED)]);
@@ -544,24 +546,48 @@ fn a_queued_run_is_queued_again_after_a_restart() {
         v["status"] == "Queued" && v["message"].is_string()
     });
     s.restart(&[]);
-    // The executing run is orphaned (`runs resume` continues it); the
-    // queued one starts, the queue being free.
+    s.until(&run1, "resumed", |v| {
+        v["status"] == "Running" && task_status(v, "gate") == "Waiting"
+    });
+    s.until(&run2, "queued again", |v| {
+        v["status"] == "Queued"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("position 1 of 1"))
+    });
+    let out = capstan_tests::cli_env(
+        BIN,
+        &s.state,
+        &["approve", &run1, "--task", "gate"],
+        &[("USER", std::ffi::OsStr::new("alice"))],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.ended(&run1)["status"], "Succeeded");
     s.until(&run2, "started", |v| task_status(v, "gate") == "Waiting");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let states: Vec<String> = statuses(&forge, 0)
-            .iter()
-            .filter(|(h, _)| h.contains(&sha2))
-            .map(|(_, b)| format!("{} {}", b["state"], b["description"]))
-            .collect();
-        if states.len() >= 3 {
-            assert!(
-                states[1].contains("queued again after a restart"),
-                "{states:?}"
-            );
+        let of = |sha: &str| -> Vec<String> {
+            statuses(&forge, 0)
+                .iter()
+                .filter(|(h, _)| h.contains(sha))
+                .map(|(_, b)| format!("{} {}", b["state"], b["description"]))
+                .collect()
+        };
+        let (one, two) = (of(&sha1), of(&sha2));
+        // queued, running, resuming, running, success / queued, queued
+        // again, running.
+        if one.len() >= 5 && two.len() >= 3 {
+            assert!(one[2].contains("resuming after a restart"), "{one:?}");
+            assert!(one[4].starts_with("\"success\""), "{one:?}");
+            assert!(two[1].contains("queued again after a restart"), "{two:?}");
             break;
         }
-        assert!(Instant::now() < deadline, "{states:?}");
+        assert!(Instant::now() < deadline, "{one:?}\n{two:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -256,3 +256,92 @@ fn a_repository_gets_only_what_its_service_account_may_read() {
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
     assert!(!ctl.log().contains(TOKEN), "a secret reached the log");
 }
+
+/// A pipeline of three sleeps, each marking its workspace.
+const SLEEPS: &str = r#"apiVersion: capstan.dev/v1alpha1
+kind: Pipeline
+metadata: { name: long }
+spec:
+  workspaces: [{ name: log }]
+  tasks:
+    - { name: first, uses: sleep@0.1, params: [{ name: millis, value: "10" }, { name: marker, value: first }], workspaces: [{ name: log }] }
+    - { name: second, runAfter: [first], uses: sleep@0.1, params: [{ name: millis, value: "6000" }, { name: marker, value: second }], workspaces: [{ name: log }] }
+    - { name: third, runAfter: [second], uses: sleep@0.1, params: [{ name: millis, value: "10" }, { name: marker, value: third }], workspaces: [{ name: log }] }
+"#;
+
+/// The leader is SIGKILLed while a webhook's run executes: the standby
+/// that takes over resumes it (its first task does not run again) and
+/// reports its end on the commit.
+#[test]
+fn a_webhook_run_survives_the_leaders_death() {
+    let ns = "forge-ha";
+    let (api, state) = setup(ns);
+    publish(state.path(), &[capstan_tests::components::SLEEP]);
+    let git_server = GitServer::start(true);
+    let (bare, work) = git_server.repo("app.git");
+    let sha = commit(work.path(), &[(".capstan/long.yaml", SLEEPS)]);
+    git_server.push(work.path(), &bare, &["main"]);
+    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
+    api.apply(&repository(
+        ns,
+        &git_server.url("app.git"),
+        &forge.url(),
+        &secret(),
+        "api-token",
+    ));
+    let lease = ["--lease-duration", "4s", "--listen", "127.0.0.1:0"];
+    let mut a = controller(&api, state.path(), ns, "replica-a", &lease);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a.log().contains("became the leader") {
+        assert!(Instant::now() < deadline, "no leader:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let b = controller(&api, state.path(), ns, "replica-b", &lease);
+    let (bytes, headers) = push(&sha);
+    let a_hook = format!("{}/v1/hooks/github", a.api_url());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (code, answer) = loop {
+        // 503 until the leader has its Repositories listed.
+        let (code, answer) = post(&a_hook, &headers, &bytes, true);
+        if code != 503 || Instant::now() > deadline {
+            break (code, answer);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(code, 201, "{answer}\n{}", a.log());
+    let run_id = answer["runs"][0].as_str().unwrap().to_string();
+    let store = capstan::store::RunStore::open(state.path()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !store
+        .tasks(&run_id)
+        .unwrap()
+        .iter()
+        .any(|t| t.name == "second" && t.status == capstan::store::TaskStatus::Running)
+    {
+        assert!(Instant::now() < deadline, "second never ran:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.kill();
+    let logs = || format!("replica-a:\n{}\nreplica-b:\n{}", a.log(), b.log());
+    let run = ended(state.path(), &run_id, &logs);
+    assert_eq!(run["status"], "Succeeded", "{run}\n{}", logs());
+    let first = store.run(&run_id).unwrap().spec.workspaces["log"].clone();
+    let marks = std::fs::read_to_string(Path::new(&first).join("first")).unwrap();
+    assert_eq!(marks.lines().count(), 1, "first ran again: {marks}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen: Vec<String> = capstan_tests::forge::statuses(&forge, 0)
+            .iter()
+            .map(|(_, b)| format!("{} {}", b["state"], b["description"]))
+            .collect();
+        if seen.last().is_some_and(|s| s.starts_with("\"success\"")) {
+            assert!(
+                seen.iter().any(|s| s.contains("resuming after a restart")),
+                "{seen:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{seen:?}\n{}", logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

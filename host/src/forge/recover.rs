@@ -1,7 +1,8 @@
-//! After a restart: the runs a forge started that were still waiting in a
-//! repository's queue are queued again, oldest first, with their commit
-//! statuses. (Runs that were executing are orphaned like any other run the
-//! process was executing: `capstan runs resume RUN` continues one.)
+//! After a restart (or a leader's failover): the runs a forge started that
+//! were executing when the server stopped, and those still waiting in a
+//! repository's queue, are queued again, oldest first, with their commit
+//! statuses. An executing one resumes where it was (its finished tasks do
+//! not run again), unless another process is executing it.
 
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use super::report::{Reporter, State, Target};
 use crate::store::{RunStatus, TriggeredBy};
 
 impl Forge {
-    /// Queue again the forge's runs left `Queued`; how many.
+    /// Queue again the forge's runs left `Queued`, or `Running` with no
+    /// process executing them; how many.
     pub async fn recover(self: &Arc<Self>) -> usize {
         let repos = match self.repos.list() {
             Ok(f) => f,
@@ -34,7 +36,9 @@ impl Forge {
                 run.spec.triggered_by,
                 Some(TriggeredBy::Webhook { .. } | TriggeredBy::Schedule { .. })
             );
-            if run.status != RunStatus::Queued || !from_forge {
+            let orphaned = run.status == RunStatus::Running
+                && !crate::scheduler::run_is_active(&self.sched.state_dir, &run.id);
+            if !(run.status == RunStatus::Queued || orphaned) || !from_forge {
                 continue;
             }
             let name = run
@@ -86,7 +90,11 @@ impl Forge {
                     run.id.clone(),
                     url,
                 );
-                r.send(State::Pending, "queued again after a restart");
+                if orphaned {
+                    r.send(State::Pending, "resuming after a restart");
+                } else {
+                    r.send(State::Pending, "queued again after a restart");
+                }
                 r
             });
             let job = Job {
