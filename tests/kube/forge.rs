@@ -85,12 +85,12 @@ fn push(sha: &str) -> (Vec<u8>, Value) {
 }
 
 /// A push delivered to the controller: the Repository's run executes in
-/// its namespace (its workspaces there, as its ServiceAccount), the forge
-/// gets pending → pending → success with the token from its Secret, and
-/// the Repository's status names the delivery and the run; a redelivery
-/// starts nothing.
+/// its namespace as its ServiceAccount, the forge gets pending → pending →
+/// success with the token from its Secret, and the Repository's status
+/// names the delivery and the run; a redelivery starts nothing. Then the
+/// same for a GitLab project.
 #[test]
-fn a_repository_resource_takes_github_pushes_and_runs_in_its_namespace() {
+fn repository_resources_take_github_and_gitlab_pushes_and_run_in_their_namespace() {
     let ns = "forge-team";
     let (api, state) = setup(ns);
     publish(state.path(), &[capstan_tests::components::WRITE_FILE]);
@@ -168,6 +168,54 @@ fn a_repository_resource_takes_github_pushes_and_runs_in_its_namespace() {
     // A redelivery: the first answer, nothing new.
     let (code, again) = post(&hook, &headers, &bytes, true);
     assert_eq!((code, &again["runs"]), (200, &answer["runs"]), "{again}");
+
+    // A GitLab project beside it, with the same Secrets: GitLab's push
+    // example runs as well, reported with GitLab's API and header.
+    api.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Repository\nmetadata: {{name: api, namespace: {ns}}}\n\
+         spec:\n  provider: gitlab\n  url: {}\n  project: test/woodpecker\n  apiUrl: {}\n\
+         \x20 webhookSecret: hook\n  token: api-token\n  serviceAccountName: ci\n",
+        git_server.url("app.git"),
+        forge.url()
+    ));
+    let (mut body, headers) = delivery("gitlab/push_hook");
+    body["checkout_sha"] = sha.clone().into();
+    body["after"] = sha.clone().into();
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let hook = format!("{url}/v1/hooks/gitlab");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (code, answer) = loop {
+        // 404 until the controller's watch has seen the new Repository.
+        let (code, answer) = post(&hook, &headers, &bytes, false);
+        if code != 404 || Instant::now() > deadline {
+            break (code, answer);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(code, 201, "{answer}\n{}", ctl.log());
+    let run_id = answer["runs"][0].as_str().unwrap().to_string();
+    let run = ended(state.path(), &run_id, &|| ctl.log());
+    assert_eq!(run["status"], "Succeeded", "{run}");
+    assert_eq!(run["triggered_by"]["repository"], format!("{ns}/api"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let gitlab: Vec<_> = capstan_tests::forge::statuses(&forge, 0)
+            .into_iter()
+            .filter(|(h, _)| h.contains("/projects/test%2Fwoodpecker/statuses/"))
+            .collect();
+        if gitlab.last().is_some_and(|(_, b)| b["state"] == "success") {
+            for (head, _) in &gitlab {
+                assert!(
+                    head.to_ascii_lowercase()
+                        .contains(&format!("private-token: {TOKEN}")),
+                    "{head}"
+                );
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "{gitlab:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(!ctl.log().contains(TOKEN), "the token reached the log");
 }
 
