@@ -33,8 +33,8 @@ fn repository(ns: &str, git_url: &str, api_url: &str, hook: &str, token_secret: 
     )
 }
 
-fn get_repo(api: &KubeApi, ns: &str) -> Value {
-    let out = api.kubectl(&["-n", ns, "get", "repository", "app", "-o", "json"]);
+fn get_repo(api: &KubeApi, ns: &str, name: &str) -> Value {
+    let out = api.kubectl(&["-n", ns, "get", "repository", name, "-o", "json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -43,17 +43,27 @@ fn get_repo(api: &KubeApi, ns: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Wait until the Repository's status satisfies `check`.
+/// Wait until Repository `ns/app`'s status satisfies `check`.
 fn repo_until(api: &KubeApi, ns: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    named_until(api, ns, "app", what, check)
+}
+
+fn named_until(
+    api: &KubeApi,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v = get_repo(api, ns);
+        let v = get_repo(api, ns, name);
         if check(&v) {
             return v;
         }
         assert!(
             Instant::now() < deadline,
-            "Repository {ns}/app: not {what}: {v:#}"
+            "Repository {ns}/{name}: not {what}: {v:#}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -303,6 +313,32 @@ fn a_repository_gets_only_what_its_service_account_may_read() {
     let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
     assert!(!ctl.log().contains(TOKEN), "a secret reached the log");
+
+    // A ServiceAccount name that would impersonate someone else: not Ready,
+    // and never used.
+    api.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Repository\nmetadata: {{name: sneaky, namespace: {intruder}}}\n\
+         spec:\n  provider: github\n  url: {}\n  project: acme/other\n  webhookSecret: hook\n\
+         \x20 serviceAccountName: \"kube-system:admin\"\n",
+        git_server.url("app.git")
+    ));
+    let v = named_until(&api, intruder, "sneaky", "refused", |v| {
+        v["status"]["conditions"][0]["status"] == "False"
+    });
+    let msg = v["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("serviceAccountName: `kube-system:admin`"),
+        "{msg}"
+    );
+    let (mut other, _) = delivery("github/push-branch");
+    other["repository"]["full_name"] = "acme/other".into();
+    let (code, e) = post(
+        &hook,
+        &fresh_with(&headers, "sneaky-1"),
+        &serde_json::to_vec(&other).unwrap(),
+        true,
+    );
+    assert_eq!(code, 404, "{e}");
 }
 
 /// A pipeline of three sleeps, each marking its workspace.

@@ -440,7 +440,9 @@ mod tests {
         let mut s = spec("https://user:pw@gitlab.example/g/p.git");
         s.pipelines = vec!["../outside/*.yaml".into()];
         s.token = Some("bad name".into());
+        s.service_account_name = Some("kube-system:admin".into());
         let p = s.problems().join("\n");
+        assert!(p.contains("serviceAccountName: `kube-system:admin`"), "{p}");
         assert!(p.contains("url: `https://user:pw@"), "{p}");
         assert!(p.contains("pipelines: `../outside"), "{p}");
         assert!(p.contains("token:"), "{p}");
