@@ -9,19 +9,36 @@ use std::time::{Duration, Instant};
 use capstan_tests::forge::{TOKEN, commit, delivery, fresh_with, pipeline, post, secret};
 use capstan_tests::git::GitServer;
 use capstan_tests::httpd;
-use capstan_tests::kube::KubeApi;
+use capstan_tests::kube::{Controller, KubeApi};
 use serde_json::Value;
 
 use super::{CLI, controller, publish, setup};
 
-/// The Secrets `hook` (the webhook secret) and `api-token`, a
-/// ServiceAccount `ci` that may read just those, and a Repository `app`
-/// for GitHub's example project whose runs act as `ci`.
-fn repository(ns: &str, git_url: &str, api_url: &str, hook: &str, token_secret: &str) -> String {
+/// `host:port` of an http URL.
+fn host_of(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The Secrets `hook` (the webhook secret) and `api-token` (annotated with
+/// the hosts it may be sent to: `hosts`, else the git server's and the
+/// API's), a ServiceAccount `ci` that may read just those, and a
+/// Repository `app` for GitHub's example project whose runs act as `ci`.
+fn repository(ns: &str, git_url: &str, api_url: &str, hook: &str, hosts: Option<&str>) -> String {
+    let hosts = hosts.map_or_else(
+        || format!("{},{}", host_of(git_url), host_of(api_url)),
+        str::to_string,
+    );
     format!(
         "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: ci, namespace: {ns}}}\n---\n\
          apiVersion: v1\nkind: Secret\nmetadata: {{name: hook, namespace: {ns}}}\nstringData: {{value: {hook}}}\n---\n\
-         apiVersion: v1\nkind: Secret\nmetadata: {{name: {token_secret}, namespace: {ns}}}\nstringData: {{value: {TOKEN}}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: api-token, namespace: {ns}, annotations: {{capstan.dev/hosts: \"{hosts}\"}}}}\n\
+         stringData: {{value: {TOKEN}}}\n---\n\
          apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: ci, namespace: {ns}}}\n\
          rules: [{{apiGroups: [\"\"], resources: [secrets], verbs: [get], resourceNames: [hook, api-token]}}]\n---\n\
          apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: ci, namespace: {ns}}}\n\
@@ -29,7 +46,7 @@ fn repository(ns: &str, git_url: &str, api_url: &str, hook: &str, token_secret: 
          subjects: [{{kind: ServiceAccount, name: ci, namespace: {ns}}}]\n---\n\
          apiVersion: capstan.dev/v1alpha1\nkind: Repository\nmetadata: {{name: app, namespace: {ns}}}\n\
          spec:\n  provider: github\n  url: {git_url}\n  project: woodpecker-ci/woodpecker\n  apiUrl: {api_url}\n\
-         \x20 webhookSecret: hook\n  token: {token_secret}\n  serviceAccountName: ci\n"
+         \x20 webhookSecret: hook\n  token: api-token\n  serviceAccountName: ci\n"
     )
 }
 
@@ -114,7 +131,7 @@ fn repository_resources_take_github_and_gitlab_pushes_and_run_in_their_namespace
         &git_server.url("app.git"),
         &forge.url(),
         &secret(),
-        "api-token",
+        None,
     ));
     let ctl = controller(
         &api,
@@ -179,8 +196,24 @@ fn repository_resources_take_github_and_gitlab_pushes_and_run_in_their_namespace
     let (code, again) = post(&hook, &headers, &bytes, true);
     assert_eq!((code, &again["runs"]), (200, &answer["runs"]), "{again}");
 
-    // A GitLab project beside it, with the same Secrets: GitLab's push
-    // example runs as well, reported with GitLab's API and header.
+    deliveries_through_the_api(&api, ns, &url, id);
+    gitlab_beside(&api, ns, &state, &ctl, &git_server, &forge, &sha);
+    assert!(!ctl.log().contains(TOKEN), "the token reached the log");
+}
+
+/// A GitLab project beside the GitHub repository, with the same Secrets:
+/// GitLab's push example runs as well, reported with GitLab's API and
+/// header.
+fn gitlab_beside(
+    api: &KubeApi,
+    ns: &str,
+    state: &tempfile::TempDir,
+    ctl: &Controller,
+    git_server: &GitServer,
+    forge: &httpd::Server,
+    sha: &str,
+) {
+    let url = ctl.api_url();
     api.apply(&format!(
         "apiVersion: capstan.dev/v1alpha1\nkind: Repository\nmetadata: {{name: api, namespace: {ns}}}\n\
          spec:\n  provider: gitlab\n  url: {}\n  project: test/woodpecker\n  apiUrl: {}\n\
@@ -189,8 +222,8 @@ fn repository_resources_take_github_and_gitlab_pushes_and_run_in_their_namespace
         forge.url()
     ));
     let (mut body, headers) = delivery("gitlab/push_hook");
-    body["checkout_sha"] = sha.clone().into();
-    body["after"] = sha.clone().into();
+    body["checkout_sha"] = sha.into();
+    body["after"] = sha.into();
     let bytes = serde_json::to_vec(&body).unwrap();
     let hook = format!("{url}/v1/hooks/gitlab");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -226,7 +259,46 @@ fn repository_resources_take_github_and_gitlab_pushes_and_run_in_their_namespace
         assert!(Instant::now() < deadline, "{gitlab:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!ctl.log().contains(TOKEN), "the token reached the log");
+}
+
+/// `GET /v1/repos` and the Repository's deliveries through the API, for
+/// whoever may get PipelineRuns in its namespace only.
+fn deliveries_through_the_api(api: &KubeApi, ns: &str, url: &str, delivery: &str) {
+    let get = |path: &str, token: &str| -> (u16, Value) {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("{url}{path}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.trim().parse().unwrap(),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    };
+    api.apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: run-reader, namespace: {ns}}}\n\
+         rules: [{{apiGroups: [capstan.dev], resources: [pipelineruns], verbs: [get]}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: run-reader, namespace: {ns}}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: run-reader}}\n\
+         subjects: [{{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}}]\n"
+    ));
+    let path = format!("/v1/repos/{ns}/app/deliveries");
+    let (code, list) = get(&path, "alice-token");
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(list[0]["id"], delivery, "{list}");
+    let (code, repos) = get("/v1/repos", "alice-token");
+    assert_eq!(code, 200, "{repos}");
+    assert_eq!(repos[0]["name"], format!("{ns}/app"), "{repos}");
+    // bob may not get PipelineRuns there: refused, and nothing listed.
+    let (code, e) = get(&path, "bob-token");
+    assert_eq!(code, 403, "{e}");
+    let (code, repos) = get("/v1/repos", "bob-token");
+    assert_eq!((code, repos), (200, serde_json::json!([])));
+    let (code, _) = get(&format!("/v1/repos/{ns}/..%2Fx/deliveries"), "alice-token");
+    assert_eq!(code, 400);
 }
 
 /// Hostile tenants: namespace `intruder` claims the victim's project with
@@ -254,15 +326,29 @@ fn a_repository_gets_only_what_its_service_account_may_read() {
         &git_server.url("app.git"),
         &forge.url(),
         &secret(),
-        "api-token",
+        None,
     ));
+    // The intruder's token Secret may go to the git server only; its
+    // Repository would send it to the thief's API too.
     let intruder_secret = "intruder-hook-secret-0042";
+    let git_host = host_of(&git_server.url("app.git"));
     api.apply(&repository(
         intruder,
         &git_server.url("app.git"),
         &thief.url(),
         intruder_secret,
-        "deploy-key",
+        Some(&git_host),
+    ));
+    // And one whose token is a Secret its ServiceAccount may not read.
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: deploy-key, namespace: {intruder}, \
+         annotations: {{capstan.dev/hosts: \"{git_host},{}\"}}}}\nstringData: {{value: {TOKEN}}}\n---\n\
+         apiVersion: capstan.dev/v1alpha1\nkind: Repository\nmetadata: {{name: greedy, namespace: {intruder}}}\n\
+         spec:\n  provider: github\n  url: {}\n  project: acme/greedy\n  apiUrl: {}\n\
+         \x20 webhookSecret: hook\n  token: deploy-key\n  serviceAccountName: ci\n",
+        host_of(&thief.url()),
+        git_server.url("app.git"),
+        thief.url()
     ));
     // Every namespace.
     let ctl = controller(
@@ -286,12 +372,30 @@ fn a_repository_gets_only_what_its_service_account_may_read() {
     let run = ended(state.path(), run_id, &|| ctl.log());
     assert_eq!(run["triggered_by"]["repository"], "victim/app", "{run}");
 
-    // Signed with the intruder's secret: its Repository, which may not
-    // read `deploy-key`.
-    let mut h = fresh_with(&headers, "intruder-1");
-    h["X-Hub-Signature-256"] =
-        capstan::forge::verify::github_signature(intruder_secret.as_bytes(), &bytes).into();
-    let (code, e) = post(&hook, &h, &bytes, false);
+    // Signed with the intruder's secret: its Repository, whose token may
+    // not go to the thief's API.
+    let signed = |id: &str, body: &[u8]| {
+        let mut h = fresh_with(&headers, id);
+        h["X-Hub-Signature-256"] =
+            capstan::forge::verify::github_signature(intruder_secret.as_bytes(), body).into();
+        h
+    };
+    let (code, e) = post(&hook, &signed("intruder-1", &bytes), &bytes, false);
+    assert_eq!(code, 500, "{e}");
+    let msg = e["error"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!(
+            "secret `api-token` may not be sent to `{}`",
+            host_of(&thief.url())
+        )),
+        "{msg}"
+    );
+    // The greedy one: its ServiceAccount may not read `deploy-key`.
+    let (mut greedy, _) = delivery("github/push-branch");
+    greedy["repository"]["full_name"] = "acme/greedy".into();
+    greedy["after"] = sha.clone().into();
+    let greedy = serde_json::to_vec(&greedy).unwrap();
+    let (code, e) = post(&hook, &signed("greedy-1", &greedy), &greedy, false);
     assert_eq!(code, 500, "{e}");
     let msg = e["error"].as_str().unwrap();
     assert!(
@@ -371,7 +475,7 @@ fn a_webhook_run_survives_the_leaders_death() {
         &git_server.url("app.git"),
         &forge.url(),
         &secret(),
-        "api-token",
+        None,
     ));
     let lease = ["--lease-duration", "4s", "--listen", "127.0.0.1:0"];
     let mut a = controller(&api, state.path(), ns, "replica-a", &lease);

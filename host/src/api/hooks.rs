@@ -78,10 +78,20 @@ pub async fn repos(
     let f = forge(&state)?;
     let repos = f.repos.list().map_err(ApiError::internal)?;
     let mut out = Vec::new();
-    // Each repository only to whoever may read runs where it runs.
+    // Each repository only to whoever may read runs where it runs (asked
+    // once per namespace).
+    let mut allowed: std::collections::HashMap<Option<&str>, bool> = Default::default();
     for e in &repos {
         let ns = e.kube.as_ref().map(|k| k.namespace.as_str());
-        if state.auth.may_read(&who, ns).await.is_err() {
+        let may = match allowed.get(&ns) {
+            Some(m) => *m,
+            None => {
+                let m = state.auth.may_read(&who, ns).await.is_ok();
+                allowed.insert(ns, m);
+                m
+            }
+        };
+        if !may {
             continue;
         }
         let (running, waiting) = f.queue.snapshot(&e.name);
@@ -113,6 +123,9 @@ pub async fn namespaced_deliveries(
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<DeliveriesQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    for part in [&ns, &name] {
+        crate::caps::secrets::check_name(part).map_err(|e| ApiError::new(400, e))?;
+    }
     let full = format!("{ns}/{name}");
     list_deliveries(&state, &h, Some(&ns), full, q).await
 }

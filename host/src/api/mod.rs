@@ -13,6 +13,7 @@
 //! | `POST /v1/runs/{id}/tasks/{task}/approve` (`/reject`), body `{"comment": …}` | decide (the caller must be a listed approver) |
 //! | `POST /v1/hooks/github`, `POST /v1/hooks/gitlab` | forge webhooks (signed, no bearer token) |
 //! | `GET /v1/repos`, `GET /v1/repos/{name}/deliveries` | repositories, their deliveries |
+//! | `GET /v1/repos/{namespace}/{name}/deliveries` | a Repository resource's deliveries |
 //!
 //! Every `/v1` call needs `Authorization: Bearer TOKEN` ([`auth`]). Errors
 //! are JSON `{"error": "..."}` with a meaningful status. This is the API the
@@ -120,6 +121,10 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         )
         .route("/v1/repos", get(hooks::repos))
         .route("/v1/repos/{name}/deliveries", get(hooks::deliveries))
+        .route(
+            "/v1/repos/{ns}/{name}/deliveries",
+            get(hooks::namespaced_deliveries),
+        )
         .with_state(state)
 }
 

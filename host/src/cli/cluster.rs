@@ -132,7 +132,14 @@ pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {addr}"))?;
         if public_url.is_none() {
-            public_url = Some(format!("http://{}", listener.local_addr()?));
+            let local = listener.local_addr()?;
+            if local.ip().is_unspecified() {
+                tracing::warn!(
+                    "no --public-url: commit statuses will link to http://{local}, \
+                     which nobody outside can open"
+                );
+            }
+            public_url = Some(format!("http://{local}"));
         }
         let app = crate::api::until_leader(leader.clone());
         let limits = args.limits.limits();
@@ -159,8 +166,16 @@ pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
             });
             let sched = Arc::new(sched);
             // With an API, webhooks of the Repository resources.
+            // Without the Repository resource (or the right to watch it),
+            // the controller still runs PipelineRuns; webhooks answer 404.
             let forge = match (&args.listen, &public_url) {
-                (Some(_), Some(url)) => Some(forge(&client, &sched, args, url.clone()).await?),
+                (Some(_), Some(url)) => match forge(&client, &sched, args, url.clone()).await {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        tracing::error!("webhooks are off: {e:#}");
+                        None
+                    }
+                },
                 _ => None,
             };
             let _tasks = forge

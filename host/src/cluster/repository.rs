@@ -42,8 +42,9 @@ pub struct RepositoryResourceSpec {
     pub spec: RepositorySpec,
 }
 
-/// What the controller reports (server-side apply, field manager
-/// `capstan-controller`).
+/// What the controller reports (merge patches of the status subresource:
+/// `project` and `conditions` when the spec changes, `lastDelivery` and
+/// `lastRun` as deliveries finish).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryStatus {
@@ -78,8 +79,9 @@ pub struct LastRun {
     /// The run's id (`capstan runs show ID`, `GET /v1/runs/ID`).
     pub id: String,
     pub pipeline: String,
-    /// Its number among the pipeline's runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Its number among the pipeline's runs (written as `null` when it has
+    /// none, so a merge patch clears an older one).
+    #[serde(default)]
     pub number: Option<i64>,
     pub time: String,
 }
@@ -141,9 +143,11 @@ impl KubeRepos {
                 }
             }
         });
-        store
-            .wait_until_ready()
+        tokio::time::timeout(std::time::Duration::from_secs(60), store.wait_until_ready())
             .await
+            .context(
+                "watching Repositories: no list within 60 s (RBAC: list and watch repositories)",
+            )?
             .context("listing Repositories")?;
         Ok(Arc::new(KubeRepos {
             client,
@@ -151,6 +155,44 @@ impl KubeRepos {
             finished: tx,
         }))
     }
+}
+
+/// The annotation of a Secret the server sends to a forge: the hosts
+/// (`host` or `host:port`, comma-separated) it may go to.
+pub const HOSTS: &str = "capstan.dev/hosts";
+
+/// Whether Secret `name` may be sent to every one of `hosts`.
+fn allowed_hosts(
+    name: &str,
+    secret: &k8s_openapi::api::core::v1::Secret,
+    hosts: &[String],
+) -> Result<(), String> {
+    let listed: Vec<String> = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HOSTS))
+        .map(|v| {
+            v.split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let missing: Vec<&String> = hosts.iter().filter(|h| !listed.contains(h)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "secret `{name}` may not be sent to {}: its annotation `{HOSTS}` lists {:?} \
+         (annotate it with every host the Repository's url and apiUrl name)",
+        missing
+            .iter()
+            .map(|h| format!("`{h}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        listed
+    ))
 }
 
 /// `NAMESPACE/NAME` → the two.
@@ -183,11 +225,15 @@ impl Repositories for KubeRepos {
     }
 
     /// A Secret of the Repository's namespace, read as its ServiceAccount:
-    /// what that account may not read, the Repository does not get.
+    /// what that account may not read, the Repository does not get. One
+    /// the server sends somewhere (the token) must also name those hosts
+    /// in its [`HOSTS`] annotation: whoever may create a Repository cannot
+    /// send a Secret to a host of their choosing.
     fn secret<'a>(
         &'a self,
         repo: &'a Entry,
         name: &'a str,
+        sent_to: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
         Box::pin(async move {
             let id = repo
@@ -196,8 +242,17 @@ impl Repositories for KubeRepos {
                 .ok_or_else(|| "not a Repository resource".to_string())?;
             let sa = id.service_account.as_deref().unwrap_or("default");
             let who = format!("system:serviceaccount:{}:{sa}", id.namespace);
-            crate::caps::secrets::read_cluster_secret(&self.client, &id.namespace, Some(&who), name)
-                .await
+            let secret = crate::caps::secrets::get_cluster_secret(
+                &self.client,
+                &id.namespace,
+                Some(&who),
+                name,
+            )
+            .await?;
+            if !sent_to.is_empty() {
+                allowed_hosts(name, &secret, sent_to)?;
+            }
+            crate::caps::secrets::secret_value(name, &secret)
         })
     }
 

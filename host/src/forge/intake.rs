@@ -61,6 +61,9 @@ impl Answer {
     }
 }
 
+/// The most repositories whose secrets are checked for one delivery.
+const MAX_CLAIMANTS: usize = 16;
+
 /// The forge side of a server.
 pub struct Forge {
     pub sched: Arc<Scheduler>,
@@ -105,44 +108,9 @@ impl Forge {
         let Ok(_permit) = self.hooks.acquire().await else {
             return Answer::error(503, "shutting down");
         };
-        let project = match super::event::probe_project(provider, &body) {
-            Ok(p) => p,
-            Err(e) => return Answer::error(400, e),
-        };
-        let candidates = match super::source::candidates(&*self.repos, provider, &project) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("webhook: {e:#}");
-                return Answer::error(
-                    500,
-                    "the server's repository configuration is broken (see its log)",
-                );
-            }
-        };
-        if candidates.is_empty() {
-            return Answer::error(
-                404,
-                format!("no {provider} repository `{project}` is configured here"),
-            );
-        }
-        // When several repositories claim the project (two namespaces, say),
-        // the one whose secret signed the delivery takes it.
-        let mut repo = None;
-        for c in candidates {
-            match self.authenticate(provider, &c, &h, &body).await {
-                Ok(()) => {
-                    repo = Some(c);
-                    break;
-                }
-                // The details are for the server's log, not for the sender.
-                Err(why) => tracing::warn!(repository = %c.name, "webhook refused: {why}"),
-            }
-        }
-        let Some(repo) = repo else {
-            return Answer::error(
-                401,
-                "the signature or secret token does not match this repository's",
-            );
+        let repo = match self.whose(provider, &h, &body).await {
+            Ok(r) => r,
+            Err(answer) => return answer,
         };
         let name = repo.name.clone();
         let payload: serde_json::Value = match serde_json::from_slice(&body) {
@@ -204,6 +172,57 @@ impl Forge {
         }
     }
 
+    /// The repository a delivery is for: the one it names whose secret
+    /// signed it. When several claim the project (two namespaces, say),
+    /// their secrets are checked at once (at most [`MAX_CLAIMANTS`]).
+    async fn whose(&self, provider: Provider, h: &Headers, body: &[u8]) -> Result<Entry, Answer> {
+        let project =
+            super::event::probe_project(provider, body).map_err(|e| Answer::error(400, e))?;
+        let mut candidates =
+            super::source::candidates(&*self.repos, provider, &project).map_err(|e| {
+                tracing::error!("webhook: {e:#}");
+                Answer::error(
+                    500,
+                    "the server's repository configuration is broken (see its log)",
+                )
+            })?;
+        if candidates.is_empty() {
+            return Err(Answer::error(
+                404,
+                format!("no {provider} repository `{project}` is configured here"),
+            ));
+        }
+        if candidates.len() > MAX_CLAIMANTS {
+            tracing::warn!(
+                "{} repositories claim {provider} project `{project}`; only the first {MAX_CLAIMANTS} are checked",
+                candidates.len()
+            );
+            candidates.truncate(MAX_CLAIMANTS);
+        }
+        let checks = candidates
+            .iter()
+            .map(|c| self.authenticate(provider, c, h, body));
+        let results = futures::future::join_all(checks).await;
+        let found = results.iter().position(Result::is_ok);
+        for (c, r) in candidates.iter().zip(&results) {
+            // The details are for the server's log, not for the sender.
+            if let Err(why) = r {
+                if found.is_some() {
+                    tracing::debug!(repository = %c.name, "not this repository's delivery: {why}");
+                } else {
+                    tracing::warn!(repository = %c.name, "webhook refused: {why}");
+                }
+            }
+        }
+        match found {
+            Some(i) => Ok(candidates.swap_remove(i)),
+            None => Err(Answer::error(
+                401,
+                "the signature or secret token does not match this repository's",
+            )),
+        }
+    }
+
     async fn authenticate(
         &self,
         provider: Provider,
@@ -213,7 +232,7 @@ impl Forge {
     ) -> Result<(), String> {
         let secret = self
             .repos
-            .secret(repo, &repo.spec.webhook_secret)
+            .secret(repo, &repo.spec.webhook_secret, &[])
             .await
             .map_err(|e| format!("the repository's webhook secret: {e}"))?;
         match provider {
@@ -287,7 +306,7 @@ impl Forge {
             None => Ok(None),
             Some(t) => self
                 .repos
-                .secret(repo, t)
+                .secret(repo, t, &super::source::token_hosts(&repo.spec))
                 .await
                 .map(Some)
                 .map_err(|e| format!("the repository's token: {e}")),

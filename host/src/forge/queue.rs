@@ -170,6 +170,14 @@ impl Queue {
         }
     }
 
+    /// Whether a run is in a queue, waiting or executing.
+    pub fn holds(&self, run_id: &str) -> bool {
+        self.lanes().values().any(|l| {
+            l.running.iter().any(|(r, _)| r == run_id)
+                || l.waiting.iter().any(|j| j.run_id == run_id)
+        })
+    }
+
     /// `(running, waiting)` run ids of a repository.
     pub fn snapshot(&self, repo: &str) -> (Vec<String>, Vec<String>) {
         let lanes = self.lanes();

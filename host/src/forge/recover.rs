@@ -12,9 +12,33 @@ use super::report::{Reporter, State, Target};
 use crate::store::{RunStatus, TriggeredBy};
 
 impl Forge {
-    /// Queue again the forge's runs left `Queued`, or `Running` with no
-    /// process executing them; how many.
+    /// `Running`, yet no process executes it (checked again after the
+    /// lock: a run that just ended has its final status by then).
+    fn orphaned(&self, run: &crate::store::RunRecord) -> bool {
+        run.status == RunStatus::Running
+            && !self.queue.holds(&run.id)
+            && !crate::scheduler::run_is_active(&self.sched.state_dir, &run.id)
+            && self
+                .sched
+                .store
+                .run(&run.id)
+                .is_ok_and(|r| r.status == RunStatus::Running)
+    }
+
+    /// At start: queue again the forge's runs left `Queued`, or `Running`
+    /// with no process executing them; how many.
     pub async fn recover(self: &Arc<Self>) -> usize {
+        self.requeue(true, 100_000).await
+    }
+
+    /// Later, now and then: runs left `Running` by a process that died
+    /// after this one started (a leader that lost its lease while a run
+    /// was being taken over), among the newest `recent`.
+    pub async fn recover_orphans(self: &Arc<Self>, recent: usize) -> usize {
+        self.requeue(false, recent).await
+    }
+
+    async fn requeue(self: &Arc<Self>, queued_too: bool, recent: usize) -> usize {
         let repos = match self.repos.list() {
             Ok(f) => f,
             Err(e) => {
@@ -22,7 +46,7 @@ impl Forge {
                 return 0;
             }
         };
-        let mut runs = match self.sched.store.list_runs(100_000) {
+        let mut runs = match self.sched.store.list_runs(recent) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("recovering queued runs: {e}");
@@ -36,11 +60,12 @@ impl Forge {
                 run.spec.triggered_by,
                 Some(TriggeredBy::Webhook { .. } | TriggeredBy::Schedule { .. })
             );
-            let orphaned = run.status == RunStatus::Running
-                && !crate::scheduler::run_is_active(&self.sched.state_dir, &run.id);
-            if !(run.status == RunStatus::Queued || orphaned) || !from_forge {
+            if !from_forge
+                || !(self.orphaned(&run) || queued_too && run.status == RunStatus::Queued)
+            {
                 continue;
             }
+            let orphaned = run.status == RunStatus::Running;
             let name = run
                 .spec
                 .trigger

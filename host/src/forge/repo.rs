@@ -313,8 +313,9 @@ impl RepositorySpec {
                 out.push(format!("{at}: {e}"));
             }
         }
+        // A DNS subdomain: no `:` or `/` to name another user.
         if let Some(sa) = &self.service_account_name
-            && check_repo_name(sa).is_err()
+            && crate::caps::secrets::check_name(sa).is_err()
         {
             out.push(format!(
                 "serviceAccountName: `{sa}` is not a ServiceAccount name"

@@ -148,6 +148,15 @@ fn request(
     }
 }
 
+/// GitLab refuses a status its commit status cannot move to from the one
+/// it has (`running` again, `pending` after `running`: "Cannot transition
+/// status via :run from :running"); that happens when an earlier attempt
+/// did arrive, or a resumed run says `pending` again. Retrying cannot
+/// change it, and the next state (the run's end) is taken.
+fn settled(provider: Provider, status: u16, body: &str) -> bool {
+    provider == Provider::Gitlab && status == 400 && body.contains("Cannot transition status")
+}
+
 /// Report one state, retrying; every attempt is recorded under `run_id`
 /// (or the delivery's label for reports no run has).
 pub async fn report(
@@ -168,6 +177,13 @@ pub async fn report(
             .await;
         let (ok, detail) = match r {
             Ok((s, _)) if (200..300).contains(&s) => (true, format!("HTTP {s}")),
+            Ok((s, b)) if settled(t.provider, s, &b) => (
+                true,
+                format!(
+                    "HTTP {s}: {} (GitLab keeps the state it has; not retried)",
+                    short(&b)
+                ),
+            ),
             Ok((s, b)) => (false, format!("HTTP {s}: {}", short(&b))),
             Err(e) => (false, e),
         };
@@ -235,6 +251,23 @@ mod tests {
             git_ref: Some("main".into()),
             token: Arc::new(secrecy::SecretBox::new(Box::from(&b"tok"[..]))),
         }
+    }
+
+    #[test]
+    fn gitlab_transitions_it_refuses_are_not_retried() {
+        // As GitLab answers (quoted in jenkinsci/gitlab-plugin#885 and
+        // ovh/cds#4042).
+        let enqueue = r#"{"message":"Cannot transition status via :enqueue from :pending (Reason(s): Status cannot transition via \"enqueue\")"}"#;
+        let run = r#"{"message":"Cannot transition status via :run from :running (Reason(s): Status cannot transition via \"run\")"}"#;
+        assert!(settled(Provider::Gitlab, 400, enqueue));
+        assert!(settled(Provider::Gitlab, 400, run));
+        assert!(!settled(
+            Provider::Gitlab,
+            400,
+            r#"{"message":"ref is missing"}"#
+        ));
+        assert!(!settled(Provider::Github, 400, run));
+        assert!(!settled(Provider::Gitlab, 500, run));
     }
 
     #[test]

@@ -27,10 +27,17 @@ use crate::store::{Begin, DeliveryKey};
 /// How often schedules are checked.
 pub const TICK: Duration = Duration::from_secs(15);
 
-/// Check the schedules now and every [`TICK`], until dropped.
+/// Check the schedules now and every [`TICK`], until dropped; every
+/// fourth tick, look for runs a dead process left executing.
 pub async fn run(forge: Arc<Forge>) {
-    loop {
+    for n in 0u64.. {
         tick(&forge, Timestamp::now()).await;
+        if n % 4 == 3 {
+            let resumed = forge.recover_orphans(2000).await;
+            if resumed > 0 {
+                tracing::info!("{resumed} run(s) a dead process left executing resumed");
+            }
+        }
         tokio::time::sleep(TICK).await;
     }
 }

@@ -49,10 +49,13 @@ pub trait Repositories: Send + Sync {
     fn list(&self) -> anyhow::Result<Vec<Entry>>;
 
     /// A secret of `repo`, by name; errors name the secret and why.
+    /// `sent_to`: the hosts the server will send it to (none: it is only
+    /// compared here, as a webhook secret is).
     fn secret<'a>(
         &'a self,
         repo: &'a Entry,
         name: &'a str,
+        sent_to: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
 
     /// A delivery of `repo` finished.
@@ -77,9 +80,16 @@ pub fn candidates(
         .collect())
 }
 
-/// The repository named `name`.
-pub fn by_name(repos: &dyn Repositories, name: &str) -> anyhow::Result<Option<Entry>> {
-    Ok(repos.list()?.into_iter().find(|e| e.name == name))
+/// The hosts (`host` or `host:port`) a repository's token is sent to: its
+/// clone URL's and its API's.
+pub fn token_hosts(spec: &super::repo::RepositorySpec) -> Vec<String> {
+    let mut out: Vec<String> = [spec.url.clone(), spec.api()]
+        .iter()
+        .filter_map(|u| u.parse::<http::Uri>().ok())
+        .filter_map(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()))
+        .collect();
+    out.dedup();
+    out
 }
 
 /// Local mode: the repositories file, read at each use (a change needs no
@@ -102,10 +112,13 @@ impl Repositories for LocalRepos {
             .collect())
     }
 
+    /// The local server is one user's: its secrets go where its
+    /// repositories say.
     fn secret<'a>(
         &'a self,
         _repo: &'a Entry,
         name: &'a str,
+        _sent_to: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
         let v = self.secrets.require(name).map_err(|e| format!("{e:#}"));
         Box::pin(async move { v })

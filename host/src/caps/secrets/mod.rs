@@ -170,14 +170,28 @@ impl SecretSource {
     }
 }
 
+/// The value of Secret `name` of `namespace`, read as `impersonate`.
 pub async fn read_cluster_secret(
     client: &kube::Client,
     namespace: &str,
     impersonate: Option<&str>,
     name: &str,
 ) -> Result<Vec<u8>, String> {
+    let secret = get_cluster_secret(client, namespace, impersonate, name).await?;
+    secret_value(name, &secret)
+}
+
+/// Secret `name` of `namespace`, read as `impersonate`; errors name the
+/// Secret and why (missing, RBAC).
+pub async fn get_cluster_secret(
+    client: &kube::Client,
+    namespace: &str,
+    impersonate: Option<&str>,
+    name: &str,
+) -> Result<k8s_openapi::api::core::v1::Secret, String> {
     use http_body_util::BodyExt as _;
     check_name(name)?;
+    check_name(namespace).map_err(|e| format!("namespace: {e}"))?;
     let mut b = http::Request::builder()
         .uri(format!("/api/v1/namespaces/{namespace}/secrets/{name}"))
         .header(http::header::ACCEPT, "application/json");
@@ -217,9 +231,7 @@ pub async fn read_cluster_secret(
             ));
         }
     }
-    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_slice(&body)
-        .map_err(|e| format!("secret `{name}`: unreadable Secret: {e}"))?;
-    secret_value(name, &secret)
+    serde_json::from_slice(&body).map_err(|e| format!("secret `{name}`: unreadable Secret: {e}"))
 }
 
 /// The one value of a Secret a capstan secret name stands for: the key
