@@ -242,7 +242,7 @@ fn gitlab_beside(
     assert_eq!(run["triggered_by"]["repository"], format!("{ns}/api"));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let gitlab: Vec<_> = capstan_tests::forge::statuses(&forge, 0)
+        let gitlab: Vec<_> = capstan_tests::forge::statuses(forge, 0)
             .into_iter()
             .filter(|(h, _)| h.contains("/projects/test%2Fwoodpecker/statuses/"))
             .collect();
