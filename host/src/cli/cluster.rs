@@ -108,7 +108,7 @@ async fn forge(
 
 /// Print the CRDs (for `kubectl apply -f -`).
 pub fn crds(_cli: &Cli) -> Result<ExitCode> {
-    print!("{}", crate::cluster::crd::crds_yaml());
+    print!("{}", crate::cluster::crds::crds_yaml());
     Ok(ExitCode::Ok)
 }
 

@@ -190,50 +190,9 @@ pub struct Condition {
     pub last_transition_time: Option<String>,
 }
 
-/// The CRDs as a multi-document YAML (what `capstan crds` prints and
-/// `deploy/crds.yaml` holds).
-pub fn crds_yaml() -> String {
-    use kube::CustomResourceExt as _;
-    let mut out = String::new();
-    for crd in [
-        PipelineResource::crd(),
-        PipelineRunResource::crd(),
-        super::repository::RepositoryResource::crd(),
-    ] {
-        out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd).expect("CRDs serialize"));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crds_have_the_names_columns_and_status_subresource() {
-        let y = crds_yaml();
-        for want in [
-            "name: pipelines.capstan.dev",
-            "name: pipelineruns.capstan.dev",
-            "status: {}",
-            "jsonPath: .status.phase",
-            "jsonPath: .status.startTime",
-            "jsonPath: .status.duration",
-            "x-kubernetes-preserve-unknown-fields: true",
-        ] {
-            assert!(y.contains(want), "missing `{want}` in:\n{y}");
-        }
-    }
-
-    #[test]
-    fn deploy_crds_yaml_is_what_capstan_crds_prints() {
-        let file = include_str!("../../../deploy/crds.yaml");
-        assert!(
-            file == crds_yaml(),
-            "deploy/crds.yaml is stale: regenerate it with `capstan crds > deploy/crds.yaml`"
-        );
-    }
 
     #[test]
     fn a_run_document_round_trips() {
