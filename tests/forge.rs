@@ -4,6 +4,8 @@
 //! `capstan serve`, and a recording HTTP server standing in for the
 //! forge's status API.
 
+#[path = "forge/approve.rs"]
+mod approve;
 #[path = "forge/schedule.rs"]
 mod schedule;
 #[path = "forge/soak.rs"]
@@ -148,11 +150,21 @@ fn github_push_runs_the_pipeline_at_the_commit_and_reports_back() {
     assert_eq!(runs.as_array().unwrap().len(), 1);
 }
 
-/// A pull request from a fork runs the pipeline as the target branch
-/// defines it (at the pull request's commit, untrusted); once its author
-/// is trusted, its own.
-#[test]
-fn a_fork_pull_request_runs_the_target_branch_pipeline() {
+/// A repository whose main branch has pipeline `base-pipeline` and a fork
+/// pull request (#217, GitHub's delivery) whose head has `fork-pipeline`;
+/// both pipelines also read the repository's API token.
+struct Fork {
+    git_server: GitServer,
+    _work: tempfile::TempDir,
+    s: Setup,
+    forge: httpd::Server,
+    api: String,
+    head: String,
+    headers: Value,
+    bytes: Vec<u8>,
+}
+
+fn fork() -> Fork {
     let git_server = GitServer::start(true);
     let (bare, work) = git_server.repo("lstn.git");
     // Both pipelines also read the repository's API token (as any deploy
@@ -187,6 +199,33 @@ fn a_fork_pull_request_runs_the_target_branch_pipeline() {
     let (mut body, headers) = delivery("github/pull_request-opened-fork");
     body["pull_request"]["head"]["sha"] = head.clone().into();
     let bytes = serde_json::to_vec(&body).unwrap();
+    Fork {
+        git_server,
+        _work: work,
+        s,
+        forge,
+        api,
+        head,
+        headers,
+        bytes,
+    }
+}
+
+/// A pull request from a fork runs the pipeline as the target branch
+/// defines it (at the pull request's commit, untrusted); once its author
+/// is trusted, its own.
+#[test]
+fn a_fork_pull_request_runs_the_target_branch_pipeline() {
+    let Fork {
+        git_server,
+        _work,
+        s,
+        forge: _forge,
+        api,
+        head,
+        headers,
+        bytes,
+    } = fork();
     let (code, answer) = post(&s.hook("github"), &headers, &bytes, true);
     assert_eq!(code, 201, "{answer}");
     assert_eq!(answer["trusted"], false);

@@ -69,6 +69,24 @@ pub async fn gitlab(
     receive(&state, Provider::Gitlab, headers, body).await
 }
 
+/// `POST /v1/runs/{id}/ok-to-test`: approve a run of an untrusted pull
+/// request (whoever may stop the run may): the pull request's own
+/// pipelines run at that run's commit, trusted.
+pub async fn ok_to_test(
+    State(state): State<Arc<ApiState>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let who = caller(&state, &h).await?;
+    let f = forge(&state)?;
+    let run = state.sched.store.run(&id)?;
+    let ns = run.spec.kube.as_ref().map(|k| k.namespace.as_str());
+    state.auth.may_stop(&who, ns).await?;
+    let answer = f.ok_to_test(&run, &who.user).await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Ok((status, Json(answer.body)).into_response())
+}
+
 /// `GET /v1/repos`: names and specs (secret names, never values).
 pub async fn repos(
     State(state): State<Arc<ApiState>>,

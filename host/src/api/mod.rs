@@ -14,6 +14,7 @@
 //! | `POST /v1/hooks/github`, `POST /v1/hooks/gitlab` | forge webhooks (signed, no bearer token) |
 //! | `GET /v1/repos`, `GET /v1/repos/{name}/deliveries` | repositories, their deliveries |
 //! | `GET /v1/repos/{namespace}/{name}/deliveries` | a Repository resource's deliveries |
+//! | `POST /v1/runs/{id}/ok-to-test` | run an untrusted pull request's own pipelines at that run's commit |
 //!
 //! Every `/v1` call needs `Authorization: Bearer TOKEN` ([`auth`]). Errors
 //! are JSON `{"error": "..."}` with a meaningful status. This is the API the
@@ -120,6 +121,7 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
             post(hooks::gitlab).layer(axum::extract::DefaultBodyLimit::max(hooks::MAX_PAYLOAD)),
         )
         .route("/v1/repos", get(hooks::repos))
+        .route("/v1/runs/{id}/ok-to-test", post(hooks::ok_to_test))
         .route("/v1/repos/{name}/deliveries", get(hooks::deliveries))
         .route(
             "/v1/repos/{ns}/{name}/deliveries",

@@ -338,7 +338,7 @@ impl Cli {
                     Command::Approve(args) => approve::approve(&cli, args).await,
                     Command::Approvals(cmd) => approve::approvals(&cli, cmd).await,
                     Command::Token(cmd) => serve::token(&cli, cmd),
-                    Command::Repo(cmd) => repo::repo(&cli, cmd),
+                    Command::Repo(cmd) => repo::run(&cli, cmd).await,
                     Command::Version | Command::Completion { .. } => Ok(ExitCode::Ok),
                 }
             })

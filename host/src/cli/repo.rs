@@ -26,6 +26,18 @@ pub enum RepoCommand {
         /// The repository's name.
         name: String,
     },
+    /// Approve a run of an untrusted pull request (`/ok-to-test`): the pull
+    /// request's own pipelines run at that run's commit, with the
+    /// repository's secrets. Asks the server that took the webhook.
+    #[command(
+        after_help = "Example:\n  capstan repo ok-to-test ci-x2k4mzq7ab --server http://127.0.0.1:7070 --token $TOKEN"
+    )]
+    OkToTest {
+        /// The untrusted run's id (its commit is the one approved).
+        run_id: String,
+        #[command(flatten)]
+        remote: super::runs::RemoteArgs,
+    },
     /// What the repository's webhook deliveries did, newest first.
     Deliveries {
         /// The repository's name.
@@ -147,7 +159,43 @@ fn spec(a: &AddArgs) -> RepositorySpec {
     }
 }
 
-pub fn repo(cli: &Cli, cmd: &RepoCommand) -> Result<ExitCode> {
+/// `capstan repo …`: `ok-to-test` asks the server; the rest is local.
+pub async fn run(cli: &Cli, cmd: &RepoCommand) -> Result<ExitCode> {
+    let RepoCommand::OkToTest { run_id, remote } = cmd else {
+        return repo(cli, cmd);
+    };
+    let Some(api) = remote.client()? else {
+        return Err(Invalid(
+            "ok-to-test asks the server that took the webhook: give --server URL (and --token)"
+                .into(),
+        )
+        .into());
+    };
+    let v = api
+        .post(
+            &format!("/v1/runs/{run_id}/ok-to-test"),
+            &serde_json::json!({}),
+        )
+        .await?;
+    if cli.output == Output::Json {
+        println!("{v}");
+    } else {
+        let runs: Vec<&str> = v["runs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "approved {run_id}: {}",
+            for_terminal(v["outcome"].as_str().unwrap_or(""))
+        );
+        for r in runs {
+            println!("  {}", for_terminal(r));
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn repo(cli: &Cli, cmd: &RepoCommand) -> Result<ExitCode> {
     let state = cli.state_dir();
     let path = RepoFile::path(&state);
     let json = cli.output == Output::Json;
@@ -187,6 +235,7 @@ pub fn repo(cli: &Cli, cmd: &RepoCommand) -> Result<ExitCode> {
                 eprintln!("repository `{name}` removed");
             }
         }
+        RepoCommand::OkToTest { .. } => unreachable!("`run` handles it"),
         RepoCommand::Deliveries { name, limit } => {
             let store = crate::store::RunStore::open(&state)?;
             let list = store.deliveries(Some(name), *limit)?;

@@ -176,6 +176,7 @@ mod tests {
             changed: Some(vec!["docs/readme.md".into()]),
             files: Vec::new(),
             schedule: None,
+            approved_by: None,
         }
     }
 

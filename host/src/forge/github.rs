@@ -66,6 +66,7 @@ fn push(f: &Fields<'_>) -> Result<Parsed, String> {
         changed: f.changed_files(),
         files: Vec::new(),
         schedule: None,
+        approved_by: None,
     })))
 }
 
@@ -104,5 +105,6 @@ fn pull_request(f: &Fields<'_>) -> Result<Parsed, String> {
         changed: None,
         files: Vec::new(),
         schedule: None,
+        approved_by: None,
     })))
 }

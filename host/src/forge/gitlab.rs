@@ -59,6 +59,7 @@ fn push(f: &Fields<'_>) -> Result<Parsed, String> {
         changed: f.changed_files(),
         files: Vec::new(),
         schedule: None,
+        approved_by: None,
     })))
 }
 
@@ -103,5 +104,6 @@ fn merge_request(f: &Fields<'_>) -> Result<Parsed, String> {
         changed: None,
         files: Vec::new(),
         schedule: None,
+        approved_by: None,
     })))
 }

@@ -53,10 +53,10 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn new(status: u16, body: serde_json::Value) -> Answer {
+    pub(super) fn new(status: u16, body: serde_json::Value) -> Answer {
         Answer { status, body }
     }
-    fn error(status: u16, msg: impl Into<String>) -> Answer {
+    pub(super) fn error(status: u16, msg: impl Into<String>) -> Answer {
         Answer::new(status, json!({ "error": msg.into() }))
     }
 }

@@ -11,8 +11,9 @@
 //! - [`fetch`]: the pipeline files at the event's commit, over smart HTTP.
 //! - [`intake`]: a delivery from receipt to runs; [`queue`]: concurrency
 //!   limits and cancel-in-progress; [`report`]: commit statuses.
-//! - [`schedule`]: runs at [`cron`] times.
+//! - [`schedule`]: runs at [`cron`] times; `approve`: `/ok-to-test`.
 
+mod approve;
 pub mod cron;
 pub mod event;
 pub mod fetch;

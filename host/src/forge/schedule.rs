@@ -159,6 +159,7 @@ async fn check(
         changed: None,
         files: s.pipelines.clone(),
         schedule: Some(s.cron.clone()),
+        approved_by: None,
     };
     let answer = forge.start_runs(entry, &key, &event).await;
     let outcome = answer

@@ -80,6 +80,11 @@ pub fn candidates(
         .collect())
 }
 
+/// The repository named `name`.
+pub fn by_name(repos: &dyn Repositories, name: &str) -> anyhow::Result<Option<Entry>> {
+    Ok(repos.list()?.into_iter().find(|e| e.name == name))
+}
+
 /// The hosts (`host` or `host:port`) a repository's token is sent to: its
 /// clone URL's and its API's.
 pub fn token_hosts(spec: &super::repo::RepositorySpec) -> Vec<String> {
