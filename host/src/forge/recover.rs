@@ -28,17 +28,17 @@ impl Forge {
     /// At start: queue again the forge's runs left `Queued`, or `Running`
     /// with no process executing them; how many.
     pub async fn recover(self: &Arc<Self>) -> usize {
-        self.requeue(true, 100_000).await
+        self.requeue(true).await
     }
 
     /// Later, now and then: runs left `Running` by a process that died
     /// after this one started (a leader that lost its lease while a run
-    /// was being taken over), among the newest `recent`.
-    pub async fn recover_orphans(self: &Arc<Self>, recent: usize) -> usize {
-        self.requeue(false, recent).await
+    /// was being taken over).
+    pub async fn recover_orphans(self: &Arc<Self>) -> usize {
+        self.requeue(false).await
     }
 
-    async fn requeue(self: &Arc<Self>, queued_too: bool, recent: usize) -> usize {
+    async fn requeue(self: &Arc<Self>, queued_too: bool) -> usize {
         let repos = match self.repos.list() {
             Ok(f) => f,
             Err(e) => {
@@ -46,14 +46,14 @@ impl Forge {
                 return 0;
             }
         };
-        let mut runs = match self.sched.store.list_runs(recent) {
+        // Oldest first: the queue's order.
+        let runs = match self.sched.store.unfinished_runs() {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("recovering queued runs: {e}");
                 return 0;
             }
         };
-        runs.reverse(); // oldest first: the queue's order
         let mut queued = 0;
         for run in runs {
             let from_forge = matches!(

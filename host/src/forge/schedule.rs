@@ -33,7 +33,7 @@ pub async fn run(forge: Arc<Forge>) {
     for n in 0u64.. {
         tick(&forge, Timestamp::now()).await;
         if n % 4 == 3 {
-            let resumed = forge.recover_orphans(2000).await;
+            let resumed = forge.recover_orphans().await;
             if resumed > 0 {
                 tracing::info!("{resumed} run(s) a dead process left executing resumed");
             }

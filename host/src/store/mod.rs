@@ -11,6 +11,7 @@ mod logs;
 mod schema;
 mod status;
 mod trigger;
+mod unfinished;
 mod waits;
 
 use std::collections::BTreeMap;
