@@ -2,6 +2,9 @@
 //! `plugin inspect`, `runs`, `logs`, cancel from another process, and resume
 //! after the scheduler process is killed with SIGKILL.
 
+#[path = "cli/listing.rs"]
+mod listing;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! | `GET /healthz`                   | liveness (no auth)                |
 //! | `GET /readyz`                    | ready: serves `/v1` (a controller standby: 503) |
 //! | `GET /metrics`                   | Prometheus metrics (no auth)      |
-//! | `GET /v1/runs?limit=N`           | runs, newest first                |
+//! | `GET /v1/runs?limit=N&status=&pipeline=&repository=&before=CURSOR` | runs, newest first, by page (`X-Next-Cursor`) |
 //! | `GET /v1/runs/{id}`              | a run, its tasks and attempts     |
 //! | `GET /v1/runs/{id}/logs?task=&after=&limit=` | log lines after id `after`, and the run's status read before them |
 //! | `GET /v1/approvals`              | tasks waiting for approval        |
@@ -237,18 +237,48 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<usize>,
+    status: Option<String>,
+    pipeline: Option<String>,
+    repository: Option<String>,
+    /// A run's `cursor`: the page after it.
+    before: Option<String>,
+}
+
+impl ListQuery {
+    fn filter(&self) -> ApiResult<crate::store::RunFilter> {
+        let bad = |e: String| ApiError::new(400, e);
+        Ok(crate::store::RunFilter {
+            status: self
+                .status
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(bad)?,
+            pipeline: self.pipeline.clone(),
+            repository: self.repository.clone(),
+            before: self
+                .before
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(bad)?,
+        })
+    }
 }
 
 async fn list_runs(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Response> {
     let who = caller(&state, &headers).await?;
-    let runs = state
-        .sched
-        .store
-        .list_runs(q.limit.unwrap_or(50).min(1000))?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let runs = state.sched.store.list_runs_page(&q.filter()?, limit)?;
+    // The next page starts after the last run read, even when the caller
+    // may not see it (a page filtered to nothing still has a next one).
+    let next = (runs.len() == limit)
+        .then(|| runs.last().map(|r| crate::store::Cursor::of(r).to_string()))
+        .flatten();
     let mut out = Vec::new();
     let mut allowed: std::collections::HashMap<Option<String>, bool> = Default::default();
     for r in runs {
@@ -259,13 +289,18 @@ async fn list_runs(
                 "run_id": r.id, "pipeline": r.pipeline, "status": r.status.as_str(),
                 "namespace": ns, "number": r.number,
                 "triggered_by": r.spec.triggered_by,
+                "cursor": crate::store::Cursor::of(&r).to_string(),
                 "created": crate::view::time(r.created_at),
                 "start": r.started_at.map(crate::view::time),
                 "end": r.finished_at.map(crate::view::time),
             }));
         }
     }
-    Ok(Json(serde_json::Value::Array(out)))
+    let mut response = Json(serde_json::Value::Array(out)).into_response();
+    if let Some(next) = next.and_then(|n| header::HeaderValue::from_str(&n).ok()) {
+        response.headers_mut().insert("x-next-cursor", next);
+    }
+    Ok(response)
 }
 
 async fn show_run(

@@ -16,12 +16,27 @@ use crate::view::LogLineJson;
 pub enum RunsCommand {
     /// List runs, newest first.
     #[command(
-        after_help = "Examples:\n  capstan runs list --limit 5\n  capstan runs list -o json | jq '.[0].run_id'"
+        after_help = "Examples:\n  capstan runs list --limit 5\n  capstan runs list --status Failed --pipeline build\n  \
+        capstan runs list -o json | jq '.[0].run_id'\n  capstan runs list --before \"$(capstan runs list -o json | jq -r '.[-1].cursor')\""
     )]
     List {
         /// How many runs to list (newest first).
         #[arg(long, default_value_t = 20, value_name = "N")]
         limit: usize,
+        /// Only runs with this status (Queued, Running, Succeeded, Failed,
+        /// Cancelled, TimedOut).
+        #[arg(long, value_name = "STATUS", value_parser = |s: &str| s.parse::<crate::store::RunStatus>())]
+        status: Option<crate::store::RunStatus>,
+        /// Only runs of this pipeline.
+        #[arg(long, value_name = "NAME")]
+        pipeline: Option<String>,
+        /// Only runs a webhook or schedule of this repository started.
+        #[arg(long, value_name = "NAME")]
+        repository: Option<String>,
+        /// Only runs older than this one: a run's `cursor` (`-o json`), for
+        /// the next page.
+        #[arg(long, value_name = "CURSOR", value_parser = |s: &str| s.parse::<crate::store::Cursor>())]
+        before: Option<crate::store::Cursor>,
     },
     /// Show a run: status, tasks, attempts, results.
     Show {
@@ -127,9 +142,21 @@ fn orphaned(cli: &Cli, r: &crate::store::RunRecord) -> bool {
 pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
     let json = cli.output == Output::Json;
     match cmd {
-        RunsCommand::List { limit } => {
+        RunsCommand::List {
+            limit,
+            status,
+            pipeline,
+            repository,
+            before,
+        } => {
             let store = RunStore::open(&cli.state_dir())?;
-            let runs = store.list_runs(*limit)?;
+            let filter = crate::store::RunFilter {
+                status: *status,
+                pipeline: pipeline.clone(),
+                repository: repository.clone(),
+                before: before.clone(),
+            };
+            let runs = store.list_runs_page(&filter, *limit)?;
             if json {
                 let all: Vec<_> = runs
                     .iter()
@@ -138,6 +165,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                             "run_id": r.id, "pipeline": r.pipeline, "status": r.status.as_str(),
                             "orphaned": orphaned(cli, r), "number": r.number,
                             "triggered_by": r.spec.triggered_by,
+                            "cursor": crate::store::Cursor::of(r).to_string(),
                             "created": time(r.created_at), "start": r.started_at.map(time), "end": r.finished_at.map(time),
                         })
                     })

@@ -7,11 +7,11 @@
 //! keeps committed transactions across a process crash.
 
 mod deliveries;
+mod listing;
 mod logs;
 mod schema;
 mod status;
 mod trigger;
-mod unfinished;
 mod waits;
 
 use std::collections::BTreeMap;
@@ -23,6 +23,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 pub use deliveries::{Begin, DeliveryKey, DeliveryRecord, ReportRecord};
+pub use listing::{Cursor, RunFilter};
 pub use status::{LogLevel, RunStatus, SkipReason, StopMode, TaskStatus};
 pub use trigger::TriggeredBy;
 pub use waits::{DecisionRecord, WaitRecord};
@@ -331,17 +332,7 @@ impl RunStore {
 
     /// Newest first.
     pub fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
-        let ids: Vec<String> = {
-            let conn = self.conn();
-            let mut stmt = conn
-                .prepare("SELECT id FROM runs ORDER BY created_at DESC, id LIMIT ?1")
-                .map_err(|e| self.err(e))?;
-            stmt.query_map(params![limit as i64], |r| r.get(0))
-                .map_err(|e| self.err(e))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.err(e))?
-        };
-        ids.iter().map(|id| self.run(id)).collect()
+        self.list_runs_page(&RunFilter::default(), limit)
     }
 
     pub fn tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>> {

@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS runs (
     spec TEXT NOT NULL,
     cancel_requested INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at, id);
 CREATE TABLE IF NOT EXISTS tasks (
     run_id TEXT NOT NULL REFERENCES runs(id),
     name TEXT NOT NULL,
@@ -199,8 +200,17 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
-/// Whether every migrated column is there (cheap: read-only).
+/// Whether every migrated column (and the index of pages of runs, which
+/// older binaries ignore) is there (cheap: read-only).
 fn complete(conn: &Connection) -> rusqlite::Result<bool> {
+    let paged: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'runs_by_created')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !paged {
+        return Ok(false);
+    }
     for (table, column, _) in MIGRATIONS {
         if !has_column(conn, table, column)? {
             return Ok(false);
