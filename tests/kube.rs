@@ -10,6 +10,8 @@ mod access;
 mod deploy;
 #[path = "kube/forge.rs"]
 mod forge;
+#[path = "kube/forge_soak.rs"]
+mod forge_soak;
 #[path = "kube/ha.rs"]
 mod ha;
 

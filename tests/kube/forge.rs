@@ -29,7 +29,13 @@ fn host_of(url: &str) -> String {
 /// the hosts it may be sent to: `hosts`, else the git server's and the
 /// API's), a ServiceAccount `ci` that may read just those, and a
 /// Repository `app` for GitHub's example project whose runs act as `ci`.
-fn repository(ns: &str, git_url: &str, api_url: &str, hook: &str, hosts: Option<&str>) -> String {
+pub(super) fn repository(
+    ns: &str,
+    git_url: &str,
+    api_url: &str,
+    hook: &str,
+    hosts: Option<&str>,
+) -> String {
     let hosts = hosts.map_or_else(
         || format!("{},{}", host_of(git_url), host_of(api_url)),
         str::to_string,
@@ -65,7 +71,7 @@ fn repo_until(api: &KubeApi, ns: &str, what: &str, check: impl Fn(&Value) -> boo
     named_until(api, ns, "app", what, check)
 }
 
-fn named_until(
+pub(super) fn named_until(
     api: &KubeApi,
     ns: &str,
     name: &str,
@@ -83,6 +89,41 @@ fn named_until(
             "Repository {ns}/{name}: not {what}: {v:#}"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A namespace whose state has `plugin` published, a git server whose
+/// `app.git` holds `.capstan/FILE` on main (at `sha`), a recording forge
+/// API, and the Repository `app` of [`repository`].
+struct Scene {
+    api: KubeApi,
+    state: tempfile::TempDir,
+    git_server: GitServer,
+    forge: httpd::Server,
+    sha: String,
+}
+
+fn scene(ns: &str, plugin: &str, file: &str, text: &str) -> Scene {
+    let (api, state) = setup(ns);
+    publish(state.path(), &[plugin]);
+    let git_server = GitServer::start(true);
+    let (bare, work) = git_server.repo("app.git");
+    let sha = commit(work.path(), &[(&format!(".capstan/{file}"), text)]);
+    git_server.push(work.path(), &bare, &["main"]);
+    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
+    api.apply(&repository(
+        ns,
+        &git_server.url("app.git"),
+        &forge.url(),
+        &secret(),
+        None,
+    ));
+    Scene {
+        api,
+        state,
+        git_server,
+        forge,
+        sha,
     }
 }
 
@@ -119,20 +160,18 @@ fn push(sha: &str) -> (Vec<u8>, Value) {
 #[test]
 fn repository_resources_take_github_and_gitlab_pushes_and_run_in_their_namespace() {
     let ns = "forge-team";
-    let (api, state) = setup(ns);
-    publish(state.path(), &[capstan_tests::components::WRITE_FILE]);
-    let git_server = GitServer::start(true);
-    let (bare, work) = git_server.repo("app.git");
-    let sha = commit(work.path(), &[(".capstan/ci.yaml", &pipeline("main"))]);
-    git_server.push(work.path(), &bare, &["main"]);
-    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
-    api.apply(&repository(
+    let Scene {
+        api,
+        state,
+        git_server,
+        forge,
+        sha,
+    } = scene(
         ns,
-        &git_server.url("app.git"),
-        &forge.url(),
-        &secret(),
-        None,
-    ));
+        capstan_tests::components::WRITE_FILE,
+        "ci.yaml",
+        &pipeline("main"),
+    );
     let ctl = controller(
         &api,
         state.path(),
@@ -310,24 +349,22 @@ fn deliveries_through_the_api(api: &KubeApi, ns: &str, url: &str, delivery: &str
 #[test]
 fn a_repository_gets_only_what_its_service_account_may_read() {
     let (victim, intruder) = ("victim", "intruder");
-    let (api, state) = setup(victim);
+    let Scene {
+        api,
+        state,
+        git_server,
+        forge: _forge,
+        sha,
+    } = scene(
+        victim,
+        capstan_tests::components::WRITE_FILE,
+        "ci.yaml",
+        &pipeline("main"),
+    );
     api.apply(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {intruder}}}\n"
     ));
-    publish(state.path(), &[capstan_tests::components::WRITE_FILE]);
-    let git_server = GitServer::start(true);
-    let (bare, work) = git_server.repo("app.git");
-    let sha = commit(work.path(), &[(".capstan/ci.yaml", &pipeline("main"))]);
-    git_server.push(work.path(), &bare, &["main"]);
-    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
     let thief = httpd::Server::start(|_| httpd::Reply::ok("{}"));
-    api.apply(&repository(
-        victim,
-        &git_server.url("app.git"),
-        &forge.url(),
-        &secret(),
-        None,
-    ));
     // The intruder's token Secret may go to the git server only; its
     // Repository would send it to the thief's API too.
     let intruder_secret = "intruder-hook-secret-0042";
@@ -463,20 +500,13 @@ spec:
 #[test]
 fn a_webhook_run_survives_the_leaders_death() {
     let ns = "forge-ha";
-    let (api, state) = setup(ns);
-    publish(state.path(), &[capstan_tests::components::SLEEP]);
-    let git_server = GitServer::start(true);
-    let (bare, work) = git_server.repo("app.git");
-    let sha = commit(work.path(), &[(".capstan/long.yaml", SLEEPS)]);
-    git_server.push(work.path(), &bare, &["main"]);
-    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
-    api.apply(&repository(
-        ns,
-        &git_server.url("app.git"),
-        &forge.url(),
-        &secret(),
-        None,
-    ));
+    let Scene {
+        api,
+        state,
+        git_server: _git_server,
+        forge,
+        sha,
+    } = scene(ns, capstan_tests::components::SLEEP, "long.yaml", SLEEPS);
     let lease = ["--lease-duration", "4s", "--listen", "127.0.0.1:0"];
     let mut a = controller(&api, state.path(), ns, "replica-a", &lease);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -532,63 +562,4 @@ fn a_webhook_run_survives_the_leaders_death() {
         assert!(Instant::now() < deadline, "{seen:?}\n{}", logs());
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The webhook soak in Kubernetes mode: 5 Repository resources, 200
-/// deliveries (every event twice) from 16 senders at once, each one's
-/// secrets read from the cluster as the Repositories' ServiceAccount.
-#[test]
-fn two_hundred_deliveries_across_five_repository_resources() {
-    let ns = "soak";
-    let (api, state) = setup(ns);
-    publish(state.path(), &[capstan_tests::components::WRITE_FILE]);
-    let git_server = GitServer::start(true);
-    let (commits, _works) = capstan_tests::forge::soak_repositories(&git_server, 5, 20);
-    let forge = httpd::Server::start(|_| httpd::Reply::ok("{}"));
-    // The ServiceAccount, the Secrets (and a Repository `app` of no event
-    // here).
-    api.apply(&repository(
-        ns,
-        &git_server.url("r0.git"),
-        &forge.url(),
-        &secret(),
-        None,
-    ));
-    for r in 0..5 {
-        api.apply(&format!(
-            "apiVersion: capstan.dev/v1alpha1\nkind: Repository\nmetadata: {{name: r{r}, namespace: {ns}}}\n\
-             spec:\n  provider: github\n  url: {}\n  project: soak/r{r}\n  apiUrl: {}\n\
-             \x20 webhookSecret: hook\n  token: api-token\n  serviceAccountName: ci\n\
-             \x20 concurrency: {{limit: 2}}\n",
-            git_server.url(&format!("r{r}.git")),
-            forge.url()
-        ));
-    }
-    let ctl = controller(
-        &api,
-        state.path(),
-        ns,
-        "solo",
-        &[
-            "--no-leader-election",
-            "--listen",
-            "127.0.0.1:0",
-            "--status-backoff",
-            "100ms",
-        ],
-    );
-    let url = ctl.api_url();
-    for r in 0..5 {
-        named_until(&api, ns, &format!("r{r}"), "Ready", |v| {
-            v["status"]["conditions"][0]["status"] == "True"
-        });
-    }
-    capstan_tests::forge::soak(
-        &format!("{url}/v1/hooks/github"),
-        state.path(),
-        &commits,
-        &forge,
-        2,
-    );
-    assert!(!ctl.log().contains(TOKEN), "the token reached the log");
 }

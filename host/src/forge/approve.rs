@@ -7,12 +7,10 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::event::ForgeEvent;
 use super::intake::{Answer, Forge};
 use super::repo::EventKind;
-use crate::store::{Begin, DeliveryKey, RunRecord, TriggeredBy};
+use crate::store::{DeliveryKey, RunRecord, TriggeredBy};
 
 impl Forge {
     /// Approve `run` as `user`.
@@ -46,21 +44,8 @@ impl Forge {
             id: format!("ok-to-test/{}", run.id),
         };
         let label = format!("ok-to-test by {user}");
-        match self.sched.store.begin_delivery(&key, &label) {
-            Err(e) => return Answer::error(500, e.to_string()),
-            Ok(Begin::Done(d)) => {
-                return Answer::new(
-                    200,
-                    json!({ "duplicate": true, "delivery": d.id, "outcome": d.outcome, "runs": d.runs }),
-                );
-            }
-            Ok(Begin::InProgress(d)) => {
-                return Answer::new(
-                    202,
-                    json!({ "duplicate": true, "delivery": d.id, "outcome": "being processed", "runs": d.runs }),
-                );
-            }
-            Ok(Begin::New) => {}
+        if let Err(answer) = self.begin(&key, &label) {
+            return answer;
         }
         let opt = |v: String| (!v.is_empty()).then_some(v);
         let event = ForgeEvent {
@@ -84,14 +69,7 @@ impl Forge {
             approved_by: Some(user.to_string()),
         };
         let answer = self.start_runs(&entry, &key, &event).await;
-        let outcome = answer
-            .body
-            .get("outcome")
-            .or_else(|| answer.body.get("reason"))
-            .or_else(|| answer.body.get("error"))
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
+        let outcome = answer.text(&["outcome", "reason", "error"]);
         tracing::info!(run = %run.id, user, "ok-to-test: {outcome}");
         self.finish(&key, &label, &answer, &outcome);
         answer

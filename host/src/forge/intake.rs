@@ -59,6 +59,15 @@ impl Answer {
     pub(super) fn error(status: u16, msg: impl Into<String>) -> Answer {
         Answer::new(status, json!({ "error": msg.into() }))
     }
+
+    /// The first of the body's `keys` that is a string: what a delivery's
+    /// record says it did.
+    pub(super) fn text(&self, keys: &[&str]) -> String {
+        keys.iter()
+            .find_map(|k| self.body.get(*k).and_then(|v| v.as_str()))
+            .unwrap_or("")
+            .to_string()
+    }
 }
 
 /// The most repositories whose secrets are checked for one delivery.
@@ -128,21 +137,8 @@ impl Forge {
             repository: name.clone(),
             id: delivery.clone(),
         };
-        match self.sched.store.begin_delivery(&key, &event) {
-            Err(e) => return Answer::error(500, e.to_string()),
-            Ok(Begin::Done(d)) => {
-                return Answer::new(
-                    200,
-                    json!({ "duplicate": true, "delivery": d.id, "outcome": d.outcome, "runs": d.runs }),
-                );
-            }
-            Ok(Begin::InProgress(d)) => {
-                return Answer::new(
-                    202,
-                    json!({ "duplicate": true, "delivery": d.id, "outcome": "being processed", "runs": d.runs }),
-                );
-            }
-            Ok(Begin::New) => {}
+        if let Err(answer) = self.begin(&key, &event) {
+            return answer;
         }
         // The rest runs on its own task: a forge that gives up waiting (or
         // a dropped connection) does not interrupt it.
@@ -262,16 +258,26 @@ impl Forge {
                 None => self.start_runs(repo, key, &e).await,
             },
         };
-        let outcome = answer
-            .body
-            .get("reason")
-            .or_else(|| answer.body.get("error"))
-            .or_else(|| answer.body.get("outcome"))
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
+        let outcome = answer.text(&["reason", "error", "outcome"]);
         self.finish(key, event, &answer, &outcome);
         answer
+    }
+
+    /// Record a delivery's receipt; a redelivery (or a second approval)
+    /// gets the first one's answer instead.
+    pub(super) fn begin(&self, key: &DeliveryKey, event: &str) -> Result<(), Answer> {
+        match self.sched.store.begin_delivery(key, event) {
+            Err(e) => Err(Answer::error(500, e.to_string())),
+            Ok(Begin::Done(d)) => Err(Answer::new(
+                200,
+                json!({ "duplicate": true, "delivery": d.id, "outcome": d.outcome, "runs": d.runs }),
+            )),
+            Ok(Begin::InProgress(d)) => Err(Answer::new(
+                202,
+                json!({ "duplicate": true, "delivery": d.id, "outcome": "being processed", "runs": d.runs }),
+            )),
+            Ok(Begin::New) => Ok(()),
+        }
     }
 
     /// Record a delivery's outcome (and tell the repository's source).

@@ -162,14 +162,7 @@ async fn check(
         approved_by: None,
     };
     let answer = forge.start_runs(entry, &key, &event).await;
-    let outcome = answer
-        .body
-        .get("outcome")
-        .or_else(|| answer.body.get("reason"))
-        .or_else(|| answer.body.get("error"))
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
+    let outcome = answer.text(&["outcome", "reason", "error"]);
     let outcome = if times > 1 {
         format!("{outcome} (the latest of {times} times missed within startingDeadline)")
     } else {
