@@ -26,6 +26,11 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 # podman's init process for `Init: true` (a Recommends, which --no-install-recommends skips).
 [ -x /usr/bin/catatonit ] || [ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+# The web UI's browser tests: headless Chromium, its WebDriver (the two
+# packages must be the same version) and a font to render text with.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "test-deps: installing ${need[*]}" >&2

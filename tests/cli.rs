@@ -350,7 +350,7 @@ fn resume_after_sigkill_does_not_rerun_succeeded_tasks() {
         Some("the scheduler stopped during this attempt")
     );
     // Logs of the first process survived.
-    let logs = store.logs(&run_id, Some("a"), 0, 100).unwrap();
+    let logs = store.logs(&run_id, Some("a"), None, 0, 100).unwrap();
     assert!(logs.iter().any(|l| l.message == "awake"));
 
     // Resuming a finished run changes nothing.

@@ -164,6 +164,19 @@ pub fn check_embedded(
     }
 }
 
+/// The manifest a registry version's component embeds, checked against its
+/// listing (what resolution would refuse is refused here too).
+pub fn verified_manifest(
+    registry: &capstan_registry::Registry,
+    e: &capstan_registry::Entry,
+) -> Result<Manifest, String> {
+    let what = format!("{} {}", e.name, e.version);
+    let bytes = registry.fetch(e).map_err(|err| err.to_string())?;
+    let info = crate::manifest::inspect(&bytes, &what).map_err(|err| err.to_string())?;
+    check_embedded(&info.manifest, &e.name, &e.version, &e.manifest, &what)?;
+    Ok(info.manifest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,11 @@ pub struct TaskJson<'a> {
     /// The run whose result it reuses (`runs rerun --failed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reused_from: Option<&'a str>,
+    /// What it waited for: `runAfter` and result references.
+    pub deps: &'a [String],
+    /// The matrix task it is a child of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matrix_of: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -107,6 +112,8 @@ pub fn run_json<'a>(run: &'a RunRecord, tasks: &'a [TaskRecord]) -> RunJson<'a> 
                 message: t.message.as_deref(),
                 skip_reason: t.skip_reason.map(SkipReason::as_str),
                 reused_from: t.reused_from.as_deref(),
+                deps: &t.deps,
+                matrix_of: t.matrix_of.as_deref(),
             })
             .collect(),
     }

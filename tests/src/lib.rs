@@ -29,6 +29,7 @@ use capstan::store::{
     AttemptRecord, LogLine, RunRecord, RunStatus, RunStore, TaskRecord, TaskStatus,
 };
 
+pub mod browser;
 pub mod forge;
 pub mod git;
 pub mod httpd;
@@ -37,6 +38,7 @@ pub mod netfront;
 pub mod node;
 pub mod oci;
 pub mod podman;
+pub mod seed;
 pub mod soak;
 pub mod sshd;
 
@@ -218,7 +220,7 @@ impl TestEnv {
                 .map(|t| (t.name.clone(), t))
                 .collect(),
             attempts: store.attempts(id).expect("attempts"),
-            logs: store.logs(id, None, 0, 1_000_000).expect("logs"),
+            logs: store.logs(id, None, None, 0, 1_000_000).expect("logs"),
         }
     }
 }

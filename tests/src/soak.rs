@@ -259,7 +259,7 @@ pub fn run(cli: &str, sleep: &str, fail: &str, s: &Settings) -> Report {
                 .push(format!("run {id}: {} ({:?})", rec.status, rec.message));
         }
         let counts = marker_counts(ws);
-        let logs = store.logs(id, None, 0, 1_000_000).unwrap();
+        let logs = store.logs(id, None, None, 0, 1_000_000).unwrap();
         for t in store.tasks(id).unwrap() {
             r.tasks += 1;
             let n = counts.get(&t.name).copied().unwrap_or(0);

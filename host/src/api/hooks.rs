@@ -25,7 +25,7 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn forge(state: &ApiState) -> ApiResult<&Arc<crate::forge::intake::Forge>> {
+pub(crate) fn forge(state: &ApiState) -> ApiResult<&Arc<crate::forge::intake::Forge>> {
     state
         .forge
         .as_ref()
@@ -93,7 +93,18 @@ pub async fn repos(
     h: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
     let who = caller(&state, &h).await?;
-    let f = forge(&state)?;
+    visible_repos(&state, &who)
+        .await
+        .map(|r| Json(serde_json::Value::Array(r)))
+}
+
+/// The repositories whose runs `who` may read: name, namespace, spec, and
+/// the runs running and waiting for each.
+pub(crate) async fn visible_repos(
+    state: &ApiState,
+    who: &super::Identity,
+) -> ApiResult<Vec<serde_json::Value>> {
+    let f = forge(state)?;
     let repos = f.repos.list().map_err(ApiError::internal)?;
     let mut out = Vec::new();
     // Each repository only to whoever may read runs where it runs (asked
@@ -104,7 +115,7 @@ pub async fn repos(
         let may = match allowed.get(&ns) {
             Some(m) => *m,
             None => {
-                let m = state.auth.may_read(&who, ns).await.is_ok();
+                let m = state.auth.may_read(who, ns).await.is_ok();
                 allowed.insert(ns, m);
                 m
             }
@@ -113,9 +124,11 @@ pub async fn repos(
             continue;
         }
         let (running, waiting) = f.queue.snapshot(&e.name);
-        out.push(serde_json::json!({ "name": e.name, "spec": e.spec, "running": running, "waiting": waiting }));
+        out.push(serde_json::json!({
+            "name": e.name, "namespace": ns, "spec": e.spec, "running": running, "waiting": waiting,
+        }));
     }
-    Ok(Json(serde_json::Value::Array(out)))
+    Ok(out)
 }
 
 #[derive(serde::Deserialize)]

@@ -20,10 +20,13 @@
 //! are JSON `{"error": "..."}` with a meaningful status. This is the API the
 //! web UI and remote workers will use as well.
 
+pub mod actions;
 pub mod auth;
+pub mod catalog;
 pub mod client;
 pub mod hooks;
 pub mod listener;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -44,6 +47,8 @@ pub struct ApiState {
     pub auth: Auth,
     /// Webhooks and repositories (None: this server takes no webhooks).
     pub forge: Option<Arc<crate::forge::intake::Forge>>,
+    /// The web UI's browser sessions.
+    pub ui: ui::Sessions,
 }
 
 /// An error answer: status and message.
@@ -107,11 +112,16 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(show_run))
         .route("/v1/runs/{id}/logs", get(logs))
-        .route("/v1/runs/{id}/cancel", post(cancel))
-        .route("/v1/runs/{id}/stop", post(stop))
-        .route("/v1/runs/{id}/rerun", post(rerun))
+        .route("/v1/runs/{id}/cancel", post(actions::cancel))
+        .route("/v1/runs/{id}/stop", post(actions::stop))
+        .route("/v1/runs/{id}/rerun", post(actions::rerun_handler))
         .route("/v1/approvals", get(approvals))
-        .route("/v1/runs/{id}/tasks/{task}/{decision}", post(decide))
+        .route(
+            "/v1/runs/{id}/tasks/{task}/{decision}",
+            post(actions::decide_handler),
+        )
+        .route("/v1/registry", get(registry_list))
+        .route("/v1/registry/{name}", get(registry_versions))
         .route(
             "/v1/hooks/github",
             post(hooks::github).layer(axum::extract::DefaultBodyLimit::max(hooks::MAX_PAYLOAD)),
@@ -127,6 +137,7 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
             "/v1/repos/{ns}/{name}/deliveries",
             get(hooks::namespaced_deliveries),
         )
+        .merge(ui::router(state.clone()))
         .with_state(state)
 }
 
@@ -189,7 +200,7 @@ pub fn until_leader(leader: LeaderSlot) -> axum::Router {
 }
 
 /// The caller, from the `Authorization: Bearer` header.
-async fn caller(state: &ApiState, headers: &HeaderMap) -> ApiResult<Identity> {
+pub(crate) async fn caller(state: &ApiState, headers: &HeaderMap) -> ApiResult<Identity> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -203,10 +214,20 @@ async fn caller(state: &ApiState, headers: &HeaderMap) -> ApiResult<Identity> {
 /// runs exist, so existence is checked after authentication only).
 async fn reader_of(state: &ApiState, headers: &HeaderMap, id: &str) -> ApiResult<Identity> {
     let who = caller(state, headers).await?;
+    readable_run(state, &who, id).await?;
+    Ok(who)
+}
+
+/// Run `id`, if `who` may read it.
+pub(crate) async fn readable_run(
+    state: &ApiState,
+    who: &Identity,
+    id: &str,
+) -> ApiResult<crate::store::RunRecord> {
     let rec = state.sched.store.run(id)?;
     let ns = rec.spec.kube.as_ref().map(|k| k.namespace.as_str());
-    state.auth.may_read(&who, ns).await?;
-    Ok(who)
+    state.auth.may_read(who, ns).await?;
+    Ok(rec)
 }
 
 /// [`Auth::may_read`], asked once per namespace of a listing.
@@ -234,19 +255,24 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
     )
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<usize>,
-    status: Option<String>,
-    pipeline: Option<String>,
-    repository: Option<String>,
+#[derive(Deserialize, Default)]
+pub(crate) struct ListQuery {
+    pub(crate) limit: Option<usize>,
+    pub(crate) status: Option<String>,
+    pub(crate) pipeline: Option<String>,
+    pub(crate) repository: Option<String>,
+    pub(crate) branch: Option<String>,
+    /// What started the runs: cli, pipeline-run, webhook, schedule, rerun.
+    pub(crate) trigger: Option<String>,
     /// A run's `cursor`: the page after it.
-    before: Option<String>,
+    pub(crate) before: Option<String>,
 }
 
 impl ListQuery {
-    fn filter(&self) -> ApiResult<crate::store::RunFilter> {
+    /// The store's filter; an empty value (an HTML form's) is no filter.
+    pub(crate) fn filter(&self) -> ApiResult<crate::store::RunFilter> {
         let bad = |e: String| ApiError::new(400, e);
+        let some = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
         Ok(crate::store::RunFilter {
             status: self
                 .status
@@ -254,8 +280,10 @@ impl ListQuery {
                 .map(str::parse)
                 .transpose()
                 .map_err(bad)?,
-            pipeline: self.pipeline.clone(),
-            repository: self.repository.clone(),
+            pipeline: some(&self.pipeline),
+            repository: some(&self.repository),
+            branch: some(&self.branch),
+            trigger: some(&self.trigger),
             before: self
                 .before
                 .as_deref()
@@ -266,14 +294,18 @@ impl ListQuery {
     }
 }
 
-async fn list_runs(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Response> {
-    let who = caller(&state, &headers).await?;
+/// A page of the runs `who` may read, and the cursor of the next page.
+pub(crate) async fn visible_runs(
+    state: &ApiState,
+    who: &Identity,
+    q: &ListQuery,
+) -> ApiResult<(Vec<crate::store::RunRecord>, Option<String>)> {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let runs = state.sched.store.list_runs_page(&q.filter()?, limit)?;
+    let filter = q.filter()?;
+    let store = state.sched.store.clone();
+    let runs = tokio::task::spawn_blocking(move || store.list_runs_page(&filter, limit))
+        .await
+        .map_err(ApiError::internal)??;
     // The next page starts after the last run read, even when the caller
     // may not see it (a page filtered to nothing still has a next one).
     let next = (runs.len() == limit)
@@ -283,19 +315,34 @@ async fn list_runs(
     let mut allowed: std::collections::HashMap<Option<String>, bool> = Default::default();
     for r in runs {
         let ns = r.spec.kube.as_ref().map(|k| k.namespace.clone());
-        let ok = may_read_cached(&state, &who, &mut allowed, &ns).await;
-        if ok {
-            out.push(serde_json::json!({
+        if may_read_cached(state, who, &mut allowed, &ns).await {
+            out.push(r);
+        }
+    }
+    Ok((out, next))
+}
+
+async fn list_runs(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
+    let who = caller(&state, &headers).await?;
+    let (runs, next) = visible_runs(&state, &who, &q).await?;
+    let out: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            serde_json::json!({
                 "run_id": r.id, "pipeline": r.pipeline, "status": r.status.as_str(),
-                "namespace": ns, "number": r.number,
+                "namespace": r.spec.kube.as_ref().map(|k| &k.namespace), "number": r.number,
                 "triggered_by": r.spec.triggered_by,
-                "cursor": crate::store::Cursor::of(&r).to_string(),
+                "cursor": crate::store::Cursor::of(r).to_string(),
                 "created": crate::view::time(r.created_at),
                 "start": r.started_at.map(crate::view::time),
                 "end": r.finished_at.map(crate::view::time),
-            }));
-        }
-    }
+            })
+        })
+        .collect();
     let mut response = Json(serde_json::Value::Array(out)).into_response();
     if let Some(next) = next.and_then(|n| header::HeaderValue::from_str(&n).ok()) {
         response.headers_mut().insert("x-next-cursor", next);
@@ -328,6 +375,8 @@ struct LogsQuery {
     #[serde(default)]
     after: i64,
     limit: Option<usize>,
+    /// Only this attempt's lines (with `task`).
+    attempt: Option<u32>,
 }
 
 async fn logs(
@@ -343,7 +392,7 @@ async fn logs(
     let status = store.run(&id)?.status;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let lines: Vec<crate::view::LogLineJson> = store
-        .logs(&id, q.task.as_deref(), q.after, limit)?
+        .logs(&id, q.task.as_deref(), q.attempt, q.after, limit)?
         .iter()
         .map(Into::into)
         .collect();
@@ -359,6 +408,14 @@ async fn approvals(
     headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
     let who = caller(&state, &headers).await?;
+    visible_waits(&state, &who).await.map(Json)
+}
+
+/// The gates waiting for a decision in runs `who` may read.
+pub(crate) async fn visible_waits(
+    state: &ApiState,
+    who: &Identity,
+) -> ApiResult<serde_json::Value> {
     let store = &state.sched.store;
     let mut out = Vec::new();
     let mut allowed: std::collections::HashMap<Option<String>, bool> = Default::default();
@@ -369,169 +426,60 @@ async fn approvals(
             .kube
             .as_ref()
             .map(|k| k.namespace.clone());
-        let ok = may_read_cached(&state, &who, &mut allowed, &ns).await;
-        if ok {
+        if may_read_cached(state, who, &mut allowed, &ns).await {
             let decisions = store.decisions(&w.run_id)?;
             out.push(crate::scheduler::approval::pending_json(&w, &decisions));
         }
     }
-    Ok(Json(serde_json::Value::Array(out)))
+    Ok(serde_json::Value::Array(out))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct DecideBody {
-    #[serde(default)]
-    comment: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct CancelBody {
-    /// Run the `finally` tasks after stopping the running ones.
-    #[serde(default)]
-    run_finally: bool,
-}
-
-/// `POST /v1/runs/{id}/cancel` (`{"run_finally": true}` for Tekton's
-/// `CancelledRunFinally`).
-async fn cancel(
+/// `GET /v1/registry`: the registry's plugins.
+async fn registry_list(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Option<Json<CancelBody>>,
-) -> ApiResult<Response> {
-    let mode = if body.is_some_and(|b| b.0.run_finally) {
-        crate::store::StopMode::CancelRunFinally
-    } else {
-        crate::store::StopMode::Cancel
-    };
-    stop_run(&state, &headers, &id, mode).await
-}
-
-/// `POST /v1/runs/{id}/stop`: Tekton's `StoppedRunFinally`.
-async fn stop(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    stop_run(&state, &headers, &id, crate::store::StopMode::Stop).await
-}
-
-async fn stop_run(
-    state: &ApiState,
-    headers: &HeaderMap,
-    id: &str,
-    mode: crate::store::StopMode,
-) -> ApiResult<Response> {
-    use crate::scheduler::StopOutcome;
-    let who = caller(state, headers).await?;
-    let rec = state.sched.store.run(id)?;
-    let ns = rec.spec.kube.as_ref().map(|k| k.namespace.as_str());
-    state.auth.may_stop(&who, ns).await?;
-    let outcome = state.sched.stop_run(id, mode).map_err(ApiError::internal)?;
-    tracing::info!(run = %id, user = %who.user, mode = mode.as_str(), "stop asked");
-    let (code, note) = match outcome {
-        StopOutcome::Ended(s) => (StatusCode::OK, format!("the run has ended: {s}")),
-        StopOutcome::Requested => (
-            StatusCode::ACCEPTED,
-            "the process executing the run carries it out".to_string(),
-        ),
-        StopOutcome::NeedsExecution => (
-            StatusCode::ACCEPTED,
-            format!(
-                "recorded; no process executes the run: `capstan runs resume {id}` runs its finally tasks"
-            ),
-        ),
-    };
-    let run = state.sched.store.run(id)?;
-    let body = serde_json::json!({
-        "run_id": id, "requested": mode.as_str(), "status": run.status.as_str(), "note": note,
-    });
-    Ok((code, Json(body)).into_response())
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RerunBody {
-    /// Reuse the results of the tasks that succeeded.
-    #[serde(default)]
-    failed: bool,
-}
-
-/// `POST /v1/runs/{id}/rerun` (`{"failed": true}`): a new run of the same
-/// pipeline, params and plugins, executed by this server. Runs of
-/// PipelineRun objects are re-run in Kubernetes, by creating one.
-async fn rerun(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Option<Json<RerunBody>>,
-) -> ApiResult<Response> {
-    let who = caller(&state, &headers).await?;
-    let rec = state.sched.store.run(&id)?;
-    if rec.spec.kube.is_some() {
-        return Err(ApiError::new(
-            409,
-            "this run is a PipelineRun's: re-run it by creating the PipelineRun again (kubectl create)",
-        ));
-    }
-    state.auth.may_stop(&who, None).await?;
-    let failed = body.is_some_and(|b| b.0.failed);
+) -> ApiResult<Json<Vec<catalog::PluginRow>>> {
+    caller(&state, &headers).await?;
     let sched = state.sched.clone();
-    let (new_id, prepared) = {
-        let (sched, id, user) = (sched.clone(), id.clone(), who.user.clone());
-        tokio::task::spawn_blocking(move || sched.rerun(&id, failed, &user))
+    tokio::task::spawn_blocking(move || catalog::plugins(&sched))
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .map_err(|e| ApiError::internal(format!("{e:#}")))
+}
+
+/// `GET /v1/registry/{name}`: one plugin's versions.
+async fn registry_versions(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<catalog::VersionView>>> {
+    caller(&state, &headers).await?;
+    plugin_versions(&state, name).await.map(Json)
+}
+
+/// A plugin's versions, read off the async threads (components are read
+/// and checked); 404 for a name the registry does not have.
+pub(crate) async fn plugin_versions(
+    state: &ApiState,
+    name: String,
+) -> ApiResult<Vec<catalog::VersionView>> {
+    if !crate::manifest::is_name(&name) {
+        return Err(ApiError::new(404, format!("no plugin `{name}`")));
+    }
+    let sched = state.sched.clone();
+    let listed = {
+        let sched = sched.clone();
+        tokio::task::spawn_blocking(move || sched.registry.list())
             .await
             .map_err(ApiError::internal)?
-            .map_err(|e| ApiError::new(409, format!("{e:#}")))?
+            .map_err(ApiError::internal)?
     };
-    tracing::info!(run = %id, new = %new_id, user = %who.user, failed, "re-run");
-    let run_id = new_id.clone();
-    tokio::spawn(async move {
-        if let Err(e) = sched.execute(&run_id, &prepared, None).await {
-            tracing::warn!(run = %run_id, "re-run failed to execute: {e:#}");
-        }
-    });
-    let body = serde_json::json!({ "run_id": new_id, "rerun_of": id, "failed_only": failed });
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
-}
-
-async fn decide(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    Path((id, task, decision)): Path<(String, String, String)>,
-    body: Option<Json<DecideBody>>,
-) -> ApiResult<Json<serde_json::Value>> {
-    use crate::scheduler::approval::{self, DecideError};
-    let approve = match decision.as_str() {
-        "approve" => true,
-        "reject" => false,
-        other => {
-            return Err(ApiError::new(
-                404,
-                format!("no action `{other}` (approve or reject)"),
-            ));
-        }
-    };
-    let who = caller(&state, &headers).await?;
-    let comment = body.map(|b| b.0.comment).unwrap_or_default();
-    if comment.len() > 4096 {
-        return Err(ApiError::bad_request("comment longer than 4096 bytes"));
+    if !listed.contains(&name) {
+        return Err(ApiError::new(404, format!("no plugin `{name}`")));
     }
-    let store = &state.sched.store;
-    store.run(&id)?;
-    match approval::decide(store, &id, &task, &who.user, &who.groups, approve, &comment) {
-        Ok(d) => {
-            state.sched.wake.send_modify(|v| *v += 1);
-            tracing::info!(run = %id, task = %task, user = %who.user, "{}", d.decision);
-            Ok(Json(serde_json::json!({
-                "run_id": id, "task": task, "user": who.user, "decision": d.decision,
-                "accepted": true, "at": crate::view::time(d.at),
-            })))
-        }
-        Err(DecideError::Refused(why)) => Err(ApiError::forbidden(why)),
-        Err(DecideError::NotWaiting(why)) => Err(ApiError::new(409, why)),
-        Err(DecideError::Store(e)) => Err(e.into()),
-    }
+    tokio::task::spawn_blocking(move || catalog::versions(&sched, &name))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("{e:#}")))
 }

@@ -185,6 +185,12 @@ pub async fn controller(cli: &Cli, args: &ControllerArgs) -> Result<ExitCode> {
                 sched: sched.clone(),
                 auth: crate::api::Auth::kube(client.clone()),
                 forge,
+                ui: crate::api::ui::Sessions::new(
+                    sched
+                        .public_url
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with("https://")),
+                ),
             });
             let _ = leader.set(crate::api::router(state));
             controller::run(client, sched, settings).await

@@ -544,9 +544,6 @@ fn embedded_manifest(
     registry: &capstan_registry::Registry,
     e: &capstan_registry::Entry,
 ) -> Result<serde_json::Value, String> {
-    let what = format!("{} {}", e.name, e.version);
-    let bytes = registry.fetch(e).map_err(|err| err.to_string())?;
-    let info = crate::manifest::inspect(&bytes, &what).map_err(|err| err.to_string())?;
-    crate::identity::check_embedded(&info.manifest, &e.name, &e.version, &e.manifest, &what)?;
-    serde_json::to_value(&info.manifest).map_err(|err| err.to_string())
+    let m = crate::identity::verified_manifest(registry, e)?;
+    serde_json::to_value(&m).map_err(|err| err.to_string())
 }

@@ -155,6 +155,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitCode> {
                 pipeline: pipeline.clone(),
                 repository: repository.clone(),
                 before: before.clone(),
+                ..Default::default()
             };
             let runs = store.list_runs_page(&filter, *limit)?;
             if json {
@@ -497,7 +498,7 @@ pub async fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
         // status after a run's last log line, so then every line is seen.
         let status = store.run(&args.run_id)?.status;
         loop {
-            let lines = store.logs(&args.run_id, args.task.as_deref(), after, 1000)?;
+            let lines = store.logs(&args.run_id, args.task.as_deref(), None, after, 1000)?;
             for l in &lines {
                 print_line(cli, &l.into())?;
                 after = l.id;

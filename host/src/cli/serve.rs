@@ -25,6 +25,12 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub limits: crate::api::listener::ListenArgs,
+
+    /// Print a one-time link that signs the person at this terminal in to
+    /// the web UI (as $USER; valid ten minutes, one use), instead of
+    /// signing in with a token.
+    #[arg(long)]
+    pub sign_in_link: bool,
 }
 
 /// How a server reports back to forges (`capstan serve`, `capstan controller`).
@@ -77,6 +83,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
                 .map_or(args.listen.clone(), |a| a.to_string())
         )
     });
+    let secure = public_url.starts_with("https://");
     let state = Arc::new(ApiState {
         auth: Auth::Tokens(TokenFile::path(&cli.state_dir())),
         forge: Some(crate::forge::intake::Forge::new(
@@ -88,6 +95,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             public_url,
             args.forge.retry(),
         )),
+        ui: crate::api::ui::Sessions::new(secure),
         sched,
     });
     eprintln!(
@@ -95,6 +103,25 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         listener.local_addr()?,
         TokenFile::path(&cli.state_dir()).display()
     );
+    if args.sign_in_link {
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "local".into());
+        let who = crate::api::Identity {
+            user,
+            groups: Vec::new(),
+        };
+        let code = state
+            .ui
+            .sign_in_code(who.clone())
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        let base = format!("http://{}", listener.local_addr()?);
+        eprintln!(
+            "capstan: web UI for `{}`: {base}/ui/login?code={code}  (one use, 10 minutes)",
+            who.user
+        );
+    }
     if let Some(f) = &state.forge {
         let n = f.recover().await;
         if n > 0 {

@@ -18,14 +18,18 @@ pub fn approvers(detail: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Is `user` (in `groups`) one of `approvers`?
+pub fn may_decide(approvers: &[String], user: &str, groups: &[String]) -> bool {
+    approvers
+        .iter()
+        .any(|a| a == user || groups.iter().any(|g| g == a))
+}
+
 /// May `user` (in `groups`) decide on this wait? An approver entry matches
 /// the user name or one of the user's groups.
 pub fn authorize(wait: &WaitRecord, user: &str, groups: &[String]) -> Result<(), String> {
     let listed = approvers(&wait.detail);
-    if listed
-        .iter()
-        .any(|a| a == user || groups.iter().any(|g| g == a))
-    {
+    if may_decide(&listed, user, groups) {
         Ok(())
     } else {
         Err(format!(

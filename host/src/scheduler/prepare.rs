@@ -298,11 +298,16 @@ impl Scheduler {
             triggered_by: opts.triggered_by.clone(),
             trigger: opts.trigger.clone(),
         };
-        let tasks: Vec<(String, bool)> = prepared
+        let tasks: Vec<crate::store::NewTask> = prepared
             .plan
             .tasks
             .iter()
-            .map(|t| (t.spec.name.clone(), t.finally))
+            .map(|t| crate::store::NewTask {
+                name: t.spec.name.clone(),
+                finally: t.finally,
+                deps: t.deps.iter().cloned().collect(),
+                matrix_of: t.group.clone(),
+            })
             .collect();
         self.store
             .create_run(&id, &prepared.plan.name, &spec, &tasks)?;

@@ -13,6 +13,11 @@ pub struct RunFilter {
     pub pipeline: Option<String>,
     /// The forge repository that started them (`$(context.trigger.repository)`).
     pub repository: Option<String>,
+    /// The forge branch they ran for (`$(context.trigger.branch)`).
+    pub branch: Option<String>,
+    /// What started them: `cli`, `pipeline-run`, `webhook`, `schedule`,
+    /// `rerun` ([`super::TriggeredBy`]'s kinds).
+    pub trigger: Option<String>,
     /// Only runs older than this one: the next page after it.
     pub before: Option<Cursor>,
 }
@@ -67,6 +72,8 @@ impl RunStore {
                     "SELECT id FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR pipeline = ?2) \
                      AND (?3 IS NULL OR json_extract(spec, '$.trigger.repository') = ?3) \
                      AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5)) \
+                     AND (?7 IS NULL OR json_extract(spec, '$.trigger.branch') = ?7) \
+                     AND (?8 IS NULL OR json_extract(spec, '$.triggered_by.kind') = ?8) \
                      ORDER BY created_at DESC, id DESC LIMIT ?6",
                 )
                 .map_err(|e| self.err(e))?;
@@ -78,7 +85,9 @@ impl RunStore {
                     f.repository,
                     before.map(|c| c.created_at),
                     before.map(|c| c.id.as_str()),
-                    limit as i64
+                    limit as i64,
+                    f.branch,
+                    f.trigger,
                 ],
                 |r| r.get(0),
             )

@@ -20,11 +20,13 @@ impl RunStore {
         Ok(())
     }
 
-    /// Log lines of a run after `after_id`, optionally for one task.
+    /// Log lines of a run after `after_id`, optionally for one task (and
+    /// one of its attempts).
     pub fn logs(
         &self,
         run_id: &str,
         task: Option<&str>,
+        attempt: Option<u32>,
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<LogLine>> {
@@ -32,20 +34,23 @@ impl RunStore {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, task, attempt, ts, level, message FROM logs WHERE run_id = ?1 AND id > ?2 \
-                 AND (?3 IS NULL OR task = ?3) ORDER BY id LIMIT ?4",
+                 AND (?3 IS NULL OR task = ?3) AND (?5 IS NULL OR attempt = ?5) ORDER BY id LIMIT ?4",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![run_id, after_id, task, limit as i64], |r| {
-                Ok(LogLine {
-                    id: r.get(0)?,
-                    task: r.get(1)?,
-                    attempt: r.get(2)?,
-                    ts: r.get(3)?,
-                    level: LogLevel::parse(&r.get::<_, String>(4)?).unwrap_or(LogLevel::Info),
-                    message: r.get(5)?,
-                })
-            })
+            .query_map(
+                params![run_id, after_id, task, limit as i64, attempt],
+                |r| {
+                    Ok(LogLine {
+                        id: r.get(0)?,
+                        task: r.get(1)?,
+                        attempt: r.get(2)?,
+                        ts: r.get(3)?,
+                        level: LogLevel::parse(&r.get::<_, String>(4)?).unwrap_or(LogLevel::Info),
+                        message: r.get(5)?,
+                    })
+                },
+            )
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }

@@ -133,6 +133,20 @@ pub struct TaskRecord {
     pub skip_reason: Option<SkipReason>,
     /// The run whose result it reuses (`runs rerun --failed`), when it did.
     pub reused_from: Option<String>,
+    /// The tasks it waited for (`runAfter` and result references); runs
+    /// recorded before version 5 of the store have none.
+    pub deps: Vec<String>,
+    /// The matrix task it is a child of.
+    pub matrix_of: Option<String>,
+}
+
+/// A task as a run is created with it.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub name: String,
+    pub finally: bool,
+    pub deps: Vec<String>,
+    pub matrix_of: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,7 +220,7 @@ impl RunStore {
         id: &str,
         pipeline: &str,
         spec: &RunSpec,
-        tasks: &[(String, bool)],
+        tasks: &[NewTask],
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn
@@ -220,13 +234,19 @@ impl RunStore {
             params![id, pipeline, now_us(), spec_json],
         )
         .map_err(|e| self.err(e))?;
-        for (name, finally) in tasks {
-            tx.execute(
-                "INSERT INTO tasks (run_id, name, finally, status) VALUES (?1, ?2, ?3, 'Pending')",
-                params![id, name, finally],
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO tasks (run_id, name, finally, status, deps, matrix_of) \
+                 VALUES (?1, ?2, ?3, 'Pending', ?4, ?5)",
             )
             .map_err(|e| self.err(e))?;
+        for t in tasks {
+            let deps = serde_json::to_string(&t.deps).expect("names serialize");
+            insert
+                .execute(params![id, t.name, t.finally, deps, t.matrix_of])
+                .map_err(|e| self.err(e))?;
         }
+        drop(insert);
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -339,7 +359,7 @@ impl RunStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT name, finally, status, attempts, started_at, finished_at, message, results, reason, reused_from FROM tasks \
+                "SELECT name, finally, status, attempts, started_at, finished_at, message, results, reason, reused_from, deps, matrix_of FROM tasks \
                  WHERE run_id = ?1 ORDER BY rowid",
             )
             .map_err(|e| self.err(e))?;
@@ -356,6 +376,8 @@ impl RunStore {
                     r.get::<_, String>(7)?,
                     r.get::<_, Option<String>>(8)?,
                     r.get::<_, Option<String>>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, Option<String>>(11)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
@@ -374,6 +396,12 @@ impl RunStore {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 skip_reason: row.8.as_deref().and_then(SkipReason::parse),
                 reused_from: row.9,
+                deps: match row.10 {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|e| StoreError::Corrupt(format!("tasks.deps: {e}")))?,
+                    None => Vec::new(),
+                },
+                matrix_of: row.11,
             });
         }
         Ok(out)

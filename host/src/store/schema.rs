@@ -123,6 +123,10 @@ const MIGRATIONS: &[(&str, &str, &str)] = &[
     ("tasks", "reused_from", "TEXT"),
     // 4: run numbers per pipeline (deliveries and reports are new tables).
     ("runs", "number", "INTEGER"),
+    // 5: the DAG's edges (JSON array of task names) and a matrix child's
+    // task, for drawing a run.
+    ("tasks", "deps", "TEXT"),
+    ("tasks", "matrix_of", "TEXT"),
 ];
 
 /// The schema version this binary writes.
@@ -252,6 +256,7 @@ mod tests {
         let store = RunStore::open(dir.path()).unwrap();
         let tasks = store.tasks("r").unwrap();
         assert_eq!(tasks[0].skip_reason, None);
+        assert!(tasks[0].deps.is_empty() && tasks[0].matrix_of.is_none());
         store
             .set_task_skipped(
                 "r",

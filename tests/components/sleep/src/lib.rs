@@ -46,7 +46,15 @@ impl Guest for Sleep {
                 .map_err(|e| TaskError::Failed(e.to_string()))?;
         }
         log(Level::Info, &format!("sleeping {millis} ms"));
-        std::thread::sleep(std::time::Duration::from_millis(millis));
+        // In `ticks` slices, a log line after each (logs that grow while the
+        // task runs, for the web UI's live logs).
+        let ticks: u64 = param(&input, "ticks").parse().unwrap_or(1).max(1);
+        for i in 1..=ticks {
+            std::thread::sleep(std::time::Duration::from_millis(millis / ticks));
+            if ticks > 1 {
+                log(Level::Info, &format!("tick {i} of {ticks}"));
+            }
+        }
         log(Level::Info, "awake");
         Ok(vec![TaskResult {
             name: "slept".into(),
