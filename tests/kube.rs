@@ -14,6 +14,8 @@ mod forge;
 mod forge_soak;
 #[path = "kube/ha.rs"]
 mod ha;
+#[path = "kube/ui.rs"]
+mod ui;
 
 use std::path::Path;
 use std::process::Command;
