@@ -7,6 +7,8 @@
 mod approvals;
 #[path = "ui/flows.rs"]
 mod flows;
+#[path = "ui/registry.rs"]
+mod registry;
 #[path = "ui/security.rs"]
 mod security;
 
@@ -30,12 +32,20 @@ pub(crate) struct Scene {
 
 impl Scene {
     pub(crate) fn new() -> Scene {
+        Scene::with(|_| Vec::new())
+    }
+
+    /// A scene whose server gets the extra arguments `args` makes, given
+    /// the state directory (after `setup` prepared it).
+    pub(crate) fn with(setup: impl FnOnce(&std::path::Path) -> Vec<String>) -> Scene {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
         // The store exists before the server opens it.
         RunStore::open(&state).unwrap();
-        let (server, url) = capstan_tests::serve(CLI, &state, &[]);
+        let extra = setup(&state);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let (server, url) = capstan_tests::serve(CLI, &state, &extra);
         Scene {
             dir,
             state,
