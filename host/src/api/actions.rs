@@ -161,12 +161,17 @@ pub(super) async fn decide_handler(
     };
     let who = caller(&state, &headers).await?;
     let comment = body.map(|b| b.0.comment).unwrap_or_default();
-    decide(&state, &who, &id, &task, approve, &comment).map(Json)
+    decide(&state, &who, &id, &task, approve, &comment)
+        .await
+        .map(Json)
 }
 
-/// Approve or reject the gate of `task` in run `id` as `who` (who must be
-/// one of its approvers).
-pub fn decide(
+/// Approve or reject the gate of `task` in run `id` as `who`, who must be
+/// one of its approvers. Someone who is neither an approver nor may read
+/// the run is refused without a trace: nothing is recorded (no refusals
+/// piling up in the approvers' inbox) and the answer says no more than
+/// the read check does.
+pub async fn decide(
     state: &ApiState,
     who: &Identity,
     id: &str,
@@ -179,7 +184,15 @@ pub fn decide(
         return Err(ApiError::bad_request("comment longer than 4096 bytes"));
     }
     let store = &state.sched.store;
-    store.run(id)?;
+    if let Err(e) = super::readable_run(state, who, id).await {
+        let listed = store
+            .wait(id, task)?
+            .map(|w| approval::approvers(&w.detail))
+            .unwrap_or_default();
+        if !approval::may_decide(&listed, &who.user, &who.groups) {
+            return Err(e);
+        }
+    }
     match approval::decide(store, id, task, &who.user, &who.groups, approve, comment) {
         Ok(d) => {
             state.sched.wake.send_modify(|v| *v += 1);

@@ -15,10 +15,13 @@
 //! | `GET /v1/repos`, `GET /v1/repos/{name}/deliveries` | repositories, their deliveries |
 //! | `GET /v1/repos/{namespace}/{name}/deliveries` | a Repository resource's deliveries |
 //! | `POST /v1/runs/{id}/ok-to-test` | run an untrusted pull request's own pipelines at that run's commit |
+//! | `GET /v1/registry`, `GET /v1/registry/{name}` | plugins; a plugin's versions, signatures and policy verdicts ([`catalog`]) |
+//! | `GET /ui/…` | the web UI ([`ui`]; sessions, not bearer tokens) |
 //!
 //! Every `/v1` call needs `Authorization: Bearer TOKEN` ([`auth`]). Errors
-//! are JSON `{"error": "..."}` with a meaningful status. This is the API the
-//! web UI and remote workers will use as well.
+//! are JSON `{"error": "..."}` with a meaningful status. The web UI acts
+//! through the same functions ([`actions`], [`visible_runs`], …) with the
+//! session's identity.
 
 pub mod actions;
 pub mod auth;

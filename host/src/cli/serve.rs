@@ -84,6 +84,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         )
     });
     let secure = public_url.starts_with("https://");
+    let ui_base = public_url.trim_end_matches('/').to_string();
     let state = Arc::new(ApiState {
         auth: Auth::Tokens(TokenFile::path(&cli.state_dir())),
         forge: Some(crate::forge::intake::Forge::new(
@@ -116,9 +117,8 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             .ui
             .sign_in_code(who.clone())
             .map_err(|e| anyhow::anyhow!(e.message))?;
-        let base = format!("http://{}", listener.local_addr()?);
         eprintln!(
-            "capstan: web UI for `{}`: {base}/ui/login?code={code}  (one use, 10 minutes)",
+            "capstan: web UI for `{}`: {ui_base}/ui/login?code={code}  (one use, 10 minutes)",
             who.user
         );
     }

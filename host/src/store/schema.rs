@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS logs (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run_id, id);
+CREATE INDEX IF NOT EXISTS logs_by_task ON logs (run_id, task, id);
 CREATE TABLE IF NOT EXISTS waits (
     run_id TEXT NOT NULL,
     task TEXT NOT NULL,
@@ -207,13 +208,15 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 /// Whether every migrated column (and the index of pages of runs, which
 /// older binaries ignore) is there (cheap: read-only).
 fn complete(conn: &Connection) -> rusqlite::Result<bool> {
-    let paged: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'runs_by_created')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !paged {
-        return Ok(false);
+    for index in ["runs_by_created", "logs_by_task"] {
+        let there: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1)",
+            [index],
+            |r| r.get(0),
+        )?;
+        if !there {
+            return Ok(false);
+        }
     }
     for (table, column, _) in MIGRATIONS {
         if !has_column(conn, table, column)? {

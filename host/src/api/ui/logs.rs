@@ -26,8 +26,10 @@ use crate::store::LogLine;
 
 /// How long one event-stream response lasts before the browser reconnects.
 const STREAM_FOR: Duration = Duration::from_secs(20);
-/// Lines shown in the page itself; the stream sends the rest.
+/// Lines shown in the page itself, and at most [`IN_PAGE_BYTES`] of them;
+/// the stream sends the rest.
 const IN_PAGE: usize = 5000;
+const IN_PAGE_BYTES: usize = 1 << 20;
 
 #[derive(Deserialize, Default)]
 pub(super) struct LogsQuery {
@@ -76,20 +78,31 @@ pub(super) async fn page(
         Err(e) => return error_page(Some(&v), e),
     };
     let store = &state.sched.store;
-    let (tasks, lines) = match store
+    let (tasks, mut lines) = match store
         .tasks(&id)
         .and_then(|t| Ok((t, store.logs(&id, q.task(), q.attempt, 0, IN_PAGE)?)))
     {
         Ok(x) => x,
         Err(e) => return error_page(Some(&v), e.into()),
     };
+    let full = lines.len() == IN_PAGE;
+    let mut bytes = 0;
+    let fits = lines
+        .iter()
+        .take_while(|l| {
+            bytes += l.message.len();
+            bytes <= IN_PAGE_BYTES
+        })
+        .count();
+    let cut = full || fits < lines.len();
+    lines.truncate(fits.max(1).min(lines.len()));
     let cursor = lines.last().map_or(0, |l| l.id);
     let scope = |task: Option<&str>, attempt: Option<u32>| {
         let a = attempt.map(|a| a.to_string());
         layout::query(&[("task", task), ("attempt", a.as_deref())])
     };
     let here = scope(q.task(), q.attempt);
-    let live = !run.status.is_terminal() || lines.len() == IN_PAGE;
+    let live = !run.status.is_terminal() || cut;
     let stream = format!(
         "/ui/runs/{id}/logs/stream{}{}after={cursor}",
         here,
@@ -155,6 +168,14 @@ pub(super) async fn stream(
                     return None;
                 }
                 loop {
+                    // Checked before every read, so a busy log cannot keep
+                    // one response open past STREAM_FOR either.
+                    if tokio::time::Instant::now() >= until {
+                        let again = vec![Ok(Event::default()
+                            .retry(Duration::from_millis(500))
+                            .comment("reconnect"))];
+                        return Some((futures::stream::iter(again), (cursor, until, true)));
+                    }
                     let (store, id, task) = (store.clone(), id.clone(), task.clone());
                     let read = tokio::task::spawn_blocking(move || {
                         // Status first: a terminal status is written after the run's last line.
@@ -190,12 +211,6 @@ pub(super) async fn stream(
                         let end = vec![Ok(Event::default().event("end").data("complete"))];
                         return Some((futures::stream::iter(end), (cursor, until, true)));
                     }
-                    if tokio::time::Instant::now() >= until {
-                        let again = vec![Ok(Event::default()
-                            .retry(Duration::from_millis(500))
-                            .comment("reconnect"))];
-                        return Some((futures::stream::iter(again), (cursor, until, true)));
-                    }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
@@ -221,46 +236,51 @@ pub(super) async fn download(
     if let Err(e) = readable_run(&state, &v.who, &id).await {
         return error_page(Some(&v), e);
     }
+    // Read and sent 2,000 lines at a time: a run's whole log never sits
+    // in memory at once.
     let store = state.sched.store.clone();
     let (rid, task, attempt) = (id.clone(), q.task.clone(), q.attempt);
-    let read = tokio::task::spawn_blocking(move || {
-        let mut out = String::new();
-        let mut cursor = 0;
-        loop {
-            let task = task.as_deref().filter(|t| !t.is_empty());
-            let lines = store.logs(&rid, task, attempt, cursor, 10_000)?;
-            let Some(last) = lines.last() else { break };
-            cursor = last.id;
-            for l in &lines {
-                out.push_str(&line_text(l, true));
-                out.push('\n');
+    let chunks = futures::stream::unfold(Some(0i64), move |cursor| {
+        let (store, rid, task) = (store.clone(), rid.clone(), task.clone());
+        async move {
+            let after = cursor?;
+            let read = tokio::task::spawn_blocking(move || {
+                let task = task.as_deref().filter(|t| !t.is_empty());
+                store.logs(&rid, task, attempt, after, 2000)
+            })
+            .await;
+            match read {
+                Ok(Ok(lines)) if !lines.is_empty() => {
+                    let next = lines.last().map(|l| l.id);
+                    let mut out = String::new();
+                    for l in &lines {
+                        out.push_str(&line_text(l, true));
+                        out.push('\n');
+                    }
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(out)), next))
+                }
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), None)),
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
             }
         }
-        Ok::<_, crate::store::StoreError>(out)
-    })
-    .await;
-    match read {
-        Ok(Ok(body)) => {
-            let name = match &q.task {
-                Some(t) if crate::manifest::is_name(t) => format!("{id}-{t}.log"),
-                _ => format!("{id}.log"),
-            };
+    });
+    let name = match &q.task {
+        Some(t) if crate::manifest::is_name(t) => format!("{id}-{t}.log"),
+        _ => format!("{id}.log"),
+    };
+    (
+        [
             (
-                [
-                    (
-                        header::CONTENT_TYPE,
-                        "text/plain; charset=utf-8".to_string(),
-                    ),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"{name}\""),
-                    ),
-                ],
-                body,
-            )
-                .into_response()
-        }
-        Ok(Err(e)) => error_page(Some(&v), e.into()),
-        Err(e) => error_page(Some(&v), ApiError::internal(e)),
-    }
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response()
 }

@@ -164,21 +164,13 @@ struct LoginQuery {
     code: Option<String>,
 }
 
-/// `GET /ui/login`: the form, or a one-time link's code redeemed.
-async fn login_page(
-    State(state): State<Arc<ApiState>>,
-    axum::extract::Query(q): axum::extract::Query<LoginQuery>,
-) -> Response {
-    let Some(code) = q.code else {
-        return pages::login_form(None).into_response();
-    };
-    match state.ui.redeem(&code) {
-        Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/runs")).into_response(),
-        Err(e) => (
-            StatusCode::UNAUTHORIZED,
-            pages::login_form(Some(&e.message)),
-        )
-            .into_response(),
+/// `GET /ui/login`: the form; with a one-time link's code, a button that
+/// posts it (a GET changes nothing: link previews and prefetches cannot
+/// use the code up).
+async fn login_page(axum::extract::Query(q): axum::extract::Query<LoginQuery>) -> Response {
+    match q.code {
+        Some(code) => pages::code_form(&code).into_response(),
+        None => pages::login_form(None).into_response(),
     }
 }
 
@@ -186,6 +178,9 @@ async fn login_page(
 struct LoginForm {
     #[serde(default)]
     token: String,
+    /// A one-time sign-in link's code (`capstan serve --sign-in-link`).
+    #[serde(default)]
+    code: String,
 }
 
 async fn login(
@@ -195,6 +190,18 @@ async fn login(
 ) -> Response {
     if let Err(e) = session::same_origin(&headers) {
         return error_page(None, e);
+    }
+    if !form.code.is_empty() {
+        return match state.ui.redeem(&form.code) {
+            Ok(cookie) => {
+                ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/runs")).into_response()
+            }
+            Err(e) => (
+                StatusCode::UNAUTHORIZED,
+                pages::login_form(Some(&e.message)),
+            )
+                .into_response(),
+        };
     }
     let token = form.token.trim();
     let who = match state.auth.identify(token).await {

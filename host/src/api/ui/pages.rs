@@ -31,6 +31,19 @@ pub(super) fn login_form(problem: Option<&str>) -> Markup {
     layout::page("Sign in", None, Nav::None, body)
 }
 
+/// The page of a one-time sign-in link: one button that posts its code.
+pub(super) fn code_form(code: &str) -> Markup {
+    let body = html! {
+        h1 { "Sign in" }
+        form.login method="post" action="/ui/login" {
+            input type="hidden" name="code" value=(code);
+            p { "This link signs you in once, as the user who started the server." }
+            button #use-link type="submit" { "Sign in with this link" }
+        }
+    };
+    layout::page("Sign in", None, Nav::None, body)
+}
+
 /// `GET /ui/approvals`: gates waiting for the signed-in person first, then
 /// the others the person may see.
 pub(super) async fn approvals(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
@@ -159,7 +172,7 @@ pub(super) async fn decide(
             );
         }
     };
-    match actions::decide(&state, &v.who, &id, &task, approve, &form.comment) {
+    match actions::decide(&state, &v.who, &id, &task, approve, &form.comment).await {
         Ok(_) => Redirect::to("/ui/approvals").into_response(),
         Err(e) => {
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::FORBIDDEN);

@@ -69,21 +69,24 @@ async fn render(state: &ApiState, v: &Viewer, id: &str) -> Result<Markup, ApiErr
     Ok(layout::page(&title, Some(v), Nav::Runs, body))
 }
 
-/// The commit a forge run built, as a link to the forge's page of it.
+/// What a forge run built, as a link to the forge's page of it (the
+/// event's own `url`: the commit, compare or pull request page), only for
+/// an http(s) URL; labelled with the revision when it is a commit id.
 fn commit_link(run: &RunRecord) -> Option<(String, String)> {
     let t = &run.spec.trigger;
-    let (url, rev) = (t.get("url")?, t.get("revision")?);
+    let url = t.get("url")?;
     if !(url.starts_with("https://") || url.starts_with("http://"))
-        || !rev.chars().all(|c| c.is_ascii_hexdigit())
+        || url.chars().any(crate::escape::is_unsafe)
     {
         return None;
     }
-    let base = url.trim_end_matches('/').trim_end_matches(".git");
-    let href = match t.get("provider").map(String::as_str) {
-        Some("gitlab") => format!("{base}/-/commit/{rev}"),
-        _ => format!("{base}/commit/{rev}"),
+    let label = match t.get("revision") {
+        Some(rev) if rev.len() >= 7 && rev.chars().all(|c| c.is_ascii_hexdigit()) => {
+            rev.chars().take(12).collect()
+        }
+        _ => "on the forge".to_string(),
     };
-    Some((href, rev.chars().take(12).collect()))
+    Some((url.clone(), label))
 }
 
 fn summary(run: &RunRecord) -> Markup {
@@ -227,11 +230,11 @@ fn values(run: &RunRecord) -> Markup {
             h2 #values-h { "Params, results and plugins" }
             h3 { "Params given" }
             @if run.spec.overrides.is_empty() { p { "None (the pipeline's defaults)." } } @else {
-                table { tbody { @for (k, val) in &run.spec.overrides { tr { th scope="row" { (k) } td { code { (text(val)) } } } } } }
+                table { tbody { @for (k, val) in &run.spec.overrides { tr { th scope="row" { (text(k)) } td { code { (text(val)) } } } } } }
             }
             h3 { "Results" }
             @if run.results.is_empty() { p { "None." } } @else {
-                table { tbody { @for (k, val) in &run.results { tr { th scope="row" { (k) } td { code { (text(val)) } } } } } }
+                table { tbody { @for (k, val) in &run.results { tr { th scope="row" { (text(k)) } td { code { (text(val)) } } } } } }
             }
             h3 { "Plugins" }
             table.plugins {

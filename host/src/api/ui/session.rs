@@ -33,11 +33,15 @@ use crate::api::{ApiError, Auth, Identity};
 const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// How often a session's token is checked again.
 const RECHECK: Duration = Duration::from_secs(60);
-/// At most this many sessions at once (sign-in answers 503 past it).
+/// At most this many sessions at once: past it, the oldest session goes.
 const MAX_SESSIONS: usize = 10_000;
+/// At most this many sessions per user: past it, that user's oldest goes
+/// (one identity signing in in a loop cannot push everyone else out).
+const MAX_PER_USER: usize = 32;
 
 struct Session {
     who: Identity,
+    started: Instant,
     /// None: signed in with a one-time link of this process (nothing to
     /// check again; it lasts while this process runs).
     token: Option<SecretString>,
@@ -137,19 +141,34 @@ impl Sessions {
         let now = Instant::now();
         let session = Session {
             who,
+            started: now,
             token,
             csrf: random_hex()?,
             expires: now + LIFETIME,
             checked: now,
         };
         let mut map = self.map.lock().unwrap();
+        let oldest = |map: &HashMap<[u8; 32], Session>, user: Option<&str>| {
+            map.iter()
+                .filter(|(_, s)| user.is_none_or(|u| s.who.user == u))
+                .min_by_key(|(_, s)| s.started)
+                .map(|(k, _)| *k)
+        };
+        if map
+            .iter()
+            .filter(|(_, s)| s.who.user == session.who.user)
+            .count()
+            >= MAX_PER_USER
+            && let Some(k) = oldest(&map, Some(&session.who.user))
+        {
+            map.remove(&k);
+        }
         if map.len() >= MAX_SESSIONS {
             map.retain(|_, s| s.expires > now);
-            if map.len() >= MAX_SESSIONS {
-                return Err(ApiError::new(
-                    503,
-                    "too many signed-in sessions; try again later",
-                ));
+            if map.len() >= MAX_SESSIONS
+                && let Some(k) = oldest(&map, None)
+            {
+                map.remove(&k);
             }
         }
         map.insert(key(&id), session);
@@ -208,9 +227,15 @@ impl Sessions {
                     csrf: s.csrf.clone(),
                 })
             }
-            Err(e) => {
+            // Refused: the session ends. Any other failure (the cluster's
+            // TokenReview unreachable) refuses this request only.
+            Err(e) if e.status == 401 => {
                 tracing::info!("ui: a session's token is no longer accepted: {}", e.message);
                 self.map.lock().unwrap().remove(&k);
+                None
+            }
+            Err(e) => {
+                tracing::warn!("ui: a session's token could not be checked: {}", e.message);
                 None
             }
         }
@@ -325,6 +350,27 @@ mod tests {
         }
         assert!(sessions.viewer(&auth, &h).await.is_none());
         assert!(sessions.map.lock().unwrap().is_empty());
+        // A one-time code works once.
+        let code = sessions
+            .sign_in_code(Identity {
+                user: "local".into(),
+                groups: vec![],
+            })
+            .unwrap();
+        assert!(sessions.redeem(&code).is_ok());
+        assert_eq!(sessions.redeem(&code).unwrap_err().status, 401);
+        // One user's sign-ins in a loop replace that user's oldest sessions.
+        let bob = Identity {
+            user: "bob".into(),
+            groups: vec![],
+        };
+        for _ in 0..MAX_PER_USER * 2 {
+            sessions.start(bob.clone(), "t").unwrap();
+        }
+        let bobs = (sessions.map.lock().unwrap().values())
+            .filter(|s| s.who.user == "bob")
+            .count();
+        assert_eq!(bobs, MAX_PER_USER);
         // A made-up session id is nobody.
         let h = headers(&[("cookie", "capstan-session=00")]);
         assert!(sessions.viewer(&auth, &h).await.is_none());
