@@ -7,6 +7,8 @@
 mod approvals;
 #[path = "ui/flows.rs"]
 mod flows;
+#[path = "ui/forge.rs"]
+mod forge;
 #[path = "ui/registry.rs"]
 mod registry;
 #[path = "ui/security.rs"]
