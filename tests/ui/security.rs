@@ -189,3 +189,47 @@ async fn sessions_resist_csrf_script_and_markup_injection() {
     );
     assert_eq!(status, 303, "the old cookie still works after signing out");
 }
+
+/// The quick start's command: `capstan serve --sign-in-link` prints a link
+/// that signs the person at the terminal in once; opening it shows a button
+/// (a GET changes nothing), the button signs in, and the link then fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sign_in_link_works_once() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut child = std::process::Command::new(super::CLI)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["serve", "--listen", "127.0.0.1:0", "--sign-in-link"])
+        .env("USER", "newcomer")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let link = loop {
+        let line = lines.next().expect("the server's output ended").unwrap();
+        if let Some(rest) = line.split("web UI for `newcomer`: ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let b = Browser::start().await;
+    b.client.goto(&link).await.unwrap();
+    b.wait_for("#use-link").await.click().await.unwrap();
+    b.until(
+        "return !!document.getElementById('user');",
+        20,
+        "signed in by the link",
+    )
+    .await;
+    assert_eq!(b.text("#user").await, "newcomer");
+    b.forget().await;
+    b.client.goto(&link).await.unwrap();
+    b.wait_for("#use-link").await.click().await.unwrap();
+    let refused = b.text("p.error").await;
+    assert!(refused.contains("used already"), "{refused}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
