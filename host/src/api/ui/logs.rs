@@ -151,6 +151,16 @@ pub(super) async fn stream(
     if let Err(e) = readable_run(&state, &v.who, &id).await {
         return e.into_response();
     }
+    let Some(slot) = state.ui.stream_slot(&v.who.user) else {
+        return ApiError::new(
+            429,
+            format!(
+                "{} live log streams are open already; close a log page",
+                super::session::MAX_STREAMS_PER_USER
+            ),
+        )
+        .into_response();
+    };
     // A reconnect continues from the last line the browser saw.
     let after = headers
         .get("last-event-id")
@@ -163,6 +173,8 @@ pub(super) async fn stream(
         (after, tokio::time::Instant::now() + STREAM_FOR, false),
         move |(cursor, until, done)| {
             let (store, id, task, attempt) = (store.clone(), id.clone(), q.task.clone(), q.attempt);
+            // Held as long as the stream is: dropped with the response.
+            let _slot = &slot;
             async move {
                 if done {
                     return None;

@@ -38,6 +38,9 @@ const MAX_SESSIONS: usize = 10_000;
 /// At most this many sessions per user: past it, that user's oldest goes
 /// (one identity signing in in a loop cannot push everyone else out).
 const MAX_PER_USER: usize = 32;
+/// At most this many live log streams per user at once (each holds a
+/// connection and reads the store four times a second).
+pub const MAX_STREAMS_PER_USER: usize = 16;
 
 struct Session {
     who: Identity,
@@ -62,7 +65,27 @@ pub struct Sessions {
     map: Mutex<HashMap<[u8; 32], Session>>,
     /// One-time sign-in codes (`capstan serve --sign-in-link`), by digest.
     codes: Mutex<HashMap<[u8; 32], (Identity, Instant)>>,
+    /// Live log streams per user.
+    streams: std::sync::Arc<Mutex<HashMap<String, usize>>>,
     secure: bool,
+}
+
+/// A live log stream counted against its user until dropped.
+pub struct StreamSlot {
+    streams: std::sync::Arc<Mutex<HashMap<String, usize>>>,
+    user: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut m = self.streams.lock().unwrap();
+        if let Some(n) = m.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// How long a one-time sign-in link stays valid.
@@ -84,6 +107,7 @@ impl Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
             codes: Mutex::new(HashMap::new()),
+            streams: Default::default(),
             secure,
         }
     }
@@ -113,6 +137,21 @@ impl Sessions {
     /// value.
     pub fn start(&self, who: Identity, token: &str) -> Result<String, ApiError> {
         self.open(who, Some(SecretString::from(token.to_string())))
+    }
+
+    /// A slot for one more live log stream of `user`, unless the user has
+    /// [`MAX_STREAMS_PER_USER`] open.
+    pub fn stream_slot(&self, user: &str) -> Option<StreamSlot> {
+        let mut m = self.streams.lock().unwrap();
+        let n = m.entry(user.to_string()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            streams: self.streams.clone(),
+            user: user.to_string(),
+        })
     }
 
     /// A one-time sign-in code for `who`, valid for ten minutes: the person
@@ -371,6 +410,14 @@ mod tests {
             .filter(|s| s.who.user == "bob")
             .count();
         assert_eq!(bobs, MAX_PER_USER);
+        // Log streams per user are bounded, and a closed one frees its slot.
+        let slots: Vec<_> = (0..MAX_STREAMS_PER_USER)
+            .map(|_| sessions.stream_slot("bob").unwrap())
+            .collect();
+        assert!(sessions.stream_slot("bob").is_none());
+        assert!(sessions.stream_slot("alice").is_some());
+        drop(slots);
+        assert!(sessions.stream_slot("bob").is_some());
         // A made-up session id is nobody.
         let h = headers(&[("cookie", "capstan-session=00")]);
         assert!(sessions.viewer(&auth, &h).await.is_none());
