@@ -142,6 +142,29 @@ impl Browser {
         }
     }
 
+    /// Check what a screen reader and a keyboard need on the current page:
+    /// every form control labelled, every button and link named, every
+    /// graphic described, the language set. Panics listing what is not.
+    pub async fn assert_accessible(&self, page: &str) {
+        let problems = self
+            .client
+            .execute(
+                r#"const out = [];
+                if (!document.documentElement.lang) out.push('no lang');
+                for (const e of document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+                  if (!(e.labels && e.labels.length) && !e.getAttribute('aria-label')) out.push('unlabelled ' + e.outerHTML);
+                for (const e of document.querySelectorAll('button, a'))
+                  if (!e.textContent.trim() && !e.getAttribute('aria-label') && !e.querySelector('title')) out.push('unnamed ' + e.outerHTML);
+                for (const e of document.querySelectorAll('svg'))
+                  if (!e.getAttribute('aria-label')) out.push('undescribed svg');
+                return out;"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(problems, serde_json::json!([]), "accessibility on {page}");
+    }
+
     /// Sign in with `token` on the UI at `base`.
     pub async fn sign_in(&self, base: &str, token: &str) {
         self.client.goto(&format!("{base}/ui/login")).await.unwrap();

@@ -98,6 +98,7 @@ async fn an_approver_approves_and_anyone_else_is_refused() {
         "alice is told she is not an approver"
     );
     b.screenshot("approvals").await;
+    b.assert_accessible("the approvals").await;
     gate.find(Locator::Css("textarea[name=comment]"))
         .await
         .unwrap()

@@ -57,6 +57,7 @@ async fn a_run_is_followed_live_then_cancelled_and_re_run() {
     )
     .await;
     b.screenshot("runs").await;
+    b.assert_accessible("the runs list").await;
 
     // Its page: every task in the DAG, matrix children boxed, finally apart.
     b.client
@@ -95,6 +96,7 @@ async fn a_run_is_followed_live_then_cancelled_and_re_run() {
     )
     .await;
     b.screenshot("run-running").await;
+    b.assert_accessible("a run").await;
 
     // The log of `slow`, followed live: ticks arrive after the page loaded.
     b.client
@@ -153,6 +155,7 @@ async fn a_run_is_followed_live_then_cancelled_and_re_run() {
     )
     .await;
     b.screenshot("logs").await;
+    b.assert_accessible("a log").await;
 
     // Back on the run page: it ends Succeeded, every node coloured so.
     b.client

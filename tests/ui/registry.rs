@@ -80,6 +80,7 @@ async fn the_registry_shows_signatures_capabilities_and_policy() {
     assert!(v.contains("http") && v.contains("denied"), "{v}");
     assert!(v.contains("Signatures\nnone"), "{v}");
     b.screenshot("registry-plugin").await;
+    b.assert_accessible("a plugin").await;
 
     // Not a plugin name: refused before the registry is touched.
     let cookie = b.client.get_named_cookie("capstan-session").await.unwrap();
