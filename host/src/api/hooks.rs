@@ -109,18 +109,10 @@ pub(crate) async fn visible_repos(
     let mut out = Vec::new();
     // Each repository only to whoever may read runs where it runs (asked
     // once per namespace).
-    let mut allowed: std::collections::HashMap<Option<&str>, bool> = Default::default();
+    let mut allowed: std::collections::HashMap<Option<String>, bool> = Default::default();
     for e in &repos {
-        let ns = e.kube.as_ref().map(|k| k.namespace.as_str());
-        let may = match allowed.get(&ns) {
-            Some(m) => *m,
-            None => {
-                let m = state.auth.may_read(who, ns).await.is_ok();
-                allowed.insert(ns, m);
-                m
-            }
-        };
-        if !may {
+        let ns = e.kube.as_ref().map(|k| k.namespace.clone());
+        if !super::may_read_cached(state, who, &mut allowed, &ns).await {
             continue;
         }
         let (running, waiting) = f.queue.snapshot(&e.name);

@@ -234,7 +234,7 @@ pub(crate) async fn readable_run(
 }
 
 /// [`Auth::may_read`], asked once per namespace of a listing.
-async fn may_read_cached(
+pub(crate) async fn may_read_cached(
     state: &ApiState,
     who: &Identity,
     cache: &mut std::collections::HashMap<Option<String>, bool>,

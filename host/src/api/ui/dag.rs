@@ -35,6 +35,8 @@ pub struct Layout {
     pub layers: usize,
     /// The first layer of `finally` tasks (== `layers` when none).
     pub finally_layer: usize,
+    /// Each task's dependencies by index ([`edges`]).
+    pub deps: Vec<Vec<usize>>,
 }
 
 /// Each task's dependencies by index: a dependency on a matrix task is one
@@ -113,6 +115,7 @@ pub fn layout(tasks: &[TaskRecord]) -> Layout {
         at,
         layers,
         finally_layer: main_layers,
+        deps,
     }
 }
 
@@ -173,7 +176,6 @@ fn label(name: &str) -> String {
 /// The DAG of `tasks` as an `<svg>` element.
 pub fn svg(tasks: &[TaskRecord]) -> Markup {
     let lay = layout(tasks);
-    let deps = edges(tasks);
     let most_rows = lay.at.iter().map(|a| a.1 + 1).max().unwrap_or(1);
     let width = x_of(lay.layers) - GAP_X + PAD;
     let height = y_of(most_rows) - GAP_Y + PAD;
@@ -204,7 +206,7 @@ pub fn svg(tasks: &[TaskRecord]) -> Markup {
                 text.matrix-label x=(x_of(*l) - 2) y=(y_of(*r0) - 3) { "matrix " (label(name)) }
             }
             g.edges {
-                @for (t, ds) in deps.iter().enumerate() {
+                @for (t, ds) in lay.deps.iter().enumerate() {
                     @for d in ds {
                         @let (dl, dr) = lay.at[*d];
                         @let (tl, tr) = lay.at[t];

@@ -20,7 +20,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::layout::{self, Nav, text};
-use super::{error_page, viewer};
+use super::{Signed, Viewer, error_page};
 use crate::api::{ApiError, ApiState, readable_run};
 use crate::store::LogLine;
 
@@ -65,14 +65,10 @@ fn line_text(l: &LogLine, with_task: bool) -> String {
 /// `GET /ui/runs/{id}/logs?task=&attempt=`.
 pub(super) async fn page(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    v: Viewer,
     Path(id): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let run = match readable_run(&state, &v.who, &id).await {
         Ok(r) => r,
         Err(e) => return error_page(Some(&v), e),
@@ -141,13 +137,11 @@ pub(super) async fn page(
 /// events, one per line (`id:` the cursor), for [`STREAM_FOR`].
 pub(super) async fn stream(
     State(state): State<Arc<ApiState>>,
+    Signed(v): Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Response {
-    let Some(v) = state.ui.viewer(&state.auth, &headers).await else {
-        return ApiError::unauthorized("signed out").into_response();
-    };
     if let Err(e) = readable_run(&state, &v.who, &id).await {
         return e.into_response();
     }
@@ -237,14 +231,10 @@ pub(super) async fn stream(
 /// `GET /ui/runs/{id}/logs.txt?task=&attempt=`: every line, as text.
 pub(super) async fn download(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    v: Viewer,
     Path(id): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     if let Err(e) = readable_run(&state, &v.who, &id).await {
         return error_page(Some(&v), e);
     }

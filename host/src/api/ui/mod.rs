@@ -139,11 +139,34 @@ async fn app_css() -> Response {
     asset(APP_CSS, "text/css; charset=utf-8")
 }
 
-/// The signed-in person, or the answer that sends the browser to sign in.
-pub(crate) async fn viewer(state: &ApiState, headers: &HeaderMap) -> Result<Viewer, Response> {
-    match state.ui.viewer(&state.auth, headers).await {
-        Some(v) => Ok(v),
-        None => Err(Redirect::to("/ui/login").into_response()),
+/// A page's signed-in person: without a live session the browser is sent
+/// to the sign-in form.
+impl axum::extract::FromRequestParts<Arc<ApiState>> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Viewer, Response> {
+        (state.ui.viewer(&state.auth, &parts.headers).await)
+            .ok_or_else(|| Redirect::to("/ui/login").into_response())
+    }
+}
+
+/// The signed-in person of a script's request (JSON, an event stream):
+/// 401 without a live session.
+pub(crate) struct Signed(pub Viewer);
+
+impl axum::extract::FromRequestParts<Arc<ApiState>> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Signed, ApiError> {
+        (state.ui.viewer(&state.auth, &parts.headers).await)
+            .map(Signed)
+            .ok_or_else(|| ApiError::unauthorized("signed out"))
     }
 }
 
@@ -230,7 +253,7 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Ok(v) = viewer(&state, &headers).await
+    if let Some(v) = state.ui.viewer(&state.auth, &headers).await
         && let Err(e) = session::check_csrf(&v, &headers, &form.csrf)
     {
         return error_page(Some(&v), e);

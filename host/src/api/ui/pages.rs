@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{self, Nav, text};
-use super::{Viewer, error_page, session, viewer};
+use super::{Viewer, error_page, session};
 use crate::api::{ApiError, ApiState, actions};
 
 /// The sign-in form, with why the last attempt failed.
@@ -46,11 +46,7 @@ pub(super) fn code_form(code: &str) -> Markup {
 
 /// `GET /ui/approvals`: gates waiting for the signed-in person first, then
 /// the others the person may see.
-pub(super) async fn approvals(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub(super) async fn approvals(State(state): State<Arc<ApiState>>, v: Viewer) -> Response {
     inbox(&state, &v, None, StatusCode::OK).await
 }
 
@@ -151,14 +147,11 @@ pub(super) struct DecideForm {
 /// inbox with why the decision was refused.
 pub(super) async fn decide(
     State(state): State<Arc<ApiState>>,
+    v: Viewer,
     headers: HeaderMap,
     Path((id, task)): Path<(String, String)>,
     Form(form): Form<DecideForm>,
 ) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     if let Err(e) = session::check_csrf(&v, &headers, &form.csrf) {
         return error_page(Some(&v), e);
     }
@@ -182,11 +175,7 @@ pub(super) async fn decide(
 }
 
 /// `GET /ui/repos`: the forge repositories and their recent deliveries.
-pub(super) async fn repos(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub(super) async fn repos(State(state): State<Arc<ApiState>>, v: Viewer) -> Response {
     if state.forge.is_none() {
         let body = html! { h1 { "Repositories" } p { "This server takes no webhooks." } };
         return layout::page("Repositories", Some(&v), Nav::Repos, body).into_response();

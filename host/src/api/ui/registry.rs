@@ -5,20 +5,15 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
 use super::layout::{self, Nav, text};
-use super::{error_page, viewer};
+use super::{Viewer, error_page};
 use crate::api::{ApiError, ApiState, catalog};
 
 /// `GET /ui/registry`.
-pub(super) async fn list(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub(super) async fn list(State(state): State<Arc<ApiState>>, v: Viewer) -> Response {
     let sched = state.sched.clone();
     let rows = match tokio::task::spawn_blocking(move || catalog::plugins(&sched)).await {
         Ok(Ok(rows)) => rows,
@@ -50,13 +45,9 @@ pub(super) async fn list(State(state): State<Arc<ApiState>>, headers: HeaderMap)
 /// `GET /ui/registry/{name}`.
 pub(super) async fn plugin(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    v: Viewer,
     Path(name): Path<String>,
 ) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let versions = match crate::api::plugin_versions(&state, name.clone()).await {
         Ok(x) => x,
         Err(e) => return error_page(Some(&v), e),

@@ -15,20 +15,16 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{self, Nav, text};
-use super::{Viewer, error_page, session, viewer};
+use super::{Signed, Viewer, error_page, session};
 use crate::api::{ApiError, ApiState, actions, readable_run};
 use crate::store::{AttemptRecord, RunRecord, StopMode, TaskRecord};
 
 /// `GET /ui/runs/{id}`.
 pub(super) async fn page(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    v: Viewer,
     Path(id): Path<String>,
 ) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     match render(&state, &v, &id).await {
         Ok(m) => m.into_response(),
         Err(e) => error_page(Some(&v), e),
@@ -257,12 +253,9 @@ fn values(run: &RunRecord) -> Markup {
 /// `GET /ui/runs/{id}/state.json`: the run's and its tasks' statuses.
 pub(super) async fn state(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed(v): Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(v) = state.ui.viewer(&state.auth, &headers).await else {
-        return ApiError::unauthorized("signed out").into_response();
-    };
     let run = match readable_run(&state, &v.who, &id).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -289,14 +282,11 @@ pub(super) struct ActForm {
 /// `POST /ui/runs/{id}/{cancel,stop,rerun,rerun-failed}`.
 pub(super) async fn act(
     State(state): State<Arc<ApiState>>,
+    v: Viewer,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<ActForm>,
 ) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     if let Err(e) = session::check_csrf(&v, &headers, &form.csrf) {
         return error_page(Some(&v), e);
     }

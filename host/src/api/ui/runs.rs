@@ -6,12 +6,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
 use super::layout::{self, Nav, text};
-use super::{error_page, viewer};
+use super::{Signed, Viewer, error_page};
 use crate::api::{ApiState, ListQuery, visible_runs};
 use crate::store::RunRecord;
 
@@ -135,13 +134,9 @@ fn query_of(q: &ListQuery, before: Option<&str>) -> String {
 /// `GET /ui/runs`.
 pub(super) async fn page(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    v: Viewer,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let (runs, next) = match visible_runs(&state, &v.who, &q).await {
         Ok(x) => x,
         Err(e) => return error_page(Some(&v), e),
@@ -167,13 +162,9 @@ pub(super) async fn page(
 /// `GET /ui/runs.json`: the rows of the first page, for the live refresh.
 pub(super) async fn json(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed(v): Signed,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let v = match state.ui.viewer(&state.auth, &headers).await {
-        Some(v) => v,
-        None => return crate::api::ApiError::unauthorized("signed out").into_response(),
-    };
     match visible_runs(&state, &v.who, &q).await {
         Ok((runs, _)) => Json(runs.iter().map(row).collect::<Vec<_>>()).into_response(),
         Err(e) => e.into_response(),
